@@ -1,0 +1,318 @@
+//! mod_wsgi's directives: parsing, checking, and the process-wide configuration they build.
+//!
+//! Directives run in the root parent while httpd reads its configuration (twice at start-up
+//! and again on every graceful restart: `pre_config` resets the state). Children inherit
+//! the result through fork. Per-directory settings live in the C dir-config struct so that
+//! httpd merges them like any module's; everything server-wide lives here.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::core::runtime::{RuntimeConfig, check_python_home};
+use crate::ffi::httpd::*;
+
+/// A compiled `WSGIScriptAliasMatch` pattern (httpd's regex engine, as mod_alias uses).
+pub struct Regex(pub *mut ap_regex_t);
+
+// SAFETY: compiled in the configuration pool, read-only afterwards; ap_regexec is
+// thread-safe.
+unsafe impl Send for Regex {}
+// SAFETY: as above: shared read-only.
+unsafe impl Sync for Regex {}
+
+/// One `WSGIScriptAlias` / `WSGIScriptAliasMatch`.
+pub struct Alias {
+    /// URL prefix without trailing slash ("" for "/"), or the pattern text for a regex.
+    pub prefix: String,
+    pub regex: Option<Regex>,
+    /// Script file, or directory of scripts, or a `$1` template for a regex alias.
+    pub target: String,
+    pub application_group: Option<String>,
+    pub callable: Option<String>,
+    pub pass_authorization: Option<bool>,
+}
+
+/// A `WSGIImportScript`.
+pub struct ImportScript {
+    pub path: PathBuf,
+    pub application_group: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Config {
+    pub runtime: RuntimeConfig,
+    /// Aliases per server: key 0 = main server, else the address of the vhost's server_rec.
+    pub aliases: HashMap<usize, Vec<Alias>>,
+    pub imports: Vec<ImportScript>,
+    /// Application groups named anywhere, to say once what they map to.
+    pub application_groups: BTreeSet<String>,
+}
+
+pub static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+
+/// Start a fresh configuration pass (pre_config).
+pub fn reset() {
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::default());
+}
+
+pub fn with<R>(f: impl FnOnce(&mut Config) -> R) -> R {
+    let mut g = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
+    f(g.get_or_insert_with(Config::default))
+}
+
+/// The key under which a server's aliases are stored.
+pub fn server_key(s: *const server_rec) -> usize {
+    // SAFETY: s is a live server_rec handed to us by httpd.
+    if s.is_null() || unsafe { (*s).is_virtual } == 0 { 0 } else { s as usize }
+}
+
+fn on_off(name: &str, v: &str) -> Result<i32, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" => Ok(1),
+        "off" => Ok(0),
+        _ => Err(format!("{name} must be On or Off, not {v:?}")),
+    }
+}
+
+/// Options of WSGIScriptAlias / WSGIImportScript (`key=value`).
+#[derive(Default)]
+struct Options {
+    application_group: Option<String>,
+    callable: Option<String>,
+    pass_authorization: Option<bool>,
+}
+
+fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Options, String> {
+    let mut o = Options::default();
+    for a in args {
+        let Some((k, v)) = a.split_once('=') else {
+            return Err(format!("{name}: unexpected argument {a:?} (options are key=value)"));
+        };
+        if !allowed.contains(&k) {
+            return Err(format!("{name}: option {k:?} is not supported by oxwsgi (supported: {})", allowed.join(", ")));
+        }
+        match k {
+            "process-group" => check_process_group(name, v)?,
+            "application-group" => o.application_group = Some(v.to_string()),
+            "callable-object" => o.callable = Some(v.to_string()),
+            "pass-authorization" => o.pass_authorization = Some(on_off(&format!("{name} pass-authorization"), v)? == 1),
+            _ => unreachable!(),
+        }
+    }
+    Ok(o)
+}
+
+/// Daemon process groups do not exist yet; `%{GLOBAL}` (or empty) means "embedded".
+fn check_process_group(name: &str, v: &str) -> Result<(), String> {
+    if v.is_empty() || v == "%{GLOBAL}" {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name}: process group {v:?} needs daemon mode (WSGIDaemonProcess), which oxwsgi does not \
+             support yet; remove the process group to run the application embedded in the httpd children"
+        ))
+    }
+}
+
+/// A URL prefix as stored: no trailing slash ("/" becomes "").
+fn normalize_prefix(p: &str) -> String {
+    p.trim_end_matches('/').to_string()
+}
+
+pub fn script_alias(server: *const server_rec, args: &[String]) -> Result<(), String> {
+    let name = "WSGIScriptAlias";
+    if args.len() < 2 {
+        return Err(format!("{name} takes a URL path and a script path, e.g. {name} /app /srv/app.wsgi"));
+    }
+    let target = Path::new(&args[1]);
+    if !target.is_absolute() {
+        return Err(format!("{name}: script path {:?} must be absolute", args[1]));
+    }
+    if !target.exists() {
+        return Err(format!("{name}: WSGI script {} does not exist", target.display()));
+    }
+    let o = parse_options(name, &args[2..], &["process-group", "application-group", "callable-object", "pass-authorization"])?;
+    with(|c| {
+        if let Some(g) = &o.application_group {
+            c.application_groups.insert(g.clone());
+        }
+        c.aliases.entry(server_key(server)).or_default().push(Alias {
+            prefix: normalize_prefix(&args[0]),
+            regex: None,
+            target: args[1].clone(),
+            application_group: o.application_group,
+            callable: o.callable,
+            pass_authorization: o.pass_authorization,
+        })
+    });
+    Ok(())
+}
+
+pub fn script_alias_match(cmd: *mut cmd_parms, args: &[String]) -> Result<(), String> {
+    let name = "WSGIScriptAliasMatch";
+    if args.len() < 2 {
+        return Err(format!("{name} takes a regular expression and a script path"));
+    }
+    if !args[1].contains('$') && !Path::new(&args[1]).exists() {
+        return Err(format!("{name}: WSGI script {} does not exist", args[1]));
+    }
+    let o = parse_options(name, &args[2..], &["process-group", "application-group", "callable-object", "pass-authorization"])?;
+    let pattern = std::ffi::CString::new(args[0].as_str()).map_err(|_| format!("{name}: NUL in pattern"))?;
+    // SAFETY: cmd is the live cmd_parms of this directive; the regex is allocated in the
+    // configuration pool (freed with it), as mod_alias does.
+    let re = unsafe { ap_pregcomp((*cmd).pool, pattern.as_ptr(), AP_REG_EXTENDED as i32) };
+    if re.is_null() {
+        return Err(format!("{name}: {:?} is not a valid regular expression", args[0]));
+    }
+    // SAFETY: as above.
+    let server = unsafe { (*cmd).server };
+    with(|c| {
+        if let Some(g) = &o.application_group {
+            c.application_groups.insert(g.clone());
+        }
+        c.aliases.entry(server_key(server)).or_default().push(Alias {
+            prefix: args[0].clone(),
+            regex: Some(Regex(re)),
+            target: args[1].clone(),
+            application_group: o.application_group,
+            callable: o.callable,
+            pass_authorization: o.pass_authorization,
+        })
+    });
+    Ok(())
+}
+
+/// Whether user `uid`/`gid` may enter (and read) `path` and every directory above it.
+fn worker_can_read(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut p = Some(path);
+    while let Some(dir) = p {
+        let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mode = m.mode();
+        let need = if dir == path { 0o5 } else { 0o1 }; // r-x on home, x on ancestors
+        let bits = if uid == 0 || m.uid() == uid {
+            (mode >> 6) & 7
+        } else if m.gid() == gid {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        if uid != 0 && bits & need != need {
+            return Err(format!(
+                "{} is not accessible to the user the httpd children run as (uid {uid}); \
+                 check its permissions (mode {:o})",
+                dir.display(),
+                mode & 0o7777
+            ));
+        }
+        p = dir.parent();
+    }
+    Ok(())
+}
+
+/// The uid/gid the children will run as.
+fn worker_ids() -> (u32, u32) {
+    // SAFETY: ap_unixd_config is a plain global filled by the User/Group directives;
+    // reading it during configuration, on the configuration thread, is what mod_unixd does.
+    let (uid, gid) = unsafe { (ap_unixd_config.user_id, ap_unixd_config.group_id) };
+    if uid != 0 {
+        return (uid, gid);
+    }
+    // User not configured yet (or root): assume Debian's www-data.
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("www-data:")).and_then(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+            })
+        })
+        .unwrap_or((33, 33))
+}
+
+pub fn python_home(args: &[String]) -> Result<(), String> {
+    let [home] = args else { return Err("WSGIPythonHome takes one directory".into()) };
+    let home = PathBuf::from(home);
+    check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
+    let (uid, gid) = worker_ids();
+    worker_can_read(&home, uid, gid).map_err(|e| format!("WSGIPythonHome: {e}"))?;
+    with(|c| c.runtime.start.home = Some(home));
+    Ok(())
+}
+
+pub fn python_path(args: &[String]) -> Result<(), String> {
+    if args.is_empty() {
+        return Err("WSGIPythonPath takes one or more directories".into());
+    }
+    let mut dirs = Vec::new();
+    for a in args {
+        for d in a.split(':').filter(|d| !d.is_empty()) {
+            let p = PathBuf::from(d);
+            if !p.is_dir() {
+                return Err(format!("WSGIPythonPath: {} is not a directory", p.display()));
+            }
+            dirs.push(p);
+        }
+    }
+    with(|c| c.runtime.python_path.extend(dirs));
+    Ok(())
+}
+
+pub fn import_script(args: &[String]) -> Result<(), String> {
+    let name = "WSGIImportScript";
+    let Some(path) = args.first() else { return Err(format!("{name} takes a script path")) };
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        return Err(format!("{name}: script {} does not exist", path.display()));
+    }
+    let o = parse_options(name, &args[1..], &["process-group", "application-group"])?;
+    with(|c| {
+        if let Some(g) = &o.application_group {
+            c.application_groups.insert(g.clone());
+        }
+        c.imports.push(ImportScript { path, application_group: o.application_group })
+    });
+    Ok(())
+}
+
+/// The single argument of a directive.
+pub fn one<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
+    match args {
+        [a] => Ok(a),
+        _ => Err(format!("{name} takes one argument")),
+    }
+}
+
+pub fn flag(name: &str, args: &[String]) -> Result<i32, String> {
+    on_off(name, one(name, args)?)
+}
+
+pub fn process_group(args: &[String]) -> Result<(), String> {
+    check_process_group("WSGIProcessGroup", one("WSGIProcessGroup", args)?)
+}
+
+pub fn python_optimize(args: &[String]) -> Result<(), String> {
+    let v = one("WSGIPythonOptimize", args)?;
+    let n: i32 = v.parse().ok().filter(|n| (0..=2).contains(n)).ok_or_else(|| format!("WSGIPythonOptimize must be 0, 1 or 2, not {v:?}"))?;
+    with(|c| c.runtime.start.optimize = n);
+    Ok(())
+}
+
+pub fn hash_seed(args: &[String]) -> Result<(), String> {
+    let v = one("WSGIPythonHashSeed", args)?;
+    let seed = if v == "random" {
+        None
+    } else {
+        Some(v.parse::<u32>().map_err(|_| format!("WSGIPythonHashSeed must be 'random' or a number 0-4294967295, not {v:?}"))?)
+    };
+    with(|c| c.runtime.start.hash_seed = seed);
+    Ok(())
+}
+
+pub fn switch_interval(args: &[String]) -> Result<(), String> {
+    let v = one("WSGISwitchInterval", args)?;
+    let s: f64 = v.parse().ok().filter(|s: &f64| *s > 0.0).ok_or_else(|| format!("WSGISwitchInterval must be a positive number of seconds, not {v:?}"))?;
+    with(|c| c.runtime.switch_interval = Some(s));
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Building the WSGI environ dict.
+//!
+//! Per process, a template dict holds the keys that never change (`wsgi.version`,
+//! `wsgi.multithread`, ...); each request copies it and adds its own keys. Values from the
+//! request are bytes and become "native strings" decoded as latin-1 (PEP 3333, "Unicode
+//! Issues"): every byte maps to the code point of the same value, so nothing is lost.
+
+use std::borrow::Cow;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
+
+/// Decode bytes as latin-1 into a Python str.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        // ASCII is the common case; from_utf8 accepts it as-is (no copy).
+        Ok(s) if bytes.is_ascii() => PyString::new(py, s),
+        _ => PyString::new(py, &bytes.iter().map(|&b| b as char).collect::<String>()),
+    }
+}
+
+/// The `HTTP_*` environ key for a request header name, or `None` for headers that must not
+/// reach the application under that name: Content-Type and Content-Length have their own
+/// CGI keys, and names with characters other than letters, digits and '-' are dropped
+/// because `X_Forwarded_For` would otherwise spoof `X-Forwarded-For` (as Apache's CGI
+/// and mod_wsgi do).
+pub fn header_key(name: &[u8]) -> Option<Cow<'static, str>> {
+    if name.is_empty() || !name.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-') {
+        return None;
+    }
+    // Precomputed keys for the headers almost every request carries.
+    const COMMON: [(&str, &str); 14] = [
+        ("host", "HTTP_HOST"),
+        ("user-agent", "HTTP_USER_AGENT"),
+        ("accept", "HTTP_ACCEPT"),
+        ("accept-encoding", "HTTP_ACCEPT_ENCODING"),
+        ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+        ("connection", "HTTP_CONNECTION"),
+        ("cookie", "HTTP_COOKIE"),
+        ("referer", "HTTP_REFERER"),
+        ("cache-control", "HTTP_CACHE_CONTROL"),
+        ("x-forwarded-for", "HTTP_X_FORWARDED_FOR"),
+        ("x-forwarded-proto", "HTTP_X_FORWARDED_PROTO"),
+        ("x-requested-with", "HTTP_X_REQUESTED_WITH"),
+        ("origin", "HTTP_ORIGIN"),
+        ("authorization", "HTTP_AUTHORIZATION"),
+    ];
+    for (n, k) in COMMON {
+        if name.eq_ignore_ascii_case(n.as_bytes()) {
+            return Some(Cow::Borrowed(k));
+        }
+    }
+    if name.eq_ignore_ascii_case(b"content-type") {
+        return Some(Cow::Borrowed("CONTENT_TYPE"));
+    }
+    if name.eq_ignore_ascii_case(b"content-length") {
+        return Some(Cow::Borrowed("CONTENT_LENGTH"));
+    }
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.iter().map(|&c| if c == b'-' { '_' } else { c.to_ascii_uppercase() as char }));
+    Some(Cow::Owned(key))
+}
+
+/// The keys every request of this process shares.
+pub struct EnvironTemplate {
+    dict: Py<PyDict>,
+}
+
+impl EnvironTemplate {
+    /// `server_software` is e.g. "Apache/2.4.62 (Debian) oxwsgi/0.1.0".
+    pub fn new(py: Python<'_>, multithread: bool, multiprocess: bool, server_software: &str) -> PyResult<Self> {
+        let d = PyDict::new(py);
+        d.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        d.set_item("wsgi.multithread", PyBool::new(py, multithread))?;
+        d.set_item("wsgi.multiprocess", PyBool::new(py, multiprocess))?;
+        d.set_item("wsgi.run_once", false)?;
+        // Our input always ends with EOF at the end of the body, chunked or not.
+        d.set_item("wsgi.input_terminated", true)?;
+        d.set_item("wsgi.file_wrapper", py.get_type::<super::file_wrapper::FileWrapper>())?;
+        d.set_item("GATEWAY_INTERFACE", "CGI/1.1")?;
+        d.set_item("SERVER_SOFTWARE", server_software)?;
+        d.set_item("oxwsgi.version", env!("CARGO_PKG_VERSION"))?;
+        Ok(EnvironTemplate { dict: d.unbind() })
+    }
+
+    /// A fresh environ for one request.
+    pub fn instantiate<'py>(&self, py: Python<'py>) -> PyResult<EnvironBuilder<'py>> {
+        Ok(EnvironBuilder { dict: self.dict.bind(py).copy()?, py })
+    }
+}
+
+/// Fills one request's environ.
+pub struct EnvironBuilder<'py> {
+    dict: Bound<'py, PyDict>,
+    py: Python<'py>,
+}
+
+impl<'py> EnvironBuilder<'py> {
+    /// Set `key` to the latin-1 decoding of `value`.
+    pub fn set(&self, key: &str, value: &[u8]) -> PyResult<()> {
+        self.dict.set_item(PyString::intern(self.py, key), latin1(self.py, value))
+    }
+
+    /// Set `key` to a str value.
+    pub fn set_str(&self, key: &str, value: &str) -> PyResult<()> {
+        self.dict.set_item(PyString::intern(self.py, key), value)
+    }
+
+    /// Set `key` to any Python object.
+    pub fn set_object(&self, key: &str, value: &Bound<'py, PyAny>) -> PyResult<()> {
+        self.dict.set_item(PyString::intern(self.py, key), value)
+    }
+
+    /// Add a request header. Repeated headers are joined with ", " (RFC 7230 §3.2.2),
+    /// except Cookie, joined with "; " (RFC 6265 §5.4). Returns false if the header was
+    /// dropped (see [`header_key`]).
+    pub fn add_header(&self, name: &[u8], value: &[u8]) -> PyResult<bool> {
+        let Some(key) = header_key(name) else { return Ok(false) };
+        let key = PyString::intern(self.py, &key);
+        let value = latin1(self.py, value);
+        match self.dict.get_item(&key)? {
+            Some(old) => {
+                let sep = if name.eq_ignore_ascii_case(b"cookie") { "; " } else { ", " };
+                let joined = format!("{}{sep}{}", old.cast::<PyString>()?.to_str()?, value.to_str()?);
+                self.dict.set_item(key, joined)?;
+            }
+            None => self.dict.set_item(key, value)?,
+        }
+        Ok(true)
+    }
+
+    pub fn dict(&self) -> &Bound<'py, PyDict> {
+        &self.dict
+    }
+
+    pub fn finish(self) -> Bound<'py, PyDict> {
+        self.dict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_keys() {
+        assert_eq!(header_key(b"Host").as_deref(), Some("HTTP_HOST"));
+        assert_eq!(header_key(b"X-Custom-Thing").as_deref(), Some("HTTP_X_CUSTOM_THING"));
+        assert_eq!(header_key(b"content-type").as_deref(), Some("CONTENT_TYPE"));
+        assert_eq!(header_key(b"Content-Length").as_deref(), Some("CONTENT_LENGTH"));
+        assert_eq!(header_key(b"X_Forwarded_For"), None);
+        assert_eq!(header_key(b""), None);
+    }
+}

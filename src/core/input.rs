@@ -1,0 +1,192 @@
+//! `wsgi.input`: the request body as a file-like object (PEP 3333, "Input and Error Streams").
+//!
+//! Reads go to the adapter's [`RequestBody`] with the GIL released. A small buffer serves
+//! `readline`; `read(n)` bypasses it for large reads. Errors are sticky: once the body
+//! failed (client gone, bad chunk framing) every later read raises again. When the request
+//! is over the adapter's body is dropped ([`Input::expire`]) and reads raise, because the
+//! server's request may no longer exist.
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use super::RequestBody;
+
+const CHUNK: usize = 64 * 1024;
+
+#[pyclass(module = "oxwsgi", name = "Input")]
+pub struct Input {
+    body: Option<Box<dyn RequestBody>>,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    error: Option<String>,
+    /// Bytes handed to the application so far.
+    consumed: u64,
+}
+
+impl Input {
+    pub fn new(body: Box<dyn RequestBody>) -> Input {
+        Input { body: Some(body), buf: Vec::new(), pos: 0, eof: false, error: None, consumed: 0 }
+    }
+
+    /// The request is over: drop the adapter's body reader.
+    pub fn expire(&mut self) {
+        self.body = None;
+    }
+
+    /// Total bytes the application has read.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Read once from the body into `out` (appending up to `want` bytes), GIL released.
+    fn pull(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> PyResult<usize> {
+        if let Some(e) = &self.error {
+            return Err(PyOSError::new_err(e.clone()));
+        }
+        if self.eof {
+            return Ok(0);
+        }
+        let Some(body) = self.body.as_mut() else {
+            return Err(PyRuntimeError::new_err("wsgi.input read after the request completed"));
+        };
+        let start = out.len();
+        out.resize(start + want, 0);
+        let dst = &mut out[start..];
+        let r = py.detach(|| body.read(dst));
+        match r {
+            Ok(n) => {
+                out.truncate(start + n);
+                if n == 0 {
+                    self.eof = true;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                out.truncate(start);
+                let msg = format!("error reading request body: {e}");
+                self.error = Some(msg.clone());
+                Err(PyOSError::new_err(msg))
+            }
+        }
+    }
+
+    /// Make sure the buffer holds at least one more byte, unless at EOF. False at EOF.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.pull(py, &mut buf, CHUNK);
+        self.buf = buf;
+        Ok(r? > 0)
+    }
+
+    /// Up to `limit` bytes (None = all).
+    fn read_bytes(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<Vec<u8>> {
+        let mut out = Vec::new();
+        let avail = self.buffered().len();
+        let take = limit.map_or(avail, |l| l.min(avail));
+        out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+        self.pos += take;
+        loop {
+            let want = match limit {
+                Some(l) if out.len() >= l => break,
+                Some(l) => (l - out.len()).min(4 * CHUNK),
+                None => CHUNK.max(out.len() / 4),
+            };
+            if self.pull(py, &mut out, want)? == 0 {
+                break;
+            }
+        }
+        self.consumed += out.len() as u64;
+        Ok(out)
+    }
+
+    /// One line including its '\n', at most `limit` bytes.
+    fn read_line(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<Vec<u8>> {
+        let mut scanned = 0;
+        loop {
+            let avail = self.buffered();
+            let cap = limit.map_or(avail.len(), |l| l.min(avail.len()));
+            if let Some(i) = avail[scanned..cap].iter().position(|&c| c == b'\n') {
+                return Ok(self.take(scanned + i + 1));
+            }
+            if limit.is_some_and(|l| avail.len() >= l) {
+                return Ok(self.take(cap));
+            }
+            scanned = cap;
+            if !self.fill(py)? {
+                let n = self.buffered().len();
+                return Ok(self.take(n));
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let v = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        self.consumed += n as u64;
+        v
+    }
+}
+
+/// Python's "size" arguments: None or a negative number mean "no limit".
+fn limit(size: Option<isize>) -> Option<usize> {
+    size.and_then(|s| usize::try_from(s).ok())
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size=None))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.read_bytes(py, limit(size))?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (size=None))]
+    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.read_line(py, limit(size))?;
+        Ok(PyBytes::new(py, &line))
+    }
+
+    #[pyo3(signature = (hint=None))]
+    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = limit(hint).filter(|&h| h > 0);
+        let list = PyList::empty(py);
+        let mut total = 0;
+        loop {
+            let line = self.read_line(py, None)?;
+            if line.is_empty() {
+                break;
+            }
+            total += line.len();
+            list.append(PyBytes::new(py, &line))?;
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(list)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.read_line(py, None)?;
+        if line.is_empty() {
+            return Err(PyStopIteration::new_err(()));
+        }
+        Ok(PyBytes::new(py, &line))
+    }
+
+    /// Accepted for file-object compatibility; the server closes the body itself.
+    fn close(&mut self) {}
+}

@@ -1,0 +1,172 @@
+//! Process-wide Python set-up, run once in each server worker process right after the
+//! interpreter starts: `threading`, logging to the server's error log, `sys.path`, and the
+//! scripts to preload.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyModule};
+
+use super::errors::ErrorStream;
+use super::{Level, LogSink};
+use crate::ffi::python::{self, StartConfig};
+
+/// Everything a worker needs to start Python.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeConfig {
+    pub start: StartConfig,
+    /// Added to the front of `sys.path` (with `.pth` processing, like site-packages).
+    pub python_path: Vec<PathBuf>,
+    /// `sys.setswitchinterval`.
+    pub switch_interval: Option<f64>,
+}
+
+static PROCESS_LOG: OnceLock<Arc<dyn LogSink>> = OnceLock::new();
+
+/// The process-wide error log (set by [`start`]).
+pub fn process_log() -> Arc<dyn LogSink> {
+    PROCESS_LOG.get().cloned().unwrap_or_else(|| Arc::new(super::log::StderrLog))
+}
+
+/// Bridge from Python's `logging` to the server log, used when the application configured
+/// no handler of its own (`logging.lastResort`), so records keep their level.
+const LOGGING_BRIDGE: &str = r#"
+import logging, oxwsgi
+
+class ServerLogHandler(logging.Handler):
+    """Sends log records to the web server's error log at the matching level."""
+    def emit(self, record):
+        try:
+            msg = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        oxwsgi.log(record.levelno, msg)
+
+logging.lastResort = ServerLogHandler(logging.WARNING)
+oxwsgi.ServerLogHandler = ServerLogHandler
+
+# basicConfig() with no destination (also called implicitly by logging.warning() & co.)
+# would attach a StreamHandler on sys.stderr, flattening every level to one; point it at
+# the server log instead. An explicit stream/filename/handlers is left alone.
+_basic_config = logging.basicConfig
+def basicConfig(**kwargs):
+    if not any(k in kwargs for k in ("stream", "filename", "handlers")):
+        kwargs["handlers"] = [ServerLogHandler()]
+    return _basic_config(**kwargs)
+basicConfig.__doc__ = _basic_config.__doc__
+logging.basicConfig = basicConfig
+"#;
+
+#[pyfunction]
+#[pyo3(name = "log")]
+fn py_log(levelno: i64, message: &str) {
+    let log = process_log();
+    for line in message.lines() {
+        log.log(Level::from_python(levelno), line);
+    }
+}
+
+/// Start the interpreter in this worker and prepare it. On error, nothing can be served;
+/// the message says why.
+pub fn start(cfg: &RuntimeConfig, log: Arc<dyn LogSink>) -> Result<(), String> {
+    let _ = PROCESS_LOG.set(log.clone());
+    python::start(&cfg.start)?;
+    let r = Python::attach(|py| prepare(py, cfg, log).map_err(|e| describe(py, &e)));
+    python::release_after_start();
+    r
+}
+
+/// A Python error as one line plus traceback, for start-up messages.
+pub fn describe(py: Python<'_>, err: &PyErr) -> String {
+    let tb = py
+        .import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (err.clone_ref(py).into_value(py),)))
+        .and_then(|l| l.extract::<Vec<String>>())
+        .map(|l| l.concat());
+    tb.unwrap_or_else(|_| err.to_string()).trim_end().to_string()
+}
+
+fn prepare(py: Python<'_>, cfg: &RuntimeConfig, log: Arc<dyn LogSink>) -> PyResult<()> {
+    // Import threading on this (the main) thread: imported first inside a request, it
+    // would take that worker thread for the main thread (build-facts §1).
+    py.import("threading")?;
+    let sys = py.import("sys")?;
+
+    let m = PyModule::new(py, "oxwsgi")?;
+    m.add("version", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(py_log, &m)?)?;
+    m.add_class::<ErrorStream>()?;
+    m.add_class::<super::input::Input>()?;
+    m.add_class::<super::file_wrapper::FileWrapper>()?;
+    sys.getattr("modules")?.set_item("oxwsgi", &m)?;
+    py.run(&std::ffi::CString::new(LOGGING_BRIDGE).unwrap(), None, None)?;
+
+    // print() and stray tracebacks land in the error log, as under mod_wsgi.
+    sys.setattr("stdout", Py::new(py, ErrorStream::new(log.clone(), Level::Error))?)?;
+    sys.setattr("stderr", Py::new(py, ErrorStream::new(log, Level::Error))?)?;
+
+    if !cfg.python_path.is_empty() {
+        add_python_path(py, &cfg.python_path)?;
+    }
+    if let Some(s) = cfg.switch_interval {
+        sys.call_method1("setswitchinterval", (s,))?;
+    }
+    Ok(())
+}
+
+/// Add directories in front of `sys.path`, processing their `.pth` files (site.addsitedir).
+fn add_python_path(py: Python<'_>, dirs: &[PathBuf]) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    let site = py.import("site")?;
+    let path = sys.getattr("path")?.cast_into::<PyList>()?;
+    let before: Vec<String> = path.extract()?;
+    for d in dirs {
+        site.call_method1("addsitedir", (d.to_string_lossy().as_ref(),))?;
+    }
+    let after: Vec<String> = path.extract()?;
+    let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
+    let rest: Vec<&String> = after.iter().filter(|p| before.contains(p)).collect();
+    let new: Vec<&String> = added.into_iter().chain(rest).collect();
+    sys.setattr("path", PyList::new(py, new)?)?;
+    Ok(())
+}
+
+/// Version check of a virtualenv or prefix against the linked Python: "" if fine, else why.
+pub fn check_python_home(home: &Path) -> Result<(), String> {
+    let linked = python::linked_version();
+    if !home.is_dir() {
+        return Err(format!("{} is not a directory", home.display()));
+    }
+    let cfg = home.join("pyvenv.cfg");
+    if cfg.exists() {
+        let text = std::fs::read_to_string(&cfg)
+            .map_err(|e| format!("cannot read {}: {e}", cfg.display()))?;
+        let version = text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let k = k.trim();
+            (k == "version" || k == "version_info").then(|| v.trim().to_string())
+        });
+        if let Some(v) = version {
+            let mm: Vec<&str> = v.split('.').take(2).collect();
+            if mm.join(".") != linked {
+                return Err(format!(
+                    "virtualenv {} was made with Python {v}, but oxwsgi is built for Python {linked}; \
+                     recreate it with python{linked} -m venv",
+                    home.display()
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let lib = home.join("lib").join(format!("python{linked}"));
+    if !lib.is_dir() {
+        return Err(format!(
+            "{} is neither a virtualenv (no pyvenv.cfg) nor a Python {linked} prefix (no {})",
+            home.display(),
+            lib.display()
+        ));
+    }
+    Ok(())
+}

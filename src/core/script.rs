@@ -1,0 +1,85 @@
+//! Loading WSGI scripts (`app.wsgi` files) as modules, once per process, and re-loading
+//! them when their modification time changes (mod_wsgi's `WSGIScriptReloading On`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use pyo3::exceptions::{PyAttributeError, PyOSError};
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::PyModule;
+
+struct Entry {
+    mtime: Option<SystemTime>,
+    module: Py<PyModule>,
+}
+
+/// Loaded scripts of this process, keyed by path.
+static SCRIPTS: Mutex<Option<HashMap<PathBuf, Entry>>> = Mutex::new(None);
+
+/// The module name a script is loaded under: unique per path, like mod_wsgi's
+/// `_mod_wsgi_<hash>`, so two `app.wsgi` files never share a module.
+pub fn module_name(path: &Path) -> String {
+    // FNV-1a: stable across processes and builds (Rust's default hasher is not).
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("_oxwsgi_{h:016x}")
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Execute the script file as a fresh module registered in `sys.modules`.
+fn load<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyModule>> {
+    let source = std::fs::read(path)
+        .map_err(|e| PyOSError::new_err(format!("cannot read WSGI script {}: {e}", path.display())))?;
+    let name = module_name(path);
+    let builtins = py.import("builtins")?;
+    let file = path.to_string_lossy().into_owned();
+    let code = builtins.getattr("compile")?.call1((source, &file, "exec"))?;
+    let module = PyModule::new(py, &name)?;
+    module.setattr("__file__", &file)?;
+    let modules = py.import("sys")?.getattr("modules")?;
+    modules.set_item(&name, &module)?;
+    if let Err(e) = builtins.getattr("exec")?.call1((code, module.dict())) {
+        let _ = modules.del_item(&name);
+        return Err(e);
+    }
+    Ok(module)
+}
+
+/// The module of a script, loading it on first use or when it changed (`reload`).
+pub fn module<'py>(py: Python<'py>, path: &Path, reload: bool) -> PyResult<Bound<'py, PyModule>> {
+    // Waiting for the lock detaches from Python: another thread may hold it while it runs
+    // a script's top-level code, which needs the GIL to finish.
+    let mut guard = SCRIPTS.lock_py_attached(py).unwrap_or_else(|p| p.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    if let Some(entry) = map.get(path) {
+        if !reload || entry.mtime == mtime(path) {
+            return Ok(entry.module.bind(py).clone());
+        }
+    }
+    let stamp = mtime(path);
+    let module = load(py, path)?;
+    map.insert(path.to_path_buf(), Entry { mtime: stamp, module: module.clone().unbind() });
+    Ok(module)
+}
+
+/// The WSGI callable `name` of the script at `path`.
+pub fn application<'py>(py: Python<'py>, path: &Path, name: &str, reload: bool) -> PyResult<Bound<'py, PyAny>> {
+    let module = module(py, path, reload)?;
+    match module.getattr(name) {
+        Ok(app) => Ok(app),
+        Err(e) if e.is_instance_of::<PyAttributeError>(py) => Err(PyAttributeError::new_err(format!(
+            "WSGI script {} defines no callable named {name:?} (see WSGICallableObject / callable=)",
+            path.display()
+        ))),
+        Err(e) => Err(e),
+    }
+}
