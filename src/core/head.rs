@@ -52,9 +52,8 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Parse "NNN Reason". PEP 3333: a status code and a reason phrase separated by one space.
 pub fn parse_status(status: &str) -> Result<u16, String> {
     let b = status.as_bytes();
-    let digits_ok = b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit);
-    let rest_ok = b.len() == 3 || b[3] == b' ';
-    if !digits_ok || !rest_ok || b[0] == b'0' {
+    let digits_ok = b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit) && b[0] != b'0';
+    if !digits_ok || (b.len() > 3 && b[3] != b' ') {
         return Err(format!("invalid status {status:?}: expected 'NNN Reason', e.g. '200 OK'"));
     }
     if let Some(c) = status.chars().find(|&c| (c as u32) < 0x20 || c as u32 == 0x7f || c as u32 > 0xff) {
