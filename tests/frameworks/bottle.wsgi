@@ -1,0 +1,8 @@
+# bottle, mounted at /bottle. Puts tests/frameworks (in the stage) on sys.path.
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bottle_app.app import application  # noqa: E402

@@ -1,0 +1,8 @@
+# flask, mounted at /flask. Puts tests/frameworks (in the stage) on sys.path.
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from flask_app.app import app as application  # noqa: E402
