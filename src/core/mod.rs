@@ -73,3 +73,6 @@ pub trait ResponseSink: Send + Sync {
     /// make the truncation visible to the client (no final chunk, close the connection).
     fn abort(&mut self);
 }
+
+#[cfg(test)]
+mod tests;

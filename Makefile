@@ -1,0 +1,71 @@
+# oxwsgi -- build, install, test, serve.  `make help` lists the targets.
+#
+# The Apache and nginx modules come from the same crate built with different cargo
+# features (one cdylib can only be one server's module), so `make modules` builds twice
+# and copies each result to target/modules/.
+
+CARGO    ?= cargo
+PROFILE  ?= release
+PREFIX   ?= /usr
+MODULES  := target/modules
+CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
+OUT      := target/$(if $(filter release,$(PROFILE)),release,debug)
+
+.PHONY: all help deps modules apache nginx launcher install test unit conformance serve bench clean
+
+all: modules launcher
+
+help:
+	@echo "make deps        install missing Debian packages (apt)"
+	@echo "make modules     build $(MODULES)/mod_oxwsgi.so and $(MODULES)/ngx_http_oxwsgi_module.so"
+	@echo "make install     install both modules (a2enmod oxwsgi / nginx modules-available)"
+	@echo "make serve       deps + build + serve the example app under Apache on 127.0.0.1:8000"
+	@echo "make test        deps + build + every test (unit, Apache, nginx, conformance)"
+	@echo "make bench       benchmarks against the peers (bench/README.md)"
+
+deps:
+	./scripts/deps.sh
+
+modules: apache nginx
+
+apache:
+	$(CARGO) build $(CARGO_FLAGS) --lib --features apache
+	@mkdir -p $(MODULES)
+	cp $(OUT)/liboxwsgi.so $(MODULES)/mod_oxwsgi.so
+
+nginx:
+	$(CARGO) build $(CARGO_FLAGS) --lib --features nginx
+	@mkdir -p $(MODULES)
+	cp $(OUT)/liboxwsgi.so $(MODULES)/ngx_http_oxwsgi_module.so
+
+launcher:
+	$(CARGO) build $(CARGO_FLAGS) --bins
+
+install: modules
+	install -D -m 644 $(MODULES)/mod_oxwsgi.so $(DESTDIR)$(PREFIX)/lib/apache2/modules/mod_oxwsgi.so
+	install -d $(DESTDIR)/etc/apache2/mods-available
+	echo "LoadModule oxwsgi_module $(PREFIX)/lib/apache2/modules/mod_oxwsgi.so" \
+		> $(DESTDIR)/etc/apache2/mods-available/oxwsgi.load
+	install -D -m 644 $(MODULES)/ngx_http_oxwsgi_module.so $(DESTDIR)$(PREFIX)/lib/nginx/modules/ngx_http_oxwsgi_module.so
+	install -d $(DESTDIR)$(PREFIX)/share/nginx/modules-available
+	echo "load_module modules/ngx_http_oxwsgi_module.so;" \
+		> $(DESTDIR)$(PREFIX)/share/nginx/modules-available/mod-http-oxwsgi.conf
+	@echo "installed: enable with 'a2enmod oxwsgi' (Apache) or"
+	@echo "  ln -s $(PREFIX)/share/nginx/modules-available/mod-http-oxwsgi.conf /etc/nginx/modules-enabled/50-mod-http-oxwsgi.conf (nginx)"
+
+unit:
+	$(CARGO) test --lib
+
+conformance: modules
+	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) ./tests/run-conformance.sh
+
+test: deps unit modules conformance
+
+serve: deps modules
+	./scripts/serve-example.sh
+
+bench: deps modules
+	./bench/run.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,378 @@
+//! Unit tests of the core with a real embedded interpreter and a scripted body and sink.
+
+use std::ffi::CString;
+use std::sync::{Arc, Mutex, Once};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::environ::EnvironTemplate;
+use super::head::ResponseHead;
+use super::log::StderrLog;
+use super::response::{Exchange, Outcome, RequestParts};
+use super::runtime::{self, RuntimeConfig};
+use super::{Level, LogSink, RequestBody, ResponseSink, SinkError, WriteFlags};
+
+static START: Once = Once::new();
+
+fn python() {
+    START.call_once(|| {
+        runtime::start(&RuntimeConfig::default(), Arc::new(StderrLog)).expect("python starts");
+    });
+    crate::ffi::python::keep_thread_state();
+}
+
+/// A body delivered in fixed-size pieces, optionally failing at the end.
+struct ScriptedBody {
+    data: Vec<u8>,
+    pos: usize,
+    piece: usize,
+    fail_at_end: bool,
+}
+
+impl RequestBody for ScriptedBody {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        if self.pos == self.data.len() {
+            return if self.fail_at_end { Err("client went away".into()) } else { Ok(0) };
+        }
+        let n = buf.len().min(self.piece).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[derive(Default)]
+struct Record {
+    head: Option<ResponseHead>,
+    body: Vec<u8>,
+    writes: Vec<WriteFlags>,
+    files: Vec<(u64, u64)>,
+    aborted: bool,
+}
+
+/// Records what the core sends; fails with ClientGone after `gone_after` writes.
+struct RecordingSink {
+    rec: Arc<Mutex<Record>>,
+    gone_after: Option<usize>,
+    sendfile: bool,
+}
+
+impl ResponseSink for RecordingSink {
+    fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
+        self.rec.lock().unwrap().head = Some(head.clone());
+        Ok(())
+    }
+    fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
+        let mut r = self.rec.lock().unwrap();
+        if self.gone_after.is_some_and(|n| r.writes.len() >= n) {
+            return Err(SinkError::ClientGone);
+        }
+        r.body.extend_from_slice(data);
+        r.writes.push(flags);
+        Ok(())
+    }
+    fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
+        if !self.sendfile {
+            return Ok(false);
+        }
+        let mut f = std::fs::File::open(format!("/proc/self/fd/{fd}")).unwrap();
+        use std::io::{Read, Seek, SeekFrom};
+        f.seek(SeekFrom::Start(offset)).unwrap();
+        let mut buf = vec![0; len as usize];
+        f.read_exact(&mut buf).unwrap();
+        let mut r = self.rec.lock().unwrap();
+        r.body.extend_from_slice(&buf);
+        r.files.push((offset, len));
+        r.writes.push(flags);
+        Ok(true)
+    }
+    fn abort(&mut self) {
+        self.rec.lock().unwrap().aborted = true;
+    }
+}
+
+/// Collects log lines.
+#[derive(Default)]
+struct MemLog(Mutex<Vec<String>>);
+
+impl LogSink for MemLog {
+    fn log(&self, _level: Level, msg: &str) {
+        self.0.lock().unwrap().push(msg.to_string());
+    }
+}
+
+struct Run {
+    outcome: Outcome,
+    rec: Record,
+    log: Vec<String>,
+    globals: Py<PyDict>,
+}
+
+struct Case<'a> {
+    code: &'a str,
+    body: &'a [u8],
+    piece: usize,
+    gone_after: Option<usize>,
+    sendfile: bool,
+    fail_body: bool,
+}
+
+impl<'a> Case<'a> {
+    fn new(code: &'a str) -> Self {
+        Case { code, body: b"", piece: 3, gone_after: None, sendfile: true, fail_body: false }
+    }
+    fn run(self) -> Run {
+        python();
+        let rec = Arc::new(Mutex::new(Record::default()));
+        let log = Arc::new(MemLog::default());
+        let (outcome, globals) = Python::attach(|py| {
+            let globals = PyDict::new(py);
+            let code = CString::new(self.code).unwrap();
+            py.run(&code, Some(&globals), None).expect("test app compiles");
+            let app = globals.get_item("application").unwrap().expect("defines application");
+            let template = EnvironTemplate::new(py, true, true, "test").unwrap();
+            let env = template.instantiate(py).unwrap();
+            env.set("REQUEST_METHOD", b"POST").unwrap();
+            env.set("PATH_INFO", b"/caf\xe9").unwrap();
+            let parts = RequestParts {
+                body: Box::new(ScriptedBody { data: self.body.to_vec(), pos: 0, piece: self.piece, fail_at_end: self.fail_body }),
+                sink: Box::new(RecordingSink { rec: rec.clone(), gone_after: self.gone_after, sendfile: self.sendfile }),
+                log: log.clone(),
+                context: Arc::from("test.wsgi"),
+            };
+            let outcome = Exchange::run(py, &app, env, parts).unwrap();
+            (outcome, globals.unbind())
+        });
+        let rec = std::mem::take(&mut *rec.lock().unwrap());
+        let log = log.0.lock().unwrap().clone();
+        Run { outcome, rec, log, globals }
+    }
+}
+
+impl Run {
+    fn global<T: for<'py> pyo3::conversion::FromPyObjectOwned<'py>>(&self, name: &str) -> T {
+        Python::attach(|py| match self.globals.bind(py).get_item(name).unwrap().unwrap().extract::<T>() {
+            Ok(v) => v,
+            Err(_) => panic!("global {name} has an unexpected type"),
+        })
+    }
+    fn logged(&self, needle: &str) -> bool {
+        self.log.iter().any(|l| l.contains(needle))
+    }
+}
+
+#[test]
+fn list_body_gets_content_length_and_one_write() {
+    let r = Case::new(
+        "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'Hello, ', b'world']\n",
+    )
+    .run();
+    assert_eq!(r.outcome, Outcome::Complete);
+    let head = r.rec.head.unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.content_length, Some(12));
+    assert!(head.headers.contains(&("Content-Length".into(), "12".into())));
+    assert_eq!(r.rec.body, b"Hello, world");
+    assert_eq!(r.rec.writes.len(), 1);
+    assert!(r.rec.writes[0].last);
+}
+
+#[test]
+fn environ_is_latin1_and_has_wsgi_keys() {
+    let r = Case::new(
+        "def application(environ, start_response):\n    global seen\n    seen = [environ['PATH_INFO'], type(environ['wsgi.input']).__name__, str(environ['wsgi.version']), str(environ['wsgi.input_terminated'])]\n    start_response('200 OK', [])\n    return []\n",
+    )
+    .run();
+    let seen: Vec<String> = r.global("seen");
+    assert_eq!(seen, vec!["/caf\u{e9}".to_string(), "Input".into(), "(1, 0)".into(), "True".into()]);
+}
+
+#[test]
+fn generator_streams_with_flush_and_is_closed() {
+    let r = Case::new(
+        "closed = []\nclass Body:\n    def __iter__(self):\n        yield b'a'\n        yield b''\n        yield b'b'\n    def close(self):\n        closed.append(True)\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return Body()\n",
+    )
+    .run();
+    assert_eq!(r.outcome, Outcome::Complete);
+    assert_eq!(r.rec.body, b"ab");
+    assert!(r.rec.writes[0].flush);
+    assert!(r.rec.writes.last().unwrap().last);
+    assert_eq!(r.global::<Vec<bool>>("closed"), vec![true]);
+}
+
+#[test]
+fn exception_before_headers_is_a_500_with_traceback() {
+    let r = Case::new("def application(environ, start_response):\n    raise ValueError('broken app')\n").run();
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.rec.head.is_none());
+    assert!(r.logged("ValueError: broken app"), "{:?}", r.log);
+    assert!(r.logged("Traceback"));
+}
+
+#[test]
+fn exception_mid_body_aborts_and_closes() {
+    let r = Case::new(
+        "closed = []\nclass Body:\n    def __iter__(self):\n        yield b'first'\n        raise RuntimeError('mid-body')\n    def close(self):\n        closed.append(1)\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return Body()\n",
+    )
+    .run();
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert!(r.rec.aborted);
+    assert_eq!(r.rec.body, b"first");
+    assert!(r.logged("RuntimeError: mid-body"));
+    assert_eq!(r.global::<Vec<i32>>("closed"), vec![1]);
+}
+
+#[test]
+fn str_and_none_bodies_are_errors() {
+    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    return ['text']\n").run();
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.logged("is str, not bytes"), "{:?}", r.log);
+    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    return None\n").run();
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.logged("NoneType"), "{:?}", r.log);
+    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    def g():\n        yield b'x'\n        yield 'y'\n    return g()\n").run();
+    assert_eq!(r.outcome, Outcome::Aborted);
+}
+
+#[test]
+fn invalid_status_and_headers_are_refused() {
+    for (status, headers) in [
+        ("'OK'", "[]"),
+        ("'200 OK'", "[('X-Bad', 'a\\r\\nSet-Cookie: evil=1')]"),
+        ("'200 OK'", "[('X-Euro', '\\u20ac')]"),
+        ("'200 OK'", "[('Connection', 'close')]"),
+        ("'200 OK'", "[('X', b'bytes')]"),
+        ("b'200 OK'", "[]"),
+    ] {
+        let code = format!("def application(environ, start_response):\n    start_response({status}, {headers})\n    return [b'x']\n");
+        let r = Case::new(&code).run();
+        assert_eq!(r.outcome, Outcome::Failed, "{status} {headers}");
+        assert!(r.rec.head.is_none());
+    }
+}
+
+#[test]
+fn content_length_is_never_exceeded_and_short_bodies_abort() {
+    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [('Content-Length', '5')])\n    def g():\n        yield b'123'\n        yield b'4567890'\n        yield b'more'\n    return g()\n").run();
+    assert_eq!(r.outcome, Outcome::Complete);
+    assert_eq!(r.rec.body, b"12345");
+    assert!(r.logged("more than its Content-Length"));
+    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [('Content-Length', '20')])\n    return [b'short']\n").run();
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert!(r.rec.aborted);
+    assert!(r.logged("response truncated"));
+}
+
+#[test]
+fn start_response_rules() {
+    let r = Case::new("def application(environ, start_response):\n    global err\n    start_response('200 OK', [])\n    try:\n        start_response('201 Created', [])\n    except AssertionError as e:\n        err = str(e)\n    return [b'x']\n").run();
+    assert!(r.global::<String>("err").contains("second time"));
+    let r = Case::new("import sys\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    try:\n        raise KeyError('k')\n    except KeyError:\n        start_response('500 Oops', [('Content-Type', 'text/plain')], sys.exc_info())\n    return [b'error page']\n").run();
+    assert_eq!(r.rec.head.unwrap().status_line, "500 Oops");
+    let r = Case::new("import sys\ndef application(environ, start_response):\n    write = start_response('200 OK', [])\n    write(b'sent')\n    try:\n        raise KeyError('after headers')\n    except KeyError:\n        start_response('500 Oops', [], sys.exc_info())\n    return [b'never']\n").run();
+    assert_eq!(r.outcome, Outcome::Aborted);
+    assert!(r.logged("KeyError: 'after headers'"));
+}
+
+#[test]
+fn write_callable_then_iterable() {
+    let r = Case::new("def application(environ, start_response):\n    write = start_response('200 OK', [])\n    write(b'one ')\n    return [b'two']\n").run();
+    assert_eq!(r.outcome, Outcome::Complete);
+    assert_eq!(r.rec.body, b"one two");
+    let r = Case::new("def application(environ, start_response):\n    write = start_response('200 OK', [])\n    write('text')\n    return []\n").run();
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(r.logged("TypeError"));
+}
+
+#[test]
+fn client_gone_stops_iteration_and_closes() {
+    let mut c = Case::new("closed = []\nproduced = []\nclass Body:\n    def __iter__(self):\n        for i in range(100):\n            produced.append(i)\n            yield b'x' * 10\n    def close(self):\n        closed.append(1)\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return Body()\n");
+    c.gone_after = Some(2);
+    let r = c.run();
+    assert_eq!(r.outcome, Outcome::ClientGone);
+    assert_eq!(r.global::<Vec<i32>>("closed"), vec![1]);
+    assert!(r.global::<Vec<i32>>("produced").len() <= 3);
+    let mut c = Case::new("def application(environ, start_response):\n    global err\n    write = start_response('200 OK', [])\n    write(b'a')\n    try:\n        write(b'b')\n    except OSError as e:\n        err = str(e)\n    return []\n");
+    c.gone_after = Some(1);
+    let r = c.run();
+    assert!(r.global::<String>("err").contains("client connection closed"));
+}
+
+#[test]
+fn input_methods() {
+    let mut c = Case::new(
+        "def application(environ, start_response):\n    global got\n    i = environ['wsgi.input']\n    got = [i.readline(), i.readline(3), i.read(4)]\n    global lines\n    lines = i.readlines()\n    got += [i.read(), i.read(10), i.readline()]\n    start_response('200 OK', [])\n    return []\n",
+    );
+    c.body = b"line one\nabcdefgh\nx\ny\n";
+    let r = c.run();
+    let got: Vec<Vec<u8>> = r.global("got");
+    let expect: Vec<Vec<u8>> = vec![b"line one\n".to_vec(), b"abc".to_vec(), b"defg".to_vec(), b"".to_vec(), b"".to_vec(), b"".to_vec()];
+    assert_eq!(got, expect);
+    let lines: Vec<Vec<u8>> = r.global("lines");
+    assert_eq!(lines, vec![b"h\n".to_vec(), b"x\n".to_vec(), b"y\n".to_vec()]);
+    let mut c = Case::new("def application(environ, start_response):\n    global got\n    got = list(environ['wsgi.input'])\n    start_response('200 OK', [])\n    return []\n");
+    c.body = b"a\nb\nc";
+    let got: Vec<Vec<u8>> = c.run().global("got");
+    assert_eq!(got, vec![b"a\n".to_vec(), b"b\n".to_vec(), b"c".to_vec()]);
+    let mut c = Case::new("def application(environ, start_response):\n    global got\n    got = str(environ['wsgi.input'].read(2))\n    try:\n        environ['wsgi.input'].read()\n    except OSError as e:\n        got = str(e)\n    start_response('200 OK', [])\n    return []\n");
+    c.body = b"abcdef";
+    c.fail_body = true;
+    assert!(c.run().global::<String>("got").contains("client went away"));
+}
+
+#[test]
+fn file_wrapper_uses_sendfile_from_current_offset() {
+    let dir = std::env::temp_dir().join(format!("oxwsgi-fw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("data.bin");
+    std::fs::write(&path, b"0123456789").unwrap();
+    let code = format!(
+        "def application(environ, start_response):\n    f = open({:?}, 'rb')\n    f.seek(3)\n    start_response('200 OK', [])\n    return environ['wsgi.file_wrapper'](f, 4)\n",
+        path.to_str().unwrap()
+    );
+    let r = Case::new(&code).run();
+    assert_eq!(r.rec.body, b"3456789");
+    assert_eq!(r.rec.files, vec![(3, 7)]);
+    assert_eq!(r.rec.head.unwrap().content_length, Some(7));
+    let mut c = Case::new(&code);
+    c.sendfile = false;
+    let r = c.run();
+    assert_eq!(r.rec.body, b"3456789");
+    assert!(r.rec.files.is_empty());
+    let r = Case::new("import io\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return environ['wsgi.file_wrapper'](io.BytesIO(b'in memory'), 2)\n").run();
+    assert_eq!(r.rec.body, b"in memory");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn pump_respects_budget() {
+    python();
+    let rec = Arc::new(Mutex::new(Record::default()));
+    Python::attach(|py| {
+        let globals = PyDict::new(py);
+        py.run(c"def application(environ, start_response):\n    start_response('200 OK', [])\n    return (b'x' * 1000 for _ in range(10))\n", Some(&globals), None).unwrap();
+        let app = globals.get_item("application").unwrap().unwrap();
+        let template = EnvironTemplate::new(py, true, true, "test").unwrap();
+        let parts = RequestParts {
+            body: Box::new(super::EmptyBody),
+            sink: Box::new(RecordingSink { rec: rec.clone(), gone_after: None, sendfile: true }),
+            log: Arc::new(MemLog::default()),
+            context: Arc::from("t"),
+        };
+        let mut ex = Exchange::begin(py, &app, template.instantiate(py).unwrap(), parts).unwrap();
+        assert_eq!(ex.pump(py, Some(2500)), None);
+        assert_eq!(rec.lock().unwrap().body.len(), 3000);
+        // 3 items per call: 6000, 9000, then the last item and the end.
+        let mut calls = 1;
+        loop {
+            calls += 1;
+            if ex.pump(py, Some(2500)).is_some() {
+                break;
+            }
+        }
+        assert_eq!(ex.outcome(), Some(Outcome::Complete));
+        assert_eq!(calls, 4);
+    });
+    assert_eq!(rec.lock().unwrap().body.len(), 10_000);
+}
