@@ -123,6 +123,13 @@ impl Responder {
                 data = &data[..rem as usize];
             }
         }
+        let mut flags = flags;
+        if flags.last && self.remaining().is_some_and(|rem| (data.len() as u64) < rem) {
+            // Shorter than declared: do not end the response normally; the driver sees
+            // the shortfall and aborts, so the client can tell it is truncated (a
+            // server could otherwise "fix" Content-Length to the real size).
+            flags.last = false;
+        }
         if data.is_empty() && !flags.last {
             return Ok(());
         }
