@@ -88,13 +88,14 @@ def bad_header(environ, start_response):
     return [b"body with a bad header"]
 
 
+# The set wsgiref.util.is_hop_by_hop() knows (RFC 2616 section 13.5.1).
 HOP_BY_HOP = {
     "connection": ("Connection", "close"),
     "keep-alive": ("Keep-Alive", "timeout=5"),
     "transfer-encoding": ("Transfer-Encoding", "chunked"),
     "upgrade": ("Upgrade", "h2c"),
     "te": ("TE", "trailers"),
-    "trailer": ("Trailer", "X-Checksum"),
+    "trailers": ("Trailers", "X-Checksum"),
     "proxy-authenticate": ("Proxy-Authenticate", "Basic"),
     "proxy-authorization": ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
 }

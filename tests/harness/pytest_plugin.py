@@ -97,6 +97,7 @@ def server(running_server):
     log it produced must hold no crash line, and the server must still answer
     the health check (so an error-path test cannot leave a broken worker)."""
     start = running_server.log_size()
+    running_server.test_log_offset = start
     yield running_server
     running_server.check_log(start)
     assert running_server.health(), (

@@ -133,6 +133,15 @@ class Server:
         except FileNotFoundError:
             return ""
 
+    test_log_offset = 0  # set by the `server` fixture when a test starts
+
+    def test_log(self):
+        """The error log written since the current test started."""
+        return self.log_since(self.test_log_offset)
+
+    def wait_for_test_log(self, pattern, timeout=10.0):
+        return self.wait_for_log(pattern, since=self.test_log_offset, timeout=timeout)
+
     def error_log(self):
         return self.log_since(0)
 

@@ -1,0 +1,188 @@
+"""Error paths. DESIGN.md: "an app exception, a str body, an invalid status
+or a header with CR/LF is a 500 plus a traceback in the error log, and the
+worker goes on serving". The `server` fixture checks after every test that
+the server still answers its health check and that the log shows no crash.
+"""
+
+import json
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+HOP_BY_HOP_CLAUSE = (
+    "PEP 3333 'Other HTTP Features': WSGI applications must not generate any hop-by-hop "
+    "headers; 'The start_response() Callable': servers should check for errors in the "
+    "headers at the time start_response is called. mod_wsgi 4.9 passes them through "
+    "(an app's Transfer-Encoding: chunked even corrupts the response framing).")
+
+
+def get(server, target):
+    return server.raw_request("GET", target, timeout=20)
+
+
+def state(server, token, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        st = requests.get(server.url(f"/err/state?token={token}"), timeout=10).json()["state"]
+        if st is not None or time.monotonic() > deadline:
+            return st
+        time.sleep(0.1)
+
+
+def assert_500_with_traceback(server, r, token):
+    assert r.status == 500, r
+    assert r.complete, r
+    log = server.wait_for_test_log(token)
+    assert "Traceback" in log
+    assert "AppError: oxwsgi-test" in log
+
+
+def assert_truncated_200(r, prefix):
+    # Headers were already sent when the app failed: the only honest signal
+    # left is a body the client can see is incomplete.
+    assert r.status == 200, r
+    assert r.body.startswith(prefix), r.body[:100]
+    assert not r.complete, f"a failed response looks complete to the client: {r}"
+
+
+def test_exception_before_start_response(server, token):
+    assert_500_with_traceback(server, get(server, f"/err/before-start?token={token}"), token)
+
+
+def test_exception_after_start_response_before_body(server, token):
+    assert_500_with_traceback(server, get(server, f"/err/after-start?token={token}"), token)
+
+
+def test_exception_mid_body_chunked(server, token):
+    r = get(server, f"/err/mid-body?token={token}")
+    assert_truncated_200(r, b"partial-")
+    server.wait_for_test_log(f"AppError: oxwsgi-test mid-body {token}")
+    st = state(server, token)
+    assert st is not None and st["closed"] is True, "close() not called after the iterable raised"
+
+
+def test_exception_mid_body_with_content_length(server, token):
+    r = get(server, f"/err/mid-body?token={token}&cl=100")
+    assert_truncated_200(r, b"partial-")
+    assert r.framing == "length"
+    server.wait_for_test_log(f"AppError: oxwsgi-test mid-body {token}")
+
+
+def test_str_body_is_500(server):
+    r = get(server, "/err/str-body")
+    assert r.status == 500, r
+    assert b"a str, not bytes" not in r.body
+    server.wait_for_test_log(r"TypeError|Error")
+
+
+def test_none_body_is_500(server):
+    r = get(server, "/err/none-body")
+    assert r.status == 500, r
+    server.wait_for_test_log(r"TypeError|Error")
+
+
+@pytest.mark.parametrize("case", ["str-chunk-late", "bad-item"])
+def test_non_bytes_chunk_after_body_started(server, case):
+    # A valid first chunk may already be on the wire; the client must still
+    # be able to tell the response failed.
+    r = get(server, f"/err/{case}")
+    if r.status == 200:
+        assert not r.complete, r
+    else:
+        assert r.status == 500, r
+    server.wait_for_test_log(r"TypeError|Error")
+
+
+@pytest.mark.parametrize("status", [
+    "abc",
+    "200",          # PEP 3333: status is "999 Message here"; mod_wsgi rejects it, so do we.
+    "2000 Too Long",
+    "20 Short",
+    "200OK",
+    " 200 OK",
+    "200 OK\r\nX-Injected: yes",
+    "200 OK\nX-Injected: yes",
+])
+def test_invalid_status_is_500(server, status):
+    r = get(server, "/err/status?s=" + urllib.parse.quote(status))
+    assert r.status == 500, r
+    assert not r.has_header("X-Injected")
+    assert b"body of a bad status" not in r.body
+
+
+@pytest.mark.parametrize("case", [
+    "crlf-value", "lf-value", "cr-value", "crlf-name",
+    "colon-name", "space-name", "empty-name",
+    "nonlatin1-value", "bytes-value", "bytes-name", "int-value",
+])
+def test_invalid_header_is_500(server, case):
+    # PEP 3333: header names are valid field-names, values are str of
+    # latin-1 code points with no control characters (CR/LF included).
+    r = get(server, f"/err/header?case={case}")
+    assert r.status == 500, r
+    assert not r.has_header("X-Injected"), "header injection reached the client"
+    assert not r.has_header("X-Bad")
+    assert b"body with a bad header" not in r.body
+
+
+@pytest.mark.modwsgi_deviation(HOP_BY_HOP_CLAUSE)
+@pytest.mark.parametrize("header", [
+    "connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailers",
+    "proxy-authenticate", "proxy-authorization",
+])
+def test_hop_by_hop_header_is_refused(server, header):
+    r = get(server, f"/err/hop?h={header}")
+    assert r.status == 500, r
+    assert b"body with a hop-by-hop header" not in r.body
+
+
+@pytest.mark.modwsgi_deviation(
+    "PEP 3333 'The start_response() Callable': it is a fatal error to call start_response "
+    "without the exc_info argument if start_response has already been called within the "
+    "current invocation of the application. mod_wsgi 4.9 accepts the second call and "
+    "sends its status (201) instead.")
+def test_start_response_twice_without_exc_info_raises(server, token):
+    r = get(server, f"/err/start-twice?token={token}")
+    st = state(server, token)
+    assert st is not None
+    assert st["raised"] is not None, "second start_response without exc_info did not raise"
+    assert r.status != 201, "the illegal second start_response took effect"
+
+
+def test_exc_info_before_headers_sent_replaces_headers(server):
+    r = get(server, "/err/exc-info-before")
+    assert r.status == 500, r
+    assert r.header("X-Replaced") == "yes"
+    assert not r.has_header("X-Original")
+    assert r.body == b"replacement body"
+    assert r.complete
+
+
+def test_exc_info_after_headers_sent_reraises(server, token):
+    # PEP 3333: if headers were sent, start_response "must raise an error,
+    # and should raise the exc_info tuple".
+    r = get(server, f"/err/exc-info-after?token={token}")
+    assert_truncated_200(r, b"first-chunk-")
+    assert b"should-not-be-sent" not in r.body
+    st = state(server, token)
+    assert st == {"raised": "AppError", "same": True}
+    server.wait_for_test_log(f"oxwsgi-test after-headers {token}")
+
+
+def test_exception_in_close_is_logged_and_response_complete(server, token):
+    r = get(server, f"/err/close-raises?token={token}")
+    assert r.status == 200
+    assert r.body == b"complete body" and r.complete
+    server.wait_for_test_log(f"AppError: oxwsgi-test close-raises {token}")
+
+
+def test_many_errors_then_normal_requests(server):
+    # Error paths must not leak a worker's state: after a burst of failures
+    # every process still serves correct responses.
+    for i in range(30):
+        assert get(server, f"/err/before-start?token=burst{i}").status == 500
+    for _ in range(20):
+        r = requests.get(server.url("/env/dump"), timeout=10)
+        assert r.status_code == 200 and "environ" in json.loads(r.content)
