@@ -11,11 +11,10 @@ import urllib.parse
 import pytest
 import requests
 
+# Full discussion in docs/differences-from-mod_wsgi.md.
 HOP_BY_HOP_CLAUSE = (
-    "PEP 3333 'Other HTTP Features': WSGI applications must not generate any hop-by-hop "
-    "headers; 'The start_response() Callable': servers should check for errors in the "
-    "headers at the time start_response is called. mod_wsgi 4.9 passes them through "
-    "(an app's Transfer-Encoding: chunked even corrupts the response framing).")
+    "PEP 3333 'Other HTTP Features': apps must not generate hop-by-hop headers, and "
+    "servers should check headers when start_response is called; mod_wsgi passes them on")
 
 
 def get(server, target):
@@ -139,10 +138,8 @@ def test_hop_by_hop_header_is_refused(server, header):
 
 
 @pytest.mark.modwsgi_deviation(
-    "PEP 3333 'The start_response() Callable': it is a fatal error to call start_response "
-    "without the exc_info argument if start_response has already been called within the "
-    "current invocation of the application. mod_wsgi 4.9 accepts the second call and "
-    "sends its status (201) instead.")
+    "PEP 3333 'The start_response() Callable': calling start_response again without "
+    "exc_info is a fatal error; mod_wsgi accepts it and sends the second status")
 def test_start_response_twice_without_exc_info_raises(server, token):
     r = get(server, f"/err/start-twice?token={token}")
     st = state(server, token)

@@ -141,7 +141,16 @@ def pytest_sessionstart(session):
     _CONFIG[0] = session.config
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # A wrapper, so that these lines come after pytest's short summary and
+    # sit right above its closing line.
+    result = yield
+    _print_per_server(terminalreporter, config)
+    return result
+
+
+def _print_per_server(terminalreporter, config):
     counts = defaultdict(lambda: defaultdict(int))
     for nodeid, outcome in config._oxwsgi_outcomes.items():
         counts[config._oxwsgi_server_of.get(nodeid, "no-server")][outcome] += 1

@@ -8,7 +8,7 @@ import falcon
 class Things:
     def on_get(self, req, resp, thing_id):
         resp.media = {"id": thing_id, "relative_uri": req.relative_uri, "url": req.url,
-                      "app": req.app, "params": req.params}
+                      "root_path": req.root_path, "params": req.params}
 
     def on_put(self, req, resp, thing_id):
         resp.media = {"id": thing_id, "body": req.get_media()}
