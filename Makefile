@@ -56,13 +56,19 @@ install: modules
 unit:
 	$(CARGO) test --lib
 
+# Every server flavour runs the same conformance suite; then the Apache-only tests.
+TEST_SERVERS ?= apache,apache-prefork,apache-worker,nginx
 conformance: modules
-	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) ./tests/run-conformance.sh
+	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) OXWSGI_SERVERS=$(TEST_SERVERS) ./tests/run-conformance.sh
+	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) ./tests/run-apache.sh
 
 test: deps unit modules conformance
 
-serve: deps modules
-	./scripts/serve-example.sh
+# The demo app under Apache (SERVER=nginx for nginx) on 127.0.0.1:8000 (PORT=...).
+SERVER ?= apache
+PORT   ?= 8000
+serve: deps modules launcher
+	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) $(OUT)/oxwsgi serve --server $(SERVER) --port $(PORT)
 
 bench: deps modules
 	./bench/run.sh
