@@ -51,12 +51,18 @@ _SHUTDOWN_WARNINGS = []
 @pytest.fixture(scope="session")
 def running_server(server_name):
     srv = servers.create(server_name)
+    error = None
     try:
         srv.start()
     except Exception as e:  # noqa: BLE001 - reported to every test of this server
+        error = f"server {server_name!r} could not start: {e}"
+    if error is not None:
         srv.stop()
-        pytest.fail(f"server {server_name!r} could not start: {e}\n(stage kept at {srv.stage.root})",
-                    pytrace=False)
+        if srv.log_size() > 0 or os.environ.get("OXWSGI_KEEP_STAGE") == "1":
+            error += f"\n(stage kept at {srv.stage.root})"
+        else:
+            srv.stage.remove()  # nothing ran: nothing to look at
+        pytest.fail(error, pytrace=False)
     yield srv
     shutdown_at = srv.stop()
     problems = list(srv.stop_problems)
