@@ -30,14 +30,18 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     echo "setup-venv: $venv is up to date" >&2
 else
     echo "setup-venv: installing $req into $venv" >&2
-    (umask 022 && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req")
+    (umask 022 && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --root-user-action=ignore -r "$req")
     echo "$want" > "$stamp"
 fi
 
-# www-data must traverse every parent and read everything inside.
+# www-data must read everything inside and traverse every parent directory.
 chmod -R a+rX "$venv"
 d="$(dirname "$venv")"
 while [ "$d" != "/" ]; do
-    chmod a+x "$d" 2>/dev/null || true
+    if [ "$(( 0$(stat -c %a "$d") & 01 ))" -eq 0 ]; then
+        echo "setup-venv: chmod o+x $d (the server user must reach the venv)" >&2
+        chmod o+x "$d"
+    fi
     d="$(dirname "$d")"
 done
