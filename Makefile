@@ -39,9 +39,10 @@ nginx:
 	cp $(OUT)/liboxwsgi.so $(MODULES)/ngx_http_oxwsgi_module.so
 
 launcher:
-	$(CARGO) build $(CARGO_FLAGS) --bins
+	$(CARGO) build $(CARGO_FLAGS) -p oxwsgi-cli
 
-install: modules
+install: modules launcher
+	install -D -m 755 $(OUT)/oxwsgi $(DESTDIR)$(PREFIX)/bin/oxwsgi
 	install -D -m 644 $(MODULES)/mod_oxwsgi.so $(DESTDIR)$(PREFIX)/lib/apache2/modules/mod_oxwsgi.so
 	install -d $(DESTDIR)/etc/apache2/mods-available
 	echo "LoadModule oxwsgi_module $(PREFIX)/lib/apache2/modules/mod_oxwsgi.so" \

@@ -1,0 +1,71 @@
+//! `oxwsgi`: run a WSGI application inside Apache httpd or nginx with the oxwsgi module,
+//! in one command (like mod_wsgi-express). std-only and never linked with libpython: it
+//! writes a server configuration and runs the real server binary.
+
+mod app;
+mod cli;
+mod confgen;
+mod doctor;
+mod locate;
+mod procs;
+mod serve;
+
+use cli::Command;
+
+/// An error for the user: one clear message, never a stack trace.
+#[derive(Debug)]
+pub struct Failure {
+    pub msg: String,
+    pub code: i32,
+}
+
+impl Failure {
+    pub fn msg(m: impl Into<String>) -> Failure {
+        Failure { msg: m.into(), code: 1 }
+    }
+    pub fn usage(m: impl Into<String>) -> Failure {
+        Failure { msg: m.into(), code: 2 }
+    }
+}
+
+/// A progress line on stderr.
+pub fn say(msg: &str) {
+    eprintln!("oxwsgi: {msg}");
+}
+
+fn main() {
+    // A panic is a bug; still print one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("oxwsgi: internal error: {info} (please report this)");
+    }));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match cli::parse(&args) {
+        Err(e) => Err(Failure::usage(e)),
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            Ok(0)
+        }
+        Ok(Command::Version) => {
+            println!("oxwsgi {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Ok(Command::Demo) => {
+            print!("{}", app::DEMO_APP);
+            Ok(0)
+        }
+        Ok(Command::Config(o)) => serve::config(&o).map(|_| 0),
+        Ok(Command::Doctor(o)) => Ok(doctor::doctor(&o)),
+        Ok(Command::Serve(o)) => serve::serve(&o),
+    };
+    let code = match result {
+        Ok(c) => c,
+        Err(f) => {
+            say(&format!("error: {}", f.msg));
+            if f.code == 2 {
+                eprintln!("oxwsgi: see `oxwsgi help` for usage");
+            }
+            f.code
+        }
+    };
+    std::process::exit(code);
+}
