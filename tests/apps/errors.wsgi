@@ -150,6 +150,33 @@ def exc_info_after_headers(environ, start_response):
     return gen()
 
 
+def empty_then_raise(environ, start_response):
+    # PEP 3333: headers go out only with the first non-empty body string, so
+    # after yielding b"" the server can still answer 500.
+    token = query(environ)["token"]
+    start_response("200 OK", [CT, ("X-Early", "1")])
+
+    def gen():
+        yield b""
+        raise AppError(f"oxwsgi-test empty-then-raise {token}")
+    return gen()
+
+
+def exc_info_after_empty(environ, start_response):
+    # Headers not sent yet (only b"" so far): start_response with exc_info
+    # must replace them instead of re-raising.
+    start_response("200 OK", [CT, ("X-Original", "yes")])
+
+    def gen():
+        yield b""
+        try:
+            raise AppError("oxwsgi-test replaced late")
+        except AppError:
+            start_response("503 Service Unavailable", [CT, ("X-Replaced", "yes")], sys.exc_info())
+        yield b"replaced after empty chunk"
+    return gen()
+
+
 class CloseRaises:
     def __init__(self, token):
         self.token = token
@@ -189,6 +216,8 @@ application = dispatch({
     "exc-info-before": exc_info_before_headers,
     "exc-info-after": exc_info_after_headers,
     "close-raises": close_raises,
+    "empty-then-raise": empty_then_raise,
+    "exc-info-after-empty": exc_info_after_empty,
     "bad-item": bad_item,
     "state": state,
 })

@@ -83,6 +83,27 @@ def endless(environ, start_response):
     return Recorded(query(environ)["token"], iter(lambda: chunk, None), delay=0.005, limit_s=30)
 
 
+def endless_write(environ, start_response):
+    # Like endless, through write(): once the client is gone, write() must
+    # raise (DESIGN.md: OSError), which is recorded before it propagates.
+    token = safe_token(query(environ)["token"])
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    chunk = b"w" * 65536
+    start = time.monotonic()
+    sent = 0
+    try:
+        while time.monotonic() - start < 30:
+            write(chunk)
+            sent += 1
+            time.sleep(0.005)
+    except BaseException as e:
+        write_state(token, {"raised": type(e).__name__, "oserror": isinstance(e, OSError),
+                            "chunks_sent": sent})
+        raise
+    write_state(token, {"raised": None, "chunks_sent": sent})
+    return []
+
+
 def closed(environ, start_response):
     return respond_json(start_response, {"state": read_state(query(environ)["token"])})
 
@@ -173,6 +194,7 @@ application = dispatch({
     "write-only": write_only,
     "close": close_recorded,
     "endless": endless,
+    "endless-write": endless_write,
     "closed": closed,
     "status": status,
     "head-body": head_body,

@@ -197,6 +197,24 @@ def test_exc_info_after_headers_sent_reraises(server, token):
     server.wait_for_test_log(f"oxwsgi-test after-headers {token}")
 
 
+def test_headers_not_sent_before_first_nonempty_chunk(server, token):
+    # PEP 3333 "Buffering and Streaming": the server must not transmit the
+    # headers until the first non-empty bytestring (or the iterable's end),
+    # so an exception after a b"" chunk can still become a clean 500.
+    r = get(server, f"/err/empty-then-raise?token={token}")
+    assert r.status == 500, r
+    assert r.complete
+    assert not r.has_header("X-Early")
+    server.wait_for_test_log(f"AppError: oxwsgi-test empty-then-raise {token}")
+
+
+def test_exc_info_after_empty_chunk_replaces_headers(server):
+    r = get(server, "/err/exc-info-after-empty")
+    assert r.status == 503, r
+    assert r.header("X-Replaced") == "yes" and not r.has_header("X-Original")
+    assert r.body == b"replaced after empty chunk" and r.complete
+
+
 def test_exception_in_close_is_logged_and_response_complete(server, token):
     r = get(server, f"/err/close-raises?token={token}")
     assert r.status == 200

@@ -90,6 +90,19 @@ def test_close_called_when_client_disconnects(server, token):
     assert st["chunks_sent"] < 2000
 
 
+def test_write_raises_oserror_when_client_disconnects(server, token):
+    with server.raw() as c:
+        c.send(build_request("GET", f"/resp/endless-write?token={token}"))
+        assert c.read_head().status == 200
+        got = len(c.buf)
+        while got < 256 * 1024:
+            got += len(c.sock.recv(65536))
+    st = wait_state(server, f"/resp/closed?token={token}", timeout=25)
+    assert st is not None, "write() never failed after the client disconnected"
+    assert st["raised"] is not None and st["oserror"] is True, st
+    assert st["chunks_sent"] < 2000
+
+
 def test_head_sends_no_body(server):
     with server.raw() as c:
         c.send(build_request("HEAD", "/resp/head-body", close=True))
