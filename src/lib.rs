@@ -12,3 +12,6 @@ pub mod ffi;
 
 #[cfg(feature = "apache")]
 pub mod apache;
+
+#[cfg(feature = "nginx")]
+pub mod nginx;

@@ -1,0 +1,278 @@
+//! `extern "C"` entry points called by the C shim (ngx-module/ngx_http_oxwsgi_module.c).
+//! Each one catches panics: a Rust panic must never unwind into nginx.
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use pyo3::prelude::*;
+
+use super::io::CycleLog;
+use super::request::{After, IN_FLIGHT, NgxRequest, ngx_bytes};
+use super::task::{self, TaskSide};
+use crate::core::environ::EnvironTemplate;
+use crate::core::runtime::{self, RuntimeConfig};
+use crate::core::{Level, LogSink, script};
+use crate::ffi::ngx::*;
+
+/// What a worker process has after `init_process`.
+pub struct Worker {
+    /// Why Python could not start, if it could not (every request then answers 500).
+    pub startup_error: Option<String>,
+    pub template: Option<EnvironTemplate>,
+    pub log: Arc<CycleLog>,
+}
+
+pub static WORKER: OnceLock<Worker> = OnceLock::new();
+
+/// Run `f`, turning a panic into `fallback` (and a line on stderr, which nginx points
+/// at its error log).
+pub fn guard<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            eprintln!("[oxwsgi] internal error (panic) in {what}: {msg}");
+            fallback
+        }
+    }
+}
+
+fn path_of(s: &ngx_str_t) -> PathBuf {
+    // SAFETY: configuration strings live in the cycle pool.
+    PathBuf::from(String::from_utf8_lossy(unsafe { ngx_bytes(s) }).into_owned())
+}
+
+/// The strings of an `ngx_array_t` of `ngx_str_t` (NULL = none).
+///
+/// # Safety
+/// `a` must be NULL or a live array of `ngx_str_t`.
+unsafe fn str_array(a: *const ngx_array_t) -> Vec<PathBuf> {
+    if a.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: caller.
+    unsafe { std::slice::from_raw_parts((*a).elts as *const ngx_str_t, (*a).nelts) }.iter().map(path_of).collect()
+}
+
+/// A configuration check: "" if fine, else the message for `nginx -t`.
+fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
+    let p = Path::new(value);
+    match what {
+        1 | 4 => {
+            let what = if what == 1 { "WSGI script" } else { "script" };
+            match std::fs::metadata(p) {
+                Err(e) => Err(format!("{what} {value} cannot be used: {e}")),
+                Ok(m) if !m.is_file() => Err(format!("{what} {value} is not a regular file")),
+                Ok(_) => Ok(()),
+            }
+        }
+        2 => runtime::check_python_home(p),
+        3 => {
+            if p.is_dir() {
+                Ok(())
+            } else {
+                Err(format!("{value} is not a directory"))
+            }
+        }
+        5 => {
+            let ok = !value.is_empty()
+                && !value.starts_with(|c: char| c.is_ascii_digit())
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if ok { Ok(()) } else { Err(format!("callable={value:?} is not a Python identifier")) }
+        }
+        _ => Err("unknown check".into()),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_check(what: ngx_uint_t, data: *const u_char, len: usize, err: *mut u_char, errlen: usize) -> usize {
+    guard("configuration check", 0, || {
+        // SAFETY: the shim passes a configuration string of `len` bytes.
+        let value = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(data, len) }).into_owned();
+        match check(what, &value) {
+            Ok(()) => 0,
+            Err(msg) => {
+                let n = msg.len().min(errlen);
+                // SAFETY: err is writable for errlen bytes.
+                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), err, n) };
+                n
+            }
+        }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_init_process(cycle: *mut ngx_cycle_t, mcf: *mut ngx_http_oxwsgi_main_conf_t) -> ngx_int_t {
+    guard("init_process", NGX_OK as ngx_int_t, || {
+        // SAFETY: nginx passes the worker's cycle and our main configuration.
+        let (log, cfg) = unsafe {
+            let log = Arc::new(CycleLog::new((*cycle).log));
+            let m = &*mcf;
+            let mut cfg = RuntimeConfig::default();
+            if m.python_home.len > 0 {
+                cfg.start.home = Some(path_of(&m.python_home));
+            }
+            cfg.python_path = str_array(m.python_path);
+            (log, (cfg, str_array(m.imports)))
+        };
+        let (rcfg, imports) = cfg;
+        init_process(log, &rcfg, &imports);
+        NGX_OK as ngx_int_t
+    })
+}
+
+fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
+    let mut worker = Worker { startup_error: None, template: None, log: log.clone() };
+    match runtime::start(cfg, log.clone()) {
+        Err(e) => {
+            log.log(Level::Critical, &format!("oxwsgi: Python failed to start in this worker: {e}"));
+            worker.startup_error = Some(e);
+        }
+        Ok(()) => Python::attach(|py| {
+            // SAFETY: a static string of the shim.
+            let nginx = unsafe { std::ffi::CStr::from_ptr(ngx_http_oxwsgi_nginx_version) }.to_string_lossy().into_owned();
+            let software = format!("{nginx} oxwsgi/{}", env!("CARGO_PKG_VERSION"));
+            match EnvironTemplate::new(py, true, true, &software) {
+                Ok(t) => worker.template = Some(t),
+                Err(e) => worker.startup_error = Some(runtime::describe(py, &e)),
+            }
+            for path in imports {
+                if let Err(e) = script::module(py, path, false) {
+                    log.log(Level::Error, &format!("oxwsgi: wsgi_import {} failed: {}", path.display(), runtime::describe(py, &e)));
+                }
+            }
+        }),
+    }
+    let _ = WORKER.set(worker);
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_exit_process(_cycle: *mut ngx_cycle_t) {
+    // Python is never finalized: pool threads may still hold thread states, and the
+    // process is about to exit anyway (a reload starts fresh workers).
+    guard("exit_process", (), || {
+        if let Some(w) = WORKER.get() {
+            let n = IN_FLIGHT.load(Ordering::Relaxed);
+            if n > 0 {
+                w.log.log(Level::Notice, &format!("oxwsgi: worker exiting with {n} WSGI requests in flight"));
+            }
+        }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    guard("handler", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+        // SAFETY: nginx calls the content handler with a live request on the loop.
+        unsafe { handler(r) }
+    })
+}
+
+/// # Safety
+/// `r` must be the live request of the content phase.
+unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: r is live (caller); configuration strings live in the cycle pool.
+    let (script, max) = unsafe { (path_of(&(*ngx_http_oxwsgi_req_loc_conf(r)).script), (*ngx_http_oxwsgi_req_main_conf(r)).max_in_flight) };
+    let Some(w) = WORKER.get() else {
+        eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    if let Some(e) = &w.startup_error {
+        w.log.log(Level::Error, &format!("{}: cannot serve: Python failed to start in this worker: {e}", script.display()));
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    }
+    if IN_FLIGHT.load(Ordering::Relaxed) >= max {
+        w.log.log(Level::Warning, &format!("{}: {max} requests in flight in this worker (wsgi_max_in_flight): 503", script.display()));
+        let (mut n, mut v) = (b"Retry-After".to_vec(), b"1".to_vec());
+        // SAFETY: r is live; the shim copies the strings into its pool.
+        unsafe { ngx_http_oxwsgi_set_header(r, n.as_mut_ptr(), n.len(), v.as_mut_ptr(), v.len()) };
+        return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
+    }
+    let context: Arc<str> = Arc::from(script.to_string_lossy().as_ref());
+    let state = Box::into_raw(Box::new(NgxRequest::new(r, w.log.clone(), context)));
+    // SAFETY: r is live; the shim allocates the context in the request pool and registers
+    // a pool cleanup that frees `state` (ngx_http_oxwsgi_rs_cleanup).
+    let ctx = unsafe { ngx_http_oxwsgi_create_ctx(r, state.cast()) };
+    if ctx.is_null() {
+        // SAFETY: no cleanup was registered: the state is still ours.
+        drop(unsafe { Box::from_raw(state) });
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    }
+    // SAFETY: state is live (freed only by the pool cleanup); ctx->task was allocated by
+    // the shim; task->ctx points at the Arc'ed task side that the state keeps alive.
+    unsafe {
+        (*state).ctx = ctx;
+        (*(*ctx).task).ctx = Arc::as_ptr(&(*state).task) as *mut c_void;
+    }
+    // SAFETY: r is live; the body handler (ngx_http_oxwsgi_rs_body_read) runs once the
+    // body is read, possibly before this returns.
+    let rc = unsafe { ngx_http_oxwsgi_read_body(r) };
+    if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        return rc;
+    }
+    NGX_DONE as ngx_int_t
+}
+
+/// # Safety
+/// `state` must be the live state of a request, on the event loop.
+unsafe fn with_state(what: &str, state: *mut c_void, f: impl FnOnce(&mut NgxRequest) -> After) {
+    let after = guard(what, After::Nothing, || {
+        // SAFETY: caller; the reference ends before `apply`, which may free the state.
+        let st = unsafe { &mut *(state as *mut NgxRequest) };
+        f(st)
+    });
+    // SAFETY: no reference to the state is alive any more.
+    guard(what, (), || unsafe { after.apply() })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_body_read(state: *mut c_void) {
+    // SAFETY: the shim passes the state of the request whose body was read.
+    unsafe { with_state("body handler", state, |st| st.body_read()) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_task_done(state: *mut c_void) {
+    // SAFETY: the shim passes the state of the request whose task completed.
+    unsafe { with_state("task completion", state, |st| st.task_done()) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_write_ready(state: *mut c_void) {
+    // SAFETY: the shim passes the state of the request whose connection is writable.
+    unsafe { with_state("write event", state, |st| st.write_ready()) }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_poll(state: *mut c_void) {
+    // SAFETY: the shim passes the state of the request whose poll timer fired.
+    unsafe { with_state("poll timer", state, |st| st.poll()) }
+}
+
+/// Runs on a thread-pool thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_task(task_side: *mut c_void) {
+    guard("thread task", (), || {
+        // SAFETY: task->ctx points at the TaskSide kept alive by the request state, which
+        // cannot be freed while the task runs (r->main->blocked); it is only used through
+        // its Mutex/Arc members.
+        let ts = unsafe { &*(task_side as *const TaskSide) };
+        task::run(ts);
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_cleanup(state: *mut c_void) {
+    guard("request cleanup", (), || {
+        // SAFETY: the request pool is being destroyed: no task runs (blocked), and this
+        // is the only owner of the state.
+        drop(unsafe { Box::from_raw(state as *mut NgxRequest) });
+    })
+}

@@ -1,0 +1,239 @@
+//! The core's server interfaces for nginx, all of them owned data: the thread-pool thread
+//! that runs Python never touches an nginx structure.
+//!
+//! - [`NgxBody`] reads the request body nginx already read (memory copies, or `pread` on a
+//!   dup of the temp file's descriptor).
+//! - [`NgxSink`] collects the response into a [`Batch`] that the event loop takes and
+//!   pushes through the output filters (see `request.rs`).
+//! - [`CycleLog`] writes to the worker's error log, as nginx's own thread pool does.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::core::head::ResponseHead;
+use crate::core::response::Outcome;
+use crate::core::{Level, LogSink, RequestBody, ResponseSink, SinkError, WriteFlags};
+use crate::ffi::ngx::*;
+
+/// Bytes a batch may hold before a writer waits for the event loop to take them. Bounds
+/// the memory of the legacy `write()` callable (and of one huge body item, plus itself).
+pub const WRITE_LIMIT: usize = 1024 * 1024;
+
+/// Small writes are appended to the previous buffer up to this size.
+const COALESCE: usize = 64 * 1024;
+
+fn ngx_level(level: Level) -> ngx_uint_t {
+    (match level {
+        Level::Critical => NGX_LOG_CRIT,
+        Level::Error => NGX_LOG_ERR,
+        Level::Warning => NGX_LOG_WARN,
+        Level::Notice => NGX_LOG_NOTICE,
+        Level::Info => NGX_LOG_INFO,
+        Level::Debug => NGX_LOG_DEBUG,
+    }) as ngx_uint_t
+}
+
+/// The worker's error log (`cycle->log`), usable from any thread.
+pub struct CycleLog {
+    log: *mut ngx_log_t,
+}
+
+// SAFETY: the cycle log of a worker lives as long as the worker process; writing to it
+// from pool threads is what nginx's thread pool itself does (ngx_log_error only formats
+// into a stack buffer and write()s to the log files).
+unsafe impl Send for CycleLog {}
+// SAFETY: see Send; the log is never modified through this pointer.
+unsafe impl Sync for CycleLog {}
+
+impl CycleLog {
+    /// # Safety
+    /// `log` must be the worker cycle's log, valid for the life of the process.
+    pub unsafe fn new(log: *mut ngx_log_t) -> CycleLog {
+        CycleLog { log }
+    }
+}
+
+impl LogSink for CycleLog {
+    fn log(&self, level: Level, msg: &str) {
+        // SAFETY: see the Send impl; the message is passed with its length ("%*s").
+        unsafe { ngx_http_oxwsgi_log(self.log, ngx_level(level), msg.as_ptr() as *mut u_char, msg.len()) }
+    }
+}
+
+/// One piece of the request body.
+pub enum Part {
+    Mem(Vec<u8>),
+    /// `[pos, end)` of the request body temp file.
+    File { fd: Arc<OwnedFd>, pos: u64, end: u64 },
+}
+
+/// The request body as nginx read it (in memory or in its temp file).
+pub struct NgxBody {
+    parts: VecDeque<Part>,
+    /// Read position in the first `Part::Mem`.
+    off: usize,
+}
+
+impl NgxBody {
+    pub fn new(parts: VecDeque<Part>) -> NgxBody {
+        NgxBody { parts, off: 0 }
+    }
+}
+
+impl RequestBody for NgxBody {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        while let Some(part) = self.parts.front_mut() {
+            match part {
+                Part::Mem(v) => {
+                    let n = (v.len() - self.off).min(buf.len());
+                    buf[..n].copy_from_slice(&v[self.off..self.off + n]);
+                    self.off += n;
+                    if self.off == v.len() {
+                        self.parts.pop_front();
+                        self.off = 0;
+                    }
+                    if n > 0 || buf.is_empty() {
+                        return Ok(n);
+                    }
+                }
+                Part::File { fd, pos, end } => {
+                    let want = ((*end - *pos) as usize).min(buf.len());
+                    if want == 0 && *pos < *end {
+                        return Ok(0);
+                    }
+                    // SAFETY: buf is writable for `want` bytes; fd is our own dup of the
+                    // temp file, open until the body is dropped.
+                    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want, *pos as libc::off_t) };
+                    if n < 0 {
+                        return Err(format!("reading the request body temp file: {}", std::io::Error::last_os_error()));
+                    }
+                    if n == 0 && want > 0 {
+                        return Err("the request body temp file is shorter than the body".into());
+                    }
+                    *pos += n as u64;
+                    if *pos >= *end {
+                        self.parts.pop_front();
+                    }
+                    if n > 0 {
+                        return Ok(n as usize);
+                    }
+                }
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// A piece of response body produced by the application.
+pub enum Item {
+    Data(Vec<u8>),
+    File { fd: OwnedFd, offset: u64, len: u64 },
+}
+
+/// What the application produced and the event loop has not taken yet.
+#[derive(Default)]
+pub struct Batch {
+    pub head: Option<ResponseHead>,
+    pub items: Vec<Item>,
+    /// Bytes of `Item::Data` in `items`.
+    pub bytes: usize,
+    /// The end of the body is in `items`.
+    pub last: bool,
+    /// The response must be cut short (the core aborted it).
+    pub aborted: bool,
+    /// Set by the event loop: the client is gone, refuse further data.
+    pub client_gone: bool,
+    /// Set by the task when the exchange is over.
+    pub outcome: Option<Outcome>,
+}
+
+impl Batch {
+    pub fn has_output(&self) -> bool {
+        self.head.is_some() || !self.items.is_empty() || self.last || self.aborted
+    }
+}
+
+/// The batch shared between the task thread (producer) and the event loop (consumer).
+#[derive(Default)]
+pub struct Shared {
+    batch: Mutex<Batch>,
+    /// Signalled when the loop took the batch or the client went away.
+    drained: Condvar,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn notify(&self) {
+        self.drained.notify_all();
+    }
+}
+
+/// The response sink of one request: appends to the shared batch. Never blocks, except
+/// when the batch already holds [`WRITE_LIMIT`] bytes: then it waits (without the GIL)
+/// until the event loop has taken them, which it does only while the client keeps up.
+pub struct NgxSink {
+    shared: Arc<Shared>,
+}
+
+impl NgxSink {
+    pub fn new(shared: Arc<Shared>) -> NgxSink {
+        NgxSink { shared }
+    }
+}
+
+impl ResponseSink for NgxSink {
+    fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
+        let mut b = self.shared.lock();
+        if b.client_gone {
+            return Err(SinkError::ClientGone);
+        }
+        b.head = Some(head.clone());
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
+        let mut b = self.shared.lock();
+        while b.bytes >= WRITE_LIMIT && !b.client_gone {
+            b = self.shared.drained.wait(b).unwrap_or_else(|p| p.into_inner());
+        }
+        if b.client_gone {
+            return Err(SinkError::ClientGone);
+        }
+        if !data.is_empty() {
+            match b.items.last_mut() {
+                Some(Item::Data(v)) if v.len() + data.len() <= COALESCE => v.extend_from_slice(data),
+                _ => b.items.push(Item::Data(data.to_vec())),
+            }
+            b.bytes += data.len();
+        }
+        if flags.last {
+            b.last = true;
+        }
+        Ok(())
+    }
+
+    fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
+        // SAFETY: the core passes the descriptor of the application's open file, valid
+        // during this call; we keep our own duplicate.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(|e| SinkError::Failed(format!("dup of the file_wrapper descriptor: {e}")))?;
+        let mut b = self.shared.lock();
+        if b.client_gone {
+            return Err(SinkError::ClientGone);
+        }
+        b.items.push(Item::File { fd, offset, len });
+        if flags.last {
+            b.last = true;
+        }
+        Ok(true)
+    }
+
+    fn abort(&mut self) {
+        self.shared.lock().aborted = true;
+    }
+}

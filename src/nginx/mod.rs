@@ -1,0 +1,36 @@
+//! The nginx adapter: the symbols `load_module` looks up, the entry points the C shim
+//! (ngx-module/ngx_http_oxwsgi_module.c) calls, and request handling.
+//!
+//! Process model: nginx parses the configuration in the master; Python starts in each
+//! worker (`init_process`) and never in the master, so a reload (HUP) simply brings up
+//! fresh workers (DESIGN.md, "Process and interpreter model").
+//!
+//! Execution model: Python never runs on the event loop. The loop copies the request into
+//! owned data and posts nginx thread tasks (`thread_pool`, `wsgi_thread_pool`); each task
+//! produces a batch of the response, which the loop sends (request.rs, task.rs).
+
+mod entry;
+mod io;
+mod request;
+mod task;
+
+use std::ffi::c_char;
+use std::ptr::null;
+
+use crate::ffi::ngx::{ngx_http_oxwsgi_module, ngx_module_t};
+
+// The three arrays nginx dlsym()s after `load_module`. They must be defined in Rust: a
+// cdylib exports only Rust items (research/build-facts.md §0.1). The module structure
+// itself is in the C shim, so that NGX_MODULE_V1 gives it the configured signature.
+
+#[unsafe(no_mangle)]
+#[used]
+pub static mut ngx_modules: [*const ngx_module_t; 2] = [&raw const ngx_http_oxwsgi_module, null()];
+
+#[unsafe(no_mangle)]
+#[used]
+pub static mut ngx_module_names: [*const c_char; 2] = [c"ngx_http_oxwsgi_module".as_ptr(), null()];
+
+#[unsafe(no_mangle)]
+#[used]
+pub static mut ngx_module_order: [*const c_char; 1] = [null()];

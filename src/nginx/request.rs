@@ -1,0 +1,551 @@
+//! The event-loop side of a request.
+//!
+//! Flow (DESIGN.md, "Request flow — nginx"):
+//! 1. the content handler checks the in-flight cap and has nginx read the body;
+//! 2. once it is read, the request is copied into owned data and a thread task is posted;
+//! 3. the task (task.rs) runs the application for one batch of body data;
+//! 4. its completion handler, here, sends the head and pushes the batch through the
+//!    output filters; the next task is posted only when nginx has sent what it was given,
+//!    else when the write event says the client took it. A slow client therefore holds
+//!    back the application instead of growing memory.
+//!
+//! While a task runs, a timer (POLL_MS) hands over what the task produced so far, so that a
+//! response that streams slowly (a chunk, then a pause) is not held back until a batch
+//! fills, and a `write()`-heavy app that waits on a full batch can go on.
+//!
+//! The request cannot be freed while a task runs: the shim raises `r->main->blocked` for
+//! every posted task, and the body reading holds a reference (`r->main->count`) until the
+//! single final `ngx_http_finalize_request`. This state is freed by a request-pool cleanup.
+
+use std::collections::VecDeque;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::ptr::null_mut;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::io::{Item, NgxBody, Part};
+use super::task::{RequestData, Start, TaskSide};
+use crate::core::head::ResponseHead;
+use crate::core::response::Outcome;
+use crate::core::{Level, LogSink};
+use crate::ffi::ngx::*;
+
+/// Requests of this worker between the content handler and the end of their pool.
+pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// How often a running task's output is handed over, in milliseconds.
+const POLL_MS: ngx_msec_t = 20;
+
+/// What the caller must do once it no longer borrows the request state.
+#[must_use]
+pub enum After {
+    Nothing,
+    /// `ngx_http_finalize_request(r, rc)`: may free the request and this state.
+    Finalize(*mut ngx_http_request_t, ngx_int_t),
+}
+
+impl After {
+    /// # Safety
+    /// No reference to the request state may be alive (finalizing may free it).
+    pub unsafe fn apply(self) {
+        if let After::Finalize(r, rc) = self {
+            // SAFETY: r is live: the state that produced this action held it (caller).
+            unsafe { ngx_http_finalize_request(r, rc) }
+        }
+    }
+}
+
+pub const OK: ngx_int_t = NGX_OK as ngx_int_t;
+pub const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
+
+/// Bytes of an `ngx_str_t` (empty for NULL data).
+///
+/// # Safety
+/// `s.data` must be NULL or valid for `s.len` bytes while the result is used.
+pub unsafe fn ngx_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
+    if s.data.is_null() || s.len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(s.data, s.len) } }
+}
+
+/// SCRIPT_NAME and PATH_INFO: the location prefix and the rest of the (decoded) URI.
+/// The prefix must match whole path segments; otherwise everything is PATH_INFO.
+pub fn split_uri(prefix: Option<&[u8]>, uri: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    match prefix {
+        Some(p) if uri.starts_with(p) && (uri.len() == p.len() || uri[p.len()] == b'/') => {
+            (p.to_vec(), uri[p.len()..].to_vec())
+        }
+        _ => (Vec::new(), uri.to_vec()),
+    }
+}
+
+/// One WSGI request, on the event loop.
+pub struct NgxRequest {
+    r: *mut ngx_http_request_t,
+    pub ctx: *mut ngx_http_oxwsgi_ctx_t,
+    pub task: Arc<TaskSide>,
+    log: Arc<dyn LogSink>,
+    context: Arc<str>,
+    header_sent: bool,
+    header_only: bool,
+    header_rc: ngx_int_t,
+    /// Body memory lent to nginx buffers, in output order, until they leave `busy`.
+    lent: VecDeque<(*mut ngx_buf_t, Vec<u8>)>,
+    /// A task is posted and has not completed.
+    in_flight: bool,
+    /// The first task has been posted.
+    started: bool,
+    /// Posting failed (queue full): retry from the poll timer.
+    repost: bool,
+    client_gone: bool,
+    timed_out: bool,
+}
+
+impl Drop for NgxRequest {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl NgxRequest {
+    pub fn new(r: *mut ngx_http_request_t, log: Arc<dyn LogSink>, context: Arc<str>) -> NgxRequest {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        NgxRequest {
+            r,
+            ctx: null_mut(),
+            task: Arc::new(TaskSide::default()),
+            log,
+            context,
+            header_sent: false,
+            header_only: false,
+            header_rc: OK,
+            lent: VecDeque::new(),
+            in_flight: false,
+            started: false,
+            repost: false,
+            client_gone: false,
+            timed_out: false,
+        }
+    }
+
+    fn log(&self, level: Level, msg: &str) {
+        self.log.log(level, &format!("{}: {msg}", self.context));
+    }
+
+    /// The body is read: copy the request, then start the application.
+    ///
+    /// # Safety
+    /// Runs on the event loop with the live request `self.r`.
+    pub unsafe fn body_read(&mut self) -> After {
+        // SAFETY: r is live (caller).
+        let start = unsafe { self.collect() };
+        match start {
+            Ok(start) => {
+                self.task.job.lock().unwrap_or_else(|p| p.into_inner()).start = Some(start);
+                self.post()
+            }
+            Err(e) => {
+                self.log(Level::Error, &e);
+                After::Finalize(self.r, NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+            }
+        }
+    }
+
+    /// Copy what the application needs out of the request.
+    ///
+    /// # Safety
+    /// `self.r` must be live, its body completely read.
+    unsafe fn collect(&self) -> Result<Start, String> {
+        let r = self.r;
+        // SAFETY: every pointer read below belongs to the live request, its connection or
+        // its configuration; strings are copied before the function returns.
+        unsafe {
+            let lcf = &*ngx_http_oxwsgi_req_loc_conf(r);
+            let c = (*r).connection;
+            let mut d = RequestData::default();
+            d.method = ngx_bytes(&(*r).method_name).to_vec();
+            let prefix = (lcf.no_prefix == 0).then(|| ngx_bytes(&lcf.prefix));
+            (d.script_name, d.path_info) = split_uri(prefix, ngx_bytes(&(*r).uri));
+            d.query = ngx_bytes(&(*r).args).to_vec();
+            d.request_uri = ngx_bytes(&(*r).unparsed_uri).to_vec();
+            d.protocol = ngx_bytes(&(*r).http_protocol).to_vec();
+            if d.protocol.is_empty() {
+                d.protocol = b"HTTP/0.9".to_vec();
+            }
+            d.server_name = ngx_bytes(&ngx_http_oxwsgi_server_name(r)).to_vec();
+            let mut addr = [0u8; 128]; // NGX_SOCKADDR_STRLEN is a sizeof expression bindgen cannot see
+            let (mut sport, mut rport): (ngx_uint_t, ngx_uint_t) = (0, 0);
+            let n = ngx_http_oxwsgi_addrs(r, addr.as_mut_ptr(), addr.len(), &mut sport, &mut rport);
+            d.server_addr = addr[..n].to_vec();
+            d.server_port = sport as u16;
+            d.remote_port = rport as u16;
+            d.remote_addr = ngx_bytes(&(*c).addr_text).to_vec();
+            d.https = ngx_http_oxwsgi_is_https(r) != 0;
+            d.pass_authorization = lcf.pass_authorization == 1;
+
+            let mut part: *mut ngx_list_part_t = &mut (*r).headers_in.headers.part;
+            while !part.is_null() {
+                let elts = (*part).elts as *const ngx_table_elt_t;
+                for i in 0..(*part).nelts {
+                    let h = &*elts.add(i);
+                    if h.hash == 0 {
+                        continue;
+                    }
+                    d.headers.push((ngx_bytes(&h.key).to_vec(), ngx_bytes(&h.value).to_vec()));
+                }
+                part = (*part).next;
+            }
+
+            if !lcf.params.is_null() {
+                let a = &*lcf.params;
+                let params = std::slice::from_raw_parts(a.elts as *mut ngx_http_oxwsgi_param_t, a.nelts);
+                for p in params {
+                    let mut v = ngx_str_t { len: 0, data: null_mut() };
+                    let cv = &p.value as *const ngx_http_complex_value_t as *mut ngx_http_complex_value_t;
+                    if ngx_http_complex_value(r, cv, &mut v) != OK {
+                        return Err(format!("evaluating wsgi_param {}", String::from_utf8_lossy(ngx_bytes(&p.key))));
+                    }
+                    if p.skip_empty != 0 && v.len == 0 {
+                        continue;
+                    }
+                    d.params.push((ngx_bytes(&p.key).to_vec(), ngx_bytes(&v).to_vec()));
+                }
+            }
+
+            let (parts, total) = self.body_parts()?;
+            let rb = (*r).request_body;
+            d.content_length = if !rb.is_null() && (total > 0 || (*r).headers_in.chunked() != 0) {
+                Some(total)
+            } else if (*r).headers_in.content_length_n >= 0 {
+                Some((*r).headers_in.content_length_n as u64)
+            } else {
+                None
+            };
+
+            let script = PathBuf::from(String::from_utf8_lossy(ngx_bytes(&lcf.script)).into_owned());
+            let callable = String::from_utf8_lossy(ngx_bytes(&lcf.callable)).into_owned();
+            Ok(Start {
+                data: d,
+                body: NgxBody::new(parts),
+                script,
+                callable,
+                log: self.log.clone(),
+                context: self.context.clone(),
+            })
+        }
+    }
+
+    /// The body buffers nginx read: memory is copied, the temp file is dup'ed.
+    ///
+    /// # Safety
+    /// `self.r` must be live, its body completely read.
+    unsafe fn body_parts(&self) -> Result<(VecDeque<Part>, u64), String> {
+        let mut parts = VecDeque::new();
+        let mut total = 0u64;
+        let mut fds: Vec<(i32, Arc<OwnedFd>)> = Vec::new();
+        // SAFETY: the request body chain belongs to the live request.
+        unsafe {
+            let rb = (*self.r).request_body;
+            if rb.is_null() {
+                return Ok((parts, 0));
+            }
+            let mut cl = (*rb).bufs;
+            while !cl.is_null() {
+                let b = (*cl).buf;
+                if ngx_http_oxwsgi_buf_in_file(b) != 0 {
+                    let raw = (*(*b).file).fd;
+                    let fd = match fds.iter().find(|(n, _)| *n == raw) {
+                        Some((_, fd)) => fd.clone(),
+                        None => {
+                            let dup = libc::dup(raw);
+                            if dup < 0 {
+                                return Err(format!("dup of the request body temp file: {}", std::io::Error::last_os_error()));
+                            }
+                            let fd = Arc::new(OwnedFd::from_raw_fd(dup));
+                            fds.push((raw, fd.clone()));
+                            fd
+                        }
+                    };
+                    let (pos, end) = ((*b).file_pos as u64, (*b).file_last as u64);
+                    if end > pos {
+                        total += end - pos;
+                        parts.push_back(Part::File { fd, pos, end });
+                    }
+                } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
+                    let n = (*b).last.offset_from((*b).pos) as usize;
+                    total += n as u64;
+                    parts.push_back(Part::Mem(std::slice::from_raw_parts((*b).pos, n).to_vec()));
+                }
+                cl = (*cl).next;
+            }
+        }
+        Ok((parts, total))
+    }
+
+    fn post(&mut self) -> After {
+        // SAFETY: ctx is this request's context, its task->ctx points at self.task,
+        // which lives as long as this state (the request can't be freed while blocked).
+        let rc = unsafe { ngx_http_oxwsgi_post_task(self.ctx) };
+        if rc != OK {
+            if !self.started {
+                self.log(Level::Error, "cannot post to the thread pool (queue full?): 503");
+                return After::Finalize(self.r, NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
+            }
+            self.repost = true;
+            // SAFETY: ctx is live.
+            unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 10) };
+            return After::Nothing;
+        }
+        self.started = true;
+        self.in_flight = true;
+        // SAFETY: ctx is live.
+        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, POLL_MS) };
+        After::Nothing
+    }
+
+    /// The client is gone: refuse further data; a waiting writer wakes up and fails.
+    fn gone(&mut self) {
+        if !self.client_gone {
+            self.client_gone = true;
+            let mut b = self.task.shared.lock();
+            b.client_gone = true;
+            b.items.clear();
+            b.bytes = 0;
+            drop(b);
+            self.task.shared.notify();
+        }
+    }
+
+    fn failed_output(&self, rc: ngx_int_t) -> bool {
+        // SAFETY: r is live.
+        rc == ERROR || unsafe { ngx_http_oxwsgi_conn_error(self.r) } != 0
+    }
+
+    fn backed_up(&self) -> bool {
+        // SAFETY: ctx is live.
+        unsafe { ngx_http_oxwsgi_backed_up(self.ctx) != 0 }
+    }
+
+    /// Wait for the client to take what nginx holds.
+    fn wait_write(&mut self) {
+        // SAFETY: r is live; the shim installs our write handler and the send timeout.
+        if unsafe { ngx_http_oxwsgi_wait_write(self.r) } != OK {
+            self.gone();
+        }
+    }
+
+    /// Take what the task produced and push it. With `final_`, also the outcome.
+    fn drain(&mut self, final_: bool) -> (ngx_int_t, Option<Outcome>) {
+        let (head, items, last, aborted, outcome) = {
+            let mut b = self.task.shared.lock();
+            let out = (
+                b.head.take(),
+                std::mem::take(&mut b.items),
+                std::mem::take(&mut b.last),
+                std::mem::take(&mut b.aborted),
+                if final_ { b.outcome.take() } else { None },
+            );
+            b.bytes = 0;
+            out
+        };
+        self.task.shared.notify();
+        let mut rc = OK;
+        if let Some(h) = head.filter(|_| !self.header_sent) {
+            rc = self.send_head(&h);
+        }
+        if self.failed_output(rc) {
+            self.gone();
+        }
+        let deliver = self.header_sent && !self.header_only && !self.client_gone;
+        if deliver && (!items.is_empty() || (last && !aborted)) {
+            rc = self.push(items, last && !aborted);
+        }
+        if aborted {
+            // SAFETY: r is live. What was pushed goes out if the socket takes it now; then
+            // the connection closes without completing the body (no final chunk).
+            unsafe { ngx_http_oxwsgi_set_conn_error(self.r) };
+        }
+        (rc, outcome)
+    }
+
+    fn send_head(&mut self, h: &ResponseHead) -> ngx_int_t {
+        let r = self.r;
+        let latin1 = |s: &str| -> Vec<u8> { s.chars().map(|c| c as u32 as u8).collect() };
+        // SAFETY: r is live; the shim copies every string into the request pool.
+        unsafe {
+            let mut line = latin1(&h.status_line);
+            if ngx_http_oxwsgi_set_status(r, h.status as ngx_uint_t, line.as_mut_ptr(), line.len()) != OK {
+                return ERROR;
+            }
+            (*r).headers_out.content_length_n = h.content_length.map_or(-1, |n| n as off_t);
+            for (name, value) in &h.headers {
+                if name.eq_ignore_ascii_case("content-length") {
+                    continue;
+                }
+                let (mut n, mut v) = (latin1(name), latin1(value));
+                if ngx_http_oxwsgi_set_header(r, n.as_mut_ptr(), n.len(), v.as_mut_ptr(), v.len()) != OK {
+                    return ERROR;
+                }
+            }
+            let rc = ngx_http_send_header(r);
+            self.header_sent = true;
+            self.header_rc = rc;
+            self.header_only = ngx_http_oxwsgi_header_only(r) != 0 || rc == ERROR || rc > OK;
+            rc
+        }
+    }
+
+    /// Hand body data to the output filters; the memory stays here until nginx is done.
+    fn push(&mut self, items: Vec<Item>, last: bool) -> ngx_int_t {
+        let ctx = self.ctx;
+        let mut out: *mut ngx_chain_t = null_mut();
+        let mut ll: *mut *mut ngx_chain_t = &mut out;
+        for item in items {
+            // SAFETY: ctx is live; the buffers point into Vecs kept in `lent` (heap memory
+            // that does not move) until they leave ctx->busy; file descriptors are handed
+            // over to a pool cleanup.
+            unsafe {
+                match item {
+                    Item::Data(v) => {
+                        let b = ngx_http_oxwsgi_add_mem(ctx, &mut ll, v.as_ptr() as *mut u_char, v.len());
+                        if b.is_null() {
+                            return ERROR;
+                        }
+                        self.lent.push_back((b, v));
+                    }
+                    Item::File { fd, offset, len } => {
+                        let b = ngx_http_oxwsgi_add_file(ctx, &mut ll, fd.into_raw_fd(), offset as off_t, len as off_t);
+                        if b.is_null() {
+                            return ERROR;
+                        }
+                    }
+                }
+            }
+        }
+        // SAFETY: as above.
+        unsafe {
+            if ngx_http_oxwsgi_add_last(ctx, &mut ll, last as ngx_uint_t, 1).is_null() {
+                return ERROR;
+            }
+            let rc = ngx_http_oxwsgi_output(ctx, out);
+            self.release_sent();
+            rc
+        }
+    }
+
+    /// Free the memory of buffers nginx has sent.
+    fn release_sent(&mut self) {
+        while let Some((b, _)) = self.lent.front() {
+            // SAFETY: ctx is live; b is only compared against ctx->busy.
+            if unsafe { ngx_http_oxwsgi_is_busy(self.ctx, *b) } != 0 {
+                break;
+            }
+            self.lent.pop_front();
+        }
+    }
+
+    /// Completion of a task, on the event loop.
+    pub fn task_done(&mut self) -> After {
+        self.in_flight = false;
+        // SAFETY: ctx is live.
+        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 0) };
+        let (rc, outcome) = self.drain(true);
+        self.proceed(rc, outcome)
+    }
+
+    fn proceed(&mut self, rc: ngx_int_t, outcome: Option<Outcome>) -> After {
+        if self.failed_output(rc) {
+            self.gone();
+        }
+        if let Some(o) = outcome {
+            return self.finish(o, rc);
+        }
+        if self.client_gone {
+            // One more task: the core sees ClientGone and closes the iterable.
+            return self.post();
+        }
+        if self.backed_up() {
+            self.wait_write();
+            if self.client_gone {
+                return self.post();
+            }
+            return After::Nothing;
+        }
+        // SAFETY: r is live.
+        unsafe { ngx_http_oxwsgi_stop_write_wait(self.r) };
+        self.post()
+    }
+
+    fn finish(&mut self, outcome: Outcome, rc: ngx_int_t) -> After {
+        let r = self.r;
+        // SAFETY: r is live.
+        unsafe { ngx_http_oxwsgi_stop_write_wait(r) };
+        let rc = match outcome {
+            Outcome::Complete if self.client_gone => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
+            Outcome::Complete if self.header_only => self.header_rc,
+            Outcome::Complete => rc,
+            Outcome::Failed if !self.header_sent => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+            Outcome::Failed | Outcome::Aborted => {
+                // SAFETY: r is live: close the connection, leaving the body incomplete.
+                unsafe { ngx_http_oxwsgi_set_conn_error(r) };
+                ERROR
+            }
+            Outcome::ClientGone if self.timed_out => NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t,
+            Outcome::ClientGone => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
+        };
+        After::Finalize(r, rc)
+    }
+
+    /// The write event: the client took data (or the send timeout expired).
+    pub fn write_ready(&mut self) -> After {
+        // SAFETY: r is live.
+        if unsafe { ngx_http_oxwsgi_write_timedout(self.r) } != 0 {
+            self.log(Level::Info, "client timed out while receiving the response");
+            self.timed_out = true;
+            self.gone();
+            return if self.in_flight { After::Nothing } else { self.post() };
+        }
+        // SAFETY: ctx is live; a NULL chain flushes what nginx holds.
+        let rc = unsafe { ngx_http_oxwsgi_output(self.ctx, null_mut()) };
+        self.release_sent();
+        if self.failed_output(rc) {
+            self.gone();
+            return if self.in_flight { After::Nothing } else { self.post() };
+        }
+        if self.backed_up() {
+            self.wait_write();
+            return After::Nothing;
+        }
+        if self.in_flight {
+            return self.drain_running();
+        }
+        self.proceed(OK, None)
+    }
+
+    /// Hand over what a running task produced so far (when the client keeps up).
+    fn drain_running(&mut self) -> After {
+        if self.client_gone || self.backed_up() || !self.task.shared.lock().has_output() {
+            return After::Nothing;
+        }
+        let (rc, _) = self.drain(false);
+        if self.failed_output(rc) {
+            self.gone();
+        } else if self.backed_up() {
+            self.wait_write();
+        }
+        After::Nothing
+    }
+
+    /// The poll timer.
+    pub fn poll(&mut self) -> After {
+        if self.repost && !self.in_flight {
+            self.repost = false;
+            return self.post();
+        }
+        if !self.in_flight {
+            return After::Nothing;
+        }
+        // SAFETY: ctx is live.
+        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, POLL_MS) };
+        self.drain_running()
+    }
+}
