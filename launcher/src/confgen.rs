@@ -183,7 +183,11 @@ pub fn nginx_http(p: &Plan) -> String {
         let _ = writeln!(s, "wsgi_python_home {};", np(h));
     }
     if !p.python_path.is_empty() {
-        let _ = writeln!(s, "wsgi_python_path {};", nq(&joined_path(&p.python_path)));
+        let dirs: Vec<String> = p.python_path.iter().map(|d| np(d)).collect();
+        let _ = writeln!(s, "wsgi_python_path {};", dirs.join(" "));
+    }
+    if let Some(n) = p.max_in_flight {
+        let _ = writeln!(s, "wsgi_max_in_flight {n};");
     }
     s
 }
@@ -201,11 +205,7 @@ pub fn nginx_locations(p: &Plan) -> String {
         }
     }
     let callable = if p.callable != "application" { format!(" callable={}", p.callable) } else { String::new() };
-    let _ = writeln!(s, "location {} {{\n    wsgi_app {}{callable};", nq(&p.mount), np(&p.script));
-    if let Some(n) = p.max_in_flight {
-        let _ = writeln!(s, "    wsgi_max_in_flight {n};");
-    }
-    let _ = writeln!(s, "}}");
+    let _ = writeln!(s, "location {} {{\n    wsgi_app {}{callable};\n}}", nq(&p.mount), np(&p.script));
     s
 }
 
@@ -353,7 +353,7 @@ mod tests {
             "thread_pool default threads=4;",
             "load_module /tmp/oxwsgi-serve-x/modules/m.so;",
             "wsgi_python_home /opt/venv;",
-            "wsgi_python_path /srv/app:/srv/lib;",
+            "wsgi_python_path /srv/app /srv/lib;",
             "listen 127.0.0.1:8123;",
             "location /static/ {",
             "alias /;",

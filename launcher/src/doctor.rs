@@ -222,6 +222,7 @@ pub fn doctor(o: &Options) -> i32 {
     // --- servers and modules
     let mut module_python: Option<String> = None;
     let mut servers_found = 0;
+    let mut modules_found = 0;
     for &kind in &kinds {
         let bin = match locate::server_binary(kind) {
             Ok(b) => b,
@@ -244,10 +245,12 @@ pub fn doctor(o: &Options) -> i32 {
         let module = match locate::find_module(o, kind) {
             Ok(m) => m,
             Err(e) => {
-                rep.line(Status::Fail, &e, None);
+                // Only a problem for a server the user asked about (or if no module exists).
+                rep.line(if o.server_given { Status::Fail } else { Status::Warn }, &e, None);
                 continue;
             }
         };
+        modules_found += 1;
         let whence = dirs.iter().find(|(d, _)| locate::normalize(&d.join(file)) == module).map(|(_, w)| *w).unwrap_or("");
         let others: Vec<String> = dirs
             .iter()
@@ -297,6 +300,9 @@ pub fn doctor(o: &Options) -> i32 {
             Err(e) => rep.line(Status::Warn, &format!("could not run the load test: {e}"), None),
         }
     }
+    if servers_found > 0 && modules_found == 0 && !o.server_given {
+        rep.line(Status::Fail, "no oxwsgi module was found for any installed server", Some("build them with `make modules` (or `make install`)"));
+    }
     if servers_found == 0 && !o.server_given {
         rep.line(Status::Fail, "neither Apache httpd nor nginx is installed", Some("apt-get install apache2 (or nginx)"));
     }
@@ -343,14 +349,18 @@ fn check_home(rep: &mut Report, home: &Path, module_python: Option<&str>, user: 
                 (Some(mp), Some(vv)) if locate::minor(vv) != mp => rep.line(
                     Status::Fail,
                     &format!("{name} is a virtualenv made with Python {vv}, but the module is built against Python {mp}:\nthe workers would fail to start (wrong standard library, incompatible compiled packages)"),
-                    Some(&format!("recreate it with the module's Python: rm -rf {h} && /usr/bin/python{mp} -m venv {h} && {h}/bin/pip install -r requirements.txt (or rebuild oxwsgi against Python {})", locate::minor(vv), h = home.display())),
+                    Some(&format!("recreate it with the module's Python: /usr/bin/python{mp} -m venv --clear {h}, then reinstall your packages into it (or rebuild oxwsgi against Python {})", locate::minor(vv), h = home.display())),
                 ),
                 (_, None) => rep.line(Status::Warn, &format!("{name}: pyvenv.cfg has no version line"), None),
                 _ => rep.line(Status::Ok, &format!("{name}: virtualenv, Python {v}"), None),
             }
+            let same_minor = match (module_python, info.version.as_deref()) {
+                (Some(mp), Some(vv)) => locate::minor(vv) == mp,
+                _ => true,
+            };
             if let (Some(base), Some(mp)) = (&info.home, module_python) {
                 let system = Path::new("/usr/bin");
-                if base != system && !base.starts_with("/usr/local") {
+                if same_minor && base != system && !base.starts_with("/usr/local") {
                     rep.line(
                         Status::Warn,
                         &format!("{name} was made from {} (pyvenv.cfg home), not from the Python the module embeds (/usr/bin/python{mp})", base.display()),

@@ -70,7 +70,7 @@ pub fn check_python_home(home: &Path, module_python: Option<&str>, module: &Path
 
 pub fn resolve(o: &Options, for_serve: bool) -> Result<Resolved, Failure> {
     let kind = o.server;
-    let app = app::resolve(o).map_err(Failure::usage)?;
+    let app = app::resolve(o).map_err(Failure::msg)?;
     let module = locate::find_module(o, kind).map_err(Failure::msg)?;
     let module_python = locate::module_python_version(&module);
     let user = locate::worker_user(o).map_err(Failure::msg)?;
@@ -681,6 +681,7 @@ fn supervise(o: &Options, plan: &Plan, run: &mut Running, out_path: &Path) -> i3
         if let Some(d) = plan.script.parent() {
             roots.push(d.to_path_buf());
         }
+        roots.retain(|r| !r.starts_with(&plan.dir));
         let w = Watcher::new(roots, plan.dir.clone());
         say(&format!("reload   on changes to the {} .py/.wsgi files under {}", w.state.len(), w.roots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")));
         Some(w)
@@ -733,6 +734,38 @@ fn supervise(o: &Options, plan: &Plan, run: &mut Running, out_path: &Path) -> i3
     }
 }
 
+/// An error-log line without the server's prefixes (time, module, pid, client) and the
+/// module's "<script>: " context, for showing a traceback.
+fn tidy(line: &str, script: &str) -> String {
+    let mut s = line;
+    if s.starts_with('[') {
+        // Apache: "[time] [module:level] [pid N:tid M] [client a:p] text"
+        while s.starts_with('[') {
+            match s.find("] ") {
+                Some(i) => s = &s[i + 2..],
+                None => break,
+            }
+        }
+    } else if s.len() > 20 && s.as_bytes()[4] == b'/' && s.as_bytes()[7] == b'/' {
+        // nginx: "2024/01/01 12:00:00 [error] 12#13: *1 text, client: ..."
+        if let Some(i) = s.find("]: ").or_else(|| s.find("] ")) {
+            let rest = &s[i + 2..];
+            let rest = rest.trim_start_matches(':').trim_start();
+            let rest = match rest.split_once(": ") {
+                Some((pid, r)) if pid.contains('#') => r,
+                _ => rest,
+            };
+            let rest = match rest.strip_prefix('*') {
+                Some(r) => r.split_once(' ').map(|x| x.1).unwrap_or(r),
+                None => rest,
+            };
+            s = rest;
+        }
+    }
+    let s = s.strip_prefix(script).and_then(|r| r.strip_prefix(": ")).unwrap_or(s);
+    s.to_string()
+}
+
 fn startup_failed(plan: &Plan, label: &str, headline: &str, errlog: &Tail, srvout: &Tail) {
     say(&format!("error: {headline}"));
     let out = srvout.all();
@@ -747,8 +780,9 @@ fn startup_failed(plan: &Plan, label: &str, headline: &str, errlog: &Tail, srvou
         say(&format!("(the error log {} says nothing more)", plan.error_log().display()));
     } else {
         say(&format!("from {} and {label}'s output:", plan.error_log().display()));
+        let script = plan.script.to_string_lossy();
         for l in lines.iter().rev().take(60).collect::<Vec<_>>().into_iter().rev() {
-            eprintln!("    {l}");
+            eprintln!("    {}", tidy(l, &script));
         }
     }
 }
@@ -761,6 +795,16 @@ mod tests {
     fn relevant_lines() {
         let t = "[Mon] [mpm_event:notice] [pid 1] AH00489: resuming\n[Mon] [oxwsgi:error] [pid 2] Traceback\nnginx: [emerg] bad\n2024/01/01 [notice] 1#1: start\n";
         assert_eq!(relevant(t), vec!["[Mon] [oxwsgi:error] [pid 2] Traceback", "nginx: [emerg] bad"]);
+    }
+
+    #[test]
+    fn tidies_lines() {
+        let a = "[Tue Nov 24 05:16:13.895 2026] [oxwsgi:error] [pid 30135:tid 30139] [client 127.0.0.1:33920] /a/b.wsgi: ModuleNotFoundError: x";
+        assert_eq!(tidy(a, "/a/b.wsgi"), "ModuleNotFoundError: x");
+        let n = "2026/11/24 05:16:13 [error] 123#124: *1 /a/b.wsgi: Traceback (most recent call last):";
+        assert_eq!(tidy(n, "/a/b.wsgi"), "Traceback (most recent call last):");
+        let e = "nginx: [emerg] unknown directive";
+        assert_eq!(tidy(e, "/a/b.wsgi"), e);
     }
 
     #[test]
