@@ -5,6 +5,7 @@ use std::ffi::{CStr, c_char, c_int};
 use std::path::Path;
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::config::Alias;
@@ -79,12 +80,13 @@ pub unsafe fn translate_name(r: *mut request_rec) -> c_int {
 unsafe fn map_alias(r: *mut request_rec, alias: &Alias, uri_ptr: *const c_char, uri: &[u8]) -> Option<*mut c_char> {
     // SAFETY: r is live (caller).
     let pool = unsafe { (*r).pool };
-    let mut target = alias.target.clone().into_bytes();
+    let mut target;
     let rest: &[u8] = match &alias.regex {
         None => {
             if !prefix_matches(&alias.prefix, uri) {
                 return None;
             }
+            target = alias.target.clone().into_bytes();
             &uri[alias.prefix.len()..]
         }
         Some(re) => {
@@ -222,14 +224,13 @@ unsafe fn build_environ<'py>(
     s: &Settings<'_>,
     filename: &str,
 ) -> PyResult<EnvironBuilder<'py>> {
-    let _ = py;
     // SAFETY: every pointer read below belongs to the live request, its connection or
     // its pools; tables are iterated through their element arrays.
     unsafe {
         // Variables from SetEnv, mod_rewrite [E=], mod_ssl StdEnvVars ...: first, so that
         // the CGI variables below win.
         for (k, v) in table_entries((*r).subprocess_env) {
-            env.set(&String::from_utf8_lossy(k), v)?;
+            env.set_dynamic(k, v)?;
         }
         let uri = bytes((*r).uri);
         let path_info = bytes((*r).path_info);
@@ -238,33 +239,33 @@ unsafe fn build_environ<'py>(
         } else {
             uri
         };
-        env.set("REQUEST_METHOD", bytes((*r).method))?;
-        env.set("SCRIPT_NAME", script_name)?;
-        env.set("PATH_INFO", path_info)?;
-        env.set("QUERY_STRING", bytes((*r).args))?;
-        env.set("REQUEST_URI", bytes((*r).unparsed_uri))?;
-        env.set("SERVER_PROTOCOL", bytes((*r).protocol))?;
-        env.set("SERVER_NAME", bytes(ap_get_server_name(r)))?;
-        env.set_str("SERVER_PORT", &ap_get_server_port(r).to_string())?;
+        env.set(intern!(py, "REQUEST_METHOD"), bytes((*r).method))?;
+        env.set(intern!(py, "SCRIPT_NAME"), script_name)?;
+        env.set(intern!(py, "PATH_INFO"), path_info)?;
+        env.set(intern!(py, "QUERY_STRING"), bytes((*r).args))?;
+        env.set(intern!(py, "REQUEST_URI"), bytes((*r).unparsed_uri))?;
+        env.set(intern!(py, "SERVER_PROTOCOL"), bytes((*r).protocol))?;
+        env.set(intern!(py, "SERVER_NAME"), bytes(ap_get_server_name(r)))?;
+        env.set_str(intern!(py, "SERVER_PORT"), &ap_get_server_port(r).to_string())?;
         let c = (*r).connection;
-        env.set("REMOTE_ADDR", bytes((*r).useragent_ip))?;
+        env.set(intern!(py, "REMOTE_ADDR"), bytes((*r).useragent_ip))?;
         if !(*c).client_addr.is_null() {
-            env.set_str("REMOTE_PORT", &(*(*c).client_addr).port.to_string())?;
+            env.set_str(intern!(py, "REMOTE_PORT"), &(*(*c).client_addr).port.to_string())?;
         }
-        env.set("SERVER_ADDR", bytes((*c).local_ip))?;
-        env.set("DOCUMENT_ROOT", bytes(ap_document_root(r)))?;
-        env.set_str("SCRIPT_FILENAME", filename)?;
+        env.set(intern!(py, "SERVER_ADDR"), bytes((*c).local_ip))?;
+        env.set(intern!(py, "DOCUMENT_ROOT"), bytes(ap_document_root(r)))?;
+        env.set_str(intern!(py, "SCRIPT_FILENAME"), filename)?;
         let scheme = bytes(ap_run_http_scheme(r));
         let scheme = if scheme.is_empty() { b"http".as_slice() } else { scheme };
-        env.set("wsgi.url_scheme", scheme)?;
+        env.set(intern!(py, "wsgi.url_scheme"), scheme)?;
         if scheme == b"https" {
-            env.set_str("HTTPS", "on")?;
+            env.set_str(intern!(py, "HTTPS"), "on")?;
         }
         if !(*r).user.is_null() {
-            env.set("REMOTE_USER", bytes((*r).user))?;
+            env.set(intern!(py, "REMOTE_USER"), bytes((*r).user))?;
         }
         if !(*r).ap_auth_type.is_null() {
-            env.set("AUTH_TYPE", bytes((*r).ap_auth_type))?;
+            env.set(intern!(py, "AUTH_TYPE"), bytes((*r).ap_auth_type))?;
         }
         for (k, v) in table_entries((*r).headers_in) {
             if k.eq_ignore_ascii_case(b"authorization") && !s.pass_authorization {
@@ -275,10 +276,10 @@ unsafe fn build_environ<'py>(
             }
             env.add_header(k, v)?;
         }
-        env.set_str("mod_wsgi.application_group", if s.application_group == "%{GLOBAL}" { "" } else { &s.application_group })?;
-        env.set_str("mod_wsgi.process_group", "")?;
-        env.set_str("mod_wsgi.callable_object", &s.callable)?;
-        env.set_str("mod_wsgi.script_reloading", if s.script_reloading { "1" } else { "0" })?;
+        env.set_str(intern!(py, "mod_wsgi.application_group"), if s.application_group == "%{GLOBAL}" { "" } else { &s.application_group })?;
+        env.set_str(intern!(py, "mod_wsgi.process_group"), "")?;
+        env.set_str(intern!(py, "mod_wsgi.callable_object"), &s.callable)?;
+        env.set_str(intern!(py, "mod_wsgi.script_reloading"), if s.script_reloading { "1" } else { "0" })?;
     }
     Ok(env)
 }

@@ -163,6 +163,9 @@ impl ApacheSink {
     }
 }
 
+/// Writes up to this size (without FLUSH) keep the GIL (see `may_block`).
+const SMALL_WRITE: usize = 16 * 1024;
+
 fn flag_bits(flags: WriteFlags) -> i32 {
     (if flags.flush { OXWSGI_W_FLUSH } else { 0 } | if flags.last { OXWSGI_W_EOS } else { 0 }) as i32
 }
@@ -194,6 +197,14 @@ impl ResponseSink for ApacheSink {
             oxwsgi_ap_write(self.r, self.bb, data.as_ptr() as *const c_char, data.len(), flag_bits(flags))
         };
         if rc == 0 { Ok(()) } else { Err(self.failure()) }
+    }
+
+    fn may_block(&self, len: usize, flags: WriteFlags) -> bool {
+        // httpd's core output filter writes without blocking and sets aside what the
+        // socket does not take, blocking only for a FLUSH bucket or once about 64 KiB are
+        // pending (THRESHOLD_MAX_BUFFER in server/core_filters.c). A small unflushed
+        // write -- in practice the whole body of a small response -- never blocks.
+        flags.flush || len > SMALL_WRITE
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {

@@ -6,6 +6,8 @@
 //! Issues"): every byte maps to the code point of the same value, so nothing is lost.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
@@ -62,6 +64,30 @@ pub fn header_key(name: &[u8]) -> Option<Cow<'static, str>> {
     Some(Cow::Owned(key))
 }
 
+thread_local! {
+    /// Interned environ keys by their bytes: header names and other run-time keys are
+    /// few and repeat on every request, so each thread makes each key string once.
+    static KEYS: RefCell<HashMap<Vec<u8>, Py<PyString>>> = RefCell::new(HashMap::new());
+}
+
+/// Most distinct keys cached per thread (a client inventing header names must not grow
+/// the cache without bound).
+const KEY_CACHE_LIMIT: usize = 1024;
+
+fn cached_key<'py>(py: Python<'py>, raw: &[u8], text: impl FnOnce(&[u8]) -> String) -> Bound<'py, PyString> {
+    KEYS.with(|cell| {
+        if let Some(k) = cell.borrow().get(raw) {
+            return k.bind(py).clone();
+        }
+        let k = PyString::intern(py, &text(raw));
+        let mut map = cell.borrow_mut();
+        if map.len() < KEY_CACHE_LIMIT {
+            map.insert(raw.to_vec(), k.clone().unbind());
+        }
+        k
+    })
+}
+
 /// The keys every request of this process shares.
 pub struct EnvironTemplate {
     dict: Py<PyDict>,
@@ -97,27 +123,37 @@ pub struct EnvironBuilder<'py> {
 }
 
 impl<'py> EnvironBuilder<'py> {
-    /// Set `key` to the latin-1 decoding of `value`.
-    pub fn set(&self, key: &str, value: &[u8]) -> PyResult<()> {
-        self.dict.set_item(PyString::intern(self.py, key), latin1(self.py, value))
+    /// Set `key` (use `pyo3::intern!` for constant keys) to the latin-1 decoding of `value`.
+    pub fn set(&self, key: &Bound<'py, PyString>, value: &[u8]) -> PyResult<()> {
+        self.dict.set_item(key, latin1(self.py, value))
     }
 
     /// Set `key` to a str value.
-    pub fn set_str(&self, key: &str, value: &str) -> PyResult<()> {
-        self.dict.set_item(PyString::intern(self.py, key), value)
+    pub fn set_str(&self, key: &Bound<'py, PyString>, value: &str) -> PyResult<()> {
+        self.dict.set_item(key, value)
     }
 
     /// Set `key` to any Python object.
-    pub fn set_object(&self, key: &str, value: &Bound<'py, PyAny>) -> PyResult<()> {
-        self.dict.set_item(PyString::intern(self.py, key), value)
+    pub fn set_object(&self, key: &Bound<'py, PyString>, value: &Bound<'py, PyAny>) -> PyResult<()> {
+        self.dict.set_item(key, value)
+    }
+
+    /// Set a key only known at run time (`SetEnv` names, `wsgi_param`), decoding the value
+    /// as latin-1. Keys are interned once per thread.
+    pub fn set_dynamic(&self, key: &[u8], value: &[u8]) -> PyResult<()> {
+        let key = cached_key(self.py, key, |k| String::from_utf8_lossy(k).into_owned());
+        self.dict.set_item(key, latin1(self.py, value))
     }
 
     /// Add a request header. Repeated headers are joined with ", " (RFC 7230 §3.2.2),
     /// except Cookie, joined with "; " (RFC 6265 §5.4). Returns false if the header was
     /// dropped (see [`header_key`]).
     pub fn add_header(&self, name: &[u8], value: &[u8]) -> PyResult<bool> {
-        let Some(key) = header_key(name) else { return Ok(false) };
-        let key = PyString::intern(self.py, &key);
+        let Some(k) = header_key(name) else { return Ok(false) };
+        let key = match k {
+            Cow::Borrowed(k) => cached_key(self.py, k.as_bytes(), |_| k.to_string()),
+            Cow::Owned(k) => cached_key(self.py, k.as_bytes(), |_| k.clone()),
+        };
         let value = latin1(self.py, value);
         match self.dict.get_item(&key)? {
             Some(old) => {

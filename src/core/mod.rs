@@ -64,8 +64,15 @@ pub trait ResponseSink: Send + Sync {
     /// The status line and headers are final. Called with the GIL held, right before the
     /// first body data (or the end of an empty body); must not block.
     fn send_head(&mut self, head: &head::ResponseHead) -> Result<(), SinkError>;
-    /// Send body data. Called without the GIL; may block until the client takes it.
+    /// Send body data. Called without the GIL when [`ResponseSink::may_block`] says the
+    /// call may block until the client takes the data.
     fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError>;
+    /// Whether `write(data, flags)` of `len` bytes can block. Releasing and re-taking the
+    /// GIL costs a thread hand-off when other threads wait for it, so the core keeps the
+    /// GIL across writes the server is known to buffer without blocking.
+    fn may_block(&self, _len: usize, _flags: WriteFlags) -> bool {
+        true
+    }
     /// Send `len` bytes of the regular file `fd` from `offset` (sendfile), or answer
     /// `Ok(false)` to make the core read and write the file itself. Called without the GIL.
     fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError>;

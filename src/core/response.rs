@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
@@ -81,8 +82,8 @@ impl Exchange {
     pub fn begin(py: Python<'_>, app: &Bound<'_, PyAny>, environ: EnvironBuilder<'_>, parts: RequestParts) -> PyResult<Exchange> {
         let input = Py::new(py, Input::new(parts.body))?;
         let errors = Py::new(py, ErrorStream::new(parts.log.clone(), Level::Error))?;
-        environ.set_object("wsgi.input", input.bind(py).as_any())?;
-        environ.set_object("wsgi.errors", errors.bind(py).as_any())?;
+        environ.set_object(intern!(py, "wsgi.input"), input.bind(py).as_any())?;
+        environ.set_object(intern!(py, "wsgi.errors"), errors.bind(py).as_any())?;
         let environ = environ.finish();
         let responder = Py::new(py, Responder::new(parts.sink, parts.log, parts.context))?;
         let mut ex = Exchange { responder, input, result: None, body: Body::Start, outcome: None, items: 0 };
@@ -199,7 +200,7 @@ impl Exchange {
             if budget.is_some_and(|b| produced >= b) {
                 return;
             }
-            let item = match it.call_method0("__next__") {
+            let item = match it.call_method0(intern!(py, "__next__")) {
                 Ok(item) => item,
                 Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => break,
                 Err(err) => {
@@ -382,8 +383,10 @@ impl Exchange {
         self.body = Body::Done;
         if let Some(result) = self.result.take() {
             let result = result.bind(py);
-            if let Ok(true) = result.hasattr("close") {
-                if let Err(err) = result.call_method0("close") {
+            // Lists and tuples have no close(); asking would build an AttributeError.
+            let plain = result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
+            if !plain && matches!(result.hasattr(intern!(py, "close")), Ok(true)) {
+                if let Err(err) = result.call_method0(intern!(py, "close")) {
                     let r = self.responder.borrow(py);
                     log_exception(py, &*r.log, &r.context, "exception in close() of the WSGI response", &err);
                 }

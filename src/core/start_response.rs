@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
@@ -110,6 +111,11 @@ impl Responder {
         if self.sink.is_none() {
             return Err(EmitError::Finished);
         }
+        if data.is_empty() && !flags.last {
+            // PEP 3333: headers go out with the first non-empty body data, so an empty
+            // chunk leaves the app free to replace them (exc_info) or fail with a 500.
+            return Ok(());
+        }
         self.send_head()?;
         let mut data = data;
         if let Some(rem) = self.remaining() {
@@ -137,7 +143,11 @@ impl Responder {
             return Ok(());
         }
         let sink = self.sink.as_mut().expect("checked above");
-        let r = py.detach(|| sink.write(data, flags));
+        let r = if sink.may_block(data.len(), flags) {
+            py.detach(|| sink.write(data, flags))
+        } else {
+            sink.write(data, flags)
+        };
         r.map_err(|e| self.sink_error(e))?;
         self.written += data.len() as u64;
         if flags.last {
@@ -215,7 +225,7 @@ impl Responder {
             }
             me.pending = Some(head::from_python(status, headers)?);
         }
-        Ok(slf.getattr("write")?.unbind())
+        Ok(slf.getattr(intern!(slf.py(), "write"))?.unbind())
     }
 
     /// The legacy `write(data)` callable (PEP 3333): sends at once, unbuffered.

@@ -133,8 +133,8 @@ impl<'a> Case<'a> {
             let app = globals.get_item("application").unwrap().expect("defines application");
             let template = EnvironTemplate::new(py, true, true, "test").unwrap();
             let env = template.instantiate(py).unwrap();
-            env.set("REQUEST_METHOD", b"POST").unwrap();
-            env.set("PATH_INFO", b"/caf\xe9").unwrap();
+            env.set(pyo3::intern!(py, "REQUEST_METHOD"), b"POST").unwrap();
+            env.set(pyo3::intern!(py, "PATH_INFO"), b"/caf\xe9").unwrap();
             let parts = RequestParts {
                 body: Box::new(ScriptedBody { data: self.body.to_vec(), pos: 0, piece: self.piece, fail_at_end: self.fail_body }),
                 sink: Box::new(RecordingSink { rec: rec.clone(), gone_after: self.gone_after, sendfile: self.sendfile }),
