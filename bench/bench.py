@@ -1,0 +1,287 @@
+"""oxwsgi benchmark harness: every contender in turn, interleaved repetitions, wrk load.
+
+Run it through bench/run.sh (which installs what it needs); bench/README.md explains
+the contenders, the workloads and the columns of the report.
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import check
+import contenders
+import procs
+import report
+from workloads import WORKLOADS, run_wrk, write_scripts
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 1 repetition, 1 s warm-up, 1 s runs (2-3 minutes)")
+    ap.add_argument("--only", help="comma-separated contenders (default: all)")
+    ap.add_argument("--workloads", help="comma-separated workloads (default: all)")
+    ap.add_argument("--reps", type=int, help="interleaved repetitions (default 3)")
+    ap.add_argument("--duration", type=int, help="seconds per measured wrk run (default 2)")
+    ap.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 1)")
+    ap.add_argument("--modules", default=os.environ.get("OXWSGI_MODULE_DIR", str(ROOT / "target/modules")),
+                    help="where mod_oxwsgi.so and ngx_http_oxwsgi_module.so are")
+    ap.add_argument("--out", help="results directory (default bench/results/<timestamp>)")
+    ap.add_argument("--keep-stage", action="store_true", help="keep the /tmp stage (configs, logs)")
+    ap.add_argument("--list", action="store_true", help="list contenders and workloads, and exit")
+    a = ap.parse_args(argv)
+    a.reps = a.reps or (1 if a.quick else 3)
+    a.duration = a.duration or (1 if a.quick else 2)
+    a.warmup = a.warmup if a.warmup is not None else 1
+    return a
+
+
+def select(names, known, what):
+    if not names:
+        return list(known)
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    bad = [n for n in chosen if n not in known]
+    if bad:
+        sys.exit(f"unknown {what}: {', '.join(bad)} (known: {', '.join(known)})")
+    return [n for n in known if n in chosen]
+
+
+def uptime():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def make_stage():
+    stage = Path(tempfile.mkdtemp(prefix="oxwsgi-bench-", dir="/tmp"))
+    stage.chmod(0o755)
+    (stage / "app").mkdir(mode=0o755)
+    shutil.copy(BENCH / "app.py", stage / "app/app.py")
+    static = stage / "static"
+    static.mkdir(mode=0o755)
+    for name, data in (("hello", check.HELLO), ("post", check.HELLO), ("environ", check.HELLO),
+                       ("64k", check.BODY_64K), ("stream", check.BODY_STREAM)):
+        (static / name).write_bytes(data)
+    (stage / "wrk").mkdir()
+    for p in stage.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return stage
+
+
+def contender_dir(stage, name):
+    d = stage / name
+    if d.exists():
+        shutil.rmtree(d)
+    for sub in ("", "logs", "run", "tmp", "sock"):
+        (d / sub).mkdir(mode=0o755, exist_ok=True)
+    for sub in ("logs", "tmp", "sock"):
+        shutil.chown(d / sub, contenders.USER, contenders.USER)
+    return d
+
+
+def port_free(port):
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def log_tail(d, lines=15):
+    out = []
+    for f in sorted((d / "logs").glob("*")) + sorted(d.glob("*.out")):
+        try:
+            text = f.read_text(errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            continue
+        if text:
+            out.append(f"--- {f.name}\n" + "\n".join(text))
+    return "\n".join(out)
+
+
+class Running:
+    """One started contender: its process groups, readiness, and stop."""
+
+    def __init__(self, c, stage, modules):
+        self.c = c
+        self.d = contender_dir(stage, c.name)
+        self.groups = []
+        for argv, sig in c.commands(stage, self.d, modules):
+            self.groups.append(procs.Group(argv, self.d / f"{Path(argv[0]).name}.out",
+                                           env=contenders.SERVER_ENV, cwd=str(self.d), stop_signal=sig))
+
+    def pids(self):
+        return procs.session_pids([g.sid for g in self.groups])
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.c.port}/hello"
+        while time.monotonic() < deadline:
+            dead = [g for g in self.groups if not g.alive()]
+            if dead:
+                return f"exited at start ({dead[0].argv[0]} status {dead[0].proc.returncode})"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return None
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return f"not answering {url} after {timeout}s"
+
+    def stop(self):
+        killed = []
+        for g in reversed(self.groups):
+            killed += g.stop()
+        return killed
+
+
+def measure(run, workload, script, seconds):
+    """One measured wrk run with CPU and memory sampling around it."""
+    pids = run.pids()
+    peak = {"rss": 0, "pss": 0, "procs": 0}
+    stop = threading.Event()
+
+    def sample():
+        while True:
+            ps = run.pids()
+            rss, pss = procs.memory_kib(ps)
+            if rss > peak["rss"]:
+                peak["rss"], peak["procs"] = rss, len(ps)
+            peak["pss"] = max(peak["pss"], pss)
+            if stop.wait(0.25):
+                return
+
+    cpu0 = procs.cpu_seconds(pids)
+    busy0, self0, t0 = procs.machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    r, wrk_cpu, out = run_wrk(run.c.port, workload, script, seconds)
+    stop.set()
+    sampler.join()
+    cpu1 = procs.cpu_seconds(run.pids())
+    busy1, self1, t1 = procs.machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    if r is None:
+        return None, out
+    server_cpu = procs.cpu_delta(cpu0, cpu1)
+    harness_cpu = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
+    other = (busy1 - busy0) - server_cpu - wrk_cpu - harness_cpu
+    r.update(server_cpu_s=server_cpu, wrk_cpu_s=wrk_cpu,
+             cpu_us_per_req=server_cpu / r["requests"] * 1e6 if r["requests"] else None,
+             peak_rss_kib=peak["rss"], peak_pss_kib=peak["pss"], procs=peak["procs"],
+             other_cpu_pct=max(0.0, other) / ((t1 - t0) * procs.NCPU) * 100)
+    return r, out
+
+
+def main(argv):
+    a = parse_args(argv)
+    allc = contenders.all_contenders()
+    if a.list:
+        print("contenders:", ", ".join(c.name for c in allc))
+        print("workloads: ", ", ".join(WORKLOADS))
+        return 0
+    names = select(a.only, [c.name for c in allc], "contender")
+    chosen = [c for c in allc if c.name in names]
+    wls = select(a.workloads, list(WORKLOADS), "workload")
+    modules = Path(a.modules)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(a.out) if a.out else BENCH / "results" / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (Apache and nginx switch to www-data)")
+
+    status = {}
+    active = []
+    for c in chosen:
+        why = c.missing(modules)
+        if why:
+            status[c.name] = why
+            print(f"{c.name}: {why}", flush=True)
+        elif not port_free(c.port):
+            status[c.name] = f"port {c.port} already in use"
+            print(f"{c.name}: {status[c.name]}", flush=True)
+        else:
+            active.append(c)
+    per_start = len(wls) * (a.warmup + a.duration) + 4
+    print(f"bench: {len(active)} contenders x {len(wls)} workloads x {a.reps} reps, "
+          f"about {len(active) * a.reps * per_start // 60 + 1} min; results in {out_dir}", flush=True)
+
+    meta = {"command": "bench/run.sh " + " ".join(argv), "started": stamp, "uptime_before": uptime(),
+            "reps": a.reps, "duration": a.duration, "warmup": a.warmup, "workloads": wls,
+            "contenders": [c.name for c in chosen], "kinds": {c.name: c.kind for c in allc},
+            "ceilings": {c.name: c.ceiling for c in allc},
+            "machine": f"{procs.NCPU} CPUs, {os.uname().release}"}
+    print(meta["uptime_before"], flush=True)
+    stage = make_stage()
+    scripts = write_scripts(str(stage / "wrk"))
+    rows = []
+    checked = set()
+    running = None
+    t_start = time.monotonic()
+    try:
+        for rep in range(a.reps):
+            for c in list(active):
+                running = Running(c, stage, modules)
+                err = running.wait_ready()
+                if err is None and c.name not in checked:
+                    failures = [f for f in (check.check(c.port, w, c.kind == "ceiling") for w in wls) if f]
+                    if failures:
+                        err = "failed the correctness check: " + "; ".join(failures)
+                    checked.add(c.name)
+                if err:
+                    tail = log_tail(running.d)
+                    running.stop()
+                    running = None
+                    status[c.name] = err
+                    active.remove(c)
+                    print(f"{c.name}: {err}\n{tail}", flush=True)
+                    (out_dir / f"{c.name}.log").write_text(f"{err}\n{tail}\n")
+                    continue
+                for w in wls:
+                    pinned = WORKLOADS[w][4]
+                    if pinned:
+                        procs.pin(running.pids(), {0})
+                    if a.warmup:
+                        measure(running, w, scripts[w], a.warmup)
+                    r, out = measure(running, w, scripts[w], a.duration)
+                    if pinned:
+                        procs.unpin(running.pids())
+                    if r is None:
+                        print(f"  {c.name} {w}: wrk gave no result:\n{out}", flush=True)
+                        r = {"rps": 0.0, "requests": 0, "errors": -1}
+                    r.update(contender=c.name, workload=w, rep=rep)
+                    rows.append(r)
+                    print(f"  rep {rep + 1}/{a.reps} {c.name:17} {w:9} {r['rps']:>10,.0f} req/s"
+                          + (f"  {r['cpu_us_per_req']:7.1f} us/req  p99 {r['p99_us'] / 1000:.2f} ms"
+                             if r.get("cpu_us_per_req") else "")
+                          + (f"  errors {r['errors']}" if r["errors"] else ""), flush=True)
+                killed = running.stop()
+                running = None
+                if killed:
+                    print(f"  {c.name}: killed {killed} after the stop timeout", flush=True)
+                status.setdefault(c.name, "ok")
+    finally:
+        if running is not None:
+            running.stop()
+        if not a.keep_stage:
+            shutil.rmtree(stage, ignore_errors=True)
+        else:
+            print(f"stage kept: {stage}")
+    meta["uptime_after"] = uptime()
+    meta["wall_s"] = round(time.monotonic() - t_start)
+    print(meta["uptime_after"], flush=True)
+    report.write(out_dir, meta, status, rows)
+    print(f"bench: {meta['wall_s']} s; report: {out_dir / 'results.md'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
