@@ -186,7 +186,7 @@ fn child_init(s: *mut server_rec) {
                     (oxwsgi_ap_mpm_threaded() != 0, CStr::from_ptr(ap_get_server_banner()).to_string_lossy().into_owned())
                 };
                 let software = format!("{banner} oxwsgi/{}", env!("CARGO_PKG_VERSION"));
-                match EnvironTemplate::new(py, threaded, true, &software) {
+                match EnvironTemplate::with_keys(py, threaded, true, &software, super::handler::ENVIRON_KEYS) {
                     Ok(t) => worker.template = Some(t),
                     Err(e) => worker.startup_error = Some(runtime::describe(py, &e)),
                 }

@@ -213,6 +213,14 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
     }
 }
 
+/// The keys `build_environ` sets on every request (pre-sized into the template).
+pub const ENVIRON_KEYS: &[&str] = &[
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "SERVER_PROTOCOL",
+    "SERVER_NAME", "SERVER_PORT", "REMOTE_ADDR", "REMOTE_PORT", "SERVER_ADDR", "DOCUMENT_ROOT",
+    "SCRIPT_FILENAME", "wsgi.url_scheme", "mod_wsgi.application_group", "mod_wsgi.process_group",
+    "mod_wsgi.callable_object", "mod_wsgi.script_reloading",
+];
+
 /// Fill the environ from the request (CGI variables, headers, `SetEnv` variables).
 ///
 /// # Safety

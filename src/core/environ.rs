@@ -14,11 +14,7 @@ use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 
 /// Decode bytes as latin-1 into a Python str.
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    match std::str::from_utf8(bytes) {
-        // ASCII is the common case; from_utf8 accepts it as-is (no copy).
-        Ok(s) if bytes.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &bytes.iter().map(|&b| b as char).collect::<String>()),
-    }
+    crate::ffi::python::latin1_str(py, bytes)
 }
 
 /// The `HTTP_*` environ key for a request header name, or `None` for headers that must not
@@ -96,7 +92,19 @@ pub struct EnvironTemplate {
 impl EnvironTemplate {
     /// `server_software` is e.g. "Apache/2.4.62 (Debian) oxwsgi/0.1.0".
     pub fn new(py: Python<'_>, multithread: bool, multiprocess: bool, server_software: &str) -> PyResult<Self> {
-        let d = PyDict::new(py);
+        Self::with_keys(py, multithread, multiprocess, server_software, &[])
+    }
+
+    /// Like [`EnvironTemplate::new`]; `always` lists the keys the adapter sets on every
+    /// request: they are put in the template (empty) so that each request overwrites them
+    /// instead of growing the dict.
+    pub fn with_keys(py: Python<'_>, multithread: bool, multiprocess: bool, server_software: &str, always: &[&str]) -> PyResult<Self> {
+        // Room for the fixed keys, the per-request keys and a typical set of headers, so
+        // that filling a request's copy never resizes it.
+        let d = crate::ffi::python::dict_with_capacity(py, 64)?;
+        for k in always.iter().chain(&["wsgi.input", "wsgi.errors"]) {
+            d.set_item(PyString::intern(py, k), "")?;
+        }
         d.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
         d.set_item("wsgi.multithread", PyBool::new(py, multithread))?;
         d.set_item("wsgi.multiprocess", PyBool::new(py, multiprocess))?;

@@ -169,3 +169,37 @@ pub fn linked_version() -> String {
         _ => v.into_owned(),
     }
 }
+
+unsafe extern "C" {
+    /// CPython's dict constructor with room for `minused` items (exported by libpython,
+    /// not wrapped by pyo3-ffi because it is underscore-prefixed).
+    fn _PyDict_NewPresized(minused: ffi::Py_ssize_t) -> *mut ffi::PyObject;
+}
+
+/// A new dict with room for `n` items without resizing. `PyDict_Copy` of such a dict keeps
+/// the room, which is what makes the per-request environ copy resize-free.
+pub fn dict_with_capacity(py: pyo3::Python<'_>, n: usize) -> pyo3::PyResult<pyo3::Bound<'_, pyo3::types::PyDict>> {
+    use pyo3::prelude::*;
+    // SAFETY: the GIL is held (we have `py`); the call returns a new reference or NULL
+    // with an exception set, which from_owned_ptr_or_err turns into an error.
+    unsafe {
+        let ptr = _PyDict_NewPresized(n as ffi::Py_ssize_t);
+        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
+    }
+}
+
+/// A str whose code points are the bytes of `data` (latin-1 decoding), made in one copy.
+pub fn latin1_str<'py>(py: pyo3::Python<'py>, data: &[u8]) -> pyo3::Bound<'py, pyo3::types::PyString> {
+    use pyo3::prelude::*;
+    // SAFETY: the GIL is held; PyUnicode_FromKindAndData reads len bytes of a 1-byte-kind
+    // buffer (every byte is a valid UCS1 code point) and returns a new reference, or NULL
+    // only on memory exhaustion, which we treat as fatal like any allocation failure.
+    unsafe {
+        let ptr = ffi::PyUnicode_FromKindAndData(
+            ffi::PyUnicode_1BYTE_KIND as std::ffi::c_int,
+            data.as_ptr().cast(),
+            data.len() as ffi::Py_ssize_t,
+        );
+        Bound::from_owned_ptr(py, ptr).cast_into_unchecked()
+    }
+}

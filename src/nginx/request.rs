@@ -372,7 +372,11 @@ impl NgxRequest {
         let latin1 = |s: &str| -> Vec<u8> { s.chars().map(|c| c as u32 as u8).collect() };
         // SAFETY: r is live; the shim copies every string into the request pool.
         unsafe {
+            // A bare "200" (no reason phrase) gets nginx's own status line ("200 OK").
             let mut line = latin1(&h.status_line);
+            if line.len() <= 4 || line[4..].iter().all(|&c| c == b' ') {
+                line.clear();
+            }
             if ngx_http_oxwsgi_set_status(r, h.status as ngx_uint_t, line.as_mut_ptr(), line.len()) != OK {
                 return ERROR;
             }
