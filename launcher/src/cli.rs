@@ -127,6 +127,9 @@ options:
   --startup-timeout SECS    how long to wait for the server to answer (default 20)
   --keep                    keep the private server directory after exit
   --full                    config: print the complete standalone configuration
+
+environment: OXWSGI_MODULE_DIR (module directory), OXWSGI_APACHE_BIN / OXWSGI_NGINX_BIN
+(server binaries; default: apache2/httpd and nginx on PATH or in /usr/sbin), VIRTUAL_ENV.
 ";
 
 fn take_value(args: &[String], i: &mut usize, name: &str, inline: &mut Option<String>) -> Result<String, String> {

@@ -31,6 +31,25 @@ fn is_executable(p: &Path) -> bool {
 }
 
 pub fn server_binary(kind: ServerKind) -> Result<PathBuf, String> {
+    let var = match kind {
+        ServerKind::Apache => "OXWSGI_APACHE_BIN",
+        ServerKind::Nginx => "OXWSGI_NGINX_BIN",
+    };
+    if let Some(b) = std::env::var_os(var).filter(|b| !b.is_empty()) {
+        let b = PathBuf::from(b);
+        if is_executable(&b) {
+            return Ok(b);
+        }
+        let pkg = match kind {
+            ServerKind::Apache => "apache2",
+            ServerKind::Nginx => "nginx",
+        };
+        return Err(format!(
+            "${var} is {}, which is not an executable file: fix ${var}, or unset it and install \
+             the server with `apt-get install {pkg}`",
+            b.display()
+        ));
+    }
     match kind {
         ServerKind::Apache => find_in_path(&["apache2", "httpd"]).ok_or_else(|| {
             "Apache httpd is not installed (no apache2 or httpd on PATH or in /usr/sbin): \
