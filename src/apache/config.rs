@@ -33,10 +33,10 @@ pub struct Alias {
     pub pass_authorization: Option<bool>,
 }
 
-/// A `WSGIImportScript`.
+/// A `WSGIImportScript` (its application group is recorded for the start-up notice
+/// only: every group is the main interpreter).
 pub struct ImportScript {
     pub path: PathBuf,
-    pub application_group: Option<String>,
 }
 
 #[derive(Default)]
@@ -271,7 +271,7 @@ pub fn import_script(args: &[String]) -> Result<(), String> {
         if let Some(g) = &o.application_group {
             c.application_groups.insert(g.clone());
         }
-        c.imports.push(ImportScript { path, application_group: o.application_group })
+        c.imports.push(ImportScript { path })
     });
     Ok(())
 }

@@ -21,7 +21,6 @@ pub struct Worker {
     /// Why Python could not start, if it could not (every request then answers 500).
     pub startup_error: Option<String>,
     pub template: Option<EnvironTemplate>,
-    pub main_server: ServerLog,
 }
 
 pub static WORKER: OnceLock<Worker> = OnceLock::new();
@@ -172,7 +171,7 @@ pub extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut server_rec) 
 fn child_init(s: *mut server_rec) {
     let config = config::CONFIG.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
     let log: Arc<dyn LogSink> = Arc::new(ServerLog::new(s));
-    let mut worker = Worker { config, startup_error: None, template: None, main_server: ServerLog::new(s) };
+    let mut worker = Worker { config, startup_error: None, template: None };
     match runtime::start(&worker.config.runtime, log.clone()) {
         Err(e) => {
             log.log(Level::Critical, &format!("oxwsgi: Python failed to start in this child: {e}"));
