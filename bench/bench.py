@@ -8,6 +8,7 @@ import argparse
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -183,6 +184,9 @@ def measure(run, workload, script, seconds):
 
 def main(argv):
     a = parse_args(argv)
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the running contender is still stopped.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
     allc = contenders.all_contenders()
     if a.list:
         print("contenders:", ", ".join(c.name for c in allc))
@@ -268,6 +272,9 @@ def main(argv):
                 if killed:
                     print(f"  {c.name}: killed {killed} after the stop timeout", flush=True)
                 status.setdefault(c.name, "ok")
+    except KeyboardInterrupt:
+        print("bench: interrupted; stopping the running contender", flush=True)
+        meta["interrupted"] = True
     finally:
         if running is not None:
             running.stop()
