@@ -676,7 +676,12 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
     ctx->poll.data = ctx;
     ctx->poll.handler = ngx_http_oxwsgi_poll_handler;
     ctx->poll.log = r->connection->log;
-    ctx->poll.cancelable = 1;
+
+    /*
+     * Not cancelable: while a task runs, this timer is the only sign of the
+     * request a gracefully exiting worker sees; it must wait for it.
+     */
+    ctx->poll.cancelable = 0;
 
     cln->handler = ngx_http_oxwsgi_cleanup;
     cln->data = ctx;

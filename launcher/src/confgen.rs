@@ -282,7 +282,7 @@ pub fn snippet(p: &Plan, preamble: &str) -> String {
             s.push_str(preamble);
             let _ = writeln!(s, "\n# main context (top level, before events {{}}):");
             s.push_str(&nginx_main(p));
-            let _ = writeln!(s, "thread_pool default threads={};", p.threads);
+            let _ = writeln!(s, "thread_pool default threads={}; # the pool wsgi_app uses (wsgi_thread_pool)", p.threads);
             let http = nginx_http(p);
             if !http.is_empty() {
                 let _ = writeln!(s, "\n# http {{ }} context:");

@@ -105,6 +105,24 @@ pub fn resolve(o: &Options, for_serve: bool) -> Result<Resolved, Failure> {
                     python_path.push(d.to_path_buf());
                 }
             }
+            // And the current directory, as gunicorn and `manage.py runserver` do, so that
+            // `cd project && oxwsgi serve mysite/wsgi.py` finds `mysite.settings`.
+            if let Ok(cwd) = std::env::current_dir() {
+                let readable = match user.as_ref().filter(|_| for_serve) {
+                    Some(u) => locate::user_can_read(&cwd, u).is_ok(),
+                    None => true,
+                };
+                if python_path.contains(&cwd) {
+                } else if readable {
+                    python_path.push(cwd);
+                } else if let Some(u) = &user {
+                    notes.push(format!(
+                        "note     the current directory {} is not on sys.path: {} cannot read it",
+                        cwd.display(),
+                        u.name
+                    ));
+                }
+            }
         }
         AppSpec::Module { module: m, .. } => {
             let cwd = std::env::current_dir().map_err(|e| Failure::msg(format!("current directory: {e}")))?;

@@ -10,6 +10,8 @@
 //! the core releases it (`py.detach`) around every call into `RequestBody::read`,
 //! `ResponseSink::write` and `ResponseSink::send_file`, which may block.
 
+#![forbid(unsafe_code)]
+
 pub mod environ;
 pub mod errors;
 pub mod file_wrapper;

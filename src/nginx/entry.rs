@@ -139,7 +139,7 @@ fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
             // SAFETY: a static string of the shim.
             let nginx = unsafe { std::ffi::CStr::from_ptr(ngx_http_oxwsgi_nginx_version) }.to_string_lossy().into_owned();
             let software = format!("{nginx} oxwsgi/{}", env!("CARGO_PKG_VERSION"));
-            match EnvironTemplate::new(py, true, true, &software) {
+            match EnvironTemplate::with_keys(py, true, true, &software, task::ALWAYS_KEYS) {
                 Ok(t) => worker.template = Some(t),
                 Err(e) => worker.startup_error = Some(runtime::describe(py, &e)),
             }

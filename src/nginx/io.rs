@@ -216,6 +216,11 @@ impl ResponseSink for NgxSink {
         Ok(())
     }
 
+    fn may_block(&self, _len: usize, _flags: WriteFlags) -> bool {
+        // Only a full batch makes write() wait; the loop only ever empties it.
+        self.shared.lock().bytes >= WRITE_LIMIT
+    }
+
     fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
         // SAFETY: the core passes the descriptor of the application's open file, valid
         // during this call; we keep our own duplicate.

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 
 use super::entry::WORKER;
@@ -13,6 +14,13 @@ use crate::core::environ::EnvironBuilder;
 use crate::core::response::{Exchange, Outcome, RequestParts, log_exception};
 use crate::core::{LogSink, script};
 use crate::ffi::python;
+
+/// The keys set on every request (pre-sized in the environ template).
+pub const ALWAYS_KEYS: &[&str] = &[
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "SERVER_PROTOCOL",
+    "SERVER_NAME", "SERVER_PORT", "SERVER_ADDR", "REMOTE_ADDR", "REMOTE_PORT", "SCRIPT_FILENAME",
+    "wsgi.url_scheme",
+];
 
 /// Body bytes produced per task before the thread hands back to the event loop.
 pub const BUDGET: u64 = 256 * 1024;
@@ -98,7 +106,7 @@ fn begin(py: Python<'_>, start: Start, shared: &Arc<Shared>) -> Option<Exchange>
             return None;
         }
     };
-    let environ = template.instantiate(py).and_then(|env| fill_environ(env, &data, &script));
+    let environ = template.instantiate(py).and_then(|env| fill_environ(py, env, &data, &script));
     let environ = match environ {
         Ok(env) => env,
         Err(e) => {
@@ -121,22 +129,22 @@ fn begin(py: Python<'_>, start: Start, shared: &Arc<Shared>) -> Option<Exchange>
     }
 }
 
-fn fill_environ<'py>(env: EnvironBuilder<'py>, d: &RequestData, script: &std::path::Path) -> PyResult<EnvironBuilder<'py>> {
-    env.set("REQUEST_METHOD", &d.method)?;
-    env.set("SCRIPT_NAME", &d.script_name)?;
-    env.set("PATH_INFO", &d.path_info)?;
-    env.set("QUERY_STRING", &d.query)?;
-    env.set("REQUEST_URI", &d.request_uri)?;
-    env.set("SERVER_PROTOCOL", &d.protocol)?;
-    env.set("SERVER_NAME", &d.server_name)?;
-    env.set_str("SERVER_PORT", &d.server_port.to_string())?;
-    env.set("SERVER_ADDR", &d.server_addr)?;
-    env.set("REMOTE_ADDR", &d.remote_addr)?;
-    env.set_str("REMOTE_PORT", &d.remote_port.to_string())?;
-    env.set_str("SCRIPT_FILENAME", &script.to_string_lossy())?;
-    env.set_str("wsgi.url_scheme", if d.https { "https" } else { "http" })?;
+fn fill_environ<'py>(py: Python<'py>, env: EnvironBuilder<'py>, d: &RequestData, script: &std::path::Path) -> PyResult<EnvironBuilder<'py>> {
+    env.set(intern!(py, "REQUEST_METHOD"), &d.method)?;
+    env.set(intern!(py, "SCRIPT_NAME"), &d.script_name)?;
+    env.set(intern!(py, "PATH_INFO"), &d.path_info)?;
+    env.set(intern!(py, "QUERY_STRING"), &d.query)?;
+    env.set(intern!(py, "REQUEST_URI"), &d.request_uri)?;
+    env.set(intern!(py, "SERVER_PROTOCOL"), &d.protocol)?;
+    env.set(intern!(py, "SERVER_NAME"), &d.server_name)?;
+    env.set_str(intern!(py, "SERVER_PORT"), &d.server_port.to_string())?;
+    env.set(intern!(py, "SERVER_ADDR"), &d.server_addr)?;
+    env.set(intern!(py, "REMOTE_ADDR"), &d.remote_addr)?;
+    env.set_str(intern!(py, "REMOTE_PORT"), &d.remote_port.to_string())?;
+    env.set_str(intern!(py, "SCRIPT_FILENAME"), &script.to_string_lossy())?;
+    env.set_str(intern!(py, "wsgi.url_scheme"), if d.https { "https" } else { "http" })?;
     if d.https {
-        env.set_str("HTTPS", "on")?;
+        env.set_str(intern!(py, "HTTPS"), "on")?;
     }
     for (k, v) in &d.headers {
         if k.eq_ignore_ascii_case(b"authorization") && !d.pass_authorization {
@@ -148,10 +156,10 @@ fn fill_environ<'py>(env: EnvironBuilder<'py>, d: &RequestData, script: &std::pa
         env.add_header(k, v)?;
     }
     if let Some(n) = d.content_length {
-        env.set_str("CONTENT_LENGTH", &n.to_string())?;
+        env.set_str(intern!(py, "CONTENT_LENGTH"), &n.to_string())?;
     }
     for (k, v) in &d.params {
-        env.set(&String::from_utf8_lossy(k), v)?;
+        env.set_dynamic(k, v)?;
     }
     Ok(env)
 }
