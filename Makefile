@@ -59,9 +59,10 @@ unit:
 
 # Every server flavour runs the same conformance suite; then the Apache-only tests.
 TEST_SERVERS ?= apache,apache-prefork,apache-worker,nginx
-conformance: modules
+conformance: modules launcher
 	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) OXWSGI_SERVERS=$(TEST_SERVERS) ./tests/run-conformance.sh
 	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) ./tests/run-apache.sh
+	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) OXWSGI_BIN=$(CURDIR)/$(OUT)/oxwsgi ./tests/run-launcher.sh
 
 test: deps unit modules conformance
 
