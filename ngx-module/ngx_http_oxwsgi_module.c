@@ -72,7 +72,7 @@ static ngx_conf_num_bounds_t  ngx_http_oxwsgi_max_in_flight_bounds = {
 static ngx_command_t  ngx_http_oxwsgi_commands[] = {
 
     { ngx_string("wsgi_app"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_oxwsgi_app,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,

@@ -68,6 +68,10 @@ fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
         1 | 4 => {
             let what = if what == 1 { "WSGI script" } else { "script" };
             match std::fs::metadata(p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("{what} {value} does not exist")),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    Err(format!("{what} {value} cannot be accessed (permission denied)"))
+                }
                 Err(e) => Err(format!("{what} {value} cannot be used: {e}")),
                 Ok(m) if !m.is_file() => Err(format!("{what} {value} is not a regular file")),
                 Ok(_) => Ok(()),
