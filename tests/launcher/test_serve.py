@@ -89,6 +89,24 @@ def test_module_callable_factory(serve, server, workdir):
     assert_clean_stop(s)
 
 
+def test_script_importing_its_package_from_cwd(serve, server, workdir):
+    """Django layout: `cd project && oxwsgi serve mysite/wsgi.py` imports mysite.settings."""
+    pkg = workdir / "mysite"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "settings.py").write_text("GREETING = 'from mysite.settings'\n")
+    (pkg / "wsgi.py").write_text(
+        "import mysite.settings\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [mysite.settings.GREETING.encode()]\n")
+    subprocess.run(["chmod", "-R", "a+rX", str(workdir)], check=True)
+    s = serve("mysite/wsgi.py", *module_args(server), cwd=workdir)
+    s.wait_ready()
+    assert requests.get(s.url + "/", timeout=10).text == "from mysite.settings"
+    assert_clean_stop(s)
+
+
 def test_reload_on_change(serve, server, workdir):
     mod = workdir / "greeting.py"
     mod.write_text("WORD = 'one'\n")
