@@ -35,7 +35,7 @@ load_module $ROOT/modules/ngx_http_oxwsgi_module.so;
 user www-data; master_process on; daemon off; worker_processes 2;
 pid $ROOT/logs/nginx.pid;
 error_log $ROOT/logs/error.log info;
-thread_pool default threads=8;
+thread_pool default threads=${THREADS:-8};
 events { worker_connections 512; }
 http {
     access_log $ROOT/logs/access.log;
