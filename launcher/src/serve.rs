@@ -611,7 +611,8 @@ pub fn serve(o: &Options) -> Result<i32, Failure> {
     let code = supervise(o, &plan, &mut run, &out_path);
     // Whatever happened, leave nothing running.
     let stopped = run.stop();
-    let keep = o.keep || code != 0 || stopped.is_err();
+    // Keep the logs of a failed start; an interrupted start (130) is not a failure.
+    let keep = o.keep || (code != 0 && code != 130) || stopped.is_err();
     if let Err(e) = &stopped {
         say(&format!("error: {e}"));
     }
@@ -756,7 +757,12 @@ fn supervise(o: &Options, plan: &Plan, run: &mut Running, out_path: &Path) -> i3
 /// module's "<script>: " context, for showing a traceback.
 fn tidy(line: &str, script: &str) -> String {
     let mut s = line;
-    if s.starts_with('[') {
+    if let Some(rest) = s.strip_prefix("nginx: [") {
+        // nginx's own stderr: "nginx: [emerg] text"
+        if let Some((_, r)) = rest.split_once("] ") {
+            s = r;
+        }
+    } else if s.starts_with('[') {
         // Apache: "[time] [module:level] [pid N:tid M] [client a:p] text"
         while s.starts_with('[') {
             match s.find("] ") {
@@ -799,8 +805,17 @@ fn startup_failed(plan: &Plan, label: &str, headline: &str, errlog: &Tail, srvou
     } else {
         say(&format!("from {} and {label}'s output:", plan.error_log().display()));
         let script = plan.script.to_string_lossy();
-        for l in lines.iter().rev().take(60).collect::<Vec<_>>().into_iter().rev() {
-            eprintln!("    {}", tidy(l, &script));
+        // The same message often reaches both the server's stderr and its error log.
+        let mut shown: Vec<String> = Vec::new();
+        for l in &lines {
+            let t = tidy(l, &script);
+            if !shown.contains(&t) {
+                shown.push(t);
+            }
+        }
+        let skip = shown.len().saturating_sub(60);
+        for l in &shown[skip..] {
+            eprintln!("    {l}");
         }
     }
 }
@@ -822,7 +837,7 @@ mod tests {
         let n = "2026/11/24 05:16:13 [error] 123#124: *1 /a/b.wsgi: Traceback (most recent call last):";
         assert_eq!(tidy(n, "/a/b.wsgi"), "Traceback (most recent call last):");
         let e = "nginx: [emerg] unknown directive";
-        assert_eq!(tidy(e, "/a/b.wsgi"), e);
+        assert_eq!(tidy(e, "/a/b.wsgi"), "unknown directive");
     }
 
     #[test]
