@@ -30,7 +30,9 @@ impl Failure {
 
 /// A progress line on stderr.
 pub fn say(msg: &str) {
-    eprintln!("oxwsgi: {msg}");
+    // Never panic on a closed terminal/pipe: the server must still be stopped.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "oxwsgi: {msg}");
 }
 
 fn main() {
@@ -39,7 +41,16 @@ fn main() {
         eprintln!("oxwsgi: internal error: {info} (please report this)");
     }));
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match cli::parse(&args) {
+    let parsed = cli::parse(&args);
+    if !matches!(parsed, Ok(Command::Serve(_))) {
+        // `oxwsgi config | head` ends quietly, like any Unix filter. (serve keeps SIGPIPE
+        // ignored: it must always get to stop its server.)
+        // SAFETY: restoring a default signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let result = match parsed {
         Err(e) => Err(Failure::usage(e)),
         Ok(Command::Help) => {
             print!("{}", cli::USAGE);

@@ -724,14 +724,15 @@ fn supervise(o: &Options, plan: &Plan, run: &mut Running, out_path: &Path) -> i3
             let _ = lock.flush();
         }
         if let Some(sig) = procs::stop_requested() {
-            eprintln!();
+            let _ = writeln!(std::io::stderr());
             say(&format!("{} received", procs::signal_name(sig)));
             return 0;
         }
         if let Some(st) = run.poll_exit() {
             std::thread::sleep(Duration::from_millis(100));
+            let mut lock = stdout.lock();
             for l in srvout.lines().into_iter().chain(errlog.lines()) {
-                println!("{l}");
+                let _ = writeln!(lock, "{l}");
             }
             say(&format!("error: {} exited unexpectedly ({st})", run.label));
             return 1;
@@ -815,7 +816,7 @@ fn startup_failed(plan: &Plan, label: &str, headline: &str, errlog: &Tail, srvou
         }
         let skip = shown.len().saturating_sub(60);
         for l in &shown[skip..] {
-            eprintln!("    {l}");
+            let _ = writeln!(std::io::stderr(), "    {l}");
         }
     }
 }
