@@ -186,14 +186,17 @@ oxwsgi_handler(request_rec *r)
 void
 oxwsgi_register_hooks(apr_pool_t *p)
 {
-    /* Run before mod_alias so that WSGIScriptAlias wins over Alias, as in mod_wsgi. */
-    static const char *const before_alias[] = { "mod_alias.c", NULL };
+    /*
+     * Run after mod_alias, as mod_wsgi does: `Alias /static ...` next to
+     * `WSGIScriptAlias / app.wsgi` lets httpd serve the static files itself.
+     */
+    static const char *const after_alias[] = { "mod_alias.c", NULL };
 
     (void) p;
     ap_hook_pre_config(oxwsgi_rs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(oxwsgi_rs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(oxwsgi_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_translate_name(oxwsgi_rs_translate_name, NULL, before_alias,
+    ap_hook_translate_name(oxwsgi_rs_translate_name, after_alias, NULL,
                            APR_HOOK_MIDDLE);
     ap_hook_handler(oxwsgi_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }

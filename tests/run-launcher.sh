@@ -6,7 +6,7 @@
 #   tests/run-launcher.sh -k nginx        # extra arguments go to pytest
 #
 # Environment: OXWSGI_BIN (default target/release/oxwsgi), OXWSGI_MODULE_DIR (default
-# target/modules; a server whose module is missing there is skipped), OXWSGI_TEST_VENV
+# target/modules; a missing module fails its tests), OXWSGI_TEST_VENV
 # (default /opt/oxwsgi-test-venv). Run as root to cover the www-data checks.
 set -euo pipefail
 

@@ -97,7 +97,7 @@ def alive(pid):
 def module_args(server):
     so = MODULE_DIR / MODULE_FILES[server]
     if not so.is_file():
-        pytest.skip(f"{so} is not built (make {server})")
+        pytest.fail(f"{so} is not built (make {server})")
     return ["--server", server, "--module-dir", str(MODULE_DIR)]
 
 
