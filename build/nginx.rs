@@ -12,6 +12,8 @@
 //! Environment:
 //! - `NGX_OXWSGI_SRC`: the nginx-dev tree (default /usr/share/nginx/src).
 //! - `NGX_OXWSGI_CONFIGURED`: an already configured tree to use as-is (skips configure).
+//! - `OXWSGI_NGX_ADDON=1`: build only the Rust half, for nginx's own build of the module
+//!   (`--add-dynamic-module=ngx-module`, see ngx-module/README.md); unsupported otherwise.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,16 +104,24 @@ pub fn build() {
     let tree = configured_tree(&src, &out_dir);
     let incs: Vec<PathBuf> = INCLUDE_DIRS.iter().map(|d| tree.join(d)).collect();
 
-    let mut cc = cc::Build::new();
-    cc.file("ngx-module/ngx_http_oxwsgi_module.c")
-        .include("ngx-module")
-        .warnings(true)
-        .extra_warnings(false)
-        .flag_if_supported("-Wno-unused-parameter");
-    for i in &incs {
-        cc.include(i);
+    // OXWSGI_NGX_ADDON=1: the library for nginx's own build (ngx-module/config), which
+    // compiles the shim and generates the ngx_modules arrays itself.
+    println!("cargo::rerun-if-env-changed=OXWSGI_NGX_ADDON");
+    println!("cargo::rustc-check-cfg=cfg(ngx_addon_build)");
+    if std::env::var_os("OXWSGI_NGX_ADDON").is_some_and(|v| v != "0") {
+        println!("cargo::rustc-cfg=ngx_addon_build");
+    } else {
+        let mut cc = cc::Build::new();
+        cc.file("ngx-module/ngx_http_oxwsgi_module.c")
+            .include("ngx-module")
+            .warnings(true)
+            .extra_warnings(false)
+            .flag_if_supported("-Wno-unused-parameter");
+        for i in &incs {
+            cc.include(i);
+        }
+        cc.compile("oxwsgi_nginx_shim");
     }
-    cc.compile("oxwsgi_nginx_shim");
 
     let mut b = bindgen::Builder::default()
         .header("ngx-module/wrapper.h")

@@ -14,23 +14,30 @@ mod io;
 mod request;
 mod task;
 
+#[cfg(not(ngx_addon_build))]
 use std::ffi::c_char;
+#[cfg(not(ngx_addon_build))]
 use std::ptr::null;
 
+#[cfg(not(ngx_addon_build))]
 use crate::ffi::ngx::{ngx_http_oxwsgi_module, ngx_module_t};
 
 // The three arrays nginx dlsym()s after `load_module`. They must be defined in Rust: a
 // cdylib exports only Rust items (research/build-facts.md §0.1). The module structure
 // itself is in the C shim, so that NGX_MODULE_V1 gives it the configured signature.
+// When nginx builds the module itself (ngx-module/config), it generates these arrays.
 
+#[cfg(not(ngx_addon_build))]
 #[unsafe(no_mangle)]
 #[used]
 pub static mut ngx_modules: [*const ngx_module_t; 2] = [&raw const ngx_http_oxwsgi_module, null()];
 
+#[cfg(not(ngx_addon_build))]
 #[unsafe(no_mangle)]
 #[used]
 pub static mut ngx_module_names: [*const c_char; 2] = [c"ngx_http_oxwsgi_module".as_ptr(), null()];
 
+#[cfg(not(ngx_addon_build))]
 #[unsafe(no_mangle)]
 #[used]
 pub static mut ngx_module_order: [*const c_char; 1] = [null()];
