@@ -35,6 +35,7 @@ void ngx_http_oxwsgi_rs_task_done(void *state);
 void ngx_http_oxwsgi_rs_write_ready(void *state);
 void ngx_http_oxwsgi_rs_poll(void *state);
 void ngx_http_oxwsgi_rs_cleanup(void *state);
+void ngx_http_oxwsgi_rs_orphan_done(void *task_side);
 
 /* what ngx_http_oxwsgi_rs_check checks */
 #define NGX_HTTP_OXWSGI_CHECK_SCRIPT   1
@@ -668,6 +669,9 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
 
     ctx->request = r;
     ctx->state = state;
+    ctx->thread_pool =
+        ((ngx_http_oxwsgi_loc_conf_t *)
+         ngx_http_get_module_loc_conf(r, ngx_http_oxwsgi_module))->thread_pool;
 
     ctx->task->handler = ngx_http_oxwsgi_thread;
     ctx->task->event.data = ctx;
@@ -715,18 +719,57 @@ ngx_http_oxwsgi_read_body(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_oxwsgi_post_task(ngx_http_oxwsgi_ctx_t *ctx)
 {
-    ngx_http_request_t          *r;
-    ngx_http_oxwsgi_loc_conf_t  *lcf;
+    ngx_http_request_t  *r;
 
     r = ctx->request;
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_oxwsgi_module);
 
-    if (ngx_thread_task_post(lcf->thread_pool, ctx->task) != NGX_OK) {
+    if (ngx_thread_task_post(ctx->thread_pool, ctx->task) != NGX_OK) {
         return NGX_ERROR;
     }
 
     /* the request cannot be freed while the task runs */
     r->main->blocked++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_oxwsgi_orphan_done(ngx_event_t *ev)
+{
+    ngx_thread_task_t  *task = ev->data;
+
+    ngx_http_oxwsgi_rs_orphan_done(task->ctx);
+
+    ngx_free(task);
+}
+
+
+/*
+ * A request ended (terminated by nginx) while its application was still
+ * running: one more task, owning only Rust data, closes the iterable.
+ */
+
+ngx_int_t
+ngx_http_oxwsgi_post_orphan(ngx_http_oxwsgi_ctx_t *ctx, void *task_side)
+{
+    ngx_thread_task_t  *task;
+
+    task = ngx_calloc(sizeof(ngx_thread_task_t), ngx_cycle->log);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    task->ctx = task_side;
+    task->handler = ngx_http_oxwsgi_thread;
+    task->event.data = task;
+    task->event.handler = ngx_http_oxwsgi_orphan_done;
+    task->event.log = ngx_cycle->log;
+
+    if (ngx_thread_task_post(ctx->thread_pool, task) != NGX_OK) {
+        ngx_free(task);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }

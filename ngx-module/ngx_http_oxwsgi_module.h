@@ -50,6 +50,7 @@ typedef struct {
     ngx_http_request_t          *request;
     void                        *state;            /* Rust NgxRequest */
     ngx_thread_task_t           *task;
+    ngx_thread_pool_t           *thread_pool;
     ngx_event_t                  poll;             /* drains output while a task runs */
     ngx_chain_t                 *free;
     ngx_chain_t                 *busy;
@@ -67,6 +68,8 @@ ngx_http_oxwsgi_ctx_t *ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r,
     void *state);
 ngx_int_t ngx_http_oxwsgi_read_body(ngx_http_request_t *r);
 ngx_int_t ngx_http_oxwsgi_post_task(ngx_http_oxwsgi_ctx_t *ctx);
+ngx_int_t ngx_http_oxwsgi_post_orphan(ngx_http_oxwsgi_ctx_t *ctx,
+    void *task_side);
 ngx_int_t ngx_http_oxwsgi_wait_write(ngx_http_request_t *r);
 void ngx_http_oxwsgi_stop_write_wait(ngx_http_request_t *r);
 void ngx_http_oxwsgi_poll_timer(ngx_http_oxwsgi_ctx_t *ctx, ngx_msec_t ms);

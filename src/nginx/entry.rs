@@ -277,6 +277,25 @@ pub extern "C" fn ngx_http_oxwsgi_rs_cleanup(state: *mut c_void) {
     guard("request cleanup", (), || {
         // SAFETY: the request pool is being destroyed: no task runs (blocked), and this
         // is the only owner of the state.
-        drop(unsafe { Box::from_raw(state as *mut NgxRequest) });
+        let mut st = unsafe { Box::from_raw(state as *mut NgxRequest) };
+        st.orphan();
+    })
+}
+
+/// Completion of an orphan task (see `NgxRequest::orphan`): release its reference.
+#[unsafe(no_mangle)]
+pub extern "C" fn ngx_http_oxwsgi_rs_orphan_done(task_side: *mut c_void) {
+    guard("orphan task completion", (), || {
+        // SAFETY: the pointer came from Arc::into_raw in NgxRequest::orphan; the task
+        // that used it has completed.
+        let ts = unsafe { Arc::from_raw(task_side as *const TaskSide) };
+        let unfinished = ts.job.lock().map(|j| j.exchange.is_some()).unwrap_or(false);
+        if unfinished {
+            // The application ignored the closed connection for a whole batch; give up
+            // on it rather than loop (its objects are released by pyo3's pool).
+            if let Some(w) = WORKER.get() {
+                w.log.log(Level::Warning, "oxwsgi: a terminated request's iterable did not stop; abandoned");
+            }
+        }
     })
 }

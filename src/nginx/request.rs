@@ -539,6 +539,25 @@ impl NgxRequest {
         After::Nothing
     }
 
+    /// The request pool is going away. If the application is still in the middle of its
+    /// response (nginx terminated the request between two tasks), one more task that owns
+    /// only the Rust side tells the core the client is gone, so the iterable is closed.
+    pub fn orphan(&mut self) {
+        let running = self.task.job.lock().map(|j| j.exchange.is_some()).unwrap_or(false);
+        if !running || self.ctx.is_null() {
+            return;
+        }
+        self.gone();
+        let ts = Arc::into_raw(self.task.clone()) as *mut std::ffi::c_void;
+        // SAFETY: ctx is still live (pool cleanups run before the pool is freed); the
+        // shim allocates the task outside the pool; ts is released in the completion.
+        if unsafe { ngx_http_oxwsgi_post_orphan(self.ctx, ts) } != OK {
+            // SAFETY: not posted: the reference is still ours.
+            drop(unsafe { Arc::from_raw(ts as *const TaskSide) });
+            self.log(Level::Warning, "cannot post the task that closes a terminated request's iterable");
+        }
+    }
+
     /// The poll timer.
     pub fn poll(&mut self) -> After {
         if self.repost && !self.in_flight {

@@ -27,12 +27,13 @@ fi
 SO=${2:-$HERE/../../target/ngx-dev/debug/liboxwsgi.so}
 mkdir -p "$ROOT"/{logs,tmp,state,modules,apps,static}
 chmod 755 "$ROOT"; chmod 1777 "$ROOT/state"
-cp "$SO" "$ROOT/modules/ngx_http_oxwsgi_module.so"
+# a new file, never an in-place overwrite of a .so that running workers have mapped
+cp --remove-destination "$SO" "$ROOT/modules/ngx_http_oxwsgi_module.so"
 cp "$HERE/app.wsgi" "$ROOT/apps/app.wsgi"
 echo "static file" > "$ROOT/static/index.html"
 cat > "$ROOT/nginx.conf" <<CONF
 load_module $ROOT/modules/ngx_http_oxwsgi_module.so;
-user www-data; master_process on; daemon off; worker_processes 2;
+user www-data; master_process on; daemon off; worker_processes 2; ${EXTRA_MAIN:-}
 pid $ROOT/logs/nginx.pid;
 error_log $ROOT/logs/error.log info;
 thread_pool default threads=${THREADS:-8};
