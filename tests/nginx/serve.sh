@@ -25,6 +25,7 @@ if [ "$cmd" = stop ]; then
     exit 0
 fi
 SO=${2:-$HERE/../../target/ngx-dev/debug/liboxwsgi.so}
+rm -f "$ROOT/logs/error.log"
 mkdir -p "$ROOT"/{logs,tmp,state,modules,apps,static}
 chmod 755 "$ROOT"; chmod 1777 "$ROOT/state"
 # a new file, never an in-place overwrite of a .so that running workers have mapped
