@@ -154,6 +154,7 @@ impl NgxRequest {
     ///
     /// # Safety
     /// `self.r` must be live, its body completely read.
+    #[allow(clippy::field_reassign_with_default)]
     unsafe fn collect(&self) -> Result<Start, String> {
         let r = self.r;
         // SAFETY: every pointer read below belongs to the live request, its connection or

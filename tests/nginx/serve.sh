@@ -50,6 +50,7 @@ http {
     ${EXTRA_HTTP:-}
     server {
         listen 127.0.0.1:$PORT;
+        ${EXTRA_LISTEN:-}
         server_name localhost;
         location /static/ { root $ROOT; }
         location /app { wsgi_app $ROOT/apps/app.wsgi; wsgi_param X_CUSTOM "\$request_method-\$server_port"; }
