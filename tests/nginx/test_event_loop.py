@@ -1,0 +1,74 @@
+"""Python never runs on nginx's event loop: while slow applications block thread-pool
+threads, a fast WSGI request and a static file on the same workers still answer at once.
+Also the per-worker in-flight cap (503 + Retry-After, never an unbounded queue)."""
+
+import concurrent.futures
+import time
+
+import pytest
+import requests
+
+from custom import CustomNginx
+
+LOCATIONS = """
+        location /slow {{ wsgi_app {d}/slow.wsgi; }}
+        location = /static.txt {{ root {d}; }}
+"""
+
+
+@pytest.fixture(scope="module")
+def srv():
+    # 8 slow requests over 2 workers must leave threads free for the fast request in either
+    # worker: 16 threads per worker (the 8 could all land on one worker).
+    s = CustomNginx("nginx-loop", locations=LOCATIONS, threads=16)
+    s.start()
+    yield s
+    s.stop()
+    s.check_log()
+    s.cleanup()
+
+
+def timed_get(url):
+    t0 = time.monotonic()
+    r = requests.get(url, timeout=30)
+    return r, time.monotonic() - t0
+
+
+def test_fast_requests_are_not_blocked_by_slow_apps(srv):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        slow = [pool.submit(timed_get, srv.url("/slow/sleep?1.0")) for _ in range(8)]
+        time.sleep(0.3)  # the slow ones are running now
+        fast = []
+        for _ in range(5):
+            fast.append(timed_get(srv.url("/slow/fast")))
+            fast.append(timed_get(srv.url("/static.txt")))
+        results = [f.result() for f in slow]
+    for r, took in results:
+        assert r.status_code == 200 and r.text.startswith("/sleep")
+        assert took >= 0.9
+    worst = 0.0
+    for r, took in fast:
+        assert r.status_code == 200
+        worst = max(worst, took)
+    print(f"slowest fast/static request under 8 sleeping apps: {worst * 1000:.1f} ms")
+    assert worst < 0.1, f"a fast request took {worst * 1000:.0f} ms while slow apps ran"
+
+
+def test_in_flight_cap_answers_503():
+    s = CustomNginx("nginx-cap", locations=LOCATIONS, http_extra="    wsgi_max_in_flight 2;", threads=8)
+    s.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            futs = [pool.submit(requests.get, s.url("/slow/sleep?1.0"), timeout=30) for _ in range(12)]
+            rs = [f.result() for f in futs]
+        codes = sorted(r.status_code for r in rs)
+        # 2 workers x 2 in flight: at most 4 run, the rest are refused at once.
+        assert codes.count(200) <= 4 and codes.count(200) >= 2, codes
+        assert set(codes) <= {200, 503}, codes
+        refused = [r for r in rs if r.status_code == 503]
+        assert refused and all(r.headers.get("Retry-After") for r in refused)
+        assert requests.get(s.url("/slow/after"), timeout=10).status_code == 200
+    finally:
+        s.stop()
+        s.check_log()
+        s.cleanup()
