@@ -2,7 +2,6 @@
 //! must never unwind into httpd (it would abort the child with every request it holds).
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
@@ -25,22 +24,7 @@ pub struct Worker {
 
 pub static WORKER: OnceLock<Worker> = OnceLock::new();
 
-/// Run `f`, turning a panic into `fallback` (and a log line on stderr, which httpd sends
-/// to the main error log).
-pub fn guard<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            eprintln!("[oxwsgi] internal error (panic) in {what}: {msg}");
-            fallback
-        }
-    }
-}
+pub use crate::ffi::guard::guard;
 
 /// An error string for httpd, allocated in the command's pool.
 fn cmd_error(cmd: *mut cmd_parms, msg: &str) -> *const c_char {

@@ -1,6 +1,7 @@
 //! Foreign-function layer: generated server bindings and the few CPython C-API calls that
 //! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread).
 
+pub mod guard;
 pub mod python;
 
 #[cfg(feature = "apache")]

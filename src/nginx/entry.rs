@@ -2,7 +2,6 @@
 //! Each one catches panics: a Rust panic must never unwind into nginx.
 
 use std::ffi::c_void;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -27,22 +26,7 @@ pub struct Worker {
 
 pub static WORKER: OnceLock<Worker> = OnceLock::new();
 
-/// Run `f`, turning a panic into `fallback` (and a line on stderr, which nginx points
-/// at its error log).
-pub fn guard<R>(what: &str, fallback: R, f: impl FnOnce() -> R) -> R {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            eprintln!("[oxwsgi] internal error (panic) in {what}: {msg}");
-            fallback
-        }
-    }
-}
+pub use crate::ffi::guard::guard;
 
 fn path_of(s: &ngx_str_t) -> PathBuf {
     // SAFETY: configuration strings live in the cycle pool.
