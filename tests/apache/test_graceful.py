@@ -3,12 +3,10 @@ nothing crashes, and the root parent's memory stays flat (Python never starts in
 parent, so there is nothing to leak across configuration reloads)."""
 
 import subprocess
-import threading
 import time
 
-import requests
-
 from harness import paths, servers
+from harness.load import Load
 
 
 def rss_kib(pid):
@@ -23,42 +21,18 @@ def test_graceful_restarts_under_load():
     srv = servers.create("apache")
     srv.start()
     try:
-        stop = threading.Event()
-        results = {"ok": 0, "failed": []}
-        lock = threading.Lock()
-
-        def load():
-            # A fresh connection per request: on a graceful restart the old children
-            # close their idle keep-alive connections, and a request sent on one at that
-            # instant is lost in transit (RFC 9112 §9.3.1: clients retry such idempotent
-            # requests). That race belongs to HTTP keep-alive, not to the module.
-            while not stop.is_set():
-                try:
-                    r = requests.get(srv.url("/env/dump?x=1"), timeout=30, headers={"Connection": "close"})
-                    good = r.status_code == 200 and r.json()["environ"]["PATH_INFO"]["value"] == "/dump"
-                except Exception as e:  # noqa: BLE001 - every failure is recorded
-                    good, r = False, e
-                with lock:
-                    if good:
-                        results["ok"] += 1
-                    else:
-                        results["failed"].append(repr(r)[:200])
-
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for t in threads:
-            t.start()
-        time.sleep(0.5)
-        rss = []
-        for i in range(20):
-            r = subprocess.run([paths.APACHE_BIN, "-f", str(srv.conf), "-k", "graceful"],
-                               capture_output=True, text=True, timeout=60)
-            assert r.returncode == 0, r.stdout + r.stderr
-            time.sleep(0.6)
-            rss.append(rss_kib(srv.master_pid))
-        time.sleep(0.5)
-        stop.set()
-        for t in threads:
-            t.join(60)
+        check = lambda r: r.status_code == 200 and r.json()["environ"]["PATH_INFO"]["value"] == "/dump"  # noqa: E731
+        with Load(srv.url("/env/dump?x=1"), check) as load:
+            time.sleep(0.5)
+            rss = []
+            for i in range(20):
+                r = subprocess.run([paths.APACHE_BIN, "-f", str(srv.conf), "-k", "graceful"],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode == 0, r.stdout + r.stderr
+                time.sleep(0.6)
+                rss.append(rss_kib(srv.master_pid))
+            time.sleep(0.5)
+        results = {"ok": load.ok, "failed": load.failed}
         assert not results["failed"], f"{len(results['failed'])} failed requests, e.g. {results['failed'][:3]}"
         assert results["ok"] > 100, results
         log = srv.error_log()

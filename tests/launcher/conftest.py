@@ -11,11 +11,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 REPO = Path(__file__).resolve().parent.parent.parent
 OXWSGI = Path(os.environ.get("OXWSGI_BIN", REPO / "target" / "release" / "oxwsgi"))
@@ -71,27 +74,8 @@ def family(root):
     return {p for p in fam if t.get(p, (0, 0, "Z"))[2] != "Z"}
 
 
-def with_cmdline(fragment):
-    out = []
-    needle = fragment.encode()
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                if needle in f.read():
-                    out.append(int(d))
-        except OSError:
-            continue
-    return out
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+# Process look-ups shared with the conformance harness.
+from harness.procs import alive, with_cmdline  # noqa: E402,F401
 
 
 def module_args(server):

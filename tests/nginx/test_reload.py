@@ -3,49 +3,24 @@ left behind, no alert or crash in the error log."""
 
 import os
 import signal
-import threading
 import time
 
-import requests
-
 from harness import procs, servers
+from harness.load import Load
 
 
 def test_reloads_under_load():
     srv = servers.create("nginx")
     srv.start()
     try:
-        stop = threading.Event()
-        ok, failed = [0], []
-        lock = threading.Lock()
-
-        def load():
-            # A fresh connection per request: an old worker closes idle keep-alive
-            # connections when it shuts down, and a request sent on one at that instant is
-            # lost in transit (clients retry those); that race is HTTP's, not the module's.
-            while not stop.is_set():
-                try:
-                    r = requests.get(srv.url("/env/dump"), timeout=30, headers={"Connection": "close"})
-                    good = r.status_code == 200 and r.json()["environ"]["PATH_INFO"]["value"] == "/dump"
-                except Exception as e:  # noqa: BLE001 - every failure is recorded
-                    good, r = False, e
-                with lock:
-                    if good:
-                        ok[0] += 1
-                    else:
-                        failed.append(repr(r)[:200])
-
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for t in threads:
-            t.start()
+        check = lambda r: r.status_code == 200 and r.json()["environ"]["PATH_INFO"]["value"] == "/dump"  # noqa: E731
         master = srv.proc.pid
-        for _ in range(20):
-            os.kill(master, signal.SIGHUP)
-            time.sleep(0.5)
-        time.sleep(1.0)
-        stop.set()
-        for t in threads:
-            t.join(60)
+        with Load(srv.url("/env/dump"), check) as load:
+            for _ in range(20):
+                os.kill(master, signal.SIGHUP)
+                time.sleep(0.5)
+            time.sleep(1.0)
+        ok, failed = [load.ok], load.failed
         assert not failed, f"{len(failed)} failed requests, e.g. {failed[:3]}"
         assert ok[0] > 100
         # Old workers are gone: only the master and the configured 2 workers remain.
