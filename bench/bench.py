@@ -268,6 +268,13 @@ def main(argv):
                              if r.get("cpu_us_per_req") else "")
                           + (f"  errors {r['errors']}" if r["errors"] else ""), flush=True)
                 killed = running.stop()
+                if any(r["errors"] for r in rows if r["contender"] == c.name and r["rep"] == rep):
+                    keep = out_dir / "logs" / f"{c.name}-rep{rep + 1}"
+                    (out_dir / "logs").mkdir(exist_ok=True)
+                    shutil.copytree(running.d / "logs", keep, dirs_exist_ok=True)
+                    for f in running.d.glob("*.out"):
+                        shutil.copy(f, keep)
+                    print(f"  {c.name}: errors in this repetition; its logs are in {keep}", flush=True)
                 running = None
                 if killed:
                     print(f"  {c.name}: killed {killed} after the stop timeout", flush=True)

@@ -18,6 +18,8 @@ NGINX = "/usr/sbin/nginx"
 UWSGI = "/usr/bin/uwsgi"
 USER = "www-data"
 SERVER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+# Apache's LogLevel (e.g. "info" to see why connections close); warn by default.
+APACHE_LOGLEVEL = os.environ.get("OXWSGI_BENCH_APACHE_LOGLEVEL", "warn")
 
 # ---------------------------------------------------------------- Apache
 
@@ -28,7 +30,7 @@ Listen 127.0.0.1:{port}
 PidFile "{d}/run/httpd.pid"
 DefaultRuntimeDir "{d}/run"
 ErrorLog "{d}/logs/error.log"
-LogLevel warn
+LogLevel {loglevel}
 User {user}
 Group {user}
 Timeout 30
@@ -243,7 +245,7 @@ class Apache(Contender):
             shutil.copy(modules_dir / self.so, d / self.so)
             load = f"LoadModule oxwsgi_module {d / self.so}"
         conf = d / "httpd.conf"
-        conf.write_text(self.fmt(APACHE_BASE, stage, d, load=load,
+        conf.write_text(self.fmt(APACHE_BASE, stage, d, load=load, loglevel=APACHE_LOGLEVEL,
                                  wsgi=self.fmt(self.wsgi, stage, d)))
         # SIGTERM stops Apache at once (children included).
         return [([APACHE, "-f", str(conf), "-DFOREGROUND"], signal.SIGTERM)]
