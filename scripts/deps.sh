@@ -22,8 +22,17 @@ if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -q
-    # Installing apache2/nginx starts Debian's own services on port 80; oxwsgi's tests
-    # and `make serve` use private configs and their own ports, so that does not matter.
+    # Installing apache2 and nginx would start Debian's own services, both on port 80: the
+    # second one fails to bind and apt reports an error. oxwsgi never uses those services
+    # (tests and `make serve` run private configs on their own ports), so keep them from
+    # starting during the install with a temporary policy-rc.d (the Debian way).
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        trap '$SUDO rm -f "$policy"' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 command -v cargo >/dev/null || { echo "oxwsgi: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
