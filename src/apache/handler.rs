@@ -22,7 +22,11 @@ use crate::ffi::python;
 /// # Safety
 /// `p` must be NULL or a NUL-terminated string that outlives the returned slice.
 unsafe fn bytes<'a>(p: *const c_char) -> &'a [u8] {
-    if p.is_null() { b"" } else { unsafe { CStr::from_ptr(p) }.to_bytes() }
+    if p.is_null() {
+        return b"";
+    }
+    // SAFETY: p is non-null and NUL-terminated, and outlives 'a (caller's contract).
+    unsafe { CStr::from_ptr(p) }.to_bytes()
 }
 
 /// Does `uri` fall under the alias prefix (whole path segments only)?

@@ -64,7 +64,11 @@ pub const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
 /// # Safety
 /// `s.data` must be NULL or valid for `s.len` bytes while the result is used.
 pub unsafe fn ngx_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
-    if s.data.is_null() || s.len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(s.data, s.len) } }
+    if s.data.is_null() || s.len == 0 {
+        return &[];
+    }
+    // SAFETY: data is non-null and valid for len bytes while the result is used (caller).
+    unsafe { std::slice::from_raw_parts(s.data, s.len) }
 }
 
 /// SCRIPT_NAME and PATH_INFO: the location prefix and the rest of the (decoded) URI.
