@@ -63,6 +63,7 @@ def test_stream_100mib_with_slow_start_keeps_rss_flat(server, token):
     st = wait_state(server, token)
     assert st is not None and st["chunks"] == SIZE_MIB
     growth = st["peak_kb"] - st["start_kb"]
+    print(f"\n[{server.name}] worker RSS growth streaming {SIZE_MIB} MiB: {growth} kB")
     assert growth < LIMIT_KB, f"worker RSS grew by {growth} kB while streaming {SIZE_MIB} MiB"
 
 
@@ -119,6 +120,7 @@ def test_upload_100mib_keeps_rss_flat(server):
     assert d["len"] == SIZE_MIB * MIB
     assert d["sha256"] == sized_sha(SIZE_MIB)
     growth = d["peak_kb"] - before["VmRSS_kb"]
+    print(f"\n[{server.name}] worker RSS growth reading a {SIZE_MIB} MiB upload: {growth} kB")
     assert growth < LIMIT_KB, f"worker RSS grew by {growth} kB while reading a {SIZE_MIB} MiB upload"
 
 
