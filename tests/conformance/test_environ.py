@@ -175,3 +175,53 @@ def test_environ_is_fresh_per_request(server):
     dump(server, headers={"X-Leak-Check": "1"})
     for _ in range(6):
         assert "HTTP_X_LEAK_CHECK" not in dump(server)["environ"]
+
+
+# --- the request target as raw bytes ------------------------------------------
+# The target is sent byte for byte (rawhttp encodes str as latin-1), so these cases see
+# what a server does with bytes a browser would have percent-encoded.
+
+def test_raw_utf8_bytes_in_path_are_latin1_decoded(server):
+    # Raw UTF-8 "é" (C3 A9): PATH_INFO holds the two bytes as two latin-1 code points
+    # (PEP 3333, "Unicode Issues").
+    env = raw_dump(server, "/env/dump/caf\u00c3\u00a9")
+    assert env["PATH_INFO"]["value"] == "/dump/caf\u00c3\u00a9"
+
+
+def test_raw_latin1_byte_in_path(server):
+    # A lone 0xE9 byte (latin-1 "é", invalid UTF-8) must survive as U+00E9.
+    env = raw_dump(server, "/env/dump/caf\u00e9")
+    assert env["PATH_INFO"]["value"] == "/dump/caf\u00e9"
+
+
+def test_raw_bytes_in_query_string_are_kept(server):
+    env = raw_dump(server, "/env/dump?q=caf\u00c3\u00a9&r=\u00e9")
+    assert env["QUERY_STRING"]["value"] == "q=caf\u00c3\u00a9&r=\u00e9"
+
+
+def test_encoded_slash_is_refused_or_decoded(server):
+    # %2F in the path is the web server's policy, not the module's: Apache refuses it by
+    # default (AllowEncodedSlashes Off -> 404), nginx decodes it. Either way the app must
+    # never see a PATH_INFO that is neither.
+    r = server.raw_request("GET", "/env/dump/a%2Fb")
+    if r.status == 404:
+        assert server.kind == "apache"
+    else:
+        assert r.status == 200
+        assert json.loads(r.body)["environ"]["PATH_INFO"]["value"] == "/dump/a/b"
+
+
+@pytest.mark.parametrize("target, path_info", [
+    ("/env/dump/x/../y", "/dump/y"),
+    ("/env/dump/./y", "/dump/y"),
+    ("/env/./dump/z", "/dump/z"),
+    ("/deep/mount/../../env/dump/w", "/dump/w"),
+])
+def test_dot_segments_are_resolved_before_the_app(server, target, path_info):
+    env = raw_dump(server, target)
+    assert env["PATH_INFO"]["value"] == path_info
+
+
+def test_empty_header_value_is_an_empty_string(server):
+    env = raw_dump(server, "/env/dump", headers=[("X-Empty", "")])
+    assert env["HTTP_X_EMPTY"]["value"] == ""
