@@ -56,6 +56,11 @@ pub fn reset() {
     *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::default());
 }
 
+/// Free the configuration (the configuration pool is being cleared).
+pub fn clear() {
+    drop(CONFIG.lock().unwrap_or_else(|p| p.into_inner()).take());
+}
+
 pub fn with<R>(f: impl FnOnce(&mut Config) -> R) -> R {
     let mut g = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
     f(g.get_or_insert_with(Config::default))

@@ -118,10 +118,23 @@ pub extern "C" fn oxwsgi_rs_directive(cmd: *mut cmd_parms, dconf: *mut c_void, a
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_pre_config(_pconf: *mut apr_pool_t, _plog: *mut apr_pool_t, _ptemp: *mut apr_pool_t) -> c_int {
+pub extern "C" fn oxwsgi_rs_pre_config(pconf: *mut apr_pool_t, _plog: *mut apr_pool_t, _ptemp: *mut apr_pool_t) -> c_int {
     guard("pre_config", 500, || {
         config::reset();
+        // httpd unloads this module when pconf is cleared (graceful restart); Rust statics
+        // are never dropped, so free the configuration first or every restart leaks it.
+        // SAFETY: pconf is the live configuration pool; the cleanup takes no data.
+        unsafe {
+            apr_pool_cleanup_register(pconf, std::ptr::null(), Some(drop_config), Some(apr_pool_cleanup_null));
+        }
         OK as c_int
+    })
+}
+
+extern "C" fn drop_config(_data: *mut c_void) -> apr_status_t {
+    guard("config cleanup", 0, || {
+        config::clear();
+        0
     })
 }
 

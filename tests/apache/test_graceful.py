@@ -38,9 +38,10 @@ def test_graceful_restarts_under_load():
         log = srv.error_log()
         assert log.count("Doing graceful restart") >= 20, log[-3000:]
         srv.check_log()
-        # The first restarts may settle allocator pools; after that the parent is flat.
-        growth = rss[-1] - rss[4]
-        assert growth < 512, f"parent RSS grew by {growth} KiB over 15 graceful restarts: {rss}"
+        # The first restarts may settle allocator pools; after that the parent is flat. (A
+        # module that leaked its configuration on every unload grew 4 KiB per restart.)
+        growth = rss[-1] - rss[9]
+        assert growth <= 16, f"parent RSS grew by {growth} KiB over the last 10 graceful restarts: {rss}"
         print(f"parent RSS KiB after each graceful restart: {rss}; requests served: {results['ok']}")
     finally:
         srv.stop()
