@@ -15,18 +15,21 @@ def _stream():
         yield PIECE
 
 
-def _read_all(environ):
-    """Read wsgi.input to the end in 64 KiB reads; returns (byte count, chunks)."""
+def _read(environ, keep):
+    """Read wsgi.input to the end in 64 KiB reads; returns the chunks if keep, else the byte count."""
     inp = environ["wsgi.input"]
     left = int(environ.get("CONTENT_LENGTH") or 0)
     chunks = []
+    n = 0
     while left > 0:
         data = inp.read(min(READ_SIZE, left))
         if not data:
             break
-        chunks.append(data)
+        n += len(data)
         left -= len(data)
-    return chunks
+        if keep:
+            chunks.append(data)
+    return chunks if keep else n
 
 
 def application(environ, start_response):
@@ -41,11 +44,10 @@ def application(environ, start_response):
         body = _stream()
         length = len(PIECE) * STREAM_PIECES
     elif path == "/post":
-        n = sum(len(c) for c in _read_all(environ))
-        body = [b"%d\n" % n]
+        body = [b"%d\n" % _read(environ, keep=False)]
         length = len(body[0])
     elif path == "/echo":                 # the correctness check only
-        body = _read_all(environ)
+        body = _read(environ, keep=True)
         length = sum(len(c) for c in body)
     elif path == "/environ":
         # Touch every key and value, as an app that logs or copies its environ would.
