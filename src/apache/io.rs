@@ -163,6 +163,9 @@ impl ApacheSink {
     }
 }
 
+/// Chunks this large reach the client without a FLUSH bucket (see `write`).
+const NO_FLUSH_NEEDED: usize = 4096;
+
 /// Writes up to this size (without FLUSH) keep the GIL (see `may_block`).
 const SMALL_WRITE: usize = 16 * 1024;
 
@@ -191,6 +194,14 @@ impl ResponseSink for ApacheSink {
     }
 
     fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
+        let mut flags = flags;
+        if data.len() >= NO_FLUSH_NEEDED {
+            // httpd's core output filter writes a brigade of 4 KiB or more at once
+            // (THRESHOLD_MIN_WRITE), so a FLUSH would only force a blocking write per
+            // chunk. Small chunks (events of a server-sent stream) keep their FLUSH so
+            // they are not held back.
+            flags.flush = false;
+        }
         // SAFETY: r and bb are live; data outlives the call (transient bucket: filters
         // that keep it copy it).
         let rc = unsafe {

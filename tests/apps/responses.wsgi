@@ -187,7 +187,22 @@ def header_echo(environ, start_response):
     return [b"headers"]
 
 
+def trickle(environ, start_response):
+    # One chunk of `size` bytes, a pause, then another: the first must reach the client
+    # during the pause (streaming, server-sent events), not when the next one is ready.
+    q = query(environ)
+    size, pause = int(q.get("size", "100")), float(q.get("pause", "1.5"))
+
+    def body():
+        yield b"a" * size
+        time.sleep(pause)
+        yield b"b" * size
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return body()
+
+
 application = dispatch({
+    "trickle": trickle,
     "generator": generator,
     "list": as_list,
     "write": write_then_iter,

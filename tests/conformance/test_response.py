@@ -5,6 +5,7 @@ import concurrent.futures
 import json
 import time
 
+import pytest
 import requests
 
 from harness.rawhttp import ProtocolError, build_request
@@ -232,3 +233,20 @@ def test_concurrent_requests_run_in_parallel(server):
     elapsed = time.monotonic() - t0
     assert len(results) == 8
     assert elapsed < 2.5, f"8 x 0.5 s requests took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("size", [100, 8192, 100_000])
+def test_streamed_chunk_is_delivered_before_the_next_is_produced(server, size):
+    # A generator's chunk must go out as soon as it is yielded: an app that yields and then
+    # waits (streaming, server-sent events) must not have its data held back by the server.
+    with server.raw(timeout=20) as c:
+        c.send(build_request("GET", f"/resp/trickle?size={size}&pause=1.5", close=True))
+        t0 = time.monotonic()
+        got = b""
+        while b"\r\n\r\n" not in got or got.split(b"\r\n\r\n", 1)[1].count(b"a") < size:
+            data = c.sock.recv(65536)
+            assert data, "connection closed early"
+            got += data
+        first = time.monotonic() - t0
+        assert b"b" not in got.split(b"\r\n\r\n", 1)[1]
+    assert first < 1.0, f"the first {size}-byte chunk arrived after {first:.2f}s, not before the pause ended"
