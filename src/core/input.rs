@@ -44,8 +44,9 @@ impl Input {
         &self.buf[self.pos..]
     }
 
-    /// Read once from the body into `out` (appending up to `want` bytes), GIL released.
-    fn pull(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize) -> PyResult<usize> {
+    /// Read from the body into `out`, appending up to `want` bytes, GIL released: once
+    /// (whatever is available), or with `fill_all` until `want` bytes or the end.
+    fn pull(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize, fill_all: bool) -> PyResult<usize> {
         if let Some(e) = &self.error {
             return Err(PyOSError::new_err(e.clone()));
         }
@@ -58,22 +59,36 @@ impl Input {
         let start = out.len();
         out.resize(start + want, 0);
         let dst = &mut out[start..];
-        let r = py.detach(|| body.read(dst));
-        match r {
-            Ok(n) => {
-                out.truncate(start + n);
-                if n == 0 {
-                    self.eof = true;
+        // One GIL release for the whole fill: servers hand the body over in socket-sized
+        // pieces (8 KiB under httpd), and re-taking the GIL per piece costs a thread
+        // hand-off each time other threads are waiting for it.
+        let (n, at_eof, error) = py.detach(|| {
+            let mut filled = 0;
+            while filled < dst.len() {
+                match body.read(&mut dst[filled..]) {
+                    Ok(0) => return (filled, true, None),
+                    Ok(n) => filled += n,
+                    // Data already read is delivered; the error is raised by the next read.
+                    Err(e) => return (filled, false, Some(e)),
                 }
-                Ok(n)
+                if !fill_all {
+                    break;
+                }
             }
-            Err(e) => {
-                out.truncate(start);
-                let msg = format!("error reading request body: {e}");
-                self.error = Some(msg.clone());
-                Err(PyOSError::new_err(msg))
+            (filled, false, None)
+        });
+        out.truncate(start + n);
+        if at_eof {
+            self.eof = true;
+        }
+        if let Some(e) = error {
+            let msg = format!("error reading request body: {e}");
+            self.error = Some(msg.clone());
+            if n == 0 {
+                return Err(PyOSError::new_err(msg));
             }
         }
+        Ok(n)
     }
 
     /// Make sure the buffer holds at least one more byte, unless at EOF. False at EOF.
@@ -83,7 +98,7 @@ impl Input {
             self.pos = 0;
         }
         let mut buf = std::mem::take(&mut self.buf);
-        let r = self.pull(py, &mut buf, CHUNK);
+        let r = self.pull(py, &mut buf, CHUNK, false);
         self.buf = buf;
         Ok(r? > 0)
     }
@@ -101,7 +116,7 @@ impl Input {
                 Some(l) => (l - out.len()).min(4 * CHUNK),
                 None => CHUNK.max(out.len() / 4),
             };
-            if self.pull(py, &mut out, want)? == 0 {
+            if self.pull(py, &mut out, want, true)? == 0 {
                 break;
             }
         }
