@@ -5,6 +5,7 @@ the contenders, the workloads and the columns of the report.
 """
 
 import argparse
+import fcntl
 import os
 import resource
 import shutil
@@ -201,6 +202,14 @@ def main(argv):
     out_dir.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         sys.exit("bench: run as root (Apache and nginx switch to www-data)")
+
+    # One run at a time on this machine: the ports are fixed and two runs would measure each other.
+    lock = open("/tmp/oxwsgi-bench.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("bench: another bench run holds /tmp/oxwsgi-bench.lock; waiting for it", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
 
     status = {}
     active = []
