@@ -115,6 +115,8 @@ def write(out_dir, meta, status, rows):
                       f"{_fmt(a['rss'], 1)} ({a['procs']}) | {_fmt(a['pss'], 1)} | {_fmt(a['other'], 1)} |")
     md += ["", "## Columns", "", COLUMNS_NOTE]
     (out_dir / "results.md").write_text("\n".join(md) + "\n")
+    if not names or not wls:
+        return
     try:
         chart(out_dir / "chart.png", meta, names, wls, agg)
     except ImportError as e:
