@@ -43,6 +43,9 @@ def parse_args(argv):
     ap.add_argument("--out", help="results directory (default bench/results/<timestamp>)")
     ap.add_argument("--keep-stage", action="store_true", help="keep the /tmp stage (configs, logs)")
     ap.add_argument("--list", action="store_true", help="list contenders and workloads, and exit")
+    ap.add_argument("--serve", metavar="NAME",
+                    help="start one contender, print its port and pids, and keep it up until Ctrl-C "
+                         "(for profiling with perf/strace; nothing is measured)")
     a = ap.parse_args(argv)
     a.reps = a.reps or (1 if a.quick else 3)
     a.duration = a.duration or (1 if a.quick else 2)
@@ -183,6 +186,34 @@ def measure(run, workload, script, seconds):
     return r, out
 
 
+def serve(a, allc, modules):
+    c = next((c for c in allc if c.name == a.serve), None)
+    if c is None:
+        sys.exit(f"unknown contender {a.serve} (known: {', '.join(x.name for x in allc)})")
+    why = c.missing(modules)
+    if why:
+        sys.exit(f"{c.name}: {why}")
+    stage = make_stage()
+    write_scripts(str(stage / "wrk"))
+    running = Running(c, stage, modules)
+    try:
+        err = running.wait_ready()
+        if err:
+            print(f"{c.name}: {err}\n{log_tail(running.d)}")
+            return 1
+        print(f"{c.name} on http://127.0.0.1:{c.port}/ (hello, 64k, stream, post, environ); "
+              f"pids {sorted(running.pids())}; wrk scripts in {stage}/wrk; Ctrl-C stops it", flush=True)
+        while all(g.alive() for g in running.groups):
+            time.sleep(0.5)
+        print(f"{c.name}: a process group exited\n{log_tail(running.d)}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        running.stop()
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def main(argv):
     a = parse_args(argv)
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the running contender is still stopped.
@@ -197,9 +228,6 @@ def main(argv):
     chosen = [c for c in allc if c.name in names]
     wls = select(a.workloads, list(WORKLOADS), "workload")
     modules = Path(a.modules)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(a.out) if a.out else BENCH / "results" / stamp
-    out_dir.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         sys.exit("bench: run as root (Apache and nginx switch to www-data)")
 
@@ -210,6 +238,12 @@ def main(argv):
     except BlockingIOError:
         print("bench: another bench run holds /tmp/oxwsgi-bench.lock; waiting for it", flush=True)
         fcntl.flock(lock, fcntl.LOCK_EX)
+
+    if a.serve:
+        return serve(a, allc, modules)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(a.out) if a.out else BENCH / "results" / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     status = {}
     active = []
