@@ -146,6 +146,33 @@ pub struct Batch {
     pub client_gone: bool,
     /// Set by the task when the exchange is over.
     pub outcome: Option<Outcome>,
+    /// Buffers nginx has finished sending, for the sink to fill again: a streamed
+    /// response then reuses a few buffers instead of allocating (and page-faulting) a fresh
+    /// one for every batch.
+    pub spare: Vec<Vec<u8>>,
+}
+
+/// How many sent buffers a request keeps for reuse.
+const SPARE_BUFFERS: usize = 8;
+
+impl Batch {
+    /// Keep a buffer nginx has finished with, for the next body data.
+    pub fn recycle(&mut self, mut v: Vec<u8>) {
+        if v.capacity() >= COALESCE && self.spare.len() < SPARE_BUFFERS {
+            v.clear();
+            self.spare.push(v);
+        }
+    }
+
+    /// A buffer holding `data`, with room to coalesce more after it.
+    fn buffer_with(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut v = match self.spare.pop() {
+            Some(v) => v,
+            None => Vec::with_capacity(COALESCE.max(data.len())),
+        };
+        v.extend_from_slice(data);
+        v
+    }
 }
 
 impl Batch {
@@ -205,8 +232,11 @@ impl ResponseSink for NgxSink {
         }
         if !data.is_empty() {
             match b.items.last_mut() {
-                Some(Item::Data(v)) if v.len() + data.len() <= COALESCE => v.extend_from_slice(data),
-                _ => b.items.push(Item::Data(data.to_vec())),
+                Some(Item::Data(v)) if v.len() + data.len() <= v.capacity().max(COALESCE) => v.extend_from_slice(data),
+                _ => {
+                    let v = b.buffer_with(data);
+                    b.items.push(Item::Data(v));
+                }
             }
             b.bytes += data.len();
         }

@@ -448,7 +448,9 @@ impl NgxRequest {
             if unsafe { ngx_http_oxwsgi_is_busy(self.ctx, *b) } != 0 {
                 break;
             }
-            self.lent.pop_front();
+            if let Some((_, v)) = self.lent.pop_front() {
+                self.task.shared.lock().recycle(v);
+            }
         }
     }
 
