@@ -135,25 +135,25 @@ impl Exchange {
             return;
         }
         log_exception(py, &*r.log, &r.context, what, err);
-        self.outcome = Some(if r.head_sent {
-            r.abort();
-            Outcome::Aborted
-        } else {
-            Outcome::Failed
-        });
+        self.outcome = Some(Self::broken(&mut r));
         self.body = Body::Done;
     }
 
     fn fail_msg(&mut self, py: Python<'_>, msg: &str) {
         let mut r = self.responder.borrow_mut(py);
         r.log(Level::Error, msg);
-        self.outcome = Some(if r.head_sent {
+        self.outcome = Some(Self::broken(&mut r));
+        self.body = Body::Done;
+    }
+
+    /// The response cannot be completed: a 500 if nothing went out yet, else abort it.
+    fn broken(r: &mut Responder) -> Outcome {
+        if r.head_sent {
             r.abort();
             Outcome::Aborted
         } else {
             Outcome::Failed
-        });
-        self.body = Body::Done;
+        }
     }
 
     fn emit_failed(&mut self, py: Python<'_>, e: EmitError) {
