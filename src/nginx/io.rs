@@ -164,10 +164,13 @@ impl Batch {
         }
     }
 
-    /// A buffer holding `data`, with room to coalesce more after it.
-    fn buffer_with(&mut self, data: &[u8]) -> Vec<u8> {
+    /// A buffer holding `data`, with room to coalesce more after it unless it is the last
+    /// data of the response (a small response must not cost a 64 KiB allocation, which
+    /// glibc hands back to the kernel and faults in again on the next request).
+    fn buffer_with(&mut self, data: &[u8], last: bool) -> Vec<u8> {
         let mut v = match self.spare.pop() {
             Some(v) => v,
+            None if last => Vec::with_capacity(data.len()),
             None => Vec::with_capacity(COALESCE.max(data.len())),
         };
         v.extend_from_slice(data);
@@ -234,7 +237,7 @@ impl ResponseSink for NgxSink {
             match b.items.last_mut() {
                 Some(Item::Data(v)) if v.len() + data.len() <= v.capacity().max(COALESCE) => v.extend_from_slice(data),
                 _ => {
-                    let v = b.buffer_with(data);
+                    let v = b.buffer_with(data, flags.last);
                     b.items.push(Item::Data(v));
                 }
             }
