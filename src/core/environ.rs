@@ -84,6 +84,27 @@ fn cached_key<'py>(py: Python<'py>, raw: &[u8], text: impl FnOnce(&[u8]) -> Stri
     })
 }
 
+thread_local! {
+    /// Header name as received (any case) -> its environ key, or None for a dropped name.
+    /// Clients send the same few spellings on every request, so after the first request a
+    /// header costs one lookup instead of validating and upper-casing its name.
+    static HEADER_KEYS: RefCell<HashMap<Vec<u8>, Option<Py<PyString>>>> = RefCell::new(HashMap::new());
+}
+
+fn header_environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
+    HEADER_KEYS.with(|cell| {
+        if let Some(k) = cell.borrow().get(name) {
+            return k.as_ref().map(|k| k.bind(py).clone());
+        }
+        let key = header_key(name).map(|k| PyString::intern(py, &k));
+        let mut map = cell.borrow_mut();
+        if map.len() < KEY_CACHE_LIMIT {
+            map.insert(name.to_vec(), key.as_ref().map(|k| k.clone().unbind()));
+        }
+        key
+    })
+}
+
 /// The keys every request of this process shares.
 pub struct EnvironTemplate {
     dict: Py<PyDict>,
@@ -157,11 +178,7 @@ impl<'py> EnvironBuilder<'py> {
     /// except Cookie, joined with "; " (RFC 6265 §5.4). Returns false if the header was
     /// dropped (see [`header_key`]).
     pub fn add_header(&self, name: &[u8], value: &[u8]) -> PyResult<bool> {
-        let Some(k) = header_key(name) else { return Ok(false) };
-        let key = match k {
-            Cow::Borrowed(k) => cached_key(self.py, k.as_bytes(), |_| k.to_string()),
-            Cow::Owned(k) => cached_key(self.py, k.as_bytes(), |_| k.clone()),
-        };
+        let Some(key) = header_environ_key(self.py, name) else { return Ok(false) };
         let value = latin1(self.py, value);
         match self.dict.get_item(&key)? {
             Some(old) => {
