@@ -117,19 +117,17 @@ unsafe fn map_alias(r: *mut request_rec, alias: &Alias, uri_ptr: *const c_char, 
 }
 
 /// Per-request settings: directory config, overridden by options of the matched alias.
-struct Settings<'a> {
+struct Settings {
     callable: String,
     pass_authorization: bool,
     chunked_request: bool,
     script_reloading: bool,
     application_group: String,
-    #[allow(dead_code)]
-    alias: Option<&'a Alias>,
 }
 
 /// # Safety
 /// `r` must be live.
-unsafe fn settings<'a>(r: *mut request_rec, w: &'a Worker) -> Settings<'a> {
+unsafe fn settings(r: *mut request_rec, w: &Worker) -> Settings {
     // SAFETY: the shim returns this module's merged dir config for r (never NULL: httpd
     // creates one per context).
     let dc = unsafe { &*oxwsgi_ap_dir_conf(r) };
@@ -150,7 +148,6 @@ unsafe fn settings<'a>(r: *mut request_rec, w: &'a Worker) -> Settings<'a> {
             .and_then(|a| a.application_group.clone())
             .or_else(|| text(dc.application_group))
             .unwrap_or_else(|| "%{GLOBAL}".into()),
-        alias,
     }
 }
 
@@ -233,7 +230,7 @@ unsafe fn build_environ<'py>(
     py: Python<'py>,
     env: EnvironBuilder<'py>,
     r: *mut request_rec,
-    s: &Settings<'_>,
+    s: &Settings,
     filename: &str,
 ) -> PyResult<EnvironBuilder<'py>> {
     // SAFETY: every pointer read below belongs to the live request, its connection or
