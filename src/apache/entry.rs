@@ -26,16 +26,12 @@ pub static WORKER: OnceLock<Worker> = OnceLock::new();
 
 pub use crate::ffi::guard::guard;
 
-/// An error string for httpd, allocated in the command's pool.
-fn cmd_error(cmd: *mut cmd_parms, msg: &str) -> *const c_char {
-    let c = CString::new(msg.replace('\0', " ")).expect("NULs replaced");
+/// A copy of `s` in the configuration pool: directive values must outlive parsing, and
+/// httpd prints error strings after the handler returned.
+fn pool_copy(cmd: *mut cmd_parms, s: &str) -> *const c_char {
+    let c = CString::new(s.replace('\0', " ")).expect("NULs replaced");
     // SAFETY: cmd is live during the directive call; apr_pstrdup copies into its pool.
     unsafe { apr_pstrdup((*cmd).pool, c.as_ptr()) }
-}
-
-/// Copy a directive argument into the configuration pool (it must outlive parsing).
-fn pool_copy(cmd: *mut cmd_parms, s: &str) -> *const c_char {
-    cmd_error(cmd, s)
 }
 
 #[unsafe(no_mangle)]
@@ -112,7 +108,7 @@ pub extern "C" fn oxwsgi_rs_directive(cmd: *mut cmd_parms, dconf: *mut c_void, a
         };
         match r {
             Ok(()) => std::ptr::null(),
-            Err(msg) => cmd_error(cmd, &msg),
+            Err(msg) => pool_copy(cmd, &msg),
         }
     })
 }
