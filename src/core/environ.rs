@@ -101,51 +101,45 @@ impl SeededFx {
     }
 }
 
-type KeyCache<V> = RefCell<HashMap<Vec<u8>, V, SeededFx>>;
+/// Raw name -> interned environ key, or None for a name that is dropped.
+type KeyCache = RefCell<HashMap<Vec<u8>, Option<Py<PyString>>, SeededFx>>;
 
 thread_local! {
-    /// Interned environ keys by their bytes: header names and other run-time keys are
-    /// few and repeat on every request, so each thread makes each key string once.
-    static KEYS: KeyCache<Py<PyString>> = RefCell::new(HashMap::with_hasher(SeededFx::new()));
+    /// Run-time keys (`SetEnv` names, `wsgi_param`): few, and the same on every request, so
+    /// each thread makes each key string once.
+    static KEYS: KeyCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
+    /// Header name as received (any case) -> its `HTTP_*` key. Clients send the same few
+    /// spellings on every request, so after the first request a header costs one lookup
+    /// instead of validating and upper-casing its name.
+    static HEADER_KEYS: KeyCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
 }
 
 /// Most distinct keys cached per thread (a client inventing header names must not grow
 /// the cache without bound).
 const KEY_CACHE_LIMIT: usize = 1024;
 
-fn cached_key<'py>(py: Python<'py>, raw: &[u8], text: impl FnOnce(&[u8]) -> String) -> Bound<'py, PyString> {
-    KEYS.with(|cell| {
+/// The key for `raw` from `cache`, computed with `make` (None = drop) on first use.
+fn cached<'py>(
+    cache: &'static std::thread::LocalKey<KeyCache>,
+    py: Python<'py>,
+    raw: &[u8],
+    make: impl FnOnce(&[u8]) -> Option<String>,
+) -> Option<Bound<'py, PyString>> {
+    cache.with(|cell| {
         if let Some(k) = cell.borrow().get(raw) {
-            return k.bind(py).clone();
-        }
-        let k = PyString::intern(py, &text(raw));
-        let mut map = cell.borrow_mut();
-        if map.len() < KEY_CACHE_LIMIT {
-            map.insert(raw.to_vec(), k.clone().unbind());
-        }
-        k
-    })
-}
-
-thread_local! {
-    /// Header name as received (any case) -> its environ key, or None for a dropped name.
-    /// Clients send the same few spellings on every request, so after the first request a
-    /// header costs one lookup instead of validating and upper-casing its name.
-    static HEADER_KEYS: KeyCache<Option<Py<PyString>>> = RefCell::new(HashMap::with_hasher(SeededFx::new()));
-}
-
-fn header_environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
-    HEADER_KEYS.with(|cell| {
-        if let Some(k) = cell.borrow().get(name) {
             return k.as_ref().map(|k| k.bind(py).clone());
         }
-        let key = header_key(name).map(|k| PyString::intern(py, &k));
+        let key = make(raw).map(|k| PyString::intern(py, &k));
         let mut map = cell.borrow_mut();
         if map.len() < KEY_CACHE_LIMIT {
-            map.insert(name.to_vec(), key.as_ref().map(|k| k.clone().unbind()));
+            map.insert(raw.to_vec(), key.as_ref().map(|k| k.clone().unbind()));
         }
         key
     })
+}
+
+fn header_environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
+    cached(&HEADER_KEYS, py, name, |n| header_key(n).map(Cow::into_owned))
 }
 
 /// The keys every request of this process shares.
@@ -213,7 +207,8 @@ impl<'py> EnvironBuilder<'py> {
     /// Set a key only known at run time (`SetEnv` names, `wsgi_param`), decoding the value
     /// as latin-1. Keys are interned once per thread.
     pub fn set_dynamic(&self, key: &[u8], value: &[u8]) -> PyResult<()> {
-        let key = cached_key(self.py, key, |k| String::from_utf8_lossy(k).into_owned());
+        let key = cached(&KEYS, self.py, key, |k| Some(String::from_utf8_lossy(k).into_owned()))
+            .expect("run-time keys are never dropped");
         self.dict.set_item(key, latin1(self.py, value))
     }
 
@@ -232,10 +227,6 @@ impl<'py> EnvironBuilder<'py> {
             None => self.dict.set_item(key, value)?,
         }
         Ok(true)
-    }
-
-    pub fn dict(&self) -> &Bound<'py, PyDict> {
-        &self.dict
     }
 
     pub fn finish(self) -> Bound<'py, PyDict> {
