@@ -10,6 +10,20 @@ mod apache;
 #[path = "build/nginx.rs"]
 mod nginx;
 
+/// bindgen settings both servers' bindings share: no layout tests or Debug derives (far less
+/// generated code), `Default` for the C structs, unsafe calls wrapped per operation, C enum
+/// constants without their enum's name.
+fn bindgen_base(header: &str) -> bindgen::Builder {
+    bindgen::Builder::default()
+        .header(header)
+        .layout_tests(false)
+        .derive_debug(false)
+        .derive_default(true)
+        .wrap_unsafe_ops(true)
+        .generate_comments(false)
+        .prepend_enum_name(false)
+}
+
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=build");

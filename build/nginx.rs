@@ -123,14 +123,7 @@ pub fn build() {
         cc.compile("oxwsgi_nginx_shim");
     }
 
-    let mut b = bindgen::Builder::default()
-        .header("ngx-module/wrapper.h")
-        .layout_tests(false)
-        .derive_debug(false)
-        .derive_default(true)
-        .wrap_unsafe_ops(true)
-        .generate_comments(false)
-        .prepend_enum_name(false)
+    let mut b = super::bindgen_base("ngx-module/wrapper.h")
         .allowlist_type("ngx_http_request_t|ngx_module_t|ngx_cycle_t|ngx_table_elt_t|ngx_list_part_t|ngx_http_oxwsgi_.*|ngx_thread_task_t|ngx_chain_t|ngx_buf_t|ngx_event_t")
         .allowlist_function(
             "ngx_http_oxwsgi_.*|ngx_http_send_header|ngx_http_output_filter|ngx_http_finalize_request|\
