@@ -17,26 +17,6 @@ pub struct ResponseHead {
     pub content_length: Option<u64>,
 }
 
-impl ResponseHead {
-    /// A minimal head for responses the core makes itself.
-    pub fn simple(status: u16, reason: &str) -> ResponseHead {
-        ResponseHead {
-            status,
-            status_line: format!("{status} {reason}"),
-            headers: Vec::new(),
-            content_length: None,
-        }
-    }
-
-    /// The Content-Type header, if the app set one.
-    pub fn content_type(&self) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Hop-by-hop headers (RFC 2616 §13.5.1): PEP 3333 forbids applications to send them.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",

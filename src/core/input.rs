@@ -21,23 +21,16 @@ pub struct Input {
     pos: usize,
     eof: bool,
     error: Option<String>,
-    /// Bytes handed to the application so far.
-    consumed: u64,
 }
 
 impl Input {
     pub fn new(body: Box<dyn RequestBody>) -> Input {
-        Input { body: Some(body), buf: Vec::new(), pos: 0, eof: false, error: None, consumed: 0 }
+        Input { body: Some(body), buf: Vec::new(), pos: 0, eof: false, error: None }
     }
 
     /// The request is over: drop the adapter's body reader.
     pub fn expire(&mut self) {
         self.body = None;
-    }
-
-    /// Total bytes the application has read.
-    pub fn consumed(&self) -> u64 {
-        self.consumed
     }
 
     fn buffered(&self) -> &[u8] {
@@ -120,7 +113,6 @@ impl Input {
                 break;
             }
         }
-        self.consumed += out.len() as u64;
         Ok(out)
     }
 
@@ -147,7 +139,6 @@ impl Input {
     fn take(&mut self, n: usize) -> Vec<u8> {
         let v = self.buf[self.pos..self.pos + n].to_vec();
         self.pos += n;
-        self.consumed += n as u64;
         v
     }
 }

@@ -395,14 +395,4 @@ impl Exchange {
         self.input.borrow_mut(py).expire();
         drop(self.responder.borrow_mut(py).finish());
     }
-
-    /// Bytes of body sent so far.
-    pub fn written(&self, py: Python<'_>) -> u64 {
-        self.responder.borrow(py).written
-    }
-
-    /// Status sent (0 if none).
-    pub fn status(&self, py: Python<'_>) -> u16 {
-        self.responder.borrow(py).sent_status
-    }
 }

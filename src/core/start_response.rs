@@ -43,8 +43,6 @@ pub struct Responder {
     /// Status and headers given by the app and not sent yet.
     pub(crate) pending: Option<ResponseHead>,
     pub(crate) head_sent: bool,
-    /// Status actually sent.
-    pub(crate) sent_status: u16,
     pub(crate) eos_sent: bool,
     pub(crate) written: u64,
     pub(crate) content_length: Option<u64>,
@@ -60,7 +58,6 @@ impl Responder {
             context,
             pending: None,
             head_sent: false,
-            sent_status: 0,
             eos_sent: false,
             written: 0,
             content_length: None,
@@ -81,7 +78,6 @@ impl Responder {
         let sink = self.sink.as_mut().ok_or(EmitError::Finished)?;
         let head = self.pending.as_ref().ok_or(EmitError::NoHead)?;
         self.content_length = head.content_length;
-        self.sent_status = head.status;
         sink.send_head(head).map_err(|e| self.sink_error(e))?;
         self.head_sent = true;
         Ok(())

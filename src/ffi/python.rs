@@ -152,12 +152,6 @@ pub fn keep_thread_state() {
     });
 }
 
-/// Whether CPython has been started in this process.
-pub fn is_initialized() -> bool {
-    // SAFETY: Py_IsInitialized may be called at any time.
-    unsafe { ffi::Py_IsInitialized() != 0 }
-}
-
 /// "major.minor" of the linked libpython (valid before initialization).
 pub fn linked_version() -> String {
     // SAFETY: Py_GetVersion returns a static string and needs no initialized interpreter.
