@@ -14,24 +14,19 @@ from . import paths, procs
 from .mounts import MOUNTS
 from .servers import Server, ServerError
 
+# Several processes on purpose: state the apps share must go through files.
+THREADED_TUNING = """\
+StartServers 2
+ServerLimit 4
+ThreadsPerChild 16
+MaxRequestWorkers 64
+MinSpareThreads 16
+MaxSpareThreads 64
+"""
+
 MPM_TUNING = {
-    # Several processes on purpose: state the apps share must go through files.
-    "event": """\
-StartServers 2
-ServerLimit 4
-ThreadsPerChild 16
-MaxRequestWorkers 64
-MinSpareThreads 16
-MaxSpareThreads 64
-""",
-    "worker": """\
-StartServers 2
-ServerLimit 4
-ThreadsPerChild 16
-MaxRequestWorkers 64
-MinSpareThreads 16
-MaxSpareThreads 64
-""",
+    "event": THREADED_TUNING,
+    "worker": THREADED_TUNING,
     "prefork": """\
 StartServers 4
 MinSpareServers 2
