@@ -58,7 +58,10 @@ fn configured_tree(src: &Path, out_dir: &Path) -> PathBuf {
         return PathBuf::from(dir);
     }
     let flags = std::fs::read(src.join("conf_flags")).unwrap_or_else(|e| {
-        panic!("{}/conf_flags: {e}: install nginx-dev (the headers of the nginx that will load the module)", src.display())
+        panic!(
+            "{}/conf_flags: {e}: install nginx-dev (the headers of the nginx that will load the module)",
+            src.display()
+        )
     });
     let version = std::fs::read(src.join("src/core/nginx.h")).expect("nginx-dev tree without src/core/nginx.h");
     let hash = fnv(&version, fnv(&flags, 0xcbf29ce484222325));

@@ -48,7 +48,11 @@ pub fn resolve(o: &Options) -> Result<AppSpec, String> {
     if looks_like_file {
         let abs = absolute(path);
         if abs.is_dir() {
-            return Err(format!("{} is a directory; give the WSGI script inside it (e.g. {}/app.wsgi) or module:callable", abs.display(), abs.display()));
+            return Err(format!(
+                "{} is a directory; give the WSGI script inside it (e.g. {}/app.wsgi) or module:callable",
+                abs.display(),
+                abs.display()
+            ));
         }
         if !abs.is_file() {
             return Err(format!("app file {} does not exist", abs.display()));

@@ -294,8 +294,19 @@ mod tests {
     #[test]
     fn serve_options() {
         let Command::Serve(o) = p(&[
-            "serve", "app.wsgi", "--server", "nginx", "--port=9000", "--url-alias", "/static", "/srv/s",
-            "--python-path", "/a:/b", "--reload-on-change", "--mount", "/app/",
+            "serve",
+            "app.wsgi",
+            "--server",
+            "nginx",
+            "--port=9000",
+            "--url-alias",
+            "/static",
+            "/srv/s",
+            "--python-path",
+            "/a:/b",
+            "--reload-on-change",
+            "--mount",
+            "/app/",
         ])
         .unwrap() else {
             panic!()

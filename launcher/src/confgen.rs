@@ -102,13 +102,22 @@ pub fn apache_app(p: &Plan) -> String {
     let _ = writeln!(s, "WSGIScriptAlias {} {}", p.mount, aq(&p.script));
     let dir = p.script.parent().unwrap_or(Path::new("/"));
     let name = p.script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let _ = writeln!(s, "<Directory {}>\n    <Files {}>\n        Require all granted\n    </Files>\n</Directory>", aq(dir), aq(Path::new(&name)));
+    let _ = writeln!(
+        s,
+        "<Directory {}>\n    <Files {}>\n        Require all granted\n    </Files>\n</Directory>",
+        aq(dir),
+        aq(Path::new(&name))
+    );
     for (url, path) in &p.url_aliases {
         let url = url.trim_end_matches('/');
         let url = if url.is_empty() { "/" } else { url };
         if path.is_dir() {
             let _ = writeln!(s, "Alias {url} {}", aq(path));
-            let _ = writeln!(s, "<Directory {}>\n    Options None\n    AllowOverride None\n    Require all granted\n</Directory>", aq(path));
+            let _ = writeln!(
+                s,
+                "<Directory {}>\n    Options None\n    AllowOverride None\n    Require all granted\n</Directory>",
+                aq(path)
+            );
         } else {
             let _ = writeln!(s, "Alias {url} {}", aq(path));
             let _ = writeln!(s, "<Location {url}>\n    Require all granted\n</Location>");
@@ -201,7 +210,12 @@ pub fn nginx_locations(p: &Plan) -> String {
             let dir = format!("{}/", path.to_string_lossy().trim_end_matches('/'));
             let _ = writeln!(s, "location {}/ {{\n    alias {};\n}}", nq(url), nq(&dir));
         } else {
-            let _ = writeln!(s, "location = {} {{\n    alias {};\n}}", nq(if url.is_empty() { "/" } else { url }), np(path));
+            let _ = writeln!(
+                s,
+                "location = {} {{\n    alias {};\n}}",
+                nq(if url.is_empty() { "/" } else { url }),
+                np(path)
+            );
         }
     }
     let callable = if p.callable != "application" { format!(" callable={}", p.callable) } else { String::new() };
@@ -282,7 +296,8 @@ pub fn snippet(p: &Plan, preamble: &str) -> String {
             s.push_str(preamble);
             let _ = writeln!(s, "\n# main context (top level, before events {{}}):");
             s.push_str(&nginx_main(p));
-            let _ = writeln!(s, "thread_pool default threads={}; # the pool wsgi_app uses (wsgi_thread_pool)", p.threads);
+            let _ =
+                writeln!(s, "thread_pool default threads={}; # the pool wsgi_app uses (wsgi_thread_pool)", p.threads);
             let http = nginx_http(p);
             if !http.is_empty() {
                 let _ = writeln!(s, "\n# http {{ }} context:");

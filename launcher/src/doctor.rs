@@ -127,7 +127,13 @@ fn load_test(kind: ServerKind, bin: &Path, module: &Path) -> Result<(bool, Strin
                 so = module.display()
             );
             std::fs::write(&conf, text).map_err(|e| e.to_string())?;
-            c.arg("-t").arg("-p").arg(format!("{}/", d.display())).arg("-e").arg(d.join("error.log")).arg("-c").arg(&conf);
+            c.arg("-t")
+                .arg("-p")
+                .arg(format!("{}/", d.display()))
+                .arg("-e")
+                .arg(d.join("error.log"))
+                .arg("-c")
+                .arg(&conf);
         }
     }
     c.env_remove("PYTHONHOME").env_remove("PYTHONPATH");
@@ -164,7 +170,10 @@ fn python_for(o: &Options, module_python: Option<&str>) -> Option<PathBuf> {
         }
     }
     let v = module_python.unwrap_or("3");
-    [format!("/usr/bin/python{v}"), format!("/usr/local/bin/python{v}")].into_iter().map(PathBuf::from).find(|p| p.exists())
+    [format!("/usr/bin/python{v}"), format!("/usr/local/bin/python{v}")]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 const IMPORT_CHECK: &str = r#"
@@ -201,15 +210,24 @@ print("ok: Python %s, %s" % (sys.version.split()[0], sys.prefix))
 
 pub fn doctor(o: &Options) -> i32 {
     let mut rep = Report { fails: 0, warns: 0 };
-    let kinds: Vec<ServerKind> = if o.server_given { vec![o.server] } else { vec![ServerKind::Apache, ServerKind::Nginx] };
+    let kinds: Vec<ServerKind> =
+        if o.server_given { vec![o.server] } else { vec![ServerKind::Apache, ServerKind::Nginx] };
     println!("oxwsgi doctor: checking {}", kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(" and "));
 
     // --- the worker user
     let user: Option<User> = match locate::worker_user(o) {
         Ok(u) => {
             match &u {
-                Some(u) => rep.line(Status::Ok, &format!("running as root: the server workers will run as {} (uid {})", u.name, u.uid), None),
-                None => rep.line(Status::Info, &format!("running as uid {}: the servers will run as this user", locate::current_uid()), None),
+                Some(u) => rep.line(
+                    Status::Ok,
+                    &format!("running as root: the server workers will run as {} (uid {})", u.name, u.uid),
+                    None,
+                ),
+                None => rep.line(
+                    Status::Info,
+                    &format!("running as uid {}: the servers will run as this user", locate::current_uid()),
+                    None,
+                ),
             }
             u
         }
@@ -238,7 +256,11 @@ pub fn doctor(o: &Options) -> i32 {
             Err(e) => rep.line(Status::Warn, &e, None),
         }
         if kind == ServerKind::Apache && locate::apache_modules_dir().is_none() {
-            rep.line(Status::Fail, "Apache's own modules (mod_mpm_event.so ...) were not found", Some("apt-get install apache2"));
+            rep.line(
+                Status::Fail,
+                "Apache's own modules (mod_mpm_event.so ...) were not found",
+                Some("apt-get install apache2"),
+            );
         }
         let file = kind.module_file();
         let dirs = locate::module_dirs(o, kind);
@@ -251,7 +273,8 @@ pub fn doctor(o: &Options) -> i32 {
             }
         };
         modules_found += 1;
-        let whence = dirs.iter().find(|(d, _)| locate::normalize(&d.join(file)) == module).map(|(_, w)| *w).unwrap_or("");
+        let whence =
+            dirs.iter().find(|(d, _)| locate::normalize(&d.join(file)) == module).map(|(_, w)| *w).unwrap_or("");
         let others: Vec<String> = dirs
             .iter()
             .map(|(d, _)| locate::normalize(&d.join(file)))
@@ -281,7 +304,11 @@ pub fn doctor(o: &Options) -> i32 {
         }
         if let (Some(a), Some(b)) = (&module_python, &mp) {
             if a != b {
-                rep.line(Status::Warn, &format!("the Apache and nginx modules are built against different Pythons ({a} vs {b})"), Some("rebuild both with `make modules`"));
+                rep.line(
+                    Status::Warn,
+                    &format!("the Apache and nginx modules are built against different Pythons ({a} vs {b})"),
+                    Some("rebuild both with `make modules`"),
+                );
             }
         }
         if module_python.is_none() {
@@ -301,23 +328,39 @@ pub fn doctor(o: &Options) -> i32 {
         }
     }
     if servers_found > 0 && modules_found == 0 && !o.server_given {
-        rep.line(Status::Fail, "no oxwsgi module was found for any installed server", Some("build them with `make modules` (or `make install`)"));
+        rep.line(
+            Status::Fail,
+            "no oxwsgi module was found for any installed server",
+            Some("build them with `make modules` (or `make install`)"),
+        );
     }
     if servers_found == 0 && !o.server_given {
-        rep.line(Status::Fail, "neither Apache httpd nor nginx is installed", Some("apt-get install apache2 (or nginx)"));
+        rep.line(
+            Status::Fail,
+            "neither Apache httpd nor nginx is installed",
+            Some("apt-get install apache2 (or nginx)"),
+        );
     }
 
     // --- the system Python the module embeds
     if let Some(v) = &module_python {
         let stdlib = PathBuf::from(format!("/usr/lib/python{v}/os.py"));
         if o.python_home.is_none() && !stdlib.exists() {
-            rep.line(Status::Fail, &format!("Python {v}'s standard library is not installed ({} missing)", stdlib.display()), Some(&format!("apt-get install python{v}")));
+            rep.line(
+                Status::Fail,
+                &format!("Python {v}'s standard library is not installed ({} missing)", stdlib.display()),
+                Some(&format!("apt-get install python{v}")),
+            );
         }
     }
 
     // --- the virtualenv / python-home
     match &o.python_home {
-        None => rep.line(Status::Info, "no --python-home (and no $VIRTUAL_ENV): apps get the system Python's packages", None),
+        None => rep.line(
+            Status::Info,
+            "no --python-home (and no $VIRTUAL_ENV): apps get the system Python's packages",
+            None,
+        ),
         Some(home) => check_home(&mut rep, home, module_python.as_deref(), user.as_ref()),
     }
 
@@ -328,7 +371,10 @@ pub fn doctor(o: &Options) -> i32 {
 
     println!();
     if rep.fails == 0 {
-        println!("oxwsgi doctor: no problems found{}", if rep.warns > 0 { format!(" ({} warning(s))", rep.warns) } else { String::new() });
+        println!(
+            "oxwsgi doctor: no problems found{}",
+            if rep.warns > 0 { format!(" ({} warning(s))", rep.warns) } else { String::new() }
+        );
         0
     } else {
         println!("oxwsgi doctor: {} problem(s), {} warning(s)", rep.fails, rep.warns);
@@ -339,7 +385,11 @@ pub fn doctor(o: &Options) -> i32 {
 fn check_home(rep: &mut Report, home: &Path, module_python: Option<&str>, user: Option<&User>) {
     let name = format!("python-home {}", home.display());
     if !home.is_dir() {
-        rep.line(Status::Fail, &format!("{name} does not exist"), Some("create it: /usr/bin/python3 -m venv DIR, or fix --python-home"));
+        rep.line(
+            Status::Fail,
+            &format!("{name} does not exist"),
+            Some("create it: /usr/bin/python3 -m venv DIR, or fix --python-home"),
+        );
         return;
     }
     match locate::read_pyvenv(home) {
@@ -369,7 +419,11 @@ fn check_home(rep: &mut Report, home: &Path, module_python: Option<&str>, user: 
                 }
                 if let Some(u) = user {
                     if let Err(e) = locate::user_can_read(base, u) {
-                        rep.line(Status::Fail, &format!("the base Python of {name} is not readable by the workers: {e}"), Some(&format!("recreate the venv with /usr/bin/python{mp} -m venv")));
+                        rep.line(
+                            Status::Fail,
+                            &format!("the base Python of {name} is not readable by the workers: {e}"),
+                            Some(&format!("recreate the venv with /usr/bin/python{mp} -m venv")),
+                        );
                     }
                 }
             }
@@ -384,7 +438,14 @@ fn check_home(rep: &mut Report, home: &Path, module_python: Option<&str>, user: 
                 if lib.is_dir() {
                     rep.line(Status::Ok, &format!("{name}: a Python {mp} prefix"), None);
                 } else {
-                    rep.line(Status::Fail, &format!("{name} is neither a virtualenv (no pyvenv.cfg) nor a Python {mp} prefix (no {})", lib.display()), Some(&format!("point --python-home at a virtualenv made with /usr/bin/python{mp} -m venv")));
+                    rep.line(
+                        Status::Fail,
+                        &format!(
+                            "{name} is neither a virtualenv (no pyvenv.cfg) nor a Python {mp} prefix (no {})",
+                            lib.display()
+                        ),
+                        Some(&format!("point --python-home at a virtualenv made with /usr/bin/python{mp} -m venv")),
+                    );
                 }
             }
         }
@@ -417,7 +478,11 @@ fn check_app(rep: &mut Report, o: &Options, module_python: Option<&str>, user: O
             }
             if let Some(u) = user {
                 if let Err(e) = locate::user_can_read(path, u) {
-                    rep.line(Status::Fail, &format!("app {} is not readable by the workers: {e}", path.display()), Some("move it where the worker user can read it"));
+                    rep.line(
+                        Status::Fail,
+                        &format!("app {} is not readable by the workers: {e}", path.display()),
+                        Some("move it where the worker user can read it"),
+                    );
                     return;
                 }
             }
@@ -442,10 +507,18 @@ fn check_app(rep: &mut Report, o: &Options, module_python: Option<&str>, user: O
         c.uid(u.uid).gid(u.gid).env("HOME", "/").current_dir("/");
     }
     match run(c, Duration::from_secs(60)) {
-        Ok((true, out)) => rep.line(Status::Ok, &format!("the app {target}:{attr} imports and is callable ({})", out.lines().last().unwrap_or("")), None),
+        Ok((true, out)) => rep.line(
+            Status::Ok,
+            &format!("the app {target}:{attr} imports and is callable ({})", out.lines().last().unwrap_or("")),
+            None,
+        ),
         Ok((false, out)) => rep.line(
             Status::Fail,
-            &format!("the app {target} fails to import with {}{}:\n{out}", py.display(), user.map(|u| format!(" as {}", u.name)).unwrap_or_default()),
+            &format!(
+                "the app {target} fails to import with {}{}:\n{out}",
+                py.display(),
+                user.map(|u| format!(" as {}", u.name)).unwrap_or_default()
+            ),
             None,
         ),
         Err(e) => rep.line(Status::Warn, &format!("could not test-import the app: {e}"), None),

@@ -66,13 +66,12 @@ pub fn server_binary(kind: ServerKind) -> Result<PathBuf, String> {
 
 /// "Apache/2.4.62 (Debian)" or "nginx/1.22.1".
 pub fn server_version(kind: ServerKind, bin: &Path) -> Result<String, String> {
-    let out = Command::new(bin)
-        .arg("-v")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let out = Command::new(bin).arg("-v").output().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let v = match kind {
-        ServerKind::Apache => text.lines().find_map(|l| l.strip_prefix("Server version:").map(|v| v.trim().to_string())),
+        ServerKind::Apache => {
+            text.lines().find_map(|l| l.strip_prefix("Server version:").map(|v| v.trim().to_string()))
+        }
         ServerKind::Nginx => text.lines().find_map(|l| l.strip_prefix("nginx version:").map(|v| v.trim().to_string())),
     };
     v.ok_or_else(|| format!("{} -v printed no version: {}", bin.display(), text.trim()))
@@ -212,11 +211,7 @@ pub fn user_can_read(path: &Path, user: &User) -> Result<(), String> {
     let mut first = true;
     while let Some(p) = cur {
         let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let need = if first {
-            if m.is_dir() { 0o5 } else { 0o4 }
-        } else {
-            0o1
-        };
+        let need = if first { if m.is_dir() { 0o5 } else { 0o4 } } else { 0o1 };
         let mode = m.mode();
         let bits = if m.uid() == user.uid {
             (mode >> 6) & 7
@@ -296,10 +291,7 @@ pub fn read_pyvenv(home: &Path) -> Option<VenvInfo> {
             (k.trim() == key).then(|| v.trim().to_string())
         })
     };
-    Some(VenvInfo {
-        version: get("version").or_else(|| get("version_info")),
-        home: get("home").map(PathBuf::from),
-    })
+    Some(VenvInfo { version: get("version").or_else(|| get("version_info")), home: get("home").map(PathBuf::from) })
 }
 
 /// "3.11" from "3.11.2".

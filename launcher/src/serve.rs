@@ -18,7 +18,8 @@ use crate::procs;
 use crate::{Failure, say};
 
 /// Lines in an error log that mean "the WSGI script could not be loaded".
-const LOAD_FAILURE_MARKERS: &[&str] = &["failed to load the WSGI script", "failed to load WSGI script", "failed to import"];
+const LOAD_FAILURE_MARKERS: &[&str] =
+    &["failed to load the WSGI script", "failed to load WSGI script", "failed to import"];
 
 fn server_label(kind: ServerKind, bin: &Path) -> String {
     let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| kind.name().into());
@@ -241,21 +242,15 @@ pub fn config(o: &Options) -> Result<(), Failure> {
         (PathBuf::from("/tmp/oxwsgi-serve-XXXXXX"), r.module.clone())
     };
     let plan = make_plan(o, &r, dir, module, script, o.port);
-    let text = if o.full {
-        format!("{preamble}{}", confgen::full(&plan))
-    } else {
-        confgen::snippet(&plan, &preamble)
-    };
+    let text = if o.full { format!("{preamble}{}", confgen::full(&plan)) } else { confgen::snippet(&plan, &preamble) };
     print!("{text}");
     Ok(())
 }
 
 /// Bind test for host:port (port 0: pick a free one). Err is the message to show.
 fn check_port(host: &str, port: u16) -> Result<u16, String> {
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("--host {host}: cannot resolve it: {e}"))?
-        .collect();
+    let addrs: Vec<_> =
+        (host, port).to_socket_addrs().map_err(|e| format!("--host {host}: cannot resolve it: {e}"))?.collect();
     let Some(addr) = addrs.first() else { return Err(format!("--host {host}: no address")) };
     match TcpListener::bind(addr) {
         Ok(l) => Ok(l.local_addr().map(|a| a.port()).unwrap_or(port)),
@@ -282,7 +277,8 @@ fn mkdtemp() -> Result<PathBuf, String> {
     }
     tmpl.pop();
     let dir = PathBuf::from(String::from_utf8_lossy(&tmpl).into_owned());
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
     Ok(dir)
 }
 
@@ -297,11 +293,14 @@ fn stage(o: &Options, r: &Resolved) -> Result<(PathBuf, PathBuf, PathBuf), Strin
     for sub in ["logs", "run", "tmp", "modules", "app", "htdocs"] {
         let p = dir.join(sub);
         fs::create_dir(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(|e| format!("chmod {}: {e}", p.display()))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("chmod {}: {e}", p.display()))?;
     }
     let module = dir.join("modules").join(o.server.module_file());
-    fs::copy(&r.module, &module).map_err(|e| format!("cannot copy {} to {}: {e}", r.module.display(), module.display()))?;
-    fs::set_permissions(&module, fs::Permissions::from_mode(0o755)).map_err(|e| format!("chmod {}: {e}", module.display()))?;
+    fs::copy(&r.module, &module)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", r.module.display(), module.display()))?;
+    fs::set_permissions(&module, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", module.display()))?;
     let script = match &r.app {
         AppSpec::Script { path, .. } => path.clone(),
         AppSpec::Demo => {
@@ -408,7 +407,11 @@ fn probe(host: &str, port: u16, path: &str, deadline: Instant, abort: &mut dyn F
         match s.read(&mut chunk) {
             Ok(0) => return Probe::NotYet,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => return Probe::NotYet,
         }
     }
@@ -603,7 +606,8 @@ pub fn serve(o: &Options) -> Result<i32, Failure> {
 
     procs::install_handlers();
     let out_path = dir.join("logs/server.out");
-    let out = fs::File::create(&out_path).map_err(|e| Failure::msg(format!("cannot create {}: {e}", out_path.display())))?;
+    let out =
+        fs::File::create(&out_path).map_err(|e| Failure::msg(format!("cannot create {}: {e}", out_path.display())))?;
     let mut cmd = server_command(&plan, &bin, out).map_err(Failure::msg)?;
     say(&format!("starting {label} on {}:{port} ...", o.host));
     let child = cmd.spawn().map_err(|e| Failure::msg(format!("cannot start {}: {e}", bin.display())))?;
@@ -655,7 +659,10 @@ fn supervise(o: &Options, plan: &Plan, run: &mut Running, out_path: &Path) -> i3
                     startup_failed(
                         plan,
                         &label,
-                        &format!("the app failed to load: GET {} answered {line:?}; the worker's traceback:", plan.mount),
+                        &format!(
+                            "the app failed to load: GET {} answered {line:?}; the worker's traceback:",
+                            plan.mount
+                        ),
                         &errlog,
                         &srvout,
                     );
@@ -672,7 +679,10 @@ fn supervise(o: &Options, plan: &Plan, run: &mut Running, out_path: &Path) -> i3
                     startup_failed(
                         plan,
                         &label,
-                        &format!("{label} did not answer on {}:{} within {}s (--startup-timeout)", plan.host, plan.port, o.startup_timeout),
+                        &format!(
+                            "{label} did not answer on {}:{} within {}s (--startup-timeout)",
+                            plan.host, plan.port, o.startup_timeout
+                        ),
                         &errlog,
                         &srvout,
                     );
@@ -702,7 +712,11 @@ fn supervise(o: &Options, plan: &Plan, run: &mut Running, out_path: &Path) -> i3
         }
         roots.retain(|r| !r.starts_with(&plan.dir));
         let w = Watcher::new(roots, plan.dir.clone());
-        say(&format!("reload   on changes to the {} .py/.wsgi files under {}", w.state.len(), w.roots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")));
+        say(&format!(
+            "reload   on changes to the {} .py/.wsgi files under {}",
+            w.state.len(),
+            w.roots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ));
         Some(w)
     } else {
         None
@@ -799,7 +813,10 @@ fn startup_failed(plan: &Plan, label: &str, headline: &str, errlog: &Tail, srvou
     lines.extend(relevant(&log));
     let text = format!("{out}\n{log}");
     if text.contains("Address already in use") {
-        say(&format!("port {} was taken by another process while {label} started; pick another with --port", plan.port));
+        say(&format!(
+            "port {} was taken by another process while {label} started; pick another with --port",
+            plan.port
+        ));
     }
     if lines.is_empty() {
         say(&format!("(the error log {} says nothing more)", plan.error_log().display()));

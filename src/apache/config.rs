@@ -137,7 +137,11 @@ pub fn script_alias(server: *const server_rec, args: &[String]) -> Result<(), St
     if !target.exists() {
         return Err(format!("{name}: WSGI script {} does not exist", target.display()));
     }
-    let o = parse_options(name, &args[2..], &["process-group", "application-group", "callable-object", "pass-authorization"])?;
+    let o = parse_options(
+        name,
+        &args[2..],
+        &["process-group", "application-group", "callable-object", "pass-authorization"],
+    )?;
     with(|c| {
         if let Some(g) = &o.application_group {
             c.application_groups.insert(g.clone());
@@ -162,7 +166,11 @@ pub fn script_alias_match(cmd: *mut cmd_parms, args: &[String]) -> Result<(), St
     if !args[1].contains('$') && !Path::new(&args[1]).exists() {
         return Err(format!("{name}: WSGI script {} does not exist", args[1]));
     }
-    let o = parse_options(name, &args[2..], &["process-group", "application-group", "callable-object", "pass-authorization"])?;
+    let o = parse_options(
+        name,
+        &args[2..],
+        &["process-group", "application-group", "callable-object", "pass-authorization"],
+    )?;
     let pattern = std::ffi::CString::new(args[0].as_str()).map_err(|_| format!("{name}: NUL in pattern"))?;
     // SAFETY: cmd is the live cmd_parms of this directive; the regex is allocated in the
     // configuration pool (freed with it), as mod_alias does.
@@ -299,7 +307,11 @@ pub fn process_group(args: &[String]) -> Result<(), String> {
 
 pub fn python_optimize(args: &[String]) -> Result<(), String> {
     let v = one("WSGIPythonOptimize", args)?;
-    let n: i32 = v.parse().ok().filter(|n| (0..=2).contains(n)).ok_or_else(|| format!("WSGIPythonOptimize must be 0, 1 or 2, not {v:?}"))?;
+    let n: i32 = v
+        .parse()
+        .ok()
+        .filter(|n| (0..=2).contains(n))
+        .ok_or_else(|| format!("WSGIPythonOptimize must be 0, 1 or 2, not {v:?}"))?;
     with(|c| c.runtime.start.optimize = n);
     Ok(())
 }
@@ -309,7 +321,10 @@ pub fn hash_seed(args: &[String]) -> Result<(), String> {
     let seed = if v == "random" {
         None
     } else {
-        Some(v.parse::<u32>().map_err(|_| format!("WSGIPythonHashSeed must be 'random' or a number 0-4294967295, not {v:?}"))?)
+        Some(
+            v.parse::<u32>()
+                .map_err(|_| format!("WSGIPythonHashSeed must be 'random' or a number 0-4294967295, not {v:?}"))?,
+        )
     };
     with(|c| c.runtime.start.hash_seed = seed);
     Ok(())
@@ -317,7 +332,11 @@ pub fn hash_seed(args: &[String]) -> Result<(), String> {
 
 pub fn switch_interval(args: &[String]) -> Result<(), String> {
     let v = one("WSGISwitchInterval", args)?;
-    let s: f64 = v.parse().ok().filter(|s: &f64| *s > 0.0).ok_or_else(|| format!("WSGISwitchInterval must be a positive number of seconds, not {v:?}"))?;
+    let s: f64 = v
+        .parse()
+        .ok()
+        .filter(|s: &f64| *s > 0.0)
+        .ok_or_else(|| format!("WSGISwitchInterval must be a positive number of seconds, not {v:?}"))?;
     with(|c| c.runtime.switch_interval = Some(s));
     Ok(())
 }

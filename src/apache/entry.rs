@@ -35,20 +35,26 @@ fn pool_copy(cmd: *mut cmd_parms, s: &str) -> *const c_char {
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_directive(cmd: *mut cmd_parms, dconf: *mut c_void, argc: c_int, argv: *const *mut c_char) -> *const c_char {
+pub extern "C" fn oxwsgi_rs_directive(
+    cmd: *mut cmd_parms,
+    dconf: *mut c_void,
+    argc: c_int,
+    argv: *const *mut c_char,
+) -> *const c_char {
     guard("directive", c"oxwsgi: internal error while reading a directive".as_ptr(), || {
         // SAFETY: httpd passes argc valid NUL-terminated strings and a live cmd_parms.
         let (args, name, id, is_virtual) = unsafe {
-            let args: Vec<String> = (0..argc as usize)
-                .map(|i| CStr::from_ptr(*argv.add(i)).to_string_lossy().into_owned())
-                .collect();
+            let args: Vec<String> =
+                (0..argc as usize).map(|i| CStr::from_ptr(*argv.add(i)).to_string_lossy().into_owned()).collect();
             let name = CStr::from_ptr((*(*cmd).cmd).name).to_string_lossy().into_owned();
             (args, name, (*cmd).info as usize as u32, (*(*cmd).server).is_virtual != 0)
         };
         let dc = dconf as *mut oxwsgi_dir_conf;
         let global_only = |r: Result<(), String>| -> Result<(), String> {
             if is_virtual {
-                Err(format!("{name} cannot occur within a <VirtualHost> section: it configures the Python of every child"))
+                Err(format!(
+                    "{name} cannot occur within a <VirtualHost> section: it configures the Python of every child"
+                ))
             } else {
                 r
             }
@@ -114,7 +120,11 @@ pub extern "C" fn oxwsgi_rs_directive(cmd: *mut cmd_parms, dconf: *mut c_void, a
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_pre_config(pconf: *mut apr_pool_t, _plog: *mut apr_pool_t, _ptemp: *mut apr_pool_t) -> c_int {
+pub extern "C" fn oxwsgi_rs_pre_config(
+    pconf: *mut apr_pool_t,
+    _plog: *mut apr_pool_t,
+    _ptemp: *mut apr_pool_t,
+) -> c_int {
     guard("pre_config", 500, || {
         config::reset();
         // httpd unloads this module when pconf is cleared (graceful restart); Rust statics
@@ -135,7 +145,12 @@ extern "C" fn drop_config(_data: *mut c_void) -> apr_status_t {
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_post_config(_pconf: *mut apr_pool_t, _plog: *mut apr_pool_t, _ptemp: *mut apr_pool_t, s: *mut server_rec) -> c_int {
+pub extern "C" fn oxwsgi_rs_post_config(
+    _pconf: *mut apr_pool_t,
+    _plog: *mut apr_pool_t,
+    _ptemp: *mut apr_pool_t,
+    s: *mut server_rec,
+) -> c_int {
     guard("post_config", 500, || {
         // SAFETY: a plain query of httpd's state.
         if unsafe { oxwsgi_ap_is_pre_config_pass() } != 0 {
@@ -145,10 +160,13 @@ pub extern "C" fn oxwsgi_rs_post_config(_pconf: *mut apr_pool_t, _plog: *mut apr
         config::with(|c| {
             for g in &c.application_groups {
                 if g != "%{GLOBAL}" {
-                    log.log(Level::Notice, &format!(
-                        "oxwsgi: application group {g:?} runs in the main interpreter, like %{{GLOBAL}}: \
+                    log.log(
+                        Level::Notice,
+                        &format!(
+                            "oxwsgi: application group {g:?} runs in the main interpreter, like %{{GLOBAL}}: \
                          oxwsgi uses one interpreter per process (see docs/mod_wsgi-migration.md)"
-                    ));
+                        ),
+                    );
                 }
             }
         });
@@ -175,7 +193,10 @@ fn child_init(s: *mut server_rec) {
             Python::attach(|py| {
                 // SAFETY: plain queries of httpd's MPM and banner.
                 let (threaded, banner) = unsafe {
-                    (oxwsgi_ap_mpm_threaded() != 0, CStr::from_ptr(ap_get_server_banner()).to_string_lossy().into_owned())
+                    (
+                        oxwsgi_ap_mpm_threaded() != 0,
+                        CStr::from_ptr(ap_get_server_banner()).to_string_lossy().into_owned(),
+                    )
                 };
                 let software = format!("{banner} oxwsgi/{}", env!("CARGO_PKG_VERSION"));
                 match EnvironTemplate::with_keys(py, threaded, true, &software, super::handler::ENVIRON_KEYS) {
@@ -184,8 +205,14 @@ fn child_init(s: *mut server_rec) {
                 }
                 for imp in &worker.config.imports {
                     if let Err(e) = script::module(py, &imp.path, false) {
-                        log.log(Level::Error, &format!(
-                            "oxwsgi: WSGIImportScript {} failed: {}", imp.path.display(), runtime::describe(py, &e)));
+                        log.log(
+                            Level::Error,
+                            &format!(
+                                "oxwsgi: WSGIImportScript {} failed: {}",
+                                imp.path.display(),
+                                runtime::describe(py, &e)
+                            ),
+                        );
                     }
                 }
             });

@@ -140,7 +140,10 @@ unsafe fn settings(r: *mut request_rec, w: &Worker) -> Settings {
     // SAFETY: dir-config strings are NULL or pool strings of the configuration.
     let text = |p: *const c_char| unsafe { (!p.is_null()).then(|| String::from_utf8_lossy(bytes(p)).into_owned()) };
     Settings {
-        callable: alias.and_then(|a| a.callable.clone()).or_else(|| text(dc.callable)).unwrap_or_else(|| "application".into()),
+        callable: alias
+            .and_then(|a| a.callable.clone())
+            .or_else(|| text(dc.callable))
+            .unwrap_or_else(|| "application".into()),
         pass_authorization: alias.and_then(|a| a.pass_authorization).unwrap_or(dc.pass_authorization == 1),
         chunked_request: dc.chunked_request == 1,
         script_reloading: dc.script_reloading != 0,
@@ -182,8 +185,10 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
     // SAFETY: r is live; headers_in is a live table.
     let chunked = unsafe { bytes(apr_table_get((*r).headers_in, c"Transfer-Encoding".as_ptr())) };
     if !chunked.is_empty() && !s.chunked_request {
-        log.log(Level::Error, &format!(
-            "{filename}: chunked request body refused (411); set WSGIChunkedRequest On to accept it"));
+        log.log(
+            Level::Error,
+            &format!("{filename}: chunked request body refused (411); set WSGIChunkedRequest On to accept it"),
+        );
         return HTTP_LENGTH_REQUIRED as c_int;
     }
 
@@ -216,10 +221,24 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
 
 /// The keys `build_environ` sets on every request (pre-sized into the template).
 pub const ENVIRON_KEYS: &[&str] = &[
-    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "SERVER_PROTOCOL",
-    "SERVER_NAME", "SERVER_PORT", "REMOTE_ADDR", "REMOTE_PORT", "SERVER_ADDR", "DOCUMENT_ROOT",
-    "SCRIPT_FILENAME", "wsgi.url_scheme", "mod_wsgi.application_group", "mod_wsgi.process_group",
-    "mod_wsgi.callable_object", "mod_wsgi.script_reloading",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "REQUEST_URI",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_ADDR",
+    "DOCUMENT_ROOT",
+    "SCRIPT_FILENAME",
+    "wsgi.url_scheme",
+    "mod_wsgi.application_group",
+    "mod_wsgi.process_group",
+    "mod_wsgi.callable_object",
+    "mod_wsgi.script_reloading",
 ];
 
 /// Fill the environ from the request (CGI variables, headers, `SetEnv` variables).
@@ -243,11 +262,8 @@ unsafe fn build_environ<'py>(
         }
         let uri = bytes((*r).uri);
         let path_info = bytes((*r).path_info);
-        let script_name = if !path_info.is_empty() && uri.ends_with(path_info) {
-            &uri[..uri.len() - path_info.len()]
-        } else {
-            uri
-        };
+        let script_name =
+            if !path_info.is_empty() && uri.ends_with(path_info) { &uri[..uri.len() - path_info.len()] } else { uri };
         env.set(intern!(py, "REQUEST_METHOD"), bytes((*r).method))?;
         env.set(intern!(py, "SCRIPT_NAME"), script_name)?;
         env.set(intern!(py, "PATH_INFO"), path_info)?;
@@ -285,7 +301,10 @@ unsafe fn build_environ<'py>(
             }
             env.add_header(k, v)?;
         }
-        env.set_str(intern!(py, "mod_wsgi.application_group"), if s.application_group == "%{GLOBAL}" { "" } else { &s.application_group })?;
+        env.set_str(
+            intern!(py, "mod_wsgi.application_group"),
+            if s.application_group == "%{GLOBAL}" { "" } else { &s.application_group },
+        )?;
         env.set_str(intern!(py, "mod_wsgi.process_group"), "")?;
         env.set_str(intern!(py, "mod_wsgi.callable_object"), &s.callable)?;
         env.set_str(intern!(py, "mod_wsgi.script_reloading"), if s.script_reloading { "1" } else { "0" })?;

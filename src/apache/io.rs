@@ -110,9 +110,7 @@ impl RequestBody for ApacheBody {
         while !self.eos && !buf.is_empty() {
             let mut got = 0usize;
             // SAFETY: r and bb are live for the request; buf is writable for buf.len().
-            let rc = unsafe {
-                oxwsgi_ap_read(self.r, self.bb, buf.as_mut_ptr() as *mut c_char, buf.len(), &mut got)
-            };
+            let rc = unsafe { oxwsgi_ap_read(self.r, self.bb, buf.as_mut_ptr() as *mut c_char, buf.len(), &mut got) };
             match rc as u32 {
                 OXWSGI_READ_EOS => self.eos = true,
                 OXWSGI_READ_OK => {}
@@ -204,9 +202,8 @@ impl ResponseSink for ApacheSink {
         }
         // SAFETY: r and bb are live; data outlives the call (transient bucket: filters
         // that keep it copy it).
-        let rc = unsafe {
-            oxwsgi_ap_write(self.r, self.bb, data.as_ptr() as *const c_char, data.len(), flag_bits(flags))
-        };
+        let rc =
+            unsafe { oxwsgi_ap_write(self.r, self.bb, data.as_ptr() as *const c_char, data.len(), flag_bits(flags)) };
         if rc == 0 { Ok(()) } else { Err(self.failure()) }
     }
 

@@ -156,7 +156,13 @@ impl EnvironTemplate {
     /// Like [`EnvironTemplate::new`]; `always` lists the keys the adapter sets on every
     /// request: they are put in the template (empty) so that each request overwrites them
     /// instead of growing the dict.
-    pub fn with_keys(py: Python<'_>, multithread: bool, multiprocess: bool, server_software: &str, always: &[&str]) -> PyResult<Self> {
+    pub fn with_keys(
+        py: Python<'_>,
+        multithread: bool,
+        multiprocess: bool,
+        server_software: &str,
+        always: &[&str],
+    ) -> PyResult<Self> {
         // Room for the fixed keys, the per-request keys and a typical set of headers, so
         // that filling a request's copy never resizes it.
         let d = crate::ffi::python::dict_with_capacity(py, 64)?;

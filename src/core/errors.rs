@@ -41,9 +41,9 @@ impl Drop for ErrorStream {
 #[pymethods]
 impl ErrorStream {
     fn write(&mut self, s: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let s = s
-            .cast::<PyString>()
-            .map_err(|_| PyTypeError::new_err(format!("write() argument must be str, not {}", super::head::type_name(s))))?;
+        let s = s.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!("write() argument must be str, not {}", super::head::type_name(s)))
+        })?;
         let text = s.to_cow()?;
         self.partial.push_str(&text);
         self.emit_lines();

@@ -44,8 +44,7 @@ pub fn parse_status(status: &str) -> Result<u16, String> {
 
 /// RFC 7230 token characters, the only ones allowed in a header name.
 fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
 /// Check one header; returns an error message for the app.
@@ -79,12 +78,16 @@ pub fn from_python(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyR
     }
     let mut out = Vec::new();
     let mut content_length = None;
-    for item in headers.try_iter().map_err(|_| {
-        PyTypeError::new_err(format!("response headers must be a list, not {}", type_name(headers)))
-    })? {
+    for item in headers
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("response headers must be a list, not {}", type_name(headers))))?
+    {
         let item = item?;
         let pair = item.cast::<PyTuple>().map_err(|_| {
-            PyTypeError::new_err(format!("each response header must be a (name, value) tuple, not {}", type_name(&item)))
+            PyTypeError::new_err(format!(
+                "each response header must be a (name, value) tuple, not {}",
+                type_name(&item)
+            ))
         })?;
         if pair.len() != 2 {
             return Err(PyTypeError::new_err(format!("response header tuple must have 2 items, not {}", pair.len())));
@@ -92,16 +95,21 @@ pub fn from_python(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyR
         let text = |i: usize| -> PyResult<String> {
             let v = pair.get_item(i)?;
             let s = v.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!("header {} must be str, not {}", if i == 0 { "name" } else { "value" }, type_name(&v)))
+                PyTypeError::new_err(format!(
+                    "header {} must be str, not {}",
+                    if i == 0 { "name" } else { "value" },
+                    type_name(&v)
+                ))
             })?;
             Ok(s.to_str()?.to_owned())
         };
         let (name, value) = (text(0)?, text(1)?);
         check_header(&name, &value).map_err(PyValueError::new_err)?;
         if name.eq_ignore_ascii_case("content-length") {
-            let n = value.trim().parse::<u64>().map_err(|_| {
-                PyValueError::new_err(format!("invalid Content-Length {value:?}"))
-            })?;
+            let n = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| PyValueError::new_err(format!("invalid Content-Length {value:?}")))?;
             content_length = Some(n);
         }
         out.push((name, value));

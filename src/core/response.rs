@@ -79,7 +79,12 @@ pub fn log_exception(py: Python<'_>, log: &dyn LogSink, context: &str, what: &st
 
 impl Exchange {
     /// Complete the environ with `wsgi.input` / `wsgi.errors` and call the application.
-    pub fn begin(py: Python<'_>, app: &Bound<'_, PyAny>, environ: EnvironBuilder<'_>, parts: RequestParts) -> PyResult<Exchange> {
+    pub fn begin(
+        py: Python<'_>,
+        app: &Bound<'_, PyAny>,
+        environ: EnvironBuilder<'_>,
+        parts: RequestParts,
+    ) -> PyResult<Exchange> {
         let input = Py::new(py, Input::new(parts.body))?;
         let errors = Py::new(py, ErrorStream::new(parts.log.clone(), Level::Error))?;
         environ.set_object(intern!(py, "wsgi.input"), input.bind(py).as_any())?;
@@ -99,7 +104,12 @@ impl Exchange {
     }
 
     /// Run the whole response (Apache: the worker thread may block on the client).
-    pub fn run(py: Python<'_>, app: &Bound<'_, PyAny>, environ: EnvironBuilder<'_>, parts: RequestParts) -> PyResult<Outcome> {
+    pub fn run(
+        py: Python<'_>,
+        app: &Bound<'_, PyAny>,
+        environ: EnvironBuilder<'_>,
+        parts: RequestParts,
+    ) -> PyResult<Outcome> {
         let mut ex = Exchange::begin(py, app, environ, parts)?;
         loop {
             if let Some(outcome) = ex.pump(py, None) {
@@ -163,7 +173,9 @@ impl Exchange {
                 r.log(Level::Info, "client closed the connection before the response was complete");
                 self.outcome = Some(Outcome::ClientGone);
             }
-            EmitError::NoHead => self.fail_msg(py, "the application returned a response body without calling start_response()"),
+            EmitError::NoHead => {
+                self.fail_msg(py, "the application returned a response body without calling start_response()")
+            }
             EmitError::Finished => self.fail_msg(py, "response sink closed early"),
             EmitError::Failed(m) => self.fail_msg(py, &format!("sending the response failed: {m}")),
         }
@@ -186,7 +198,10 @@ impl Exchange {
             match result.try_iter() {
                 Ok(it) => self.body = Body::Iter(it.unbind()),
                 Err(err) => {
-                    let msg = format!("the WSGI application returned {}, which is not an iterable of bytes", super::head::type_name(result));
+                    let msg = format!(
+                        "the WSGI application returned {}, which is not an iterable of bytes",
+                        super::head::type_name(result)
+                    );
                     self.fail(py, &msg, &err);
                     return;
                 }
@@ -359,8 +374,12 @@ impl Exchange {
         let short = r.content_length.filter(|&cl| r.written < cl);
         if let Some(cl) = short {
             let written = r.written;
-            r.log(Level::Error, &format!(
-                "response truncated: the application declared Content-Length {cl} but produced only {written} bytes"));
+            r.log(
+                Level::Error,
+                &format!(
+                    "response truncated: the application declared Content-Length {cl} but produced only {written} bytes"
+                ),
+            );
             if let Err(e) = r.send_head() {
                 drop(r);
                 self.emit_failed(py, e);

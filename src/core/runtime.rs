@@ -141,8 +141,7 @@ pub fn check_python_home(home: &Path) -> Result<(), String> {
     }
     let cfg = home.join("pyvenv.cfg");
     if cfg.exists() {
-        let text = std::fs::read_to_string(&cfg)
-            .map_err(|e| format!("cannot read {}: {e}", cfg.display()))?;
+        let text = std::fs::read_to_string(&cfg).map_err(|e| format!("cannot read {}: {e}", cfg.display()))?;
         let version = text.lines().find_map(|l| {
             let (k, v) = l.split_once('=')?;
             let k = k.trim();

@@ -25,7 +25,9 @@ pub enum EmitError {
 impl EmitError {
     pub fn to_pyerr(&self) -> PyErr {
         match self {
-            EmitError::NoHead => PyAssertionError::new_err("start_response() must be called before any response data is sent"),
+            EmitError::NoHead => {
+                PyAssertionError::new_err("start_response() must be called before any response data is sent")
+            }
             EmitError::Finished => PyRuntimeError::new_err("write() called after the request completed"),
             EmitError::ClientGone => PyOSError::new_err("client connection closed"),
             EmitError::Failed(m) => PyOSError::new_err(format!("failed to send response data: {m}")),
@@ -119,8 +121,12 @@ impl Responder {
                 if !self.overflow_logged {
                     self.overflow_logged = true;
                     let cl = self.content_length.unwrap_or(0);
-                    self.log(Level::Warning, &format!(
-                        "application sent more than its Content-Length of {cl} bytes; the excess was not sent"));
+                    self.log(
+                        Level::Warning,
+                        &format!(
+                            "application sent more than its Content-Length of {cl} bytes; the excess was not sent"
+                        ),
+                    );
                 }
                 data = &data[..rem as usize];
             }
@@ -154,7 +160,14 @@ impl Responder {
 
     /// Send `len` bytes of file `fd` from `offset` through the sink's sendfile path.
     /// `Ok(false)`: the sink cannot; the caller reads the file instead.
-    pub(crate) fn emit_file(&mut self, py: Python<'_>, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, EmitError> {
+    pub(crate) fn emit_file(
+        &mut self,
+        py: Python<'_>,
+        fd: i32,
+        offset: u64,
+        len: u64,
+        flags: WriteFlags,
+    ) -> Result<bool, EmitError> {
         if self.client_gone {
             return Err(EmitError::ClientGone);
         }
@@ -202,7 +215,8 @@ impl Responder {
                 Some(info) => {
                     if me.head_sent {
                         // PEP 3333: headers already sent, so re-raise the app's exception.
-                        let info = info.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("exc_info must be a tuple"))?;
+                        let info =
+                            info.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("exc_info must be a tuple"))?;
                         let value = info.get_item(1)?;
                         let tb = info.get_item(2)?;
                         let value = if tb.is_none() { value } else { value.call_method1("with_traceback", (tb,))? };

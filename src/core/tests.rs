@@ -136,8 +136,17 @@ impl<'a> Case<'a> {
             env.set(pyo3::intern!(py, "REQUEST_METHOD"), b"POST").unwrap();
             env.set(pyo3::intern!(py, "PATH_INFO"), b"/caf\xe9").unwrap();
             let parts = RequestParts {
-                body: Box::new(ScriptedBody { data: self.body.to_vec(), pos: 0, piece: self.piece, fail_at_end: self.fail_body }),
-                sink: Box::new(RecordingSink { rec: rec.clone(), gone_after: self.gone_after, sendfile: self.sendfile }),
+                body: Box::new(ScriptedBody {
+                    data: self.body.to_vec(),
+                    pos: 0,
+                    piece: self.piece,
+                    fail_at_end: self.fail_body,
+                }),
+                sink: Box::new(RecordingSink {
+                    rec: rec.clone(),
+                    gone_after: self.gone_after,
+                    sendfile: self.sendfile,
+                }),
                 log: log.clone(),
                 context: Arc::from("test.wsgi"),
             };
@@ -225,10 +234,13 @@ fn exception_mid_body_aborts_and_closes() {
 
 #[test]
 fn str_and_none_bodies_are_errors() {
-    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    return ['text']\n").run();
+    let r =
+        Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    return ['text']\n")
+            .run();
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(r.logged("is str, not bytes"), "{:?}", r.log);
-    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    return None\n").run();
+    let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    return None\n")
+        .run();
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(r.logged("NoneType"), "{:?}", r.log);
     let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [])\n    def g():\n        yield b'x'\n        yield 'y'\n    return g()\n").run();
@@ -245,7 +257,9 @@ fn invalid_status_and_headers_are_refused() {
         ("'200 OK'", "[('X', b'bytes')]"),
         ("b'200 OK'", "[]"),
     ] {
-        let code = format!("def application(environ, start_response):\n    start_response({status}, {headers})\n    return [b'x']\n");
+        let code = format!(
+            "def application(environ, start_response):\n    start_response({status}, {headers})\n    return [b'x']\n"
+        );
         let r = Case::new(&code).run();
         assert_eq!(r.outcome, Outcome::Failed, "{status} {headers}");
         assert!(r.rec.head.is_none());
@@ -287,13 +301,17 @@ fn write_callable_then_iterable() {
 
 #[test]
 fn client_gone_stops_iteration_and_closes() {
-    let mut c = Case::new("closed = []\nproduced = []\nclass Body:\n    def __iter__(self):\n        for i in range(100):\n            produced.append(i)\n            yield b'x' * 10\n    def close(self):\n        closed.append(1)\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return Body()\n");
+    let mut c = Case::new(
+        "closed = []\nproduced = []\nclass Body:\n    def __iter__(self):\n        for i in range(100):\n            produced.append(i)\n            yield b'x' * 10\n    def close(self):\n        closed.append(1)\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return Body()\n",
+    );
     c.gone_after = Some(2);
     let r = c.run();
     assert_eq!(r.outcome, Outcome::ClientGone);
     assert_eq!(r.global::<Vec<i32>>("closed"), vec![1]);
     assert!(r.global::<Vec<i32>>("produced").len() <= 3);
-    let mut c = Case::new("def application(environ, start_response):\n    global err\n    write = start_response('200 OK', [])\n    write(b'a')\n    try:\n        write(b'b')\n    except OSError as e:\n        err = str(e)\n    return []\n");
+    let mut c = Case::new(
+        "def application(environ, start_response):\n    global err\n    write = start_response('200 OK', [])\n    write(b'a')\n    try:\n        write(b'b')\n    except OSError as e:\n        err = str(e)\n    return []\n",
+    );
     c.gone_after = Some(1);
     let r = c.run();
     assert!(r.global::<String>("err").contains("client connection closed"));
@@ -307,15 +325,20 @@ fn input_methods() {
     c.body = b"line one\nabcdefgh\nx\ny\n";
     let r = c.run();
     let got: Vec<Vec<u8>> = r.global("got");
-    let expect: Vec<Vec<u8>> = vec![b"line one\n".to_vec(), b"abc".to_vec(), b"defg".to_vec(), b"".to_vec(), b"".to_vec(), b"".to_vec()];
+    let expect: Vec<Vec<u8>> =
+        vec![b"line one\n".to_vec(), b"abc".to_vec(), b"defg".to_vec(), b"".to_vec(), b"".to_vec(), b"".to_vec()];
     assert_eq!(got, expect);
     let lines: Vec<Vec<u8>> = r.global("lines");
     assert_eq!(lines, vec![b"h\n".to_vec(), b"x\n".to_vec(), b"y\n".to_vec()]);
-    let mut c = Case::new("def application(environ, start_response):\n    global got\n    got = list(environ['wsgi.input'])\n    start_response('200 OK', [])\n    return []\n");
+    let mut c = Case::new(
+        "def application(environ, start_response):\n    global got\n    got = list(environ['wsgi.input'])\n    start_response('200 OK', [])\n    return []\n",
+    );
     c.body = b"a\nb\nc";
     let got: Vec<Vec<u8>> = c.run().global("got");
     assert_eq!(got, vec![b"a\n".to_vec(), b"b\n".to_vec(), b"c".to_vec()]);
-    let mut c = Case::new("def application(environ, start_response):\n    global got\n    got = str(environ['wsgi.input'].read(2))\n    try:\n        environ['wsgi.input'].read()\n    except OSError as e:\n        got = str(e)\n    start_response('200 OK', [])\n    return []\n");
+    let mut c = Case::new(
+        "def application(environ, start_response):\n    global got\n    got = str(environ['wsgi.input'].read(2))\n    try:\n        environ['wsgi.input'].read()\n    except OSError as e:\n        got = str(e)\n    start_response('200 OK', [])\n    return []\n",
+    );
     c.body = b"abcdef";
     c.fail_body = true;
     assert!(c.run().global::<String>("got").contains("client went away"));

@@ -80,7 +80,13 @@ fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_check(what: ngx_uint_t, data: *const u_char, len: usize, err: *mut u_char, errlen: usize) -> usize {
+pub extern "C" fn ngx_http_oxwsgi_rs_check(
+    what: ngx_uint_t,
+    data: *const u_char,
+    len: usize,
+    err: *mut u_char,
+    errlen: usize,
+) -> usize {
     guard("configuration check", 0, || {
         // SAFETY: the shim passes a configuration string of `len` bytes.
         let value = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(data, len) }).into_owned();
@@ -97,7 +103,10 @@ pub extern "C" fn ngx_http_oxwsgi_rs_check(what: ngx_uint_t, data: *const u_char
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_init_process(cycle: *mut ngx_cycle_t, mcf: *mut ngx_http_oxwsgi_main_conf_t) -> ngx_int_t {
+pub extern "C" fn ngx_http_oxwsgi_rs_init_process(
+    cycle: *mut ngx_cycle_t,
+    mcf: *mut ngx_http_oxwsgi_main_conf_t,
+) -> ngx_int_t {
     guard("init_process", NGX_OK as ngx_int_t, || {
         // SAFETY: nginx passes the worker's cycle and our main configuration.
         let (log, cfg) = unsafe {
@@ -125,7 +134,8 @@ fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
         }
         Ok(()) => Python::attach(|py| {
             // SAFETY: a static string of the shim.
-            let nginx = unsafe { std::ffi::CStr::from_ptr(ngx_http_oxwsgi_nginx_version) }.to_string_lossy().into_owned();
+            let nginx =
+                unsafe { std::ffi::CStr::from_ptr(ngx_http_oxwsgi_nginx_version) }.to_string_lossy().into_owned();
             let software = format!("{nginx} oxwsgi/{}", env!("CARGO_PKG_VERSION"));
             match EnvironTemplate::with_keys(py, true, true, &software, task::ALWAYS_KEYS) {
                 Ok(t) => worker.template = Some(t),
@@ -133,7 +143,10 @@ fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
             }
             for path in imports {
                 if let Err(e) = script::module(py, path, false) {
-                    log.log(Level::Error, &format!("oxwsgi: wsgi_import {} failed: {}", path.display(), runtime::describe(py, &e)));
+                    log.log(
+                        Level::Error,
+                        &format!("oxwsgi: wsgi_import {} failed: {}", path.display(), runtime::describe(py, &e)),
+                    );
                 }
             }
         }),
@@ -167,17 +180,25 @@ pub extern "C" fn ngx_http_oxwsgi_rs_handler(r: *mut ngx_http_request_t) -> ngx_
 /// `r` must be the live request of the content phase.
 unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r is live (caller); configuration strings live in the cycle pool.
-    let (script, max) = unsafe { (path_of(&(*ngx_http_oxwsgi_req_loc_conf(r)).script), (*ngx_http_oxwsgi_req_main_conf(r)).max_in_flight) };
+    let (script, max) = unsafe {
+        (path_of(&(*ngx_http_oxwsgi_req_loc_conf(r)).script), (*ngx_http_oxwsgi_req_main_conf(r)).max_in_flight)
+    };
     let Some(w) = WORKER.get() else {
         eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     if let Some(e) = &w.startup_error {
-        w.log.log(Level::Error, &format!("{}: cannot serve: Python failed to start in this worker: {e}", script.display()));
+        w.log.log(
+            Level::Error,
+            &format!("{}: cannot serve: Python failed to start in this worker: {e}", script.display()),
+        );
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
     if IN_FLIGHT.load(Ordering::Relaxed) >= max {
-        w.log.log(Level::Warning, &format!("{}: {max} requests in flight in this worker (wsgi_max_in_flight): 503", script.display()));
+        w.log.log(
+            Level::Warning,
+            &format!("{}: {max} requests in flight in this worker (wsgi_max_in_flight): 503", script.display()),
+        );
         let (mut n, mut v) = (b"Retry-After".to_vec(), b"1".to_vec());
         // SAFETY: r is live; the shim copies the strings into its pool.
         unsafe { ngx_http_oxwsgi_set_header(r, n.as_mut_ptr(), n.len(), v.as_mut_ptr(), v.len()) };

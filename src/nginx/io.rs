@@ -65,7 +65,11 @@ impl LogSink for CycleLog {
 pub enum Part {
     Mem(Vec<u8>),
     /// `[pos, end)` of the request body temp file.
-    File { fd: Arc<OwnedFd>, pos: u64, end: u64 },
+    File {
+        fd: Arc<OwnedFd>,
+        pos: u64,
+        end: u64,
+    },
 }
 
 /// The request body as nginx read it (in memory or in its temp file).

@@ -263,7 +263,10 @@ impl NgxRequest {
                         None => {
                             let dup = libc::dup(raw);
                             if dup < 0 {
-                                return Err(format!("dup of the request body temp file: {}", std::io::Error::last_os_error()));
+                                return Err(format!(
+                                    "dup of the request body temp file: {}",
+                                    std::io::Error::last_os_error()
+                                ));
                             }
                             let fd = Arc::new(OwnedFd::from_raw_fd(dup));
                             fds.push((raw, fd.clone()));

@@ -17,8 +17,18 @@ use crate::ffi::python;
 
 /// The keys set on every request (pre-sized in the environ template).
 pub const ALWAYS_KEYS: &[&str] = &[
-    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI", "SERVER_PROTOCOL",
-    "SERVER_NAME", "SERVER_PORT", "SERVER_ADDR", "REMOTE_ADDR", "REMOTE_PORT", "SCRIPT_FILENAME",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "REQUEST_URI",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_ADDR",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SCRIPT_FILENAME",
     "wsgi.url_scheme",
 ];
 
@@ -129,7 +139,12 @@ fn begin(py: Python<'_>, start: Start, shared: &Arc<Shared>) -> Option<Exchange>
     }
 }
 
-fn fill_environ<'py>(py: Python<'py>, env: EnvironBuilder<'py>, d: &RequestData, script: &std::path::Path) -> PyResult<EnvironBuilder<'py>> {
+fn fill_environ<'py>(
+    py: Python<'py>,
+    env: EnvironBuilder<'py>,
+    d: &RequestData,
+    script: &std::path::Path,
+) -> PyResult<EnvironBuilder<'py>> {
     env.set(intern!(py, "REQUEST_METHOD"), &d.method)?;
     env.set(intern!(py, "SCRIPT_NAME"), &d.script_name)?;
     env.set(intern!(py, "PATH_INFO"), &d.path_info)?;
