@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::core::runtime::{RuntimeConfig, check_python_home};
 use crate::ffi::httpd::*;
@@ -50,6 +50,19 @@ pub struct Config {
 }
 
 pub static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+
+/// The configuration a child serves with: taken from [`CONFIG`] once, in `child_init`.
+static CHILD: OnceLock<Config> = OnceLock::new();
+
+/// Freeze the parsed configuration for this child (`child_init`).
+pub fn freeze() -> &'static Config {
+    CHILD.get_or_init(|| CONFIG.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default())
+}
+
+/// This child's configuration (after `child_init`).
+pub fn child() -> Option<&'static Config> {
+    CHILD.get()
+}
 
 /// Start a fresh configuration pass (pre_config).
 pub fn reset() {

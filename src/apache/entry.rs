@@ -2,27 +2,14 @@
 //! must never unwind into httpd (it would abort the child with every request it holds).
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use pyo3::prelude::*;
-
-use super::config::{self, Config};
+use super::config;
 use super::handler;
 use super::io::ServerLog;
-use crate::core::environ::EnvironTemplate;
-use crate::core::{Level, LogSink, runtime, script};
+use crate::core::{Level, LogSink, worker};
 use crate::ffi::httpd::*;
-use crate::ffi::python;
-
-/// What a child process has after `child_init`.
-pub struct Worker {
-    pub config: Config,
-    /// Why Python could not start, if it could not (every request then answers 500).
-    pub startup_error: Option<String>,
-    pub template: Option<EnvironTemplate>,
-}
-
-pub static WORKER: OnceLock<Worker> = OnceLock::new();
 
 pub use crate::ffi::guard::guard;
 
@@ -180,45 +167,21 @@ pub extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut server_rec) 
 }
 
 fn child_init(s: *mut server_rec) {
-    let config = config::CONFIG.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
-    let log: Arc<dyn LogSink> = Arc::new(ServerLog::new(s));
-    let mut worker = Worker { config, startup_error: None, template: None };
-    match runtime::start(&worker.config.runtime, log.clone()) {
-        Err(e) => {
-            log.log(Level::Critical, &format!("oxwsgi: Python failed to start in this child: {e}"));
-            worker.startup_error = Some(e);
-        }
-        Ok(()) => {
-            python::keep_thread_state();
-            Python::attach(|py| {
-                // SAFETY: plain queries of httpd's MPM and banner.
-                let (threaded, banner) = unsafe {
-                    (
-                        oxwsgi_ap_mpm_threaded() != 0,
-                        CStr::from_ptr(ap_get_server_banner()).to_string_lossy().into_owned(),
-                    )
-                };
-                let software = format!("{banner} oxwsgi/{}", env!("CARGO_PKG_VERSION"));
-                match EnvironTemplate::with_keys(py, threaded, true, &software, super::handler::ENVIRON_KEYS) {
-                    Ok(t) => worker.template = Some(t),
-                    Err(e) => worker.startup_error = Some(runtime::describe(py, &e)),
-                }
-                for imp in &worker.config.imports {
-                    if let Err(e) = script::module(py, &imp.path, false) {
-                        log.log(
-                            Level::Error,
-                            &format!(
-                                "oxwsgi: WSGIImportScript {} failed: {}",
-                                imp.path.display(),
-                                runtime::describe(py, &e)
-                            ),
-                        );
-                    }
-                }
-            });
-        }
-    }
-    let _ = WORKER.set(worker);
+    let config = config::freeze();
+    // SAFETY: plain queries of httpd's MPM and banner.
+    let (threaded, banner) = unsafe {
+        (oxwsgi_ap_mpm_threaded() != 0, CStr::from_ptr(ap_get_server_banner()).to_string_lossy().into_owned())
+    };
+    let imports: Vec<PathBuf> = config.imports.iter().map(|i| i.path.clone()).collect();
+    let setup = worker::Setup {
+        runtime: &config.runtime,
+        imports: &imports,
+        import_directive: "WSGIImportScript",
+        multithread: threaded,
+        multiprocess: true,
+        server_software: format!("{banner} oxwsgi/{}", env!("CARGO_PKG_VERSION")),
+    };
+    worker::start(&setup, Arc::new(ServerLog::new(s)));
 }
 
 #[unsafe(no_mangle)]

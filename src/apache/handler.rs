@@ -1,19 +1,18 @@
 //! Serving one request: `translate_name` for WSGIScriptAlias, then the content handler
 //! that builds the environ from `request_rec` and runs the application.
 
+use std::borrow::Cow;
 use std::ffi::{CStr, c_char, c_int};
-use std::path::Path;
 use std::sync::Arc;
 
-use pyo3::intern;
 use pyo3::prelude::*;
 
-use super::config::Alias;
-use super::entry::{WORKER, Worker};
+use super::config::{self, Alias, Config};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
-use crate::core::environ::EnvironBuilder;
-use crate::core::response::{Exchange, Outcome, RequestParts, log_exception};
-use crate::core::{Level, LogSink, script};
+use crate::core::request::{AppSettings, Bytes, RequestMeta};
+use crate::core::response::Outcome;
+use crate::core::worker::{self, Channel};
+use crate::core::{Level, LogSink};
 use crate::ffi::httpd::*;
 use crate::ffi::python;
 
@@ -44,8 +43,8 @@ const ALIAS_NOTE: &CStr = c"oxwsgi-alias";
 /// # Safety
 /// `r` must be the live request of the calling hook.
 pub unsafe fn translate_name(r: *mut request_rec) -> c_int {
-    let Some(w) = WORKER.get() else { return DECLINED as c_int };
-    if w.config.aliases.is_empty() {
+    let Some(config) = config::child() else { return DECLINED as c_int };
+    if config.aliases.is_empty() {
         return DECLINED as c_int;
     }
     // SAFETY: r is live (caller).
@@ -55,8 +54,8 @@ pub unsafe fn translate_name(r: *mut request_rec) -> c_int {
     if uri.first() != Some(&b'/') {
         return DECLINED as c_int;
     }
-    let key = super::config::server_key(server);
-    let list = w.config.aliases.get(&key).or_else(|| w.config.aliases.get(&0));
+    let key = config::server_key(server);
+    let list = config.aliases.get(&key).or_else(|| config.aliases.get(&0));
     let Some(list) = list else { return DECLINED as c_int };
     for (i, alias) in list.iter().enumerate() {
         // SAFETY: r is live; results are allocated in its pool.
@@ -127,7 +126,7 @@ struct Settings {
 
 /// # Safety
 /// `r` must be live.
-unsafe fn settings(r: *mut request_rec, w: &Worker) -> Settings {
+unsafe fn settings(r: *mut request_rec, config: &Config) -> Settings {
     // SAFETY: the shim returns this module's merged dir config for r (never NULL: httpd
     // creates one per context).
     let dc = unsafe { &*oxwsgi_ap_dir_conf(r) };
@@ -135,7 +134,7 @@ unsafe fn settings(r: *mut request_rec, w: &Worker) -> Settings {
     let note = unsafe { bytes(apr_table_get((*r).notes, ALIAS_NOTE.as_ptr())) };
     let alias = std::str::from_utf8(note).ok().and_then(|n| {
         let (k, i) = n.split_once(':')?;
-        w.config.aliases.get(&k.parse().ok()?)?.get(i.parse::<usize>().ok()?)
+        config.aliases.get(&k.parse().ok()?)?.get(i.parse::<usize>().ok()?)
     });
     // SAFETY: dir-config strings are NULL or pool strings of the configuration.
     let text = |p: *const c_char| unsafe { (!p.is_null()).then(|| String::from_utf8_lossy(bytes(p)).into_owned()) };
@@ -159,14 +158,13 @@ unsafe fn settings(r: *mut request_rec, w: &Worker) -> Settings {
 /// # Safety
 /// `r` must be the live request of the calling hook.
 pub unsafe fn handle(r: *mut request_rec) -> c_int {
-    let Some(w) = WORKER.get() else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
+    let (Some(w), Some(config)) = (worker::get(), config::child()) else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
     // SAFETY: r is live (caller).
     let server = unsafe { (*r).server };
     let log = Arc::new(RequestLog::new(r, server));
     // SAFETY: r->filename is a pool string (or NULL).
     let filename = String::from_utf8_lossy(unsafe { bytes((*r).filename) }).into_owned();
-    if let Some(e) = &w.startup_error {
-        log.log(Level::Error, &format!("{filename}: cannot serve: Python failed to start in this child: {e}"));
+    if !w.ready(&*log, &filename) {
         return HTTP_INTERNAL_SERVER_ERROR as c_int;
     }
     // SAFETY: finfo was filled by the directory walk.
@@ -181,7 +179,7 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
         return status as c_int;
     }
     // SAFETY: r is live.
-    let s = unsafe { settings(r, w) };
+    let s = unsafe { settings(r, config) };
     // SAFETY: r is live; headers_in is a live table.
     let chunked = unsafe { bytes(apr_table_get((*r).headers_in, c"Transfer-Encoding".as_ptr())) };
     if !chunked.is_empty() && !s.chunked_request {
@@ -191,125 +189,90 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
         );
         return HTTP_LENGTH_REQUIRED as c_int;
     }
+    // SAFETY: r is live for the whole handler, so the metadata may borrow its strings.
+    let meta = unsafe { request_meta(r, &s, &filename) };
 
     python::keep_thread_state();
     let context: Arc<str> = Arc::from(filename.as_str());
-    let outcome = Python::attach(|py| -> Result<Outcome, ()> {
-        let app = script::application(py, Path::new(&filename), &s.callable, s.script_reloading).map_err(|e| {
-            log_exception(py, &*log, &context, "failed to load the WSGI script", &e);
-        })?;
-        let template = w.template.as_ref().ok_or(())?;
-        // SAFETY: r is live for the whole call.
-        let environ = unsafe { build_environ(py, template.instantiate(py).map_err(|_| ())?, r, &s, &filename) }
-            .map_err(|e| log_exception(py, &*log, &context, "failed to build the WSGI environ", &e))?;
-        let parts = RequestParts {
-            // SAFETY: r is live and handled on this thread until Exchange::run returns.
+    let outcome = Python::attach(|py| {
+        let ch = Channel {
+            // SAFETY: r is live and handled on this thread until the exchange ends.
             body: Box::new(unsafe { ApacheBody::new(r) }),
             // SAFETY: as above.
             sink: Box::new(unsafe { ApacheSink::new(r) }),
             log: log.clone(),
-            context: context.clone(),
+            context,
         };
-        Exchange::run(py, &app, environ, parts).map_err(|e| log_exception(py, &*log, &context, "internal error", &e))
+        let mut ex = w.begin(py, &meta, ch)?;
+        loop {
+            if let Some(outcome) = ex.pump(py, None) {
+                return Some(outcome);
+            }
+        }
     });
     log.expire();
     match outcome {
-        Ok(Outcome::Failed) | Err(()) => HTTP_INTERNAL_SERVER_ERROR as c_int,
-        Ok(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => OK as c_int,
+        Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,
+        Some(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => OK as c_int,
     }
 }
 
-/// The keys `build_environ` sets on every request (pre-sized into the template).
-pub const ENVIRON_KEYS: &[&str] = &[
-    "REQUEST_METHOD",
-    "SCRIPT_NAME",
-    "PATH_INFO",
-    "QUERY_STRING",
-    "REQUEST_URI",
-    "SERVER_PROTOCOL",
-    "SERVER_NAME",
-    "SERVER_PORT",
-    "REMOTE_ADDR",
-    "REMOTE_PORT",
-    "SERVER_ADDR",
-    "DOCUMENT_ROOT",
-    "SCRIPT_FILENAME",
-    "wsgi.url_scheme",
-    "mod_wsgi.application_group",
-    "mod_wsgi.process_group",
-    "mod_wsgi.callable_object",
-    "mod_wsgi.script_reloading",
-];
-
-/// Fill the environ from the request (CGI variables, headers, `SetEnv` variables).
+/// The request as the core sees it, borrowing the strings of `r`.
 ///
 /// # Safety
-/// `r` must be live.
-unsafe fn build_environ<'py>(
-    py: Python<'py>,
-    env: EnvironBuilder<'py>,
-    r: *mut request_rec,
-    s: &Settings,
-    filename: &str,
-) -> PyResult<EnvironBuilder<'py>> {
-    // SAFETY: every pointer read below belongs to the live request, its connection or
-    // its pools; tables are iterated through their element arrays.
+/// `r` must be live, and stay live and unmodified while the result is used.
+unsafe fn request_meta<'r>(r: *mut request_rec, s: &'r Settings, filename: &'r str) -> RequestMeta<'r> {
+    let b = |p: *const c_char| -> Bytes<'r> {
+        // SAFETY: every string read here is NULL or a pool string of the live request,
+        // its connection or its server, which outlive 'r (caller).
+        Cow::Borrowed(unsafe { bytes(p) })
+    };
+    let opt = |p: *const c_char| (!p.is_null()).then(|| b(p));
+    // SAFETY: r, its connection and its tables are live (caller).
     unsafe {
-        // Variables from SetEnv, mod_rewrite [E=], mod_ssl StdEnvVars ...: first, so that
-        // the CGI variables below win.
-        for (k, v) in table_entries((*r).subprocess_env) {
-            env.set_dynamic(k, v)?;
-        }
+        let c = (*r).connection;
         let uri = bytes((*r).uri);
         let path_info = bytes((*r).path_info);
         let script_name =
             if !path_info.is_empty() && uri.ends_with(path_info) { &uri[..uri.len() - path_info.len()] } else { uri };
-        env.set(intern!(py, "REQUEST_METHOD"), bytes((*r).method))?;
-        env.set(intern!(py, "SCRIPT_NAME"), script_name)?;
-        env.set(intern!(py, "PATH_INFO"), path_info)?;
-        env.set(intern!(py, "QUERY_STRING"), bytes((*r).args))?;
-        env.set(intern!(py, "REQUEST_URI"), bytes((*r).unparsed_uri))?;
-        env.set(intern!(py, "SERVER_PROTOCOL"), bytes((*r).protocol))?;
-        env.set(intern!(py, "SERVER_NAME"), bytes(ap_get_server_name(r)))?;
-        env.set_str(intern!(py, "SERVER_PORT"), &ap_get_server_port(r).to_string())?;
-        let c = (*r).connection;
-        env.set(intern!(py, "REMOTE_ADDR"), bytes((*r).useragent_ip))?;
-        if !(*c).client_addr.is_null() {
-            env.set_str(intern!(py, "REMOTE_PORT"), &(*(*c).client_addr).port.to_string())?;
-        }
-        env.set(intern!(py, "SERVER_ADDR"), bytes((*c).local_ip))?;
-        env.set(intern!(py, "DOCUMENT_ROOT"), bytes(ap_document_root(r)))?;
-        env.set_str(intern!(py, "SCRIPT_FILENAME"), filename)?;
         let scheme = bytes(ap_run_http_scheme(r));
-        let scheme = if scheme.is_empty() { b"http".as_slice() } else { scheme };
-        env.set(intern!(py, "wsgi.url_scheme"), scheme)?;
-        if scheme == b"https" {
-            env.set_str(intern!(py, "HTTPS"), "on")?;
+        RequestMeta {
+            method: b((*r).method),
+            script_name: Cow::Borrowed(script_name),
+            path_info: Cow::Borrowed(path_info),
+            query: b((*r).args),
+            request_uri: b((*r).unparsed_uri),
+            protocol: b((*r).protocol),
+            server_name: b(ap_get_server_name(r)),
+            server_port: ap_get_server_port(r),
+            server_addr: b((*c).local_ip),
+            remote_addr: b((*r).useragent_ip),
+            remote_port: (!(*c).client_addr.is_null()).then(|| (*(*c).client_addr).port),
+            tls: scheme == b"https",
+            headers: table_entries((*r).headers_in)
+                .into_iter()
+                .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+                .collect(),
+            content_length: None,
+            pass_authorization: s.pass_authorization,
+            // SetEnv, mod_rewrite [E=], mod_ssl StdEnvVars ...
+            server_vars: table_entries((*r).subprocess_env)
+                .into_iter()
+                .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+                .collect(),
+            params: Vec::new(),
+            document_root: Some(b(ap_document_root(r))),
+            remote_user: opt((*r).user),
+            auth_type: opt((*r).ap_auth_type),
+            app: AppSettings {
+                script: Cow::Borrowed(filename.as_bytes()),
+                callable: Cow::Borrowed(s.callable.as_bytes()),
+                application_group: Cow::Borrowed(s.application_group.as_bytes()),
+                process_group: Cow::Borrowed(b""),
+                script_reloading: s.script_reloading,
+            },
         }
-        if !(*r).user.is_null() {
-            env.set(intern!(py, "REMOTE_USER"), bytes((*r).user))?;
-        }
-        if !(*r).ap_auth_type.is_null() {
-            env.set(intern!(py, "AUTH_TYPE"), bytes((*r).ap_auth_type))?;
-        }
-        for (k, v) in table_entries((*r).headers_in) {
-            if k.eq_ignore_ascii_case(b"authorization") && !s.pass_authorization {
-                continue;
-            }
-            if k.eq_ignore_ascii_case(b"proxy-authorization") {
-                continue; // credentials for a proxy, never for the application
-            }
-            env.add_header(k, v)?;
-        }
-        env.set_str(
-            intern!(py, "mod_wsgi.application_group"),
-            if s.application_group == "%{GLOBAL}" { "" } else { &s.application_group },
-        )?;
-        env.set_str(intern!(py, "mod_wsgi.process_group"), "")?;
-        env.set_str(intern!(py, "mod_wsgi.callable_object"), &s.callable)?;
-        env.set_str(intern!(py, "mod_wsgi.script_reloading"), if s.script_reloading { "1" } else { "0" })?;
     }
-    Ok(env)
 }
 
 /// The (key, value) pairs of an APR table.

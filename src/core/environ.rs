@@ -9,8 +9,11 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
+
+use super::request::RequestMeta;
 
 /// Decode bytes as latin-1 into a Python str.
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
@@ -142,6 +145,29 @@ fn header_environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, Py
     cached(&HEADER_KEYS, py, name, |n| header_key(n).map(Cow::into_owned))
 }
 
+/// The keys [`EnvironTemplate::build`] sets on every request, on every server: put in the
+/// template (empty) so that each request overwrites them instead of growing its dict.
+pub const ENVIRON_KEYS: &[&str] = &[
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "REQUEST_URI",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_ADDR",
+    "REMOTE_ADDR",
+    "SCRIPT_FILENAME",
+    "wsgi.url_scheme",
+    "mod_wsgi.application_group",
+    "mod_wsgi.process_group",
+    "mod_wsgi.callable_object",
+    "mod_wsgi.script_reloading",
+    "wsgi.input",
+    "wsgi.errors",
+];
+
 /// The keys every request of this process shares.
 pub struct EnvironTemplate {
     dict: Py<PyDict>,
@@ -150,23 +176,10 @@ pub struct EnvironTemplate {
 impl EnvironTemplate {
     /// `server_software` is e.g. "Apache/2.4.62 (Debian) oxwsgi/0.1.0".
     pub fn new(py: Python<'_>, multithread: bool, multiprocess: bool, server_software: &str) -> PyResult<Self> {
-        Self::with_keys(py, multithread, multiprocess, server_software, &[])
-    }
-
-    /// Like [`EnvironTemplate::new`]; `always` lists the keys the adapter sets on every
-    /// request: they are put in the template (empty) so that each request overwrites them
-    /// instead of growing the dict.
-    pub fn with_keys(
-        py: Python<'_>,
-        multithread: bool,
-        multiprocess: bool,
-        server_software: &str,
-        always: &[&str],
-    ) -> PyResult<Self> {
         // Room for the fixed keys, the per-request keys and a typical set of headers, so
         // that filling a request's copy never resizes it.
         let d = crate::ffi::python::dict_with_capacity(py, 64)?;
-        for k in always.iter().chain(&["wsgi.input", "wsgi.errors"]) {
+        for k in ENVIRON_KEYS {
             d.set_item(PyString::intern(py, k), "")?;
         }
         d.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
@@ -182,10 +195,123 @@ impl EnvironTemplate {
         Ok(EnvironTemplate { dict: d.unbind() })
     }
 
-    /// A fresh environ for one request.
+    /// A fresh environ for one request, without its request keys.
     pub fn instantiate<'py>(&self, py: Python<'py>) -> PyResult<EnvironBuilder<'py>> {
         Ok(EnvironBuilder { dict: self.dict.bind(py).copy()?, py })
     }
+
+    /// The environ of `m`: every rule about what the application sees is here.
+    pub fn build<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>) -> PyResult<EnvironBuilder<'py>> {
+        let env = self.instantiate(py)?;
+        // The server's own variables first, so that the CGI keys below win over them.
+        for (k, v) in &m.server_vars {
+            env.set_dynamic(k, v)?;
+        }
+        env.set(intern!(py, "REQUEST_METHOD"), &m.method)?;
+        env.set(intern!(py, "SCRIPT_NAME"), &m.script_name)?;
+        env.set(intern!(py, "PATH_INFO"), &m.path_info)?;
+        env.set(intern!(py, "QUERY_STRING"), &m.query)?;
+        env.set(intern!(py, "REQUEST_URI"), &m.request_uri)?;
+        env.set(intern!(py, "SERVER_PROTOCOL"), &m.protocol)?;
+        env.set(intern!(py, "SERVER_NAME"), &server_name(&m.server_name))?;
+        env.set_str(intern!(py, "SERVER_PORT"), itoa(&mut [0; 20], m.server_port as u64))?;
+        env.set(intern!(py, "SERVER_ADDR"), &m.server_addr)?;
+        env.set(intern!(py, "REMOTE_ADDR"), &m.remote_addr)?;
+        if let Some(p) = m.remote_port {
+            env.set_str(intern!(py, "REMOTE_PORT"), itoa(&mut [0; 20], p as u64))?;
+        }
+        if let Some(d) = &m.document_root {
+            env.set(intern!(py, "DOCUMENT_ROOT"), d)?;
+        }
+        env.set(intern!(py, "SCRIPT_FILENAME"), &m.app.script)?;
+        if is_https(m) {
+            env.set_str(intern!(py, "wsgi.url_scheme"), "https")?;
+            env.set_str(intern!(py, "HTTPS"), "on")?;
+        } else {
+            env.set_str(intern!(py, "wsgi.url_scheme"), "http")?;
+        }
+        if let Some(u) = &m.remote_user {
+            env.set(intern!(py, "REMOTE_USER"), u)?;
+        }
+        if let Some(a) = &m.auth_type {
+            env.set(intern!(py, "AUTH_TYPE"), a)?;
+        }
+        for (k, v) in &m.headers {
+            if passes(k, m.pass_authorization) {
+                env.add_header(k, trim_ows(v))?;
+            }
+        }
+        if let Some(n) = m.content_length {
+            env.set_str(intern!(py, "CONTENT_LENGTH"), itoa(&mut [0; 20], n))?;
+        }
+        let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
+        env.set(intern!(py, "mod_wsgi.application_group"), group)?;
+        env.set(intern!(py, "mod_wsgi.process_group"), &m.app.process_group)?;
+        env.set(intern!(py, "mod_wsgi.callable_object"), &m.app.callable)?;
+        env.set_str(intern!(py, "mod_wsgi.script_reloading"), if m.app.script_reloading { "1" } else { "0" })?;
+        // Configured parameters last: they override.
+        for (k, v) in &m.params {
+            env.set_dynamic(k, v)?;
+        }
+        Ok(env)
+    }
+}
+
+/// Whether a request header reaches the application. `Authorization` only when configured
+/// (mod_wsgi's rule: credentials are the server's business by default);
+/// `Proxy-Authorization` never (credentials for a proxy, not for the application).
+pub fn passes(name: &[u8], pass_authorization: bool) -> bool {
+    if name.eq_ignore_ascii_case(b"authorization") {
+        return pass_authorization;
+    }
+    !name.eq_ignore_ascii_case(b"proxy-authorization")
+}
+
+/// A header value without the spaces and tabs around it: RFC 9110 §5.5 says they are not
+/// part of the value (Apache strips them while parsing; nginx keeps trailing ones).
+pub fn trim_ows(v: &[u8]) -> &[u8] {
+    let is_ows = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = v.iter().position(|c| !is_ows(c)).unwrap_or(v.len());
+    let end = v.iter().rposition(|c| !is_ows(c)).map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// `SERVER_NAME`: an IPv6 literal keeps its brackets (`[::1]`), as nginx and mod_wsgi give
+/// it, so that `SERVER_NAME:SERVER_PORT` is a valid authority.
+pub fn server_name(name: &[u8]) -> Cow<'_, [u8]> {
+    if name.contains(&b':') && name.first() != Some(&b'[') {
+        let mut v = Vec::with_capacity(name.len() + 2);
+        v.push(b'[');
+        v.extend_from_slice(name);
+        v.push(b']');
+        Cow::Owned(v)
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// The request reached the server over TLS, or the configuration says TLS was terminated in
+/// front of it (`SetEnv HTTPS 1`, `wsgi_param HTTPS on`: mod_wsgi accepts "1" and "on").
+pub fn is_https(m: &RequestMeta<'_>) -> bool {
+    if m.tls {
+        return true;
+    }
+    let var = m.params.iter().rev().chain(m.server_vars.iter().rev()).find(|(k, _)| &**k == b"HTTPS");
+    var.is_some_and(|(_, v)| v.eq_ignore_ascii_case(b"on") || &**v == b"1")
+}
+
+/// Decimal digits of `n` in `buf`, without allocating.
+fn itoa(buf: &mut [u8; 20], mut n: u64) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
 }
 
 /// Fills one request's environ.

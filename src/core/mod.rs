@@ -18,10 +18,12 @@ pub mod file_wrapper;
 pub mod head;
 pub mod input;
 pub mod log;
+pub mod request;
 pub mod response;
 pub mod runtime;
 pub mod script;
 pub mod start_response;
+pub mod worker;
 
 pub use log::{Level, LogSink};
 

@@ -66,6 +66,16 @@ pub struct Exchange {
 /// Log a Python exception with its traceback, one line per log entry.
 pub fn log_exception(py: Python<'_>, log: &dyn LogSink, context: &str, what: &str, err: &PyErr) {
     log.log(Level::Error, &format!("{context}: {what}"));
+    log_traceback(py, log, context, err);
+}
+
+/// Like [`log_exception`], with a stable message id (`core::worker::msgid`) first.
+pub fn log_exception_id(py: Python<'_>, log: &dyn LogSink, id: &str, context: &str, what: &str, err: &PyErr) {
+    log.log(Level::Error, &format!("{id}: {context}: {what}"));
+    log_traceback(py, log, context, err);
+}
+
+fn log_traceback(py: Python<'_>, log: &dyn LogSink, context: &str, err: &PyErr) {
     let text = py
         .import("traceback")
         .and_then(|tb| tb.call_method1("format_exception", (err.clone_ref(py).into_value(py),)))

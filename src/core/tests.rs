@@ -399,3 +399,65 @@ fn pump_respects_budget() {
     });
     assert_eq!(rec.lock().unwrap().body.len(), 10_000);
 }
+
+/// The environ rules that used to be written once per server: one place, checked here.
+#[test]
+fn environ_from_request_meta() {
+    use super::request::{AppSettings, RequestMeta};
+    use std::borrow::Cow;
+    python();
+    let b = |s: &'static [u8]| Cow::Borrowed(s);
+    let mut m = RequestMeta {
+        method: b(b"GET"),
+        script_name: b(b"/app"),
+        path_info: b(b"/caf\xe9"),
+        server_name: b(b"::1"),
+        server_port: 8080,
+        remote_port: Some(4242),
+        headers: vec![
+            (b(b"Host"), b(b"[::1]:8080")),
+            (b(b"X-Pad"), b(b" \tpadded value\t ")),
+            (b(b"Authorization"), b(b"Basic eA==")),
+            (b(b"Proxy-Authorization"), b(b"Basic eQ==")),
+            (b(b"X_Sneaky"), b(b"dropped")),
+            (b(b"Cookie"), b(b"a=1")),
+            (b(b"Cookie"), b(b"b=2")),
+        ],
+        server_vars: vec![(b(b"HTTPS"), b(b"1")), (b(b"SERVER_NAME"), b(b"overridden"))],
+        params: vec![(b(b"EXTRA"), b(b"x"))],
+        app: AppSettings { script: b(b"/srv/app.wsgi"), application_group: b(b"%{GLOBAL}"), ..Default::default() },
+        ..Default::default()
+    };
+    Python::attach(|py| {
+        let template = EnvironTemplate::new(py, true, true, "test").unwrap();
+        let env = template.build(py, &m).unwrap().finish();
+        let get = |k: &str| env.get_item(k).unwrap().map(|v| v.extract::<String>().unwrap());
+        assert_eq!(get("SERVER_NAME").as_deref(), Some("[::1]"));
+        assert_eq!(get("SERVER_PORT").as_deref(), Some("8080"));
+        assert_eq!(get("REMOTE_PORT").as_deref(), Some("4242"));
+        assert_eq!(get("PATH_INFO").as_deref(), Some("/caf\u{e9}"));
+        assert_eq!(get("HTTP_X_PAD").as_deref(), Some("padded value"));
+        assert_eq!(get("HTTP_AUTHORIZATION"), None);
+        assert_eq!(get("HTTP_PROXY_AUTHORIZATION"), None);
+        assert_eq!(get("HTTP_X_SNEAKY"), None);
+        assert_eq!(get("HTTP_COOKIE").as_deref(), Some("a=1; b=2"));
+        assert_eq!(get("wsgi.url_scheme").as_deref(), Some("https"), "SetEnv HTTPS 1 means TLS in front");
+        assert_eq!(get("HTTPS").as_deref(), Some("on"));
+        assert_eq!(get("EXTRA").as_deref(), Some("x"));
+        assert_eq!(get("SCRIPT_FILENAME").as_deref(), Some("/srv/app.wsgi"));
+        assert_eq!(get("mod_wsgi.application_group").as_deref(), Some(""));
+        assert_eq!(get("CONTENT_LENGTH"), None);
+    });
+    m.server_vars.clear();
+    m.pass_authorization = true;
+    m.content_length = Some(7);
+    m.params.push((b(b"HTTPS"), b(b"off")));
+    Python::attach(|py| {
+        let template = EnvironTemplate::new(py, true, true, "test").unwrap();
+        let env = template.build(py, &m).unwrap().finish();
+        let get = |k: &str| env.get_item(k).unwrap().map(|v| v.extract::<String>().unwrap());
+        assert_eq!(get("wsgi.url_scheme").as_deref(), Some("http"));
+        assert_eq!(get("HTTP_AUTHORIZATION").as_deref(), Some("Basic eA=="));
+        assert_eq!(get("CONTENT_LENGTH").as_deref(), Some("7"));
+    });
+}

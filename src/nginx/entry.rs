@@ -3,28 +3,15 @@
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
-
-use pyo3::prelude::*;
 
 use super::io::CycleLog;
 use super::request::{After, IN_FLIGHT, NgxRequest, ngx_bytes};
 use super::task::{self, TaskSide};
-use crate::core::environ::EnvironTemplate;
 use crate::core::runtime::{self, RuntimeConfig};
-use crate::core::{Level, LogSink, script};
+use crate::core::{Level, worker};
 use crate::ffi::ngx::*;
-
-/// What a worker process has after `init_process`.
-pub struct Worker {
-    /// Why Python could not start, if it could not (every request then answers 500).
-    pub startup_error: Option<String>,
-    pub template: Option<EnvironTemplate>,
-    pub log: Arc<CycleLog>,
-}
-
-pub static WORKER: OnceLock<Worker> = OnceLock::new();
 
 pub use crate::ffi::guard::guard;
 
@@ -126,32 +113,17 @@ pub extern "C" fn ngx_http_oxwsgi_rs_init_process(
 }
 
 fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
-    let mut worker = Worker { startup_error: None, template: None, log: log.clone() };
-    match runtime::start(cfg, log.clone()) {
-        Err(e) => {
-            log.log(Level::Critical, &format!("oxwsgi: Python failed to start in this worker: {e}"));
-            worker.startup_error = Some(e);
-        }
-        Ok(()) => Python::attach(|py| {
-            // SAFETY: a static string of the shim.
-            let nginx =
-                unsafe { std::ffi::CStr::from_ptr(ngx_http_oxwsgi_nginx_version) }.to_string_lossy().into_owned();
-            let software = format!("{nginx} oxwsgi/{}", env!("CARGO_PKG_VERSION"));
-            match EnvironTemplate::with_keys(py, true, true, &software, task::ALWAYS_KEYS) {
-                Ok(t) => worker.template = Some(t),
-                Err(e) => worker.startup_error = Some(runtime::describe(py, &e)),
-            }
-            for path in imports {
-                if let Err(e) = script::module(py, path, false) {
-                    log.log(
-                        Level::Error,
-                        &format!("oxwsgi: wsgi_import {} failed: {}", path.display(), runtime::describe(py, &e)),
-                    );
-                }
-            }
-        }),
-    }
-    let _ = WORKER.set(worker);
+    // SAFETY: a static string of the shim.
+    let nginx = unsafe { std::ffi::CStr::from_ptr(ngx_http_oxwsgi_nginx_version) }.to_string_lossy().into_owned();
+    let setup = worker::Setup {
+        runtime: cfg,
+        imports,
+        import_directive: "wsgi_import",
+        multithread: true,
+        multiprocess: true,
+        server_software: format!("{nginx} oxwsgi/{}", env!("CARGO_PKG_VERSION")),
+    };
+    worker::start(&setup, log);
 }
 
 #[unsafe(no_mangle)]
@@ -159,10 +131,10 @@ pub extern "C" fn ngx_http_oxwsgi_rs_exit_process(_cycle: *mut ngx_cycle_t) {
     // Python is never finalized: pool threads may still hold thread states, and the
     // process is about to exit anyway (a reload starts fresh workers).
     guard("exit_process", (), || {
-        if let Some(w) = WORKER.get() {
+        if let Some(w) = worker::get() {
             let n = IN_FLIGHT.load(Ordering::Relaxed);
             if n > 0 {
-                w.log.log(Level::Notice, &format!("oxwsgi: worker exiting with {n} WSGI requests in flight"));
+                w.log().log(Level::Notice, &format!("oxwsgi: worker exiting with {n} WSGI requests in flight"));
             }
         }
     })
@@ -183,19 +155,15 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let (script, max) = unsafe {
         (path_of(&(*ngx_http_oxwsgi_req_loc_conf(r)).script), (*ngx_http_oxwsgi_req_main_conf(r)).max_in_flight)
     };
-    let Some(w) = WORKER.get() else {
+    let Some(w) = worker::get() else {
         eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
-    if let Some(e) = &w.startup_error {
-        w.log.log(
-            Level::Error,
-            &format!("{}: cannot serve: Python failed to start in this worker: {e}", script.display()),
-        );
+    if !w.ready(&**w.log(), &script.to_string_lossy()) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
     if IN_FLIGHT.load(Ordering::Relaxed) >= max {
-        w.log.log(
+        w.log().log(
             Level::Warning,
             &format!("{}: {max} requests in flight in this worker (wsgi_max_in_flight): 503", script.display()),
         );
@@ -205,7 +173,7 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
     }
     let context: Arc<str> = Arc::from(script.to_string_lossy().as_ref());
-    let state = Box::into_raw(Box::new(NgxRequest::new(r, w.log.clone(), context)));
+    let state = Box::into_raw(Box::new(NgxRequest::new(r, w.log().clone(), context)));
     // SAFETY: r is live; the shim allocates the context in the request pool and registers
     // a pool cleanup that frees `state` (ngx_http_oxwsgi_rs_cleanup).
     let ctx = unsafe { ngx_http_oxwsgi_create_ctx(r, state.cast()) };
@@ -298,8 +266,8 @@ pub extern "C" fn ngx_http_oxwsgi_rs_orphan_done(task_side: *mut c_void) {
         if unfinished {
             // The application ignored the closed connection for a whole batch; give up
             // on it rather than loop (its objects are released by pyo3's pool).
-            if let Some(w) = WORKER.get() {
-                w.log.log(Level::Warning, "oxwsgi: a terminated request's iterable did not stop; abandoned");
+            if let Some(w) = worker::get() {
+                w.log().log(Level::Warning, "oxwsgi: a terminated request's iterable did not stop; abandoned");
             }
         }
     })

@@ -19,14 +19,14 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::ptr::null_mut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::io::{Item, NgxBody, Part};
-use super::task::{RequestData, Start, TaskSide};
+use super::task::{Start, TaskSide};
 use crate::core::head::ResponseHead;
+use crate::core::request::{Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::{Level, LogSink};
 use crate::ffi::ngx::*;
@@ -69,6 +69,11 @@ pub unsafe fn ngx_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
     }
     // SAFETY: data is non-null and valid for len bytes while the result is used (caller).
     unsafe { std::slice::from_raw_parts(s.data, s.len) }
+}
+
+/// An owned copy of request bytes (the metadata crosses to a pool thread).
+fn own(b: &[u8]) -> Bytes<'static> {
+    Bytes::Owned(b.to_vec())
 }
 
 /// SCRIPT_NAME and PATH_INFO: the location prefix and the rest of the (decoded) URI.
@@ -166,25 +171,26 @@ impl NgxRequest {
         unsafe {
             let lcf = &*ngx_http_oxwsgi_req_loc_conf(r);
             let c = (*r).connection;
-            let mut d = RequestData::default();
-            d.method = ngx_bytes(&(*r).method_name).to_vec();
+            let mut d = RequestMeta::default();
+            d.method = own(ngx_bytes(&(*r).method_name));
             let prefix = (lcf.no_prefix == 0).then(|| ngx_bytes(&lcf.prefix));
-            (d.script_name, d.path_info) = split_uri(prefix, ngx_bytes(&(*r).uri));
-            d.query = ngx_bytes(&(*r).args).to_vec();
-            d.request_uri = ngx_bytes(&(*r).unparsed_uri).to_vec();
-            d.protocol = ngx_bytes(&(*r).http_protocol).to_vec();
+            let (script_name, path_info) = split_uri(prefix, ngx_bytes(&(*r).uri));
+            (d.script_name, d.path_info) = (script_name.into(), path_info.into());
+            d.query = own(ngx_bytes(&(*r).args));
+            d.request_uri = own(ngx_bytes(&(*r).unparsed_uri));
+            d.protocol = own(ngx_bytes(&(*r).http_protocol));
             if d.protocol.is_empty() {
-                d.protocol = b"HTTP/0.9".to_vec();
+                d.protocol = own(b"HTTP/0.9");
             }
-            d.server_name = ngx_bytes(&ngx_http_oxwsgi_server_name(r)).to_vec();
+            d.server_name = own(ngx_bytes(&ngx_http_oxwsgi_server_name(r)));
             let mut addr = [0u8; 128]; // NGX_SOCKADDR_STRLEN is a sizeof expression bindgen cannot see
             let (mut sport, mut rport): (ngx_uint_t, ngx_uint_t) = (0, 0);
             let n = ngx_http_oxwsgi_addrs(r, addr.as_mut_ptr(), addr.len(), &mut sport, &mut rport);
-            d.server_addr = addr[..n].to_vec();
+            d.server_addr = own(&addr[..n]);
             d.server_port = sport as u16;
-            d.remote_port = rport as u16;
-            d.remote_addr = ngx_bytes(&(*c).addr_text).to_vec();
-            d.https = ngx_http_oxwsgi_is_https(r) != 0;
+            d.remote_port = Some(rport as u16);
+            d.remote_addr = own(ngx_bytes(&(*c).addr_text));
+            d.tls = ngx_http_oxwsgi_is_https(r) != 0;
             d.pass_authorization = lcf.pass_authorization == 1;
 
             let mut part: *mut ngx_list_part_t = &mut (*r).headers_in.headers.part;
@@ -195,7 +201,7 @@ impl NgxRequest {
                     if h.hash == 0 {
                         continue;
                     }
-                    d.headers.push((ngx_bytes(&h.key).to_vec(), ngx_bytes(&h.value).to_vec()));
+                    d.headers.push((own(ngx_bytes(&h.key)), own(ngx_bytes(&h.value))));
                 }
                 part = (*part).next;
             }
@@ -212,7 +218,7 @@ impl NgxRequest {
                     if p.skip_empty != 0 && v.len == 0 {
                         continue;
                     }
-                    d.params.push((ngx_bytes(&p.key).to_vec(), ngx_bytes(&v).to_vec()));
+                    d.params.push((own(ngx_bytes(&p.key)), own(ngx_bytes(&v))));
                 }
             }
 
@@ -226,16 +232,10 @@ impl NgxRequest {
                 None
             };
 
-            let script = PathBuf::from(String::from_utf8_lossy(ngx_bytes(&lcf.script)).into_owned());
-            let callable = String::from_utf8_lossy(ngx_bytes(&lcf.callable)).into_owned();
-            Ok(Start {
-                data: d,
-                body: NgxBody::new(parts),
-                script,
-                callable,
-                log: self.log.clone(),
-                context: self.context.clone(),
-            })
+            d.app.script = own(ngx_bytes(&lcf.script));
+            d.app.callable = own(ngx_bytes(&lcf.callable));
+            d.app.script_reloading = true;
+            Ok(Start { meta: d, body: NgxBody::new(parts), log: self.log.clone(), context: self.context.clone() })
         }
     }
 

@@ -1,0 +1,168 @@
+//! One server worker process's Python: started once, then asked to serve requests.
+//!
+//! Both adapters (and the daemon side, later) start their worker the same way: the
+//! interpreter, the environ template, the preloads, and the start-up error that every
+//! request then reports; and they start a request the same way: load the script, build the
+//! environ from [`RequestMeta`], call the application. The log messages of those steps are
+//! written here once, each with a stable id (`OXW…`) that tools match instead of wording.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use pyo3::prelude::*;
+
+use super::environ::EnvironTemplate;
+use super::request::RequestMeta;
+use super::response::{Exchange, RequestParts, log_exception, log_exception_id};
+use super::runtime::{self, RuntimeConfig};
+use super::{Level, LogSink, RequestBody, ResponseSink, script};
+use crate::ffi::python;
+
+/// Stable ids of the messages tools look for (the launcher recognises a failed start by them).
+pub mod msgid {
+    /// The WSGI script could not be loaded (syntax/import error, missing callable).
+    pub const SCRIPT_LOAD_FAILED: &str = "OXW1001";
+    /// Python could not start in a worker process.
+    pub const PYTHON_START_FAILED: &str = "OXW1002";
+    /// A preload (WSGIImportScript / wsgi_import) failed.
+    pub const IMPORT_FAILED: &str = "OXW1003";
+}
+
+/// How a server starts its workers' Python.
+pub struct Setup<'a> {
+    pub runtime: &'a RuntimeConfig,
+    /// Scripts to import at start-up, and the directive that named them (for messages).
+    pub imports: &'a [PathBuf],
+    pub import_directive: &'static str,
+    /// `wsgi.multithread` / `wsgi.multiprocess`.
+    pub multithread: bool,
+    pub multiprocess: bool,
+    /// `SERVER_SOFTWARE`, e.g. "Apache/2.4.62 (Debian) oxwsgi/0.1.0".
+    pub server_software: String,
+}
+
+/// This process's Python, once started.
+pub struct Worker {
+    /// Why Python could not start, if it could not: every request then answers 500.
+    startup_error: Option<String>,
+    template: Option<EnvironTemplate>,
+    log: Arc<dyn LogSink>,
+}
+
+static WORKER: OnceLock<Worker> = OnceLock::new();
+
+/// The worker of this process, if [`start`] ran.
+pub fn get() -> Option<&'static Worker> {
+    WORKER.get()
+}
+
+/// Start Python in this (worker) process, once. Errors are logged here and kept, so that
+/// every request can say why it cannot be served.
+pub fn start(setup: &Setup<'_>, log: Arc<dyn LogSink>) -> &'static Worker {
+    WORKER.get_or_init(|| {
+        let mut w = Worker { startup_error: None, template: None, log: log.clone() };
+        match runtime::start(setup.runtime, log.clone()) {
+            Err(e) => w.startup_error = Some(e),
+            Ok(()) => {
+                python::keep_thread_state();
+                Python::attach(|py| {
+                    match EnvironTemplate::new(py, setup.multithread, setup.multiprocess, &setup.server_software) {
+                        Ok(t) => w.template = Some(t),
+                        Err(e) => w.startup_error = Some(runtime::describe(py, &e)),
+                    }
+                    for path in setup.imports {
+                        if let Err(e) = script::module(py, path, false) {
+                            log.log(
+                                Level::Error,
+                                &format!(
+                                    "{}: {} {} failed: {}",
+                                    msgid::IMPORT_FAILED,
+                                    setup.import_directive,
+                                    path.display(),
+                                    runtime::describe(py, &e)
+                                ),
+                            );
+                        }
+                    }
+                });
+            }
+        }
+        if let Some(e) = &w.startup_error {
+            log.log(
+                Level::Critical,
+                &format!(
+                    "{}: Python failed to start in this process (pid {}): {e}",
+                    msgid::PYTHON_START_FAILED,
+                    std::process::id()
+                ),
+            );
+        }
+        w
+    })
+}
+
+/// What a request needs besides its metadata.
+pub struct Channel {
+    pub body: Box<dyn RequestBody>,
+    pub sink: Box<dyn ResponseSink>,
+    pub log: Arc<dyn LogSink>,
+    /// Prefix of this request's log lines (the script, usually).
+    pub context: Arc<str>,
+}
+
+impl Worker {
+    /// The process-wide log.
+    pub fn log(&self) -> &Arc<dyn LogSink> {
+        &self.log
+    }
+
+    /// Whether requests can be served; logs why not (against `context`) when they cannot.
+    pub fn ready(&self, log: &dyn LogSink, context: &str) -> bool {
+        match &self.startup_error {
+            None => true,
+            Some(e) => {
+                log.log(
+                    Level::Error,
+                    &format!(
+                        "{}: {context}: cannot serve: Python failed to start in this process: {e}",
+                        msgid::PYTHON_START_FAILED
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// Load the request's script and call its application. `None` means the request gets a
+    /// 500; what went wrong is in the log already.
+    pub fn begin(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel) -> Option<Exchange> {
+        let template = self.template.as_ref()?;
+        let script = Path::new(OsStr::from_bytes(&meta.app.script));
+        let callable = std::str::from_utf8(&meta.app.callable).unwrap_or("application");
+        let app = match script::application(py, script, callable, meta.app.script_reloading) {
+            Ok(app) => app,
+            Err(e) => {
+                let what = "failed to load the WSGI script";
+                log_exception_id(py, &*ch.log, msgid::SCRIPT_LOAD_FAILED, &ch.context, what, &e);
+                return None;
+            }
+        };
+        let environ = match template.build(py, meta) {
+            Ok(env) => env,
+            Err(e) => {
+                log_exception(py, &*ch.log, &ch.context, "failed to build the WSGI environ", &e);
+                return None;
+            }
+        };
+        let parts = RequestParts { body: ch.body, sink: ch.sink, log: ch.log.clone(), context: ch.context.clone() };
+        match Exchange::begin(py, &app, environ, parts) {
+            Ok(ex) => Some(ex),
+            Err(e) => {
+                log_exception(py, &*ch.log, &ch.context, "internal error", &e);
+                None
+            }
+        }
+    }
+}
