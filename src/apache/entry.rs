@@ -4,6 +4,7 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::{Arc, OnceLock};
 
+use oxwsgi_checks::msgid;
 use pyo3::prelude::*;
 
 use super::config::{self, Config};
@@ -185,7 +186,8 @@ fn child_init(s: *mut server_rec) {
     let mut worker = Worker { config, startup_error: None, template: None };
     match runtime::start(&worker.config.runtime, log.clone()) {
         Err(e) => {
-            log.log(Level::Critical, &format!("oxwsgi: Python failed to start in this child: {e}"));
+            let msg = format!("Python failed to start in this child: {e}");
+            log.log(Level::Critical, &msgid::line(msgid::PYTHON_START_FAILED, "oxwsgi", &msg));
             worker.startup_error = Some(e);
         }
         Ok(()) => {
@@ -205,14 +207,9 @@ fn child_init(s: *mut server_rec) {
                 }
                 for imp in &worker.config.imports {
                     if let Err(e) = script::module(py, &imp.path, false) {
-                        log.log(
-                            Level::Error,
-                            &format!(
-                                "oxwsgi: WSGIImportScript {} failed: {}",
-                                imp.path.display(),
-                                runtime::describe(py, &e)
-                            ),
-                        );
+                        let msg = format!("WSGIImportScript failed: {}", runtime::describe(py, &e));
+                        let context = imp.path.display().to_string();
+                        log.log(Level::Error, &msgid::line(msgid::IMPORT_FAILED, &context, &msg));
                     }
                 }
             });

@@ -5,6 +5,7 @@ use std::ffi::{CStr, c_char, c_int};
 use std::path::Path;
 use std::sync::Arc;
 
+use oxwsgi_checks::msgid;
 use pyo3::intern;
 use pyo3::prelude::*;
 
@@ -166,7 +167,8 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
     // SAFETY: r->filename is a pool string (or NULL).
     let filename = String::from_utf8_lossy(unsafe { bytes((*r).filename) }).into_owned();
     if let Some(e) = &w.startup_error {
-        log.log(Level::Error, &format!("{filename}: cannot serve: Python failed to start in this child: {e}"));
+        let msg = format!("cannot serve: Python failed to start in this child: {e}");
+        log.log(Level::Error, &msgid::line(msgid::PYTHON_START_FAILED, &filename, &msg));
         return HTTP_INTERNAL_SERVER_ERROR as c_int;
     }
     // SAFETY: finfo was filled by the directory walk.
@@ -196,6 +198,7 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
     let context: Arc<str> = Arc::from(filename.as_str());
     let outcome = Python::attach(|py| -> Result<Outcome, ()> {
         let app = script::application(py, Path::new(&filename), &s.callable, s.script_reloading).map_err(|e| {
+            let context = format!("{}: {context}", msgid::SCRIPT_LOAD_FAILED);
             log_exception(py, &*log, &context, "failed to load the WSGI script", &e);
         })?;
         let template = w.template.as_ref().ok_or(())?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use oxwsgi_checks::msgid;
 use pyo3::prelude::*;
 
 use super::io::CycleLog;
@@ -61,7 +62,7 @@ fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
                 Ok(_) => Ok(()),
             }
         }
-        2 => runtime::check_python_home(p),
+        2 => runtime::check_python_home(p).map(drop),
         3 => {
             if p.is_dir() {
                 Ok(())
@@ -129,7 +130,8 @@ fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
     let mut worker = Worker { startup_error: None, template: None, log: log.clone() };
     match runtime::start(cfg, log.clone()) {
         Err(e) => {
-            log.log(Level::Critical, &format!("oxwsgi: Python failed to start in this worker: {e}"));
+            let msg = format!("Python failed to start in this worker: {e}");
+            log.log(Level::Critical, &msgid::line(msgid::PYTHON_START_FAILED, "oxwsgi", &msg));
             worker.startup_error = Some(e);
         }
         Ok(()) => Python::attach(|py| {
@@ -143,10 +145,8 @@ fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
             }
             for path in imports {
                 if let Err(e) = script::module(py, path, false) {
-                    log.log(
-                        Level::Error,
-                        &format!("oxwsgi: wsgi_import {} failed: {}", path.display(), runtime::describe(py, &e)),
-                    );
+                    let msg = format!("wsgi_import failed: {}", runtime::describe(py, &e));
+                    log.log(Level::Error, &msgid::line(msgid::IMPORT_FAILED, &path.display().to_string(), &msg));
                 }
             }
         }),
@@ -190,7 +190,11 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if let Some(e) = &w.startup_error {
         w.log.log(
             Level::Error,
-            &format!("{}: cannot serve: Python failed to start in this worker: {e}", script.display()),
+            &msgid::line(
+                msgid::PYTHON_START_FAILED,
+                &script.display().to_string(),
+                &format!("cannot serve: Python failed to start in this worker: {e}"),
+            ),
         );
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use oxwsgi_checks::msgid;
 use pyo3::intern;
 use pyo3::prelude::*;
 
@@ -112,6 +113,7 @@ fn begin(py: Python<'_>, start: Start, shared: &Arc<Shared>) -> Option<Exchange>
     let app = match script::application(py, &script, &callable, true) {
         Ok(app) => app,
         Err(e) => {
+            let context = format!("{}: {context}", msgid::SCRIPT_LOAD_FAILED);
             log_exception(py, &*log, &context, "failed to load the WSGI script", &e);
             return None;
         }
