@@ -7,7 +7,8 @@
 //! - with a `pyvenv.cfg` it is a virtualenv: the file must be readable, and the Python
 //!   version it records must have the major.minor of the module's Python (a virtualenv of
 //!   another Python has another standard library and compiled packages that cannot load);
-//! - without one it must be a prefix of the module's Python (`lib/pythonX.Y` exists).
+//! - without one it must be a prefix of the module's Python: `lib/pythonX.Y` holds its
+//!   standard library (`os.py`, the landmark CPython itself looks for).
 //!
 //! What would not stop the workers but is still worth a word (no version line, missing
 //! site-packages, a virtualenv made from another interpreter) comes as [`Home::warnings`].
@@ -133,6 +134,19 @@ pub fn check_python_home(home: &Path, python: &str) -> Result<Home, Problem> {
                 lib.display()
             ),
             format!("point it at a virtualenv made with {py} -m venv DIR"),
+        ));
+    }
+    // CPython's own landmark of a prefix: without it Python cannot start.
+    if !["os.py", "os.pyc"].iter().any(|f| lib.join(f).is_file()) {
+        return Err(problem(
+            format!(
+                "{} is not a Python {python} prefix: {} holds no standard library (no os.py)",
+                home.display(),
+                lib.display()
+            ),
+            format!(
+                "point it at a virtualenv made with {py} -m venv DIR, or at the prefix Python {python} is installed in"
+            ),
         ));
     }
     Ok(Home { path: home.to_path_buf(), kind: HomeKind::Prefix, python: python.into() })
@@ -311,7 +325,11 @@ mod tests {
         );
         std::fs::create_dir_all(s.0.join("lib/python3.12")).unwrap();
         assert!(check_python_home(&s.0, "3.11").is_err());
-        std::fs::create_dir_all(s.0.join("lib/python3.11")).unwrap();
+        // /usr/local on Debian: lib/python3.11 holds only dist-packages.
+        std::fs::create_dir_all(s.0.join("lib/python3.11/dist-packages")).unwrap();
+        let e = check_python_home(&s.0, "3.11").unwrap_err();
+        assert!(e.problem.ends_with("/lib/python3.11 holds no standard library (no os.py)"), "{e}");
+        std::fs::write(s.0.join("lib/python3.11/os.py"), "").unwrap();
         let h = check_python_home(&s.0, "3.11").unwrap();
         assert_eq!((h.kind.clone(), h.describe()), (HomeKind::Prefix, "Python 3.11 prefix".to_string()));
         assert!(h.warnings().is_empty());
