@@ -155,16 +155,14 @@ fn python_path(
                     python_path.push(d.to_path_buf());
                 }
             }
-            if let Ok(cwd) = std::env::current_dir() {
-                if python_path.contains(&cwd) {
-                } else if let Some(Err(_)) = checked_user.map(|u| u.can_read(&cwd)) {
-                    notes.push(format!(
+            if let Some(cwd) = std::env::current_dir().ok().filter(|c| !python_path.contains(c)) {
+                match checked_user.filter(|u| u.can_read(&cwd).is_err()) {
+                    Some(u) => notes.push(format!(
                         "note     the current directory {} is not on sys.path: {} cannot read it",
                         cwd.display(),
-                        checked_user.map(|u| u.name.as_str()).unwrap_or_default()
-                    ));
-                } else {
-                    python_path.push(cwd);
+                        u.name
+                    )),
+                    None => python_path.push(cwd),
                 }
             }
         }
