@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Options, absolute};
+use crate::cli::absolute;
+use crate::options::Options;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppSpec {
@@ -110,12 +111,12 @@ pub fn shim(module: &str, attr: &str, dirs: &[PathBuf]) -> String {
          \x20       sys.path.insert(0, _d)\n\
          \n\
          _obj = importlib.import_module({m})\n\
-         for _part in {parts}:\n\
+         for _part in [{parts}]:\n\
          \x20   _obj = getattr(_obj, _part)\n\
          application = _obj{call}\n",
         dirs = dirs.join(", "),
         m = py_str(module),
-        parts = format!("[{}]", name.split('.').map(py_str).collect::<Vec<_>>().join(", ")),
+        parts = name.split('.').map(py_str).collect::<Vec<_>>().join(", "),
         call = if call { "()" } else { "" },
     )
 }

@@ -1,11 +1,10 @@
-//! Finding things on this machine: server binaries, our modules, users, and whether the
-//! worker user can read a path.
+//! Finding things on this machine: the server binaries, our modules and the Python they
+//! are built against. (The worker user: [`crate::users`].)
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cli::{Options, ServerKind};
+use crate::options::{Options, ServerKind};
 
 /// Directories searched for server binaries besides $PATH (sbin is often not on a user's PATH).
 const SBIN: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin", "/usr/local/bin"];
@@ -148,116 +147,6 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// A user account: name, uid, primary gid.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub group: String,
-}
-
-pub fn lookup_user(name: &str) -> Option<User> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: getpwnam returns a pointer into static storage or NULL; we copy out at once,
-    // and the launcher calls it from the main thread only.
-    unsafe {
-        let pw = libc::getpwnam(c.as_ptr());
-        if pw.is_null() {
-            return None;
-        }
-        let uid = (*pw).pw_uid;
-        let gid = (*pw).pw_gid;
-        let gr = libc::getgrgid(gid);
-        let group = if gr.is_null() {
-            gid.to_string()
-        } else {
-            std::ffi::CStr::from_ptr((*gr).gr_name).to_string_lossy().into_owned()
-        };
-        Some(User { name: name.to_string(), uid, gid, group })
-    }
-}
-
-pub fn current_uid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// The user the server's workers will run as, or None when they run as the invoking user
-/// (not root: the server cannot switch users, so no User/Group directive is written).
-pub fn worker_user(o: &Options) -> Result<Option<User>, String> {
-    if current_uid() != 0 {
-        if o.user.is_some() {
-            return Err("--user needs root (the server can only switch users when started as root)".into());
-        }
-        return Ok(None);
-    }
-    let name = o.user.clone().unwrap_or_else(|| "www-data".into());
-    let u = lookup_user(&name).ok_or_else(|| {
-        format!("user {name:?} does not exist; the workers of a server started as root run as an unprivileged user: pass --user NAME")
-    })?;
-    if u.uid == 0 {
-        return Err("the workers must not run as root: pass --user with an unprivileged account".into());
-    }
-    Ok(Some(u))
-}
-
-/// Whether `user` can read `path` (r on the file or r-x on a directory, x on every
-/// ancestor). Err names the first component that blocks, with its mode.
-pub fn user_can_read(path: &Path, user: &User) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let groups = supplementary_groups(&user.name, user.gid);
-    let mut cur = Some(path);
-    let mut first = true;
-    while let Some(p) = cur {
-        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let need = if first { if m.is_dir() { 0o5 } else { 0o4 } } else { 0o1 };
-        let mode = m.mode();
-        let bits = if m.uid() == user.uid {
-            (mode >> 6) & 7
-        } else if groups.contains(&m.gid()) {
-            (mode >> 3) & 7
-        } else {
-            mode & 7
-        };
-        if bits & need != need {
-            let what = if first && m.is_dir() {
-                "list"
-            } else if first {
-                "read"
-            } else {
-                "enter"
-            };
-            return Err(format!(
-                "user {} cannot {what} {} (mode {:o}, owner uid {})",
-                user.name,
-                p.display(),
-                mode & 0o7777,
-                m.uid()
-            ));
-        }
-        first = false;
-        cur = p.parent();
-    }
-    Ok(())
-}
-
-/// gid list of `user` (primary first), from /etc/group.
-fn supplementary_groups(user: &str, primary: u32) -> Vec<u32> {
-    let mut v = vec![primary];
-    if let Ok(t) = std::fs::read_to_string("/etc/group") {
-        for l in t.lines() {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() >= 4 && f[3].split(',').any(|m| m == user) {
-                if let Ok(g) = f[2].parse() {
-                    v.push(g);
-                }
-            }
-        }
-    }
-    v
-}
-
 /// The `pythonX.Y` version a built module links (from its DT_NEEDED libpython), if any.
 pub fn module_python_version(so: &Path) -> Option<String> {
     let data = std::fs::read(so).ok()?;
@@ -277,55 +166,12 @@ pub fn module_python_version(so: &Path) -> Option<String> {
     None
 }
 
-/// Version `X.Y.Z` and base interpreter recorded in a virtualenv's pyvenv.cfg.
-pub struct VenvInfo {
-    pub version: Option<String>,
-    pub home: Option<PathBuf>,
-}
-
-pub fn read_pyvenv(home: &Path) -> Option<VenvInfo> {
-    let text = std::fs::read_to_string(home.join("pyvenv.cfg")).ok()?;
-    let get = |key: &str| {
-        text.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == key).then(|| v.trim().to_string())
-        })
-    };
-    Some(VenvInfo { version: get("version").or_else(|| get("version_info")), home: get("home").map(PathBuf::from) })
-}
-
-/// "3.11" from "3.11.2".
-pub fn minor(v: &str) -> String {
-    v.split('.').take(2).collect::<Vec<_>>().join(".")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn minor_version() {
-        assert_eq!(minor("3.12.1"), "3.12");
-        assert_eq!(minor("3.11"), "3.11");
-    }
-
-    #[test]
     fn normalizes() {
         assert_eq!(normalize(Path::new("/a/b/../modules")), PathBuf::from("/a/modules"));
-    }
-
-    #[test]
-    fn readable_checks() {
-        let nobody = User { name: "nobody-test".into(), uid: 65534, gid: 65534, group: "nogroup".into() };
-        assert!(user_can_read(Path::new("/etc/hostname"), &nobody).is_ok() || !Path::new("/etc/hostname").exists());
-        // /root is 0700 on Debian: not enterable by others.
-        if let Ok(m) = std::fs::metadata("/root") {
-            use std::os::unix::fs::PermissionsExt;
-            if m.permissions().mode() & 0o001 == 0 {
-                assert!(user_can_read(Path::new("/root/x"), &nobody).is_err() || !Path::new("/root/x").exists());
-                let e = user_can_read(Path::new("/root"), &nobody).unwrap_err();
-                assert!(e.contains("cannot list /root"), "{e}");
-            }
-        }
     }
 }

@@ -2,13 +2,39 @@
 //! in one command (like mod_wsgi-express). std-only and never linked with libpython: it
 //! writes a server configuration and runs the real server binary.
 
+// The commands.
+mod config;
+mod doctor;
+mod serve;
+
+// What the user asked for, and what it resolves to.
 mod app;
 mod cli;
-mod confgen;
-mod doctor;
+mod options;
+mod resolve;
+
+// Finding things on this machine.
 mod locate;
+mod users;
+
+// Configuration text.
+mod conf_apache;
+mod conf_nginx;
+mod confgen;
+mod plan;
+
+// Running a server (serve).
+mod logs;
+mod probe;
 mod procs;
-mod serve;
+mod server;
+mod stage;
+mod supervise;
+mod watch;
+
+// doctor's checks.
+mod doctor_app;
+mod doctor_servers;
 
 use cli::Command;
 
@@ -64,7 +90,7 @@ fn main() {
             print!("{}", app::DEMO_APP);
             Ok(0)
         }
-        Ok(Command::Config(o)) => serve::config(&o).map(|_| 0),
+        Ok(Command::Config(o)) => config::config(&o).map(|_| 0),
         Ok(Command::Doctor(o)) => Ok(doctor::doctor(&o)),
         Ok(Command::Serve(o)) => serve::serve(&o),
     };

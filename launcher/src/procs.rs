@@ -1,6 +1,9 @@
-//! Processes: our signal handlers, and finding every process a server started.
+//! Processes: our signal handlers, finding every process a server started, and running a
+//! short command with a time limit.
 
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// The last SIGINT/SIGTERM/SIGHUP received (0: none), and how many arrived.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -120,4 +123,26 @@ pub fn child_setup() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Run a command with a time limit; (success, stdout+stderr).
+pub fn run(mut c: Command, limit: Duration) -> Result<(bool, String), String> {
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if t0.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("timed out after {}s", limit.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text.trim().to_string()))
 }

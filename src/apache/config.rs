@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::core::runtime::{RuntimeConfig, check_python_home};
 use crate::ffi::httpd::*;
+use oxwsgi_checks::{Account, can_read};
 
 /// A compiled `WSGIScriptAliasMatch` pattern (httpd's regex engine, as mod_alias uses).
 pub struct Regex(pub *mut ap_regex_t);
@@ -209,60 +210,35 @@ pub fn script_alias_match(cmd: *mut cmd_parms, args: &[String]) -> Result<(), St
     Ok(())
 }
 
-/// Whether user `uid`/`gid` may enter (and read) `path` and every directory above it.
-fn worker_can_read(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut p = Some(path);
-    while let Some(dir) = p {
-        let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mode = m.mode();
-        let need = if dir == path { 0o5 } else { 0o1 }; // r-x on home, x on ancestors
-        let bits = if uid == 0 || m.uid() == uid {
-            (mode >> 6) & 7
-        } else if m.gid() == gid {
-            (mode >> 3) & 7
-        } else {
-            mode & 7
-        };
-        if uid != 0 && bits & need != need {
-            return Err(format!(
-                "{} is not accessible to the user the httpd children run as (uid {uid}); \
-                 check its permissions (mode {:o})",
-                dir.display(),
-                mode & 0o7777
-            ));
-        }
-        p = dir.parent();
-    }
-    Ok(())
-}
-
-/// The uid/gid the children will run as.
-fn worker_ids() -> (u32, u32) {
+/// The account the children will run as (the User/Group directives, with the
+/// supplementary groups of that user).
+fn worker_account() -> Account {
     // SAFETY: ap_unixd_config is a plain global filled by the User/Group directives;
     // reading it during configuration, on the configuration thread, is what mod_unixd does.
     let (uid, gid) = unsafe { (ap_unixd_config.user_id, ap_unixd_config.group_id) };
-    if uid != 0 {
-        return (uid, gid);
+    // httpd's default before a User directive is #-1.
+    if uid != 0 && uid != u32::MAX {
+        return Account::by_uid(uid, gid);
     }
     // User not configured yet (or root): assume Debian's www-data.
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|t| {
-            t.lines().find(|l| l.starts_with("www-data:")).and_then(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-            })
-        })
-        .unwrap_or((33, 33))
+    Account::by_name("www-data").unwrap_or_else(|| Account::new("www-data", 33, 33))
 }
 
 pub fn python_home(args: &[String]) -> Result<(), String> {
     let [home] = args else { return Err("WSGIPythonHome takes one directory".into()) };
     let home = PathBuf::from(home);
-    check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
-    let (uid, gid) = worker_ids();
-    worker_can_read(&home, uid, gid).map_err(|e| format!("WSGIPythonHome: {e}"))?;
+    let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
+    let worker = worker_account();
+    for dir in found.needs_access() {
+        can_read(dir, &worker).map_err(|e| {
+            let what = if dir == home {
+                home.display().to_string()
+            } else {
+                format!("the base Python {} of {} (pyvenv.cfg home)", dir.display(), home.display())
+            };
+            format!("WSGIPythonHome: {what} is not accessible to the user the httpd children run as: {e}")
+        })?;
+    }
     with(|c| c.runtime.start.home = Some(home));
     Ok(())
 }

@@ -133,39 +133,8 @@ fn add_python_path(py: Python<'_>, dirs: &[PathBuf]) -> PyResult<()> {
     Ok(())
 }
 
-/// Version check of a virtualenv or prefix against the linked Python: "" if fine, else why.
-pub fn check_python_home(home: &Path) -> Result<(), String> {
-    let linked = python::linked_version();
-    if !home.is_dir() {
-        return Err(format!("{} is not a directory", home.display()));
-    }
-    let cfg = home.join("pyvenv.cfg");
-    if cfg.exists() {
-        let text = std::fs::read_to_string(&cfg).map_err(|e| format!("cannot read {}: {e}", cfg.display()))?;
-        let version = text.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            let k = k.trim();
-            (k == "version" || k == "version_info").then(|| v.trim().to_string())
-        });
-        if let Some(v) = version {
-            let mm: Vec<&str> = v.split('.').take(2).collect();
-            if mm.join(".") != linked {
-                return Err(format!(
-                    "virtualenv {} was made with Python {v}, but oxwsgi is built for Python {linked}; \
-                     recreate it with python{linked} -m venv",
-                    home.display()
-                ));
-            }
-        }
-        return Ok(());
-    }
-    let lib = home.join("lib").join(format!("python{linked}"));
-    if !lib.is_dir() {
-        return Err(format!(
-            "{} is neither a virtualenv (no pyvenv.cfg) nor a Python {linked} prefix (no {})",
-            home.display(),
-            lib.display()
-        ));
-    }
-    Ok(())
+/// The python-home check shared with the `oxwsgi` launcher (crate `oxwsgi-checks`), against
+/// the Python this module is linked with. Err is one line: what is wrong; how to fix it.
+pub fn check_python_home(home: &Path) -> Result<oxwsgi_checks::Home, String> {
+    oxwsgi_checks::check_python_home(home, &python::linked_version()).map_err(|p| p.to_string())
 }

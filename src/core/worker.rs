@@ -4,13 +4,15 @@
 //! interpreter, the environ template, the preloads, and the start-up error that every
 //! request then reports; and they start a request the same way: load the script, build the
 //! environ from [`RequestMeta`], call the application. The log messages of those steps are
-//! written here once, each with a stable id (`OXW…`) that tools match instead of wording.
+//! written here once, each with a stable id (`oxwsgi_checks::msgid`) that tools match
+//! instead of wording.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use oxwsgi_checks::msgid;
 use pyo3::prelude::*;
 
 use super::environ::EnvironTemplate;
@@ -19,16 +21,6 @@ use super::response::{Exchange, RequestParts, log_exception, log_exception_id};
 use super::runtime::{self, RuntimeConfig};
 use super::{Level, LogSink, RequestBody, ResponseSink, script};
 use crate::ffi::python;
-
-/// Stable ids of the messages tools look for (the launcher recognises a failed start by them).
-pub mod msgid {
-    /// The WSGI script could not be loaded (syntax/import error, missing callable).
-    pub const SCRIPT_LOAD_FAILED: &str = "OXW1001";
-    /// Python could not start in a worker process.
-    pub const PYTHON_START_FAILED: &str = "OXW1002";
-    /// A preload (WSGIImportScript / wsgi_import) failed.
-    pub const IMPORT_FAILED: &str = "OXW1003";
-}
 
 /// How a server starts its workers' Python.
 pub struct Setup<'a> {
@@ -74,15 +66,10 @@ pub fn start(setup: &Setup<'_>, log: Arc<dyn LogSink>) -> &'static Worker {
                     }
                     for path in setup.imports {
                         if let Err(e) = script::module(py, path, false) {
+                            let msg = format!("{} failed: {}", setup.import_directive, runtime::describe(py, &e));
                             log.log(
                                 Level::Error,
-                                &format!(
-                                    "{}: {} {} failed: {}",
-                                    msgid::IMPORT_FAILED,
-                                    setup.import_directive,
-                                    path.display(),
-                                    runtime::describe(py, &e)
-                                ),
+                                &msgid::line(msgid::IMPORT_FAILED, &path.display().to_string(), &msg),
                             );
                         }
                     }
@@ -90,14 +77,8 @@ pub fn start(setup: &Setup<'_>, log: Arc<dyn LogSink>) -> &'static Worker {
             }
         }
         if let Some(e) = &w.startup_error {
-            log.log(
-                Level::Critical,
-                &format!(
-                    "{}: Python failed to start in this process (pid {}): {e}",
-                    msgid::PYTHON_START_FAILED,
-                    std::process::id()
-                ),
-            );
+            let msg = format!("Python failed to start in this process (pid {}): {e}", std::process::id());
+            log.log(Level::Critical, &msgid::line(msgid::PYTHON_START_FAILED, "oxwsgi", &msg));
         }
         w
     })
@@ -123,13 +104,8 @@ impl Worker {
         match &self.startup_error {
             None => true,
             Some(e) => {
-                log.log(
-                    Level::Error,
-                    &format!(
-                        "{}: {context}: cannot serve: Python failed to start in this process: {e}",
-                        msgid::PYTHON_START_FAILED
-                    ),
-                );
+                let msg = format!("cannot serve: Python failed to start in this process: {e}");
+                log.log(Level::Error, &msgid::line(msgid::PYTHON_START_FAILED, context, &msg));
                 false
             }
         }

@@ -48,7 +48,7 @@ fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
                 Ok(_) => Ok(()),
             }
         }
-        2 => runtime::check_python_home(p),
+        2 => runtime::check_python_home(p).map(drop),
         3 => {
             if p.is_dir() {
                 Ok(())

@@ -104,7 +104,7 @@ def test_virtualenv_of_another_python_version_is_refused(stage):
     (venv / "pyvenv.cfg").write_text("home = /usr/local/bin\ninclude-system-site-packages = false\nversion = 3.12.1\n")
     rc, out = configtest(stage, f"WSGIPythonHome {venv}\n")
     assert rc != 0
-    assert "was made with Python 3.12.1, but oxwsgi is built for Python 3.11" in out, out
+    assert "is a virtualenv made with Python 3.12.1, but oxwsgi is built against Python 3.11" in out, out
 
 
 def test_python_home_unreadable_by_the_worker_user_is_refused(stage):

@@ -147,6 +147,61 @@ def test_app_that_fails_to_import(server, workdir):
     subprocess.run(["rm", "-rf", kept[0]])
 
 
+def test_app_raising_at_import_is_reported_by_its_message_id(server, workdir):
+    """The module tags the failed load with OXW1001; the launcher recognises the failed start by
+    that id alone (it no longer knows the module's wording) and shows the worker's traceback."""
+    script = workdir / "raising.wsgi"
+    script.write_text("raise RuntimeError('raised at import by the oxwsgi launcher test')\n")
+    script.chmod(0o644)
+    r = run_oxwsgi("serve", "raising.wsgi", *module_args(server), "--port", str(_free()), cwd=workdir)
+    assert r.returncode == 1, r.stderr
+    assert "error: the app failed to load (OXW1001): GET / answered" in r.stderr, r.stderr
+    assert "RuntimeError: raised at import by the oxwsgi launcher test" in r.stderr, r.stderr
+    assert 'File "' in r.stderr and "raising.wsgi" in r.stderr
+    assert "no server process left" in r.stderr
+    kept = re.findall(r"kept the server directory (/tmp/oxwsgi-serve-\w+)", r.stderr)
+    assert kept and not with_cmdline(kept[0])
+    # The module's own log line carries the id, first in its part of the line.
+    log = open(f"{kept[0]}/logs/error.log").read()
+    subprocess.run(["rm", "-rf", kept[0]])
+    assert f"OXW1001: {script}: failed to load the WSGI script" in log, log
+
+
+def test_python_failing_to_start_is_reported_by_its_message_id(server, workdir):
+    """A python-home that passes the checks (a prefix with an os.py) but cannot start Python:
+    the workers log OXW1002, and the launcher says so instead of calling the app ready."""
+    home = workdir / "prefix"
+    (home / "lib" / "python3.11").mkdir(parents=True)
+    (home / "lib" / "python3.11" / "os.py").write_text("")
+    subprocess.run(["chmod", "-R", "a+rX", str(home)], check=True)
+    r = run_oxwsgi("serve", *module_args(server), "--python-home", home, "--port", str(_free()), cwd=workdir)
+    assert r.returncode == 1, r.stderr
+    assert "Python failed to start in" in r.stderr and "(OXW1002)" in r.stderr, r.stderr
+    assert "ready in" not in r.stderr
+    assert "no server process left" in r.stderr
+    kept = re.findall(r"kept the server directory (/tmp/oxwsgi-serve-\w+)", r.stderr)
+    assert kept and not with_cmdline(kept[0])
+    subprocess.run(["rm", "-rf", kept[0]])
+
+
+def test_the_old_wording_without_an_id_is_not_a_failed_start(serve, server, workdir):
+    """An app answering 500 and logging the words the launcher used to grep for is served
+    (with a warning): only the module's message id means the app failed to load."""
+    (workdir / "app.wsgi").write_text(
+        "def application(environ, start_response):\n"
+        "    print('failed to load the WSGI script (said by the app)', file=environ['wsgi.errors'])\n"
+        "    start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])\n"
+        "    return [b'deliberate 500']\n")
+    (workdir / "app.wsgi").chmod(0o644)
+    s = serve("app.wsgi", *module_args(server))
+    err = s.wait_ready()
+    assert "warning: the app answered with a server error" in err, err
+    assert "failed to load (OXW" not in err
+    r = requests.get(s.url + "/", timeout=10)
+    assert r.status_code == 500 and r.text == "deliberate 500"
+    assert_clean_stop(s)
+
+
 def _free():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
