@@ -180,9 +180,18 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
     }
     // SAFETY: r is live.
     let s = unsafe { settings(r, config) };
-    // SAFETY: r is live; headers_in is a live table.
-    let chunked = unsafe { bytes(apr_table_get((*r).headers_in, c"Transfer-Encoding".as_ptr())) };
-    if !chunked.is_empty() && !s.chunked_request {
+    // SAFETY: r is live; headers_in is a live table that nothing changes during the handler.
+    let headers = unsafe { table_entries((*r).headers_in) };
+    // SAFETY: r is live; the limit is read from its configuration.
+    let limit = u64::try_from(unsafe { ap_get_limit_req_body(r) }).unwrap_or(0);
+    let chunked = match body_framing(&headers, limit) {
+        Ok(chunked) => chunked,
+        Err((status, why)) => {
+            log.log(Level::Error, &format!("{filename}: request refused ({status}): {why}"));
+            return status as c_int;
+        }
+    };
+    if chunked && !s.chunked_request {
         log.log(
             Level::Error,
             &format!("{filename}: chunked request body refused (411); set WSGIChunkedRequest On to accept it"),
@@ -215,6 +224,39 @@ pub unsafe fn handle(r: *mut request_rec) -> c_int {
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,
         Some(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => OK as c_int,
     }
+}
+
+/// How the request body is framed, checked before the application runs (as mod_wsgi does
+/// through `ap_setup_client_block`): `Ok(true)` for a chunked body. A `Transfer-Encoding`
+/// other than exactly one `chunked` is refused with 501 -- behind a proxy that frames the
+/// body differently such a request smuggles another one; a `Content-Length` over
+/// `LimitRequestBody` (`limit`, 0 for none) with 413, even when the application would not
+/// read the body.
+fn body_framing(headers: &[(&[u8], &[u8])], limit: u64) -> Result<bool, (u32, String)> {
+    let named = |n: &'static [u8]| headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| *v);
+    let codings: Vec<&[u8]> = named(b"Transfer-Encoding").collect();
+    match codings.as_slice() {
+        [] => {}
+        [one] if one.trim_ascii().eq_ignore_ascii_case(b"chunked") => return Ok(true),
+        _ => {
+            let list: Vec<String> = codings.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            return Err((HTTP_NOT_IMPLEMENTED, format!("unsupported Transfer-Encoding {:?}", list.join(", "))));
+        }
+    }
+    if let Some(cl) = named(b"Content-Length").next() {
+        let n = std::str::from_utf8(cl.trim_ascii())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| (HTTP_BAD_REQUEST, format!("invalid Content-Length {:?}", String::from_utf8_lossy(cl))))?;
+        if limit > 0 && n > limit {
+            return Err((
+                HTTP_REQUEST_ENTITY_TOO_LARGE,
+                format!("Content-Length {n} is larger than the configured limit of {limit} (LimitRequestBody)"),
+            ));
+        }
+    }
+    Ok(false)
 }
 
 /// The request as the core sees it, borrowing the strings of `r`.
