@@ -40,10 +40,11 @@ def stage():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def configtest(d, extra):
+def configtest(d, extra, env=None):
     conf = d / "httpd.conf"
     conf.write_text(BASE.format(d=d, user=paths.RUN_USER, group=paths.RUN_GROUP) + extra)
-    r = subprocess.run([paths.APACHE_BIN, "-t", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([paths.APACHE_BIN, "-t", "-f", str(conf)], capture_output=True, text=True, timeout=60,
+                       env=env)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -116,3 +117,25 @@ def test_python_home_unreadable_by_the_worker_user_is_refused(stage):
     rc, out = configtest(stage, f"WSGIPythonHome {venv}\n")
     assert rc != 0
     assert "is not accessible to the user the httpd children run as" in out, out
+
+
+# A panic must fail closed: `apache2 -t` reports it and fails instead of printing "Syntax OK".
+# OXWSGI_TEST_PANIC (test-only, read once per process) makes the module panic at one point.
+@pytest.mark.parametrize("point, where", [
+    ("directive", "directive"),
+    ("check_config", "check_config"),
+])
+def test_a_panic_fails_configtest(stage, point, where):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "OXWSGI_TEST_PANIC": point}
+    rc, out = configtest(stage, f"WSGIScriptAlias /app {stage}/app.wsgi\n", env=env)
+    assert rc != 0, out
+    assert "Syntax OK" not in out, out
+    assert f"internal error (panic) in {where}" in out, out
+    assert "OXWSGI_TEST_PANIC" in out, out
+
+
+def test_without_the_panic_variable_the_same_configuration_passes(stage):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "OXWSGI_TEST_PANIC": "elsewhere"}
+    rc, out = configtest(stage, f"WSGIScriptAlias /app {stage}/app.wsgi\n", env=env)
+    assert rc == 0, out
+    assert "Syntax OK" in out
