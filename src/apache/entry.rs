@@ -28,8 +28,12 @@ fn test_panic(point: &str) {
     }
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `cmd`, `dconf` and `argv` (`argc` strings) must be what httpd passes to a directive handler.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_directive(
+pub unsafe extern "C" fn oxwsgi_rs_directive(
     cmd: *mut cmd_parms,
     dconf: *mut c_void,
     argc: c_int,
@@ -52,8 +56,12 @@ pub extern "C" fn oxwsgi_rs_directive(
     })
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `pconf` must be httpd's live configuration pool.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_pre_config(
+pub unsafe extern "C" fn oxwsgi_rs_pre_config(
     pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
@@ -77,7 +85,10 @@ extern "C" fn drop_config(_data: *mut c_void) -> apr_status_t {
 }
 
 /// The server_rec httpd hands to a configuration hook, for logging.
-fn server(s: *mut server_rec) -> Option<&'static Server> {
+///
+/// # Safety
+/// `s` must be NULL or the `server_rec` httpd passed to the running hook.
+unsafe fn server(s: *mut server_rec) -> Option<&'static Server> {
     // SAFETY: httpd passes the main server_rec, which lives in the configuration pool
     // until this module is unloaded with it (and a child never clears it).
     unsafe { Server::from_ptr(s) }
@@ -85,14 +96,19 @@ fn server(s: *mut server_rec) -> Option<&'static Server> {
 
 /// `check_config` runs after every directive was read, also for `apache2 -t` (unlike
 /// `post_config`): the checks that need the whole configuration go here.
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_check_config(
+pub unsafe extern "C" fn oxwsgi_rs_check_config(
     _pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
     s: *mut server_rec,
 ) -> c_int {
-    let s = server(s);
+    // SAFETY: s is the server_rec httpd passed to this hook.
+    let s = unsafe { server(s) };
     guard("check_config", 500, || {
         test_panic("check_config");
         match config::check() {
@@ -108,14 +124,19 @@ pub extern "C" fn oxwsgi_rs_check_config(
     })
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_post_config(
+pub unsafe extern "C" fn oxwsgi_rs_post_config(
     _pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
     s: *mut server_rec,
 ) -> c_int {
-    let s = server(s);
+    // SAFETY: s is the server_rec httpd passed to this hook.
+    let s = unsafe { server(s) };
     guard("post_config", 500, || {
         if httpd::process::is_pre_config_pass() {
             return OK as c_int; // the first, throw-away pass at start-up
@@ -140,9 +161,14 @@ pub extern "C" fn oxwsgi_rs_post_config(
     })
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut server_rec) {
-    let s = server(s);
+pub unsafe extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut server_rec) {
+    // SAFETY: s is the server_rec httpd passed to this hook.
+    let s = unsafe { server(s) };
     guard("child_init", (), || {
         if let Some(s) = s {
             child_init(s)
@@ -164,8 +190,12 @@ fn child_init(s: &'static Server) {
     worker::start(&setup, Arc::new(ServerLog::new(s)));
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_translate_name(r: *mut request_rec) -> c_int {
+pub unsafe extern "C" fn oxwsgi_rs_translate_name(r: *mut request_rec) -> c_int {
     guard("translate_name", DECLINED as c_int, || {
         // SAFETY: httpd calls the hook with the live request it is processing on this
         // thread; it stays live until the hook returns.
@@ -173,8 +203,12 @@ pub extern "C" fn oxwsgi_rs_translate_name(r: *mut request_rec) -> c_int {
     })
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_handler(r: *mut request_rec) -> c_int {
+pub unsafe extern "C" fn oxwsgi_rs_handler(r: *mut request_rec) -> c_int {
     guard("handler", HTTP_INTERNAL_SERVER_ERROR as c_int, || {
         // SAFETY: httpd calls the handler with the live request it is processing on this
         // thread; it stays live until the handler returns.

@@ -350,16 +350,17 @@ impl Request {
         f(unsafe { &mut *self.0.get() })
     }
 
-    /// A string field of the request (`NULL` → `None`).
-    fn field(&self, p: *const c_char) -> Option<&[u8]> {
+    /// The string field that `f` selects (`NULL` → `None`).
+    fn field(&self, f: impl FnOnce(&request_rec) -> *const c_char) -> Option<&[u8]> {
+        let p = self.get(f);
         // SAFETY: every string field of request_rec is NULL or a NUL-terminated string in
         // the request, connection or configuration pool, which stay valid and unchanged
-        // while the request (and so &self) lives.
+        // while the request (and so &self) lives; a field changed later points elsewhere.
         unsafe { opt_bytes(p) }
     }
 
     pub fn uri(&self) -> &[u8] {
-        self.field(self.get(|r| r.uri)).unwrap_or(b"")
+        self.field(|r| r.uri).unwrap_or(b"")
     }
     /// The URI as a C string (regex subjects).
     pub fn uri_cstr(&self) -> &CStr {
@@ -372,31 +373,31 @@ impl Request {
         unsafe { CStr::from_ptr(p) }
     }
     pub fn filename(&self) -> &[u8] {
-        self.field(self.get(|r| r.filename)).unwrap_or(b"")
+        self.field(|r| r.filename).unwrap_or(b"")
     }
     pub fn path_info(&self) -> &[u8] {
-        self.field(self.get(|r| r.path_info)).unwrap_or(b"")
+        self.field(|r| r.path_info).unwrap_or(b"")
     }
     pub fn args(&self) -> &[u8] {
-        self.field(self.get(|r| r.args)).unwrap_or(b"")
+        self.field(|r| r.args).unwrap_or(b"")
     }
     pub fn unparsed_uri(&self) -> &[u8] {
-        self.field(self.get(|r| r.unparsed_uri)).unwrap_or(b"")
+        self.field(|r| r.unparsed_uri).unwrap_or(b"")
     }
     pub fn method(&self) -> &[u8] {
-        self.field(self.get(|r| r.method)).unwrap_or(b"")
+        self.field(|r| r.method).unwrap_or(b"")
     }
     pub fn protocol(&self) -> &[u8] {
-        self.field(self.get(|r| r.protocol)).unwrap_or(b"")
+        self.field(|r| r.protocol).unwrap_or(b"")
     }
     pub fn useragent_ip(&self) -> &[u8] {
-        self.field(self.get(|r| r.useragent_ip)).unwrap_or(b"")
+        self.field(|r| r.useragent_ip).unwrap_or(b"")
     }
     pub fn user(&self) -> Option<&[u8]> {
-        self.field(self.get(|r| r.user))
+        self.field(|r| r.user)
     }
     pub fn auth_type(&self) -> Option<&[u8]> {
-        self.field(self.get(|r| r.ap_auth_type))
+        self.field(|r| r.ap_auth_type)
     }
 
     /// What the directory walk found at `filename`.
@@ -405,21 +406,24 @@ impl Request {
     }
 
     pub fn pool(&self) -> &Pool {
+        let p = self.get(|r| r.pool);
         // SAFETY: the request pool is live while the request is, and only this thread
         // allocates from it during the hook.
-        unsafe { Pool::from_ptr(self.get(|r| r.pool)) }
+        unsafe { Pool::from_ptr(p) }
     }
 
     pub fn server(&self) -> &Server {
+        let s = self.get(|r| r.server);
         // SAFETY: r->server is the live server_rec (configuration pool) of the request.
-        unsafe { Server::from_ptr(self.get(|r| r.server)) }.expect("a request has a server")
+        unsafe { Server::from_ptr(s) }.expect("a request has a server")
     }
 
     /// The server, for objects that outlive the request (a log the application keeps).
     pub fn server_static(&self) -> &'static Server {
+        let s = self.get(|r| r.server);
         // SAFETY: server_recs live in the configuration pool, which a child never clears
         // (it exits instead), so they outlive every request and thread of the child.
-        unsafe { Server::from_ptr(self.get(|r| r.server)) }.expect("a request has a server")
+        unsafe { Server::from_ptr(s) }.expect("a request has a server")
     }
 
     pub fn connection(&self) -> &Connection {
@@ -429,7 +433,9 @@ impl Request {
         unsafe { (c as *const Connection).as_ref() }.expect("a request has a connection")
     }
 
-    fn table(&self, t: *mut apr_table_t) -> &Table {
+    /// The table that `f` selects.
+    fn table(&self, f: impl FnOnce(&request_rec) -> *mut apr_table_t) -> &Table {
+        let t = self.get(f);
         // SAFETY: the request's tables live in its pool; this module changes none of the
         // tables it reads (headers_in, subprocess_env, notes are read by the handler, notes
         // written by translate_name only, through set_note, not while a &Table is held).
@@ -437,15 +443,15 @@ impl Request {
     }
 
     pub fn headers_in(&self) -> &Table {
-        self.table(self.get(|r| r.headers_in))
+        self.table(|r| r.headers_in)
     }
     pub fn subprocess_env(&self) -> &Table {
-        self.table(self.get(|r| r.subprocess_env))
+        self.table(|r| r.subprocess_env)
     }
 
     /// A note (another module's, or ours from `translate_name`).
     pub fn note(&self, key: &CStr) -> Option<&[u8]> {
-        self.table(self.get(|r| r.notes)).get(key)
+        self.table(|r| r.notes).get(key)
     }
 
     /// Set a note (both strings copied into the request pool).
@@ -469,7 +475,9 @@ impl Request {
         // SAFETY: the request is live; ap_get_server_name reads it and returns a pool
         // string.
         let p = unsafe { ap_get_server_name(self.as_ptr()) };
-        self.field(p).unwrap_or(b"")
+        // SAFETY: the name is r->hostname or a configuration string, both valid while the
+        // request is.
+        unsafe { as_bytes(p) }
     }
 
     pub fn server_port(&self) -> u16 {
@@ -482,13 +490,16 @@ impl Request {
         // SAFETY: the request is live; the hook only reads it and returns a static or pool
         // string.
         let p = unsafe { ap_run_http_scheme(self.as_ptr()) };
-        self.field(p).unwrap_or(b"")
+        // SAFETY: the scheme is NULL or a static string.
+        unsafe { as_bytes(p) }
     }
 
     pub fn document_root(&self) -> &[u8] {
         // SAFETY: the request is live; ap_document_root only reads its configuration.
         let p = unsafe { ap_document_root(self.as_ptr()) };
-        self.field(p).unwrap_or(b"")
+        // SAFETY: the document root is a configuration pool string, valid while the
+        // request is.
+        unsafe { as_bytes(p) }
     }
 
     /// `LimitRequestBody` for this request (0: unlimited).
@@ -647,17 +658,19 @@ impl DirConf {
         unsafe { &mut *(p as *mut DirConf) }
     }
 
-    fn text(&self, p: *const c_char) -> Option<&[u8]> {
+    /// The string setting that `f` selects.
+    fn text(&self, f: impl FnOnce(&oxwsgi_dir_conf) -> *const c_char) -> Option<&[u8]> {
+        let p = f(&self.0);
         // SAFETY: dir-config strings are NULL or configuration pool strings, which outlive
         // the configuration (and &self).
         unsafe { opt_bytes(p) }
     }
 
     pub fn callable(&self) -> Option<&[u8]> {
-        self.text(self.0.callable)
+        self.text(|c| c.callable)
     }
     pub fn application_group(&self) -> Option<&[u8]> {
-        self.text(self.0.application_group)
+        self.text(|c| c.application_group)
     }
     /// `None`: not set in any context (the C side stores -1).
     pub fn pass_authorization(&self) -> Option<bool> {
