@@ -8,7 +8,7 @@
 mod config;
 mod entry;
 mod handler;
-pub mod httpd;
+mod httpd;
 mod io;
 
 use std::ptr::null_mut;
