@@ -5,11 +5,13 @@
 //!
 //! Lifetimes: a `&'a Request` is valid while httpd runs the hook that handed the pointer
 //! over; strings read from it borrow from it (they live in the request, connection or
-//! configuration pool, which outlive the hook). Writes go through `&mut Request`, so no
-//! borrowed string or table iterator can be alive while httpd's data changes.
+//! configuration pool, which outlive the hook and are never changed in place). httpd's
+//! filters change `request_rec`/`conn_rec` while the handler runs, so those wrappers are
+//! `UnsafeCell`s changed through `&self` (like `Cell`, never shared between threads) and no
+//! reference into the structs outlives the read of one field.
 //!
-//! This is the only module of the adapter (with the shim declarations of `mod.rs`) where
-//! raw pointers are dereferenced; every `unsafe` block holds one operation.
+//! With the pointer conversions of `entry.rs`, this is the only module of the adapter
+//! where raw pointers are dereferenced; every `unsafe` block holds one operation.
 
 use std::cell::UnsafeCell;
 use std::ffi::{CStr, CString, c_char};
@@ -151,8 +153,9 @@ pub fn regsub<'p>(pool: &'p Pool, template: &CStr, subject: &CStr, m: &mut Match
 
 // ---- tables -------------------------------------------------------------------------
 
-/// An APR table. Reading through `&Table` borrows its strings; changing it needs
-/// `&mut Table`, so no borrowed entry can be alive while the table changes.
+/// An APR table, read-only: the tables this module reads (`headers_in`,
+/// `subprocess_env`, `notes`) are changed by it only through `Request::set_note`, never
+/// while a `&Table` of them is held, so an iterator's entry array cannot move under it.
 #[repr(transparent)]
 pub struct Table(UnsafeCell<apr_table_t>);
 
