@@ -30,6 +30,8 @@ extern const char *oxwsgi_rs_directive(cmd_parms *cmd, void *dconf, int argc,
                                        char *const argv[]);
 extern int oxwsgi_rs_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                                 apr_pool_t *ptemp);
+extern int oxwsgi_rs_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                                  apr_pool_t *ptemp, server_rec *s);
 extern int oxwsgi_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                                  apr_pool_t *ptemp, server_rec *s);
 extern void oxwsgi_rs_child_init(apr_pool_t *p, server_rec *s);
@@ -194,6 +196,8 @@ oxwsgi_register_hooks(apr_pool_t *p)
 
     (void) p;
     ap_hook_pre_config(oxwsgi_rs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* check_config runs for `apache2 -t` too; post_config does not. */
+    ap_hook_check_config(oxwsgi_rs_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(oxwsgi_rs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(oxwsgi_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_translate_name(oxwsgi_rs_translate_name, after_alias, NULL,

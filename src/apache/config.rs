@@ -9,18 +9,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use super::httpd::{CmdParms, DirConf, Regex, Server, process};
 use crate::core::runtime::{RuntimeConfig, check_python_home};
 use crate::ffi::httpd::*;
 use oxwsgi_checks::{Account, can_read};
-
-/// A compiled `WSGIScriptAliasMatch` pattern (httpd's regex engine, as mod_alias uses).
-pub struct Regex(pub *mut ap_regex_t);
-
-// SAFETY: compiled in the configuration pool, read-only afterwards; ap_regexec is
-// thread-safe.
-unsafe impl Send for Regex {}
-// SAFETY: as above: shared read-only.
-unsafe impl Sync for Regex {}
 
 /// One `WSGIScriptAlias` / `WSGIScriptAliasMatch`.
 pub struct Alias {
@@ -81,9 +73,8 @@ pub fn with<R>(f: impl FnOnce(&mut Config) -> R) -> R {
 }
 
 /// The key under which a server's aliases are stored.
-pub fn server_key(s: *const server_rec) -> usize {
-    // SAFETY: s is a live server_rec handed to us by httpd.
-    if s.is_null() || unsafe { (*s).is_virtual } == 0 { 0 } else { s as usize }
+pub fn server_key(s: &Server) -> usize {
+    if s.is_virtual() { s.as_ptr() as usize } else { 0 }
 }
 
 fn on_off(name: &str, v: &str) -> Result<i32, String> {
@@ -139,7 +130,7 @@ fn normalize_prefix(p: &str) -> String {
     p.trim_end_matches('/').to_string()
 }
 
-pub fn script_alias(server: *const server_rec, args: &[String]) -> Result<(), String> {
+pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
     let name = "WSGIScriptAlias";
     if args.len() < 2 {
         return Err(format!("{name} takes a URL path and a script path, e.g. {name} /app /srv/app.wsgi"));
@@ -172,7 +163,7 @@ pub fn script_alias(server: *const server_rec, args: &[String]) -> Result<(), St
     Ok(())
 }
 
-pub fn script_alias_match(cmd: *mut cmd_parms, args: &[String]) -> Result<(), String> {
+pub fn script_alias_match(cmd: &CmdParms, args: &[String]) -> Result<(), String> {
     let name = "WSGIScriptAliasMatch";
     if args.len() < 2 {
         return Err(format!("{name} takes a regular expression and a script path"));
@@ -186,21 +177,18 @@ pub fn script_alias_match(cmd: *mut cmd_parms, args: &[String]) -> Result<(), St
         &["process-group", "application-group", "callable-object", "pass-authorization"],
     )?;
     let pattern = std::ffi::CString::new(args[0].as_str()).map_err(|_| format!("{name}: NUL in pattern"))?;
-    // SAFETY: cmd is the live cmd_parms of this directive; the regex is allocated in the
-    // configuration pool (freed with it), as mod_alias does.
-    let re = unsafe { ap_pregcomp((*cmd).pool, pattern.as_ptr(), AP_REG_EXTENDED as i32) };
-    if re.is_null() {
+    // In the configuration pool (freed with it), as mod_alias does.
+    let Some(re) = cmd.pool().regcomp(&pattern, AP_REG_EXTENDED as i32) else {
         return Err(format!("{name}: {:?} is not a valid regular expression", args[0]));
-    }
-    // SAFETY: as above.
-    let server = unsafe { (*cmd).server };
+    };
+    let server = cmd.server();
     with(|c| {
         if let Some(g) = &o.application_group {
             c.application_groups.insert(g.clone());
         }
         c.aliases.entry(server_key(server)).or_default().push(Alias {
             prefix: args[0].clone(),
-            regex: Some(Regex(re)),
+            regex: Some(re),
             target: args[1].clone(),
             application_group: o.application_group,
             callable: o.callable,
@@ -213,9 +201,7 @@ pub fn script_alias_match(cmd: *mut cmd_parms, args: &[String]) -> Result<(), St
 /// The account the children will run as (the User/Group directives, with the
 /// supplementary groups of that user).
 fn worker_account() -> Account {
-    // SAFETY: ap_unixd_config is a plain global filled by the User/Group directives;
-    // reading it during configuration, on the configuration thread, is what mod_unixd does.
-    let (uid, gid) = unsafe { (ap_unixd_config.user_id, ap_unixd_config.group_id) };
+    let (uid, gid) = process::unixd_ids();
     // httpd's default before a User directive is #-1.
     if uid != 0 && uid != u32::MAX {
         return Account::by_uid(uid, gid);
@@ -224,10 +210,9 @@ fn worker_account() -> Account {
     Account::by_name("www-data").unwrap_or_else(|| Account::new("www-data", 33, 33))
 }
 
-pub fn python_home(args: &[String]) -> Result<(), String> {
-    let [home] = args else { return Err("WSGIPythonHome takes one directory".into()) };
-    let home = PathBuf::from(home);
-    let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
+/// The python-home and what it needs (a virtualenv's base Python) must be readable by
+/// the children's user.
+fn home_readable(home: &Path, found: &oxwsgi_checks::Home) -> Result<(), String> {
     let worker = worker_account();
     for dir in found.needs_access() {
         can_read(dir, &worker).map_err(|e| {
@@ -239,6 +224,77 @@ pub fn python_home(args: &[String]) -> Result<(), String> {
             format!("WSGIPythonHome: {what} is not accessible to the user the httpd children run as: {e}")
         })?;
     }
+    Ok(())
+}
+
+/// The checks that need the whole configuration (`check_config`, also run by
+/// `apache2 -t`): `User` may come after `WSGIPythonHome`, so the home's readability by the
+/// children's user is checked again once it is known.
+pub fn check() -> Result<(), String> {
+    let home = with(|c| c.runtime.start.home.clone());
+    if let Some(home) = home {
+        let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
+        home_readable(&home, &found)?;
+    }
+    Ok(())
+}
+
+/// Read one directive (`cmd->info` says which) into the process-wide configuration or
+/// the per-directory one, `dc`.
+pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<(), String> {
+    let name = String::from_utf8_lossy(cmd.name()).into_owned();
+    let is_virtual = cmd.server().is_virtual();
+    let global_only = |r: Result<(), String>| -> Result<(), String> {
+        if is_virtual {
+            Err(format!("{name} cannot occur within a <VirtualHost> section: it configures the Python of every child"))
+        } else {
+            r
+        }
+    };
+    match u32::try_from(cmd.info()).unwrap_or(OXWSGI_D_UNSUPPORTED) {
+        OXWSGI_D_SCRIPT_ALIAS => script_alias(cmd.server(), args),
+        OXWSGI_D_SCRIPT_ALIAS_MATCH => script_alias_match(cmd, args),
+        OXWSGI_D_PYTHON_HOME => global_only(Ok(())).and_then(|_| python_home(args)),
+        OXWSGI_D_PYTHON_PATH => global_only(Ok(())).and_then(|_| python_path(args)),
+        OXWSGI_D_IMPORT_SCRIPT => import_script(args),
+        OXWSGI_D_CALLABLE_OBJECT => one(&name, args).map(|v| dc.set_callable(cmd, v.as_bytes())),
+        OXWSGI_D_APPLICATION_GROUP => one(&name, args).map(|v| {
+            with(|c| c.application_groups.insert(v.to_string()));
+            dc.set_application_group(cmd, v.as_bytes())
+        }),
+        OXWSGI_D_PASS_AUTHORIZATION => flag(&name, args).map(|v| dc.set_pass_authorization(v == 1)),
+        OXWSGI_D_CHUNKED_REQUEST => flag(&name, args).map(|v| dc.set_chunked_request(v == 1)),
+        OXWSGI_D_SCRIPT_RELOADING => flag(&name, args).map(|v| dc.set_script_reloading(v == 1)),
+        OXWSGI_D_PROCESS_GROUP => process_group(args),
+        OXWSGI_D_RESTRICT_EMBEDDED => flag(&name, args).and_then(|v| match v {
+            0 => Ok(()),
+            _ => Err("WSGIRestrictEmbedded On needs daemon mode, which oxwsgi does not support yet".into()),
+        }),
+        OXWSGI_D_LAZY_INITIALIZATION => flag(&name, args).and_then(|v| match v {
+            1 => Ok(()),
+            _ => Err("WSGILazyInitialization Off is not supported: oxwsgi always starts Python in the child processes, never as root in the parent".into()),
+        }),
+        OXWSGI_D_PYTHON_OPTIMIZE => global_only(python_optimize(args)),
+        OXWSGI_D_PYTHON_HASH_SEED => global_only(hash_seed(args)),
+        OXWSGI_D_DONT_WRITE_BYTECODE => {
+            global_only(flag(&name, args).map(|v| with(|c| c.runtime.start.dont_write_bytecode = v == 1)))
+        }
+        OXWSGI_D_PYTHON_WARNINGS => {
+            global_only(one(&name, args).map(|v| with(|c| c.runtime.start.warnings.push(v.to_string()))))
+        }
+        OXWSGI_D_SWITCH_INTERVAL => global_only(switch_interval(args)),
+        _ => Err(format!(
+            "{name} is a mod_wsgi directive that oxwsgi does not support yet; \
+             remove it (see docs/mod_wsgi-migration.md)"
+        )),
+    }
+}
+
+pub fn python_home(args: &[String]) -> Result<(), String> {
+    let [home] = args else { return Err("WSGIPythonHome takes one directory".into()) };
+    let home = PathBuf::from(home);
+    let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
+    home_readable(&home, &found)?;
     with(|c| c.runtime.start.home = Some(home));
     Ok(())
 }

@@ -1,113 +1,67 @@
 //! `extern "C"` entry points called by the C shim. Each one catches panics: a Rust panic
 //! must never unwind into httpd (it would abort the child with every request it holds).
+//! A panic while the configuration is read or checked fails closed: the directive returns
+//! an error, a hook returns an error status, so `apache2 -t` and start-up fail.
+//!
+//! Here raw pointers become the wrappers of [`super::httpd`] (each conversion an `unsafe`
+//! block naming httpd's guarantee); everything the entry points call is safe code.
 
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::config;
 use super::handler;
+use super::httpd::{self, CmdParms, DirConf, Pool, Request, Server};
 use super::io::ServerLog;
 use crate::core::{Level, LogSink, worker};
+use crate::ffi::guard::guard;
 use crate::ffi::httpd::*;
 
-pub use crate::ffi::guard::guard;
-
-/// A copy of `s` in the configuration pool: directive values must outlive parsing, and
-/// httpd prints error strings after the handler returned.
-fn pool_copy(cmd: *mut cmd_parms, s: &str) -> *const c_char {
-    let c = CString::new(s.replace('\0', " ")).expect("NULs replaced");
-    // SAFETY: cmd is live during the directive call; apr_pstrdup copies into its pool.
-    unsafe { apr_pstrdup((*cmd).pool, c.as_ptr()) }
+/// Test-only: `OXWSGI_TEST_PANIC=<point>` in httpd's environment makes the module panic at
+/// that point (`directive`, `check_config`, `post_config`), so the tests can check that a
+/// panic fails closed. Read once per process; never set it in production.
+fn test_panic(point: &str) {
+    static POINT: OnceLock<Option<String>> = OnceLock::new();
+    if POINT.get_or_init(|| std::env::var("OXWSGI_TEST_PANIC").ok()).as_deref() == Some(point) {
+        panic!("OXWSGI_TEST_PANIC={point}: injected panic (test only)");
+    }
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `cmd`, `dconf` and `argv` (`argc` strings) must be what httpd passes to a directive handler.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_directive(
+pub unsafe extern "C" fn oxwsgi_rs_directive(
     cmd: *mut cmd_parms,
     dconf: *mut c_void,
     argc: c_int,
     argv: *const *mut c_char,
 ) -> *const c_char {
+    // SAFETY: httpd passes the live cmd_parms of the directive being read.
+    let cmd = unsafe { CmdParms::from_ptr(cmd) };
     guard("directive", c"oxwsgi: internal error while reading a directive".as_ptr(), || {
-        // SAFETY: httpd passes argc valid NUL-terminated strings and a live cmd_parms.
-        let (args, name, id, is_virtual) = unsafe {
-            let args: Vec<String> =
-                (0..argc as usize).map(|i| CStr::from_ptr(*argv.add(i)).to_string_lossy().into_owned()).collect();
-            let name = CStr::from_ptr((*(*cmd).cmd).name).to_string_lossy().into_owned();
-            (args, name, (*cmd).info as usize as u32, (*(*cmd).server).is_virtual != 0)
-        };
-        let dc = dconf as *mut oxwsgi_dir_conf;
-        let global_only = |r: Result<(), String>| -> Result<(), String> {
-            if is_virtual {
-                Err(format!(
-                    "{name} cannot occur within a <VirtualHost> section: it configures the Python of every child"
-                ))
-            } else {
-                r
-            }
-        };
-        let r: Result<(), String> = match id {
-            OXWSGI_D_SCRIPT_ALIAS => {
-                // SAFETY: cmd is live.
-                config::script_alias(unsafe { (*cmd).server }, &args)
-            }
-            OXWSGI_D_SCRIPT_ALIAS_MATCH => config::script_alias_match(cmd, &args),
-            OXWSGI_D_PYTHON_HOME => global_only(Ok(())).and_then(|_| config::python_home(&args)),
-            OXWSGI_D_PYTHON_PATH => global_only(Ok(())).and_then(|_| config::python_path(&args)),
-            OXWSGI_D_IMPORT_SCRIPT => config::import_script(&args),
-            OXWSGI_D_CALLABLE_OBJECT => config::one(&name, &args).map(|v| {
-                // SAFETY: dconf is this module's dir config for the current context.
-                unsafe { (*dc).callable = pool_copy(cmd, v) }
-            }),
-            OXWSGI_D_APPLICATION_GROUP => config::one(&name, &args).map(|v| {
-                config::with(|c| c.application_groups.insert(v.to_string()));
-                // SAFETY: as above.
-                unsafe { (*dc).application_group = pool_copy(cmd, v) }
-            }),
-            OXWSGI_D_PASS_AUTHORIZATION => config::flag(&name, &args).map(|v| {
-                // SAFETY: as above.
-                unsafe { (*dc).pass_authorization = v }
-            }),
-            OXWSGI_D_CHUNKED_REQUEST => config::flag(&name, &args).map(|v| {
-                // SAFETY: as above.
-                unsafe { (*dc).chunked_request = v }
-            }),
-            OXWSGI_D_SCRIPT_RELOADING => config::flag(&name, &args).map(|v| {
-                // SAFETY: as above.
-                unsafe { (*dc).script_reloading = v }
-            }),
-            OXWSGI_D_PROCESS_GROUP => config::process_group(&args),
-            OXWSGI_D_RESTRICT_EMBEDDED => config::flag(&name, &args).and_then(|v| match v {
-                0 => Ok(()),
-                _ => Err("WSGIRestrictEmbedded On needs daemon mode, which oxwsgi does not support yet".into()),
-            }),
-            OXWSGI_D_LAZY_INITIALIZATION => config::flag(&name, &args).and_then(|v| match v {
-                1 => Ok(()),
-                _ => Err("WSGILazyInitialization Off is not supported: oxwsgi always starts Python in the child processes, never as root in the parent".into()),
-            }),
-            OXWSGI_D_PYTHON_OPTIMIZE => global_only(config::python_optimize(&args)),
-            OXWSGI_D_PYTHON_HASH_SEED => global_only(config::hash_seed(&args)),
-            OXWSGI_D_DONT_WRITE_BYTECODE => global_only(config::flag(&name, &args).map(|v| {
-                config::with(|c| c.runtime.start.dont_write_bytecode = v == 1)
-            })),
-            OXWSGI_D_PYTHON_WARNINGS => global_only(config::one(&name, &args).map(|v| {
-                config::with(|c| c.runtime.start.warnings.push(v.to_string()))
-            })),
-            OXWSGI_D_SWITCH_INTERVAL => global_only(config::switch_interval(&args)),
-            _ => Err(format!(
-                "{name} is a mod_wsgi directive that oxwsgi does not support yet; \
-                 remove it (see docs/mod_wsgi-migration.md)"
-            )),
-        };
-        match r {
+        // SAFETY: httpd passes argc NUL-terminated argument strings, valid during the call.
+        let args = unsafe { httpd::directive_args(argc, argv) };
+        // SAFETY: dconf is this module's dir config of the context being read (created by
+        // oxwsgi_create_dir_conf in the configuration pool); only this call uses it now.
+        let dc = unsafe { DirConf::from_ptr_mut(dconf) };
+        let args: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        test_panic("directive");
+        match config::directive(cmd, dc, &args) {
             Ok(()) => std::ptr::null(),
-            Err(msg) => pool_copy(cmd, &msg),
+            Err(msg) => cmd.pool().strdup(msg.replace('\0', " ").as_bytes()).as_ptr(),
         }
     })
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `pconf` must be httpd's live configuration pool.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_pre_config(
+pub unsafe extern "C" fn oxwsgi_rs_pre_config(
     pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
@@ -116,10 +70,9 @@ pub extern "C" fn oxwsgi_rs_pre_config(
         config::reset();
         // httpd unloads this module when pconf is cleared (graceful restart); Rust statics
         // are never dropped, so free the configuration first or every restart leaks it.
-        // SAFETY: pconf is the live configuration pool; the cleanup takes no data.
-        unsafe {
-            apr_pool_cleanup_register(pconf, std::ptr::null(), Some(drop_config), Some(apr_pool_cleanup_null));
-        }
+        // SAFETY: httpd passes the live configuration pool, used by this thread only
+        // while the configuration is read.
+        unsafe { Pool::from_ptr(pconf) }.on_clear(drop_config);
         OK as c_int
     })
 }
@@ -131,18 +84,65 @@ extern "C" fn drop_config(_data: *mut c_void) -> apr_status_t {
     })
 }
 
+/// The server_rec httpd hands to a configuration hook, for logging.
+///
+/// # Safety
+/// `s` must be NULL or the `server_rec` httpd passed to the running hook.
+unsafe fn server(s: *mut server_rec) -> Option<&'static Server> {
+    // SAFETY: httpd passes the main server_rec, which lives in the configuration pool
+    // until this module is unloaded with it (and a child never clears it).
+    unsafe { Server::from_ptr(s) }
+}
+
+/// `check_config` runs after every directive was read, also for `apache2 -t` (unlike
+/// `post_config`): the checks that need the whole configuration go here.
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_post_config(
+pub unsafe extern "C" fn oxwsgi_rs_check_config(
     _pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
     s: *mut server_rec,
 ) -> c_int {
+    // SAFETY: s is the server_rec httpd passed to this hook.
+    let s = unsafe { server(s) };
+    guard("check_config", 500, || {
+        test_panic("check_config");
+        match config::check() {
+            Ok(()) => OK as c_int,
+            Err(msg) => {
+                match s {
+                    Some(s) => s.log(Level::Critical, &format!("oxwsgi: {msg}")),
+                    None => eprintln!("oxwsgi: {msg}"),
+                }
+                500
+            }
+        }
+    })
+}
+
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `s` must be NULL or httpd's main `server_rec`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_post_config(
+    _pconf: *mut apr_pool_t,
+    _plog: *mut apr_pool_t,
+    _ptemp: *mut apr_pool_t,
+    s: *mut server_rec,
+) -> c_int {
+    // SAFETY: s is the server_rec httpd passed to this hook.
+    let s = unsafe { server(s) };
     guard("post_config", 500, || {
-        // SAFETY: a plain query of httpd's state.
-        if unsafe { oxwsgi_ap_is_pre_config_pass() } != 0 {
+        if httpd::process::is_pre_config_pass() {
             return OK as c_int; // the first, throw-away pass at start-up
         }
+        test_panic("post_config");
+        let Some(s) = s else { return OK as c_int };
         let log = ServerLog::new(s);
         config::with(|c| {
             for g in &c.application_groups {
@@ -161,41 +161,57 @@ pub extern "C" fn oxwsgi_rs_post_config(
     })
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut server_rec) {
-    guard("child_init", (), || child_init(s))
+pub unsafe extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut server_rec) {
+    // SAFETY: s is the server_rec httpd passed to this hook.
+    let s = unsafe { server(s) };
+    guard("child_init", (), || {
+        if let Some(s) = s {
+            child_init(s)
+        }
+    })
 }
 
-fn child_init(s: *mut server_rec) {
+fn child_init(s: &'static Server) {
     let config = config::freeze();
-    // SAFETY: plain queries of httpd's MPM and banner.
-    let (threaded, banner) = unsafe {
-        (oxwsgi_ap_mpm_threaded() != 0, CStr::from_ptr(ap_get_server_banner()).to_string_lossy().into_owned())
-    };
     let imports: Vec<PathBuf> = config.imports.iter().map(|i| i.path.clone()).collect();
     let setup = worker::Setup {
         runtime: &config.runtime,
         imports: &imports,
         import_directive: "WSGIImportScript",
-        multithread: threaded,
+        multithread: httpd::process::mpm_threaded(),
         multiprocess: true,
-        server_software: format!("{banner} oxwsgi/{}", env!("CARGO_PKG_VERSION")),
+        server_software: format!("{} oxwsgi/{}", httpd::process::server_banner(), env!("CARGO_PKG_VERSION")),
     };
     worker::start(&setup, Arc::new(ServerLog::new(s)));
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_translate_name(r: *mut request_rec) -> c_int {
+pub unsafe extern "C" fn oxwsgi_rs_translate_name(r: *mut request_rec) -> c_int {
     guard("translate_name", DECLINED as c_int, || {
-        // SAFETY: httpd calls the hook with a live request on this thread.
-        unsafe { handler::translate_name(r) }
+        // SAFETY: httpd calls the hook with the live request it is processing on this
+        // thread; it stays live until the hook returns.
+        handler::translate_name(unsafe { Request::from_ptr(r) })
     })
 }
 
+/// Called by the C shim (apache-module/mod_oxwsgi.c) only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn oxwsgi_rs_handler(r: *mut request_rec) -> c_int {
+pub unsafe extern "C" fn oxwsgi_rs_handler(r: *mut request_rec) -> c_int {
     guard("handler", HTTP_INTERNAL_SERVER_ERROR as c_int, || {
-        // SAFETY: httpd calls the hook with a live request on this thread.
-        unsafe { handler::handle(r) }
+        // SAFETY: httpd calls the handler with the live request it is processing on this
+        // thread; it stays live until the handler returns.
+        handler::handle(unsafe { Request::from_ptr(r) })
     })
 }

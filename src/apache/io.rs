@@ -1,106 +1,75 @@
 //! The core's server interfaces implemented on httpd: request body from the input filters,
 //! response to the output filters on one reused brigade, and the error log.
+//!
+//! Safe code over the wrappers of [`super::httpd`].
 
-use std::ffi::{CString, c_char};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::ffi::CString;
+use std::sync::Mutex;
 
+use super::httpd::{Brigade, Read, RequestHandle, SendFile, Server};
 use crate::core::head::ResponseHead;
 use crate::core::{Level, LogSink, RequestBody, ResponseSink, SinkError, WriteFlags};
-use crate::ffi::httpd::*;
-
-fn aplog_level(level: Level) -> i32 {
-    (match level {
-        Level::Critical => APLOG_CRIT,
-        Level::Error => APLOG_ERR,
-        Level::Warning => APLOG_WARNING,
-        Level::Notice => APLOG_NOTICE,
-        Level::Info => APLOG_INFO,
-        Level::Debug => APLOG_DEBUG,
-    }) as i32
-}
-
-/// A log message as a C string (NUL bytes would cut it short; replace them).
-fn c_msg(msg: &str) -> CString {
-    CString::new(msg.replace('\0', "\\0")).expect("NULs replaced")
-}
+use crate::ffi::httpd::{OXWSGI_W_EOS, OXWSGI_W_FLUSH};
 
 /// The error log of a server (virtual host), usable from any thread.
 pub struct ServerLog {
-    s: *const server_rec,
+    s: &'static Server,
 }
 
-// SAFETY: server_rec lives in the configuration pool, which outlives every child thread;
-// ap_log_error is thread-safe.
-unsafe impl Send for ServerLog {}
-// SAFETY: as above; only read.
-unsafe impl Sync for ServerLog {}
-
 impl ServerLog {
-    pub fn new(s: *const server_rec) -> ServerLog {
+    /// `s` lives in the configuration pool, which outlives every hook and child thread
+    /// that logs through it.
+    pub fn new(s: &'static Server) -> ServerLog {
         ServerLog { s }
     }
 }
 
 impl LogSink for ServerLog {
     fn log(&self, level: Level, msg: &str) {
-        let m = c_msg(msg);
-        // SAFETY: `s` is a live server_rec (see Send impl); the shim logs "%s", m.
-        unsafe { oxwsgi_ap_log_server(self.s, aplog_level(level), m.as_ptr()) }
+        self.s.log(level, msg)
     }
 }
 
 /// The error log of one request (adds the client address). Once the request is over the
-/// pointer is cleared and messages fall back to the server log, because the application
+/// handle is dropped and messages fall back to the server log, because the application
 /// may keep `wsgi.errors` longer than the request lives.
 pub struct RequestLog {
-    r: AtomicPtr<request_rec>,
+    r: Mutex<Option<RequestHandle>>,
     server: ServerLog,
 }
 
 impl RequestLog {
-    pub fn new(r: *mut request_rec, s: *const server_rec) -> RequestLog {
-        RequestLog { r: AtomicPtr::new(r), server: ServerLog::new(s) }
+    pub fn new(r: RequestHandle) -> RequestLog {
+        let server = ServerLog::new(r.get().server_static());
+        RequestLog { r: Mutex::new(Some(r)), server }
     }
 
     /// The request is finished: stop using it.
     pub fn expire(&self) {
-        self.r.store(std::ptr::null_mut(), Ordering::Release);
+        *self.r.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
 impl LogSink for RequestLog {
     fn log(&self, level: Level, msg: &str) {
-        let r = self.r.load(Ordering::Acquire);
-        if r.is_null() {
-            return self.server.log(level, msg);
+        match &*self.r.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(r) => r.get().log(level, msg),
+            None => self.server.log(level, msg),
         }
-        let m = c_msg(msg);
-        // SAFETY: `r` is non-null only while the handler runs (expire() is called before it
-        // returns), so the request is alive; ap_log_rerror may be called from any thread.
-        unsafe { oxwsgi_ap_log_request(r, aplog_level(level), m.as_ptr()) }
     }
 }
 
 /// Reads the request body through httpd's input filters (de-chunking, 100-continue,
 /// LimitRequestBody included).
 pub struct ApacheBody {
-    r: *mut request_rec,
-    bb: *mut apr_bucket_brigade,
+    r: RequestHandle,
+    bb: Brigade,
     eos: bool,
 }
 
-// SAFETY: the body is only used on the handler's thread, during the request (the core
-// drops it when the request ends); Send/Sync are needed because Python objects hold it.
-unsafe impl Send for ApacheBody {}
-// SAFETY: see Send; every access is through &mut.
-unsafe impl Sync for ApacheBody {}
-
 impl ApacheBody {
-    /// # Safety
-    /// `r` must be the live request being handled on this thread.
-    pub unsafe fn new(r: *mut request_rec) -> ApacheBody {
-        // SAFETY: r is live (caller); the brigade is allocated from its pool.
-        let bb = unsafe { oxwsgi_ap_brigade(r) };
+    pub fn new(r: RequestHandle) -> ApacheBody {
+        let bb = r.get().brigade();
         ApacheBody { r, bb, eos: false }
     }
 }
@@ -108,16 +77,14 @@ impl ApacheBody {
 impl RequestBody for ApacheBody {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         while !self.eos && !buf.is_empty() {
-            let mut got = 0usize;
-            // SAFETY: r and bb are live for the request; buf is writable for buf.len().
-            let rc = unsafe { oxwsgi_ap_read(self.r, self.bb, buf.as_mut_ptr() as *mut c_char, buf.len(), &mut got) };
-            match rc as u32 {
-                OXWSGI_READ_EOS => self.eos = true,
-                OXWSGI_READ_OK => {}
-                _ => return Err("the client connection failed or sent a malformed body".into()),
-            }
-            if got > 0 {
-                return Ok(got);
+            match self.r.get().read(&self.bb, buf) {
+                Read::Error => return Err("the client connection failed or sent a malformed body".into()),
+                Read::Data { got, eos } => {
+                    self.eos = eos;
+                    if got > 0 {
+                        return Ok(got);
+                    }
+                }
             }
         }
         Ok(0)
@@ -126,39 +93,30 @@ impl RequestBody for ApacheBody {
 
 /// Sends the response through httpd's output filters.
 pub struct ApacheSink {
-    r: *mut request_rec,
-    bb: *mut apr_bucket_brigade,
+    r: RequestHandle,
+    bb: Brigade,
 }
 
-// SAFETY: as ApacheBody: used on the handler's thread during the request only.
-unsafe impl Send for ApacheSink {}
-// SAFETY: every access is through &mut.
-unsafe impl Sync for ApacheSink {}
-
 impl ApacheSink {
-    /// # Safety
-    /// `r` must be the live request being handled on this thread.
-    pub unsafe fn new(r: *mut request_rec) -> ApacheSink {
-        // SAFETY: r is live (caller).
-        let bb = unsafe { oxwsgi_ap_brigade(r) };
+    pub fn new(r: RequestHandle) -> ApacheSink {
+        let bb = r.get().brigade();
         ApacheSink { r, bb }
     }
 
     fn failure(&self) -> SinkError {
-        // SAFETY: r and its connection are live during the request.
-        if unsafe { (*(*self.r).connection).aborted } != 0 {
+        if self.r.get().connection().aborted() {
             SinkError::ClientGone
         } else {
             SinkError::Failed("the output filters returned an error".into())
         }
     }
+}
 
-    /// A copy of `s` in the request pool, as latin-1 bytes (header values are latin-1).
-    fn pool_str(&self, s: &str) -> *const c_char {
-        let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).filter(|&b| b != 0).collect();
-        // SAFETY: apr_pstrmemdup copies len bytes and NUL-terminates, in the live pool.
-        unsafe { apr_pstrmemdup((*self.r).pool, bytes.as_ptr() as *const c_char, bytes.len()) }
-    }
+/// A header name or value as a C string of latin-1 bytes (what WSGI's native strings
+/// stand for); NULs, which the core refuses anyway, are dropped.
+fn latin1(s: &str) -> CString {
+    let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).filter(|&b| b != 0).collect();
+    CString::new(bytes).expect("NULs dropped")
 }
 
 /// Chunks this large reach the client without a FLUSH bucket (see `write`).
@@ -173,19 +131,15 @@ fn flag_bits(flags: WriteFlags) -> i32 {
 
 impl ResponseSink for ApacheSink {
     fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
-        let r = self.r;
-        // SAFETY: r is live; every string handed to httpd is copied into its pool first.
-        unsafe {
-            (*r).status = head.status as i32;
-            (*r).status_line = self.pool_str(&head.status_line);
-            for (name, value) in &head.headers {
-                if name.eq_ignore_ascii_case("content-type") {
-                    ap_set_content_type(r, self.pool_str(value));
-                } else if name.eq_ignore_ascii_case("content-length") {
-                    ap_set_content_length(r, head.content_length.unwrap_or(0) as apr_off_t);
-                } else {
-                    apr_table_addn((*r).headers_out, self.pool_str(name), self.pool_str(value));
-                }
+        let r = self.r.get();
+        r.set_status(head.status, latin1(&head.status_line).as_bytes());
+        for (name, value) in &head.headers {
+            if name.eq_ignore_ascii_case("content-type") {
+                r.set_content_type(latin1(value).as_bytes());
+            } else if name.eq_ignore_ascii_case("content-length") {
+                r.set_content_length(head.content_length.unwrap_or(0));
+            } else {
+                r.add_header_out(&latin1(name), &latin1(value));
             }
         }
         Ok(())
@@ -200,11 +154,7 @@ impl ResponseSink for ApacheSink {
             // they are not held back.
             flags.flush = false;
         }
-        // SAFETY: r and bb are live; data outlives the call (transient bucket: filters
-        // that keep it copy it).
-        let rc =
-            unsafe { oxwsgi_ap_write(self.r, self.bb, data.as_ptr() as *const c_char, data.len(), flag_bits(flags)) };
-        if rc == 0 { Ok(()) } else { Err(self.failure()) }
+        if self.r.get().write(&self.bb, data, flag_bits(flags)) { Ok(()) } else { Err(self.failure()) }
     }
 
     fn may_block(&self, len: usize, flags: WriteFlags) -> bool {
@@ -216,22 +166,14 @@ impl ResponseSink for ApacheSink {
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
-        // SAFETY: r and bb are live; the shim dups fd, so the bucket does not depend on
-        // the application's file object staying open.
-        let rc = unsafe {
-            oxwsgi_ap_send_file(self.r, self.bb, fd, offset as apr_off_t, len as apr_off_t, flag_bits(flags))
-        };
-        match rc {
-            0 => Ok(true),
-            -2 => Ok(false),
-            _ => Err(self.failure()),
+        match self.r.get().send_file(&self.bb, fd, offset, len, flag_bits(flags)) {
+            SendFile::Sent => Ok(true),
+            SendFile::Unsupported => Ok(false),
+            SendFile::Failed => Err(self.failure()),
         }
     }
 
     fn abort(&mut self) {
-        // SAFETY: r and bb are live.
-        unsafe {
-            oxwsgi_ap_abort(self.r, self.bb);
-        }
+        self.r.get().abort(&self.bb);
     }
 }

@@ -8,6 +8,7 @@
 mod config;
 mod entry;
 mod handler;
+mod httpd;
 mod io;
 
 use std::ptr::null_mut;

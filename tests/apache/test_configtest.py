@@ -40,10 +40,11 @@ def stage():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def configtest(d, extra):
+def configtest(d, extra, env=None):
     conf = d / "httpd.conf"
     conf.write_text(BASE.format(d=d, user=paths.RUN_USER, group=paths.RUN_GROUP) + extra)
-    r = subprocess.run([paths.APACHE_BIN, "-t", "-f", str(conf)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([paths.APACHE_BIN, "-t", "-f", str(conf)], capture_output=True, text=True, timeout=60,
+                       env=env)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -116,3 +117,63 @@ def test_python_home_unreadable_by_the_worker_user_is_refused(stage):
     rc, out = configtest(stage, f"WSGIPythonHome {venv}\n")
     assert rc != 0
     assert "is not accessible to the user the httpd children run as" in out, out
+
+
+# A panic must fail closed: `apache2 -t` reports it and fails instead of printing "Syntax OK".
+# OXWSGI_TEST_PANIC (test-only, read once per process) makes the module panic at one point.
+@pytest.mark.parametrize("point, where", [
+    ("directive", "directive"),
+    ("check_config", "check_config"),
+])
+def test_a_panic_fails_configtest(stage, point, where):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "OXWSGI_TEST_PANIC": point}
+    rc, out = configtest(stage, f"WSGIScriptAlias /app {stage}/app.wsgi\n", env=env)
+    assert rc != 0, out
+    assert "Syntax OK" not in out, out
+    assert f"internal error (panic) in {where}" in out, out
+    assert "OXWSGI_TEST_PANIC" in out, out
+
+
+def test_without_the_panic_variable_the_same_configuration_passes(stage):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "OXWSGI_TEST_PANIC": "elsewhere"}
+    rc, out = configtest(stage, f"WSGIScriptAlias /app {stage}/app.wsgi\n", env=env)
+    assert rc == 0, out
+    assert "Syntax OK" in out
+
+
+def test_a_panic_in_post_config_fails_start_up(stage):
+    # post_config does not run for `apache2 -t`; at start-up a panic there must stop httpd
+    # (in the foreground, so the exit status is httpd's own).
+    from harness import procs
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "OXWSGI_TEST_PANIC": "post_config"}
+    conf = stage / "httpd.conf"
+    text = BASE.format(d=stage, user=paths.RUN_USER, group=paths.RUN_GROUP).replace(
+        "Listen 127.0.0.1:1", f"Listen 127.0.0.1:{procs.free_port()}")
+    conf.write_text(text + f"TypesConfig /etc/mime.types\nWSGIScriptAlias /app {stage}/app.wsgi\n")
+    try:
+        r = subprocess.run([paths.APACHE_BIN, "-f", str(conf), "-DFOREGROUND"], env=env,
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        for pid in procs.with_cmdline(str(conf)):
+            procs.kill_survivors([pid])
+    log = (stage / "error.log").read_text() if (stage / "error.log").exists() else ""
+    out = r.stdout + r.stderr + log
+    assert r.returncode != 0, out
+    assert "internal error (panic) in post_config" in out, out
+    assert "Configuration Failed" in out, out
+
+
+def test_python_home_checked_again_against_the_final_user(stage):
+    # Readable by the user configured first (www-data), not by the one a later `User`
+    # line sets: only the check after the whole configuration (check_config) can see it.
+    assert os.geteuid() == 0, "run the test suite as root"
+    venv = stage / "private" / "venv"
+    subprocess.run(["/usr/bin/python3.11", "-m", "venv", "--without-pip", str(venv)], check=True)
+    shutil.chown(stage / "private", user=paths.RUN_USER, group=paths.RUN_GROUP)
+    (stage / "private").chmod(0o700)
+    rc, out = configtest(stage, f"WSGIPythonHome {venv}\n")
+    assert rc == 0, out
+    rc, out = configtest(stage, f"WSGIPythonHome {venv}\nUser nobody\nGroup nogroup\n")
+    assert rc != 0, out
+    assert "is not accessible to the user the httpd children run as" in out, out
+    assert "Syntax OK" not in out

@@ -1,0 +1,799 @@
+//! A safe layer over httpd's structures, in the style of ngx-rust: `#[repr(transparent)]`
+//! wrappers of `request_rec`, `conn_rec`, `server_rec`, `cmd_parms`, `apr_pool_t` and
+//! `apr_table_t`, each reached from a raw pointer only through an `unsafe fn` whose
+//! `# Safety` section states what the caller guarantees; everything past that is safe.
+//!
+//! Lifetimes: a `&'a Request` is valid while httpd runs the hook that handed the pointer
+//! over; strings read from it borrow from it (they live in the request, connection or
+//! configuration pool, which outlive the hook and are never changed in place). httpd's
+//! filters change `request_rec`/`conn_rec` while the handler runs, so those wrappers are
+//! `UnsafeCell`s changed through `&self` (like `Cell`, never shared between threads) and no
+//! reference into the structs outlives the read of one field.
+//!
+//! With the pointer conversions of `entry.rs`, this is the only module of the adapter
+//! where raw pointers are dereferenced; every `unsafe` block holds one operation.
+
+use std::cell::UnsafeCell;
+use std::ffi::{CStr, CString, c_char};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use crate::core::Level;
+use crate::ffi::httpd::*;
+
+/// The bytes of a C string, or `None` for NULL.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string that stays valid and unchanged for
+/// `'a`.
+pub unsafe fn opt_bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: p is non-null, NUL-terminated and valid for 'a (the caller's contract).
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// The bytes of a C string (empty for NULL).
+///
+/// # Safety
+/// As [`opt_bytes`].
+pub unsafe fn as_bytes<'a>(p: *const c_char) -> &'a [u8] {
+    // SAFETY: forwarded contract: p is NULL or a string valid for 'a.
+    unsafe { opt_bytes(p) }.unwrap_or(b"")
+}
+
+/// A C string for httpd: NUL bytes (which would cut it short) become `repl`.
+pub fn c_string(s: &[u8], repl: &[u8]) -> CString {
+    let mut v = Vec::with_capacity(s.len());
+    for &b in s {
+        if b == 0 {
+            v.extend_from_slice(repl);
+        } else {
+            v.push(b);
+        }
+    }
+    CString::new(v).expect("NUL bytes replaced")
+}
+
+/// The level number `ap_log_*error` expects.
+pub fn aplog_level(level: Level) -> i32 {
+    (match level {
+        Level::Critical => APLOG_CRIT,
+        Level::Error => APLOG_ERR,
+        Level::Warning => APLOG_WARNING,
+        Level::Notice => APLOG_NOTICE,
+        Level::Info => APLOG_INFO,
+        Level::Debug => APLOG_DEBUG,
+    }) as i32
+}
+
+// ---- pools --------------------------------------------------------------------------
+
+/// An APR pool. Allocation through `&Pool` is fine: APR pools are not shared between
+/// threads while a hook uses them, and what they hand out is never moved or freed before
+/// the pool itself is cleared.
+#[repr(transparent)]
+pub struct Pool(UnsafeCell<apr_pool_t>);
+
+impl Pool {
+    /// # Safety
+    /// `p` must be a live pool, used only by this thread while the reference lives, and not
+    /// cleared or destroyed during `'a`.
+    pub unsafe fn from_ptr<'a>(p: *mut apr_pool_t) -> &'a Pool {
+        // SAFETY: p is a live pool for 'a (the caller's contract); Pool is a
+        // repr(transparent) UnsafeCell around apr_pool_t, so the cast keeps the layout.
+        unsafe { &*(p as *const Pool) }
+    }
+
+    pub fn as_ptr(&self) -> *mut apr_pool_t {
+        self.0.get()
+    }
+
+    /// A NUL-terminated copy of `s` in the pool, living as long as the pool.
+    pub fn strdup(&self, s: &[u8]) -> &CStr {
+        // SAFETY: apr_pstrmemdup copies s.len() readable bytes of s into this live pool and
+        // NUL-terminates the copy.
+        let p = unsafe { apr_pstrmemdup(self.as_ptr(), s.as_ptr() as *const c_char, s.len()) };
+        // SAFETY: p is the NUL-terminated copy just made; it lives as long as the pool, and
+        // the pool outlives &self.
+        unsafe { CStr::from_ptr(p) }
+    }
+
+    /// Run `cleanup` (with no data) when the pool is cleared.
+    pub fn on_clear(&self, cleanup: unsafe extern "C" fn(*mut std::ffi::c_void) -> apr_status_t) {
+        // SAFETY: the pool is live; the cleanup takes no data (NULL), so nothing it reads
+        // can dangle; apr_pool_cleanup_null is APR's no-op child cleanup.
+        unsafe {
+            apr_pool_cleanup_register(self.as_ptr(), std::ptr::null(), Some(cleanup), Some(apr_pool_cleanup_null))
+        }
+    }
+
+    /// Compile `pattern` with httpd's regex engine (as mod_alias does); the regex is freed
+    /// with the pool.
+    pub fn regcomp(&self, pattern: &CStr, flags: i32) -> Option<Regex> {
+        // SAFETY: the pool is live and pattern NUL-terminated; ap_pregcomp registers the
+        // regex's cleanup in the pool.
+        let re = unsafe { ap_pregcomp(self.as_ptr(), pattern.as_ptr(), flags) };
+        NonNull::new(re).map(Regex)
+    }
+}
+
+/// A compiled regex (`WSGIScriptAliasMatch`), in the configuration pool.
+pub struct Regex(NonNull<ap_regex_t>);
+
+// SAFETY: compiled at configuration time in the configuration pool, which outlives every
+// request of the children that inherit it; read-only afterwards, and ap_regexec does not
+// modify the compiled pattern, so sharing it between threads is sound.
+unsafe impl Send for Regex {}
+// SAFETY: see Send: only ever read after compilation.
+unsafe impl Sync for Regex {}
+
+/// One match of `AP_MAX_REG_MATCH` groups.
+pub type Matches = [ap_regmatch_t; AP_MAX_REG_MATCH as usize];
+
+impl Regex {
+    /// Match `subject`; the groups land in `m`.
+    pub fn exec(&self, subject: &CStr, m: &mut Matches) -> bool {
+        // SAFETY: the regex is live (configuration pool) and read-only; subject is
+        // NUL-terminated; m holds m.len() slots.
+        unsafe { ap_regexec(self.0.as_ptr(), subject.as_ptr(), m.len(), m.as_mut_ptr(), 0) == 0 }
+    }
+}
+
+/// `$N` of `template` substituted from a match of `subject`, in `pool`.
+pub fn regsub<'p>(pool: &'p Pool, template: &CStr, subject: &CStr, m: &mut Matches) -> Option<&'p [u8]> {
+    // SAFETY: the pool is live; template and subject are NUL-terminated; m holds m.len()
+    // slots filled by Regex::exec over the same subject.
+    let p = unsafe { ap_pregsub(pool.as_ptr(), template.as_ptr(), subject.as_ptr(), m.len(), m.as_mut_ptr()) };
+    // SAFETY: ap_pregsub returns NULL or a NUL-terminated string in the pool, which
+    // outlives 'p.
+    unsafe { opt_bytes(p) }
+}
+
+// ---- tables -------------------------------------------------------------------------
+
+/// An APR table, read-only: the tables this module reads (`headers_in`,
+/// `subprocess_env`, `notes`) are changed by it only through `Request::set_note`, never
+/// while a `&Table` of them is held, so an iterator's entry array cannot move under it.
+#[repr(transparent)]
+pub struct Table(UnsafeCell<apr_table_t>);
+
+impl Table {
+    /// # Safety
+    /// `t` must be NULL or a live table that nothing changes during `'a`.
+    pub unsafe fn from_ptr<'a>(t: *const apr_table_t) -> Option<&'a Table> {
+        // SAFETY: t is NULL or live and unchanged for 'a (the caller's contract); Table is a
+        // repr(transparent) wrapper, so the cast keeps the layout.
+        unsafe { (t as *const Table).as_ref() }
+    }
+
+    fn as_ptr(&self) -> *mut apr_table_t {
+        self.0.get()
+    }
+
+    /// The value of the first entry named `key` (case-insensitive).
+    pub fn get(&self, key: &CStr) -> Option<&[u8]> {
+        // SAFETY: the table is live; key is NUL-terminated.
+        let v = unsafe { apr_table_get(self.as_ptr(), key.as_ptr()) };
+        // SAFETY: a table value is NULL or a NUL-terminated pool string that stays valid
+        // while the table is borrowed unchanged.
+        unsafe { opt_bytes(v) }
+    }
+
+    /// Every (key, value) entry, in order (repeated keys repeatedly).
+    pub fn iter(&self) -> TableIter<'_> {
+        // SAFETY: the table is live; apr_table_elts only returns its entry array.
+        let arr = unsafe { apr_table_elts(self.as_ptr()) };
+        // SAFETY: the array header of a live table is valid while the table is.
+        let arr = unsafe { &*arr };
+        let entries = if arr.elts.is_null() || arr.nelts <= 0 {
+            &[][..]
+        } else {
+            // SAFETY: elts points to nelts apr_table_entry_t (that is what a table's array
+            // holds), valid while the table is borrowed unchanged.
+            unsafe { std::slice::from_raw_parts(arr.elts as *const apr_table_entry_t, arr.nelts as usize) }
+        };
+        TableIter { entries: entries.iter(), _table: PhantomData }
+    }
+}
+
+/// The entries of a [`Table`].
+pub struct TableIter<'t> {
+    entries: std::slice::Iter<'t, apr_table_entry_t>,
+    _table: PhantomData<&'t Table>,
+}
+
+impl<'t> Iterator for TableIter<'t> {
+    type Item = (&'t [u8], &'t [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for e in self.entries.by_ref() {
+            if e.key.is_null() {
+                continue; // a deleted entry
+            }
+            // SAFETY: keys and values of a live table are NUL-terminated pool strings
+            // valid while the table is borrowed ('t).
+            let k = unsafe { as_bytes(e.key) };
+            // SAFETY: as for the key: a pool string of the table, valid for 't.
+            let v = unsafe { as_bytes(e.val) };
+            return Some((k, v));
+        }
+        None
+    }
+}
+
+// ---- servers, connections -----------------------------------------------------------
+
+/// A `server_rec` (the main server or a virtual host); lives in the configuration pool.
+#[repr(transparent)]
+pub struct Server(server_rec);
+
+// SAFETY: after the configuration is read (in the parent, before any child thread
+// exists) nothing changes a server_rec; children only read it, and ap_log_error, the one
+// function this wrapper passes it to, is thread-safe.
+unsafe impl Sync for Server {}
+
+impl Server {
+    /// # Safety
+    /// `s` must be NULL or a live `server_rec` (they live as long as the configuration).
+    pub unsafe fn from_ptr<'a>(s: *const server_rec) -> Option<&'a Server> {
+        // SAFETY: s is NULL or a live server_rec for 'a (the caller's contract).
+        unsafe { (s as *const Server).as_ref() }
+    }
+
+    pub fn as_ptr(&self) -> *const server_rec {
+        &self.0
+    }
+
+    pub fn is_virtual(&self) -> bool {
+        self.0.is_virtual != 0
+    }
+
+    /// Log `msg` to this server's error log.
+    pub fn log(&self, level: Level, msg: &str) {
+        let m = c_string(msg.as_bytes(), b"\\0");
+        // SAFETY: the server_rec is live; the shim logs "%s" with the NUL-terminated m.
+        unsafe { oxwsgi_ap_log_server(self.as_ptr(), aplog_level(level), m.as_ptr()) }
+    }
+}
+
+/// A `conn_rec`. httpd's filters change it (`aborted`) while the request runs, hence the
+/// `UnsafeCell`; every read copies one field.
+#[repr(transparent)]
+pub struct Connection(UnsafeCell<conn_rec>);
+
+impl Connection {
+    fn get<T: Copy>(&self, f: impl FnOnce(&conn_rec) -> T) -> T {
+        // SAFETY: the connection is live while a request on it is (Request::connection);
+        // the reference lasts for the read of one field by `f`, on the request's thread,
+        // the only one that changes the connection meanwhile.
+        f(unsafe { &*self.0.get() })
+    }
+
+    /// The server's own address on this connection.
+    pub fn local_ip(&self) -> &[u8] {
+        let p = self.get(|c| c.local_ip);
+        // SAFETY: local_ip is NULL or a string of the connection pool, which outlives
+        // &self and is never changed.
+        unsafe { as_bytes(p) }
+    }
+
+    /// The client's port, when the address is known.
+    pub fn client_port(&self) -> Option<u16> {
+        let a = self.get(|c| c.client_addr);
+        // SAFETY: client_addr is NULL or an address in the connection pool, set when the
+        // connection was accepted and never changed.
+        unsafe { a.as_ref() }.map(|a| a.port)
+    }
+
+    pub fn aborted(&self) -> bool {
+        self.get(|c| c.aborted) != 0
+    }
+}
+
+// ---- requests -----------------------------------------------------------------------
+
+/// A `request_rec` being handled by the calling hook.
+///
+/// httpd's filters and this module change the request while strings read from it are in
+/// use, so `Request` is an `UnsafeCell` (like `Cell`: changes through `&Request`, never
+/// shared between threads). What the accessors return never points into the struct
+/// itself: strings live in the request, connection or configuration pool, which keep them
+/// valid and unchanged until the request ends, whatever later happens to the fields.
+#[repr(transparent)]
+pub struct Request(UnsafeCell<request_rec>);
+
+/// Outcome of [`Request::send_file`].
+pub enum SendFile {
+    Sent,
+    /// The file cannot be sent as a file bucket: send its bytes instead.
+    Unsupported,
+    /// The output filters failed (client gone?).
+    Failed,
+}
+
+/// Outcome of [`Request::read`].
+pub enum Read {
+    /// So many bytes; `eos` when the body ended with them.
+    Data { got: usize, eos: bool },
+    /// Client gone, timeout, bad chunk framing, body over LimitRequestBody.
+    Error,
+}
+
+impl Request {
+    /// # Safety
+    /// `r` must be the live request of a hook running on this thread and stay live during
+    /// `'a`; other code changes it during `'a` only from this thread (httpd's filters,
+    /// called from this module).
+    pub unsafe fn from_ptr<'a>(r: *mut request_rec) -> &'a Request {
+        // SAFETY: r is live for 'a and used from this thread only (the caller's contract);
+        // Request is a repr(transparent) UnsafeCell of request_rec, so the layout is the
+        // same and changes through the pointer are allowed.
+        unsafe { &*(r as *const Request) }
+    }
+
+    /// The pointer, for httpd's functions.
+    pub fn as_ptr(&self) -> *mut request_rec {
+        self.0.get()
+    }
+
+    /// A copy of the struct's field `f` (a pointer or number).
+    fn get<T: Copy>(&self, f: impl FnOnce(&request_rec) -> T) -> T {
+        // SAFETY: the request is live (constructor contract); the reference lasts only for
+        // the read of one field by `f`, during which nothing else runs on this thread.
+        f(unsafe { &*self.0.get() })
+    }
+
+    /// Change the struct (one field assignment in `f`).
+    fn set(&self, f: impl FnOnce(&mut request_rec)) {
+        // SAFETY: the request is live and used from this thread only; the exclusive
+        // reference lasts for the assignment in `f`, and no reference into the struct is
+        // held anywhere (accessors return copies or pool data).
+        f(unsafe { &mut *self.0.get() })
+    }
+
+    /// The string field that `f` selects (`NULL` → `None`).
+    fn field(&self, f: impl FnOnce(&request_rec) -> *const c_char) -> Option<&[u8]> {
+        let p = self.get(f);
+        // SAFETY: every string field of request_rec is NULL or a NUL-terminated string in
+        // the request, connection or configuration pool, which stay valid and unchanged
+        // while the request (and so &self) lives; a field changed later points elsewhere.
+        unsafe { opt_bytes(p) }
+    }
+
+    pub fn uri(&self) -> &[u8] {
+        self.field(|r| r.uri).unwrap_or(b"")
+    }
+    /// The URI as a C string (regex subjects).
+    pub fn uri_cstr(&self) -> &CStr {
+        let p = self.get(|r| r.uri);
+        if p.is_null() {
+            return c"";
+        }
+        // SAFETY: uri is a NUL-terminated string of the request pool, valid while the
+        // request is.
+        unsafe { CStr::from_ptr(p) }
+    }
+    pub fn filename(&self) -> &[u8] {
+        self.field(|r| r.filename).unwrap_or(b"")
+    }
+    pub fn path_info(&self) -> &[u8] {
+        self.field(|r| r.path_info).unwrap_or(b"")
+    }
+    pub fn args(&self) -> &[u8] {
+        self.field(|r| r.args).unwrap_or(b"")
+    }
+    pub fn unparsed_uri(&self) -> &[u8] {
+        self.field(|r| r.unparsed_uri).unwrap_or(b"")
+    }
+    pub fn method(&self) -> &[u8] {
+        self.field(|r| r.method).unwrap_or(b"")
+    }
+    pub fn protocol(&self) -> &[u8] {
+        self.field(|r| r.protocol).unwrap_or(b"")
+    }
+    pub fn useragent_ip(&self) -> &[u8] {
+        self.field(|r| r.useragent_ip).unwrap_or(b"")
+    }
+    pub fn user(&self) -> Option<&[u8]> {
+        self.field(|r| r.user)
+    }
+    pub fn auth_type(&self) -> Option<&[u8]> {
+        self.field(|r| r.ap_auth_type)
+    }
+
+    /// What the directory walk found at `filename`.
+    pub fn filetype(&self) -> apr_filetype_e {
+        self.get(|r| r.finfo.filetype)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        let p = self.get(|r| r.pool);
+        // SAFETY: the request pool is live while the request is, and only this thread
+        // allocates from it during the hook.
+        unsafe { Pool::from_ptr(p) }
+    }
+
+    pub fn server(&self) -> &Server {
+        let s = self.get(|r| r.server);
+        // SAFETY: r->server is the live server_rec (configuration pool) of the request.
+        unsafe { Server::from_ptr(s) }.expect("a request has a server")
+    }
+
+    /// The server, for objects that outlive the request (a log the application keeps).
+    pub fn server_static(&self) -> &'static Server {
+        let s = self.get(|r| r.server);
+        // SAFETY: server_recs live in the configuration pool, which a child never clears
+        // (it exits instead), so they outlive every request and thread of the child.
+        unsafe { Server::from_ptr(s) }.expect("a request has a server")
+    }
+
+    pub fn connection(&self) -> &Connection {
+        let c = self.get(|r| r.connection);
+        // SAFETY: r->connection is the live conn_rec the request arrived on; it outlives
+        // the request, and only this thread uses it meanwhile.
+        unsafe { (c as *const Connection).as_ref() }.expect("a request has a connection")
+    }
+
+    /// The table that `f` selects.
+    fn table(&self, f: impl FnOnce(&request_rec) -> *mut apr_table_t) -> &Table {
+        let t = self.get(f);
+        // SAFETY: the request's tables live in its pool; this module changes none of the
+        // tables it reads (headers_in, subprocess_env, notes are read by the handler, notes
+        // written by translate_name only, through set_note, not while a &Table is held).
+        unsafe { Table::from_ptr(t) }.expect("request tables are never NULL")
+    }
+
+    pub fn headers_in(&self) -> &Table {
+        self.table(|r| r.headers_in)
+    }
+    pub fn subprocess_env(&self) -> &Table {
+        self.table(|r| r.subprocess_env)
+    }
+
+    /// A note (another module's, or ours from `translate_name`).
+    pub fn note(&self, key: &CStr) -> Option<&[u8]> {
+        self.table(|r| r.notes).get(key)
+    }
+
+    /// Set a note (both strings copied into the request pool).
+    pub fn set_note(&self, key: &CStr, value: &CStr) {
+        let t = self.get(|r| r.notes);
+        // SAFETY: notes is the request's live table; apr_table_set copies both strings; no
+        // &Table of it is alive (note() returns pool strings, not the table).
+        unsafe { apr_table_set(t, key.as_ptr(), value.as_ptr()) }
+    }
+
+    /// Add a response header (both strings copied into the request pool).
+    pub fn add_header_out(&self, key: &CStr, value: &CStr) {
+        let t = self.get(|r| r.headers_out);
+        // SAFETY: headers_out is the request's live table, which this module never lends
+        // out; apr_table_add copies both strings.
+        unsafe { apr_table_add(t, key.as_ptr(), value.as_ptr()) }
+    }
+
+    /// The host the client asked for (`UseCanonicalName` decides), without IPv6 brackets.
+    pub fn server_name(&self) -> &[u8] {
+        // SAFETY: the request is live; ap_get_server_name reads it and returns a pool
+        // string.
+        let p = unsafe { ap_get_server_name(self.as_ptr()) };
+        // SAFETY: the name is r->hostname or a configuration string, both valid while the
+        // request is.
+        unsafe { as_bytes(p) }
+    }
+
+    pub fn server_port(&self) -> u16 {
+        // SAFETY: the request is live; ap_get_server_port only reads it.
+        unsafe { ap_get_server_port(self.as_ptr()) }
+    }
+
+    /// "http" or "https" (mod_ssl answers the hook).
+    pub fn http_scheme(&self) -> &[u8] {
+        // SAFETY: the request is live; the hook only reads it and returns a static or pool
+        // string.
+        let p = unsafe { ap_run_http_scheme(self.as_ptr()) };
+        // SAFETY: the scheme is NULL or a static string.
+        unsafe { as_bytes(p) }
+    }
+
+    pub fn document_root(&self) -> &[u8] {
+        // SAFETY: the request is live; ap_document_root only reads its configuration.
+        let p = unsafe { ap_document_root(self.as_ptr()) };
+        // SAFETY: the document root is a configuration pool string, valid while the
+        // request is.
+        unsafe { as_bytes(p) }
+    }
+
+    /// `LimitRequestBody` for this request (0: unlimited).
+    pub fn limit_req_body(&self) -> u64 {
+        // SAFETY: the request is live; ap_get_limit_req_body only reads its configuration.
+        let n = unsafe { ap_get_limit_req_body(self.as_ptr()) };
+        u64::try_from(n).unwrap_or(0)
+    }
+
+    /// This module's merged per-directory configuration.
+    pub fn dir_conf(&self) -> &DirConf {
+        // SAFETY: the request is live; the shim only reads r->per_dir_config.
+        let dc = unsafe { oxwsgi_ap_dir_conf(self.as_ptr()) };
+        // SAFETY: httpd creates (and merges) one config per context, in the configuration
+        // or request pool, never NULL and never changed while a request uses it.
+        unsafe { &*(dc as *const DirConf) }
+    }
+
+    /// Point the request at `filename` with `handler`, for the directory walk and the
+    /// handler hooks (`translate_name`).
+    pub fn set_filename_and_handler(&self, filename: &[u8], handler: &'static CStr) {
+        let f = self.pool().strdup(filename).as_ptr() as *mut c_char;
+        self.set(|r| r.filename = f);
+        self.set(|r| r.handler = handler.as_ptr());
+    }
+
+    /// The final status, and the status line as given (copied into the request pool).
+    pub fn set_status(&self, status: u16, line: &[u8]) {
+        let l = self.pool().strdup(line).as_ptr();
+        self.set(|r| r.status = i32::from(status));
+        self.set(|r| r.status_line = l);
+    }
+
+    pub fn set_content_type(&self, ct: &[u8]) {
+        let ct = self.pool().strdup(ct).as_ptr();
+        // SAFETY: the request is live; the type is a request pool string (httpd keeps the
+        // pointer, which the pool keeps valid).
+        unsafe { ap_set_content_type(self.as_ptr(), ct) }
+    }
+
+    pub fn set_content_length(&self, len: u64) {
+        // SAFETY: the request is live; httpd formats the number into its own pool.
+        unsafe { ap_set_content_length(self.as_ptr(), len as apr_off_t) }
+    }
+
+    /// A new brigade from the request pool (freed with it).
+    pub fn brigade(&self) -> Brigade {
+        // SAFETY: the request is live; the shim allocates the brigade from its pool.
+        let bb = unsafe { oxwsgi_ap_brigade(self.as_ptr()) };
+        Brigade(NonNull::new(bb).expect("apr_brigade_create does not fail"))
+    }
+
+    /// Read up to `buf.len()` body bytes through the input filters.
+    pub fn read(&self, bb: &Brigade, buf: &mut [u8]) -> Read {
+        let mut got = 0usize;
+        // SAFETY: the request is live and bb its brigade; buf is writable for buf.len()
+        // bytes and got for one usize.
+        let rc = unsafe {
+            oxwsgi_ap_read(self.as_ptr(), bb.0.as_ptr(), buf.as_mut_ptr() as *mut c_char, buf.len(), &mut got)
+        };
+        match rc as u32 {
+            OXWSGI_READ_OK => Read::Data { got, eos: false },
+            OXWSGI_READ_EOS => Read::Data { got, eos: true },
+            _ => Read::Error,
+        }
+    }
+
+    /// Pass `data` down the output filters as a transient bucket (`flags`: OXWSGI_W_*).
+    pub fn write(&self, bb: &Brigade, data: &[u8], flags: i32) -> bool {
+        // SAFETY: the request is live and bb its brigade; data is readable for its length
+        // during the call, and filters that keep a transient bucket copy it.
+        let rc =
+            unsafe { oxwsgi_ap_write(self.as_ptr(), bb.0.as_ptr(), data.as_ptr() as *const c_char, data.len(), flags) };
+        rc == 0
+    }
+
+    /// Pass `len` bytes of the file `fd` from `offset` as a file bucket (the shim sends a
+    /// `dup()` of `fd`).
+    pub fn send_file(&self, bb: &Brigade, fd: i32, offset: u64, len: u64, flags: i32) -> SendFile {
+        // SAFETY: the request is live and bb its brigade; the shim dups fd, so the bucket
+        // does not depend on the caller's descriptor staying open.
+        let rc = unsafe {
+            oxwsgi_ap_send_file(self.as_ptr(), bb.0.as_ptr(), fd, offset as apr_off_t, len as apr_off_t, flags)
+        };
+        match rc {
+            0 => SendFile::Sent,
+            -2 => SendFile::Unsupported,
+            _ => SendFile::Failed,
+        }
+    }
+
+    /// End the response as broken (no final chunk, connection closed).
+    pub fn abort(&self, bb: &Brigade) {
+        // SAFETY: the request is live and bb its brigade.
+        unsafe { oxwsgi_ap_abort(self.as_ptr(), bb.0.as_ptr()) };
+    }
+
+    /// Log `msg` against this request (adds the client address).
+    pub fn log(&self, level: Level, msg: &str) {
+        let m = c_string(msg.as_bytes(), b"\\0");
+        // SAFETY: the request is live; the shim logs "%s" with the NUL-terminated m.
+        unsafe { oxwsgi_ap_log_request(self.as_ptr(), aplog_level(level), m.as_ptr()) }
+    }
+}
+
+/// A request lent to objects the core owns (body, sink, log) for the time of the handler.
+/// Those objects must be `Send + Sync` because Python objects hold them; the request stays
+/// on the handler's thread (see [`RequestHandle::new`]).
+#[derive(Clone)]
+pub struct RequestHandle(NonNull<Request>);
+
+// SAFETY: the handle is only dereferenced on the handler's thread while the handler runs
+// (RequestHandle::new's contract); it crosses threads only inside Python objects that the
+// handler's thread drives.
+unsafe impl Send for RequestHandle {}
+// SAFETY: as Send: no two threads use the request at once.
+unsafe impl Sync for RequestHandle {}
+
+impl RequestHandle {
+    /// # Safety
+    /// Every use of the handle (and its clones) must happen on the thread of the hook that
+    /// handed `r` over, before that hook returns; the holder of an object that keeps a
+    /// handle longer must stop using it first (see `RequestLog::expire`).
+    pub unsafe fn new(r: &Request) -> RequestHandle {
+        RequestHandle(NonNull::from(r))
+    }
+
+    pub fn get(&self) -> &Request {
+        // SAFETY: the request is live and used from its hook's thread (new's contract).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// A brigade of the request pool, reused for a whole body or response.
+pub struct Brigade(NonNull<apr_bucket_brigade>);
+
+// SAFETY: a brigade is only used through Request methods, on the handler's thread while
+// the request is live (the objects holding one also hold a RequestHandle, under the same
+// contract); Python objects that hold those objects need them Send.
+unsafe impl Send for Brigade {}
+// SAFETY: as Send: no two threads use the brigade at once.
+unsafe impl Sync for Brigade {}
+
+/// This module's per-directory configuration (the C struct `oxwsgi_dir_conf`).
+#[repr(transparent)]
+pub struct DirConf(oxwsgi_dir_conf);
+
+impl DirConf {
+    /// # Safety
+    /// `p` must be this module's dir config of the directive being read (httpd hands it to
+    /// the directive handler), allocated in the configuration pool and not otherwise
+    /// accessed during `'a`.
+    pub unsafe fn from_ptr_mut<'a>(p: *mut std::ffi::c_void) -> &'a mut DirConf {
+        // SAFETY: p is the live oxwsgi_dir_conf of this directive, ours for 'a (the
+        // caller's contract); DirConf is a repr(transparent) wrapper of it.
+        unsafe { &mut *(p as *mut DirConf) }
+    }
+
+    /// The string setting that `f` selects.
+    fn text(&self, f: impl FnOnce(&oxwsgi_dir_conf) -> *const c_char) -> Option<&[u8]> {
+        let p = f(&self.0);
+        // SAFETY: dir-config strings are NULL or configuration pool strings, which outlive
+        // the configuration (and &self).
+        unsafe { opt_bytes(p) }
+    }
+
+    pub fn callable(&self) -> Option<&[u8]> {
+        self.text(|c| c.callable)
+    }
+    pub fn application_group(&self) -> Option<&[u8]> {
+        self.text(|c| c.application_group)
+    }
+    /// `None`: not set in any context (the C side stores -1).
+    pub fn pass_authorization(&self) -> Option<bool> {
+        flag(self.0.pass_authorization)
+    }
+    pub fn chunked_request(&self) -> Option<bool> {
+        flag(self.0.chunked_request)
+    }
+    pub fn script_reloading(&self) -> Option<bool> {
+        flag(self.0.script_reloading)
+    }
+
+    /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
+    /// outlives the configuration that points at it.
+    pub fn set_callable(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.callable = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_application_group(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.application_group = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_pass_authorization(&mut self, v: bool) {
+        self.0.pass_authorization = v as i32;
+    }
+    pub fn set_chunked_request(&mut self, v: bool) {
+        self.0.chunked_request = v as i32;
+    }
+    pub fn set_script_reloading(&mut self, v: bool) {
+        self.0.script_reloading = v as i32;
+    }
+}
+
+fn flag(v: i32) -> Option<bool> {
+    (v != -1).then_some(v == 1)
+}
+
+// ---- directives ---------------------------------------------------------------------
+
+/// The `cmd_parms` of a directive being read.
+#[repr(transparent)]
+pub struct CmdParms(cmd_parms);
+
+impl CmdParms {
+    /// # Safety
+    /// `cmd` must be the live `cmd_parms` httpd passed to the running directive handler.
+    pub unsafe fn from_ptr<'a>(cmd: *mut cmd_parms) -> &'a CmdParms {
+        // SAFETY: cmd is live for the directive call (the caller's contract); CmdParms is a
+        // repr(transparent) wrapper of cmd_parms.
+        unsafe { &*(cmd as *const CmdParms) }
+    }
+
+    /// The configuration pool (values kept by the configuration go here).
+    pub fn pool(&self) -> &Pool {
+        // SAFETY: cmd->pool is the live configuration pool; directives are read by one
+        // thread.
+        unsafe { Pool::from_ptr(self.0.pool) }
+    }
+
+    /// The server (main or virtual host) the directive is in.
+    pub fn server(&self) -> &Server {
+        // SAFETY: cmd->server is the live server_rec being configured.
+        unsafe { Server::from_ptr(self.0.server) }.expect("a directive has a server")
+    }
+
+    /// The directive's name as written in the directive table.
+    pub fn name(&self) -> &[u8] {
+        // SAFETY: cmd->cmd points to this directive's entry of the module's static table.
+        let rec = unsafe { &*self.0.cmd };
+        // SAFETY: the table's names are static NUL-terminated strings.
+        unsafe { as_bytes(rec.name) }
+    }
+
+    /// The `cmd->info` the directive table gives this directive (its id).
+    pub fn info(&self) -> usize {
+        self.0.info as usize
+    }
+}
+
+/// The arguments of an `AP_INIT_TAKE_ARGV` directive.
+///
+/// # Safety
+/// `argv` must hold `argc` NUL-terminated strings valid during `'a` (httpd's argument
+/// vector for the running directive).
+pub unsafe fn directive_args<'a>(argc: i32, argv: *const *mut c_char) -> Vec<&'a [u8]> {
+    (0..usize::try_from(argc).unwrap_or(0))
+        .map(|i| {
+            // SAFETY: i < argc, so argv.add(i) is inside the vector (the caller's contract).
+            let p = unsafe { *argv.add(i) };
+            // SAFETY: each argument is a NUL-terminated string valid for 'a.
+            unsafe { as_bytes(p) }
+        })
+        .collect()
+}
+
+/// httpd's queries that take no object.
+pub mod process {
+    use super::*;
+
+    /// Whether the MPM runs several threads per child.
+    pub fn mpm_threaded() -> bool {
+        // SAFETY: a plain query of httpd's MPM.
+        unsafe { oxwsgi_ap_mpm_threaded() != 0 }
+    }
+
+    /// The first, throw-away configuration pass at start-up.
+    pub fn is_pre_config_pass() -> bool {
+        // SAFETY: a plain query of httpd's state.
+        unsafe { oxwsgi_ap_is_pre_config_pass() != 0 }
+    }
+
+    /// `ServerTokens`' banner, e.g. "Apache/2.4.62 (Debian)".
+    pub fn server_banner() -> String {
+        // SAFETY: ap_get_server_banner returns a static NUL-terminated string.
+        String::from_utf8_lossy(unsafe { as_bytes(ap_get_server_banner()) }).into_owned()
+    }
+
+    /// The uid and gid `User`/`Group` configured (0 when not yet).
+    pub fn unixd_ids() -> (u32, u32) {
+        // SAFETY: ap_unixd_config is a plain global filled by the User/Group directives;
+        // it is read on the configuration thread, which is also the only writer.
+        let c = unsafe { &*std::ptr::addr_of!(ap_unixd_config) };
+        (c.user_id, c.group_id)
+    }
+}
