@@ -52,8 +52,13 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
     if !is_token(name) {
         return Err(format!("invalid header name {name:?}"));
     }
-    if let Some(c) = value.chars().find(|&c| c == '\r' || c == '\n' || c == '\0') {
+    if let Some(c) = value.chars().find(|&c| c == '\r' || c == '\n') {
         return Err(format!("header {name}: value contains {c:?} (header injection?)"));
+    }
+    // RFC 9110 §5.5: no control characters in a field value but HTAB (NUL, 0x01-0x1F,
+    // DEL); servers pass them to the client as they are, where they confuse parsers.
+    if let Some(c) = value.chars().find(|&c| (c < ' ' && c != '\t') || c == '\x7f') {
+        return Err(format!("header {name}: value contains the control character {c:?}"));
     }
     if let Some(c) = value.chars().find(|&c| c as u32 > 0xff) {
         return Err(format!("header {name}: value has {c:?}, which is not latin-1"));
@@ -146,5 +151,11 @@ mod tests {
         assert!(check_header("X-Euro", "\u{20ac}").is_err());
         assert!(check_header("Transfer-Encoding", "chunked").is_err());
         assert!(check_header("connection", "close").is_err());
+        assert!(check_header("X-Tab", "a\tb").is_ok());
+        for c in ['\0', '\x01', '\x1b', '\x1f', '\x7f'] {
+            let e = check_header("X-Ctl", &format!("a{c}b")).unwrap_err();
+            assert!(e.starts_with("header X-Ctl: value contains"), "{e}");
+        }
+        assert!(check_header("X-\x01Ctl", "v").is_err());
     }
 }

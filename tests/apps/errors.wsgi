@@ -80,7 +80,20 @@ HEADER_CASES = {
     "bytes-value": ("X-Bad", b"bytes"),
     "bytes-name": (b"X-Bad", "v"),
     "int-value": ("X-Bad", 5),
+    # Control characters other than HTAB (RFC 9110 §5.5, PEP 3333).
+    "nul-value": ("X-Bad", "a\x00b"),
+    "soh-value": ("X-Bad", "a\x01b"),
+    "esc-value": ("X-Bad", "a\x1b[31mred"),
+    "us-value": ("X-Bad", "a\x1fb"),
+    "del-value": ("X-Bad", "a\x7fb"),
+    "ctl-name": ("X-\x01Bad", "v"),
 }
+
+
+def tab_header(environ, start_response):
+    # HTAB is the one control character a field value may hold.
+    start_response("200 OK", [CT, ("X-Tab", "a\tb")])
+    return [b"tab ok"]
 
 
 def bad_header(environ, start_response):
@@ -211,6 +224,7 @@ application = dispatch({
     "none-body": none_body,
     "status": status,
     "header": bad_header,
+    "tabheader": tab_header,
     "hop": hop_by_hop,
     "start-twice": start_twice,
     "exc-info-before": exc_info_before_headers,

@@ -144,6 +144,9 @@ def test_status_without_reason_phrase(server):
     "crlf-value", "lf-value", "cr-value", "crlf-name",
     "colon-name", "space-name", "empty-name",
     "nonlatin1-value", "bytes-value", "bytes-name", "int-value",
+    pytest.param("nul-value", marks=pytest.mark.modwsgi_deviation(
+        "PEP 3333 / RFC 9110 §5.5: no control characters in a header value; mod_wsgi sends NUL on")),
+    "soh-value", "esc-value", "us-value", "del-value", "ctl-name",
 ])
 def test_invalid_header_is_500(server, case):
     # PEP 3333: header names are valid field-names, values are str of
@@ -153,6 +156,21 @@ def test_invalid_header_is_500(server, case):
     assert not r.has_header("X-Injected"), "header injection reached the client"
     assert not r.has_header("X-Bad")
     assert b"body with a bad header" not in r.body
+
+
+@pytest.mark.parametrize("case", ["soh-value", "del-value"])
+def test_control_character_in_header_is_logged_by_name(server, case):
+    r = get(server, f"/err/header?case={case}")
+    assert r.status == 500, r
+    if server.name != "modwsgi":
+        server.wait_for_test_log(r"header X-Bad: value contains")
+
+
+def test_tab_in_header_value_is_allowed(server):
+    r = get(server, "/err/tabheader")
+    assert r.status == 200, r
+    assert r.header("X-Tab") == "a\tb"
+    assert r.body == b"tab ok"
 
 
 @pytest.mark.modwsgi_deviation(HOP_BY_HOP_CLAUSE)
