@@ -35,6 +35,8 @@ ErrorLog "$stage/logs/error.log"
 LoadModule mpm_prefork_module $M/mod_mpm_prefork.so
 LoadModule authz_core_module $M/mod_authz_core.so
 LoadModule oxwsgi_module $stage/mod_oxwsgi.so
+# A fixed hash seed: with a random one, dict layouts (and so counts) differ per run.
+WSGIPythonHashSeed 0
 WSGIScriptAlias /hello $stage/hello.wsgi
 <Directory $stage>
     Require all granted

@@ -214,11 +214,11 @@ impl EnvironTemplate {
         env.set(intern!(py, "REQUEST_URI"), &m.request_uri)?;
         env.set(intern!(py, "SERVER_PROTOCOL"), &m.protocol)?;
         env.set(intern!(py, "SERVER_NAME"), &server_name(&m.server_name))?;
-        env.set_str(intern!(py, "SERVER_PORT"), itoa(&mut [0; 20], m.server_port as u64))?;
+        env.set(intern!(py, "SERVER_PORT"), itoa(&mut [0; 20], m.server_port as u64))?;
         env.set(intern!(py, "SERVER_ADDR"), &m.server_addr)?;
         env.set(intern!(py, "REMOTE_ADDR"), &m.remote_addr)?;
         if let Some(p) = m.remote_port {
-            env.set_str(intern!(py, "REMOTE_PORT"), itoa(&mut [0; 20], p as u64))?;
+            env.set(intern!(py, "REMOTE_PORT"), itoa(&mut [0; 20], p as u64))?;
         }
         if let Some(d) = &m.document_root {
             env.set(intern!(py, "DOCUMENT_ROOT"), d)?;
@@ -242,7 +242,7 @@ impl EnvironTemplate {
             }
         }
         if let Some(n) = m.content_length {
-            env.set_str(intern!(py, "CONTENT_LENGTH"), itoa(&mut [0; 20], n))?;
+            env.set(intern!(py, "CONTENT_LENGTH"), itoa(&mut [0; 20], n))?;
         }
         let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
         env.set(intern!(py, "mod_wsgi.application_group"), group)?;
@@ -300,8 +300,9 @@ pub fn is_https(m: &RequestMeta<'_>) -> bool {
     var.is_some_and(|(_, v)| v.eq_ignore_ascii_case(b"on") || &**v == b"1")
 }
 
-/// Decimal digits of `n` in `buf`, without allocating.
-fn itoa(buf: &mut [u8; 20], mut n: u64) -> &str {
+/// Decimal digits of `n` in `buf`, without allocating (bytes: the environ decodes them as
+/// latin-1 anyway, which skips a UTF-8 check).
+fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -311,7 +312,7 @@ fn itoa(buf: &mut [u8; 20], mut n: u64) -> &str {
             break;
         }
     }
-    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
+    &buf[i..]
 }
 
 /// Fills one request's environ.
