@@ -388,7 +388,15 @@ impl NgxRequest {
             if ngx_http_oxwsgi_set_status(r, h.status as ngx_uint_t, line.as_mut_ptr(), line.len()) != OK {
                 return ERROR;
             }
-            (*r).headers_out.content_length_n = h.content_length.map_or(-1, |n| n as off_t);
+            // 204 and 304 have no body: what the application returns with them is dropped
+            // (it would be read as the next response on a keep-alive connection), and a
+            // 204 carries no Content-Length. nginx sets header_only for them only when it
+            // makes the status line itself.
+            let bodyless = matches!(h.status, 204 | 304);
+            (*r).headers_out.content_length_n = match h.content_length {
+                Some(n) if h.status != 204 => n as off_t,
+                _ => -1,
+            };
             for (name, value) in &h.headers {
                 if name.eq_ignore_ascii_case("content-length") {
                     continue;
@@ -398,10 +406,14 @@ impl NgxRequest {
                     return ERROR;
                 }
             }
+            if bodyless {
+                // As for HEAD: the header filter ends the response with the head.
+                (*r).set_header_only(1);
+            }
             let rc = ngx_http_send_header(r);
             self.header_sent = true;
             self.header_rc = rc;
-            self.header_only = ngx_http_oxwsgi_header_only(r) != 0 || rc == ERROR || rc > OK;
+            self.header_only = bodyless || ngx_http_oxwsgi_header_only(r) != 0 || rc == ERROR || rc > OK;
             rc
         }
     }
