@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::io::CycleLog;
+use super::io::{CycleLog, RequestLog, request_context};
 use super::request::{After, IN_FLIGHT, NgxRequest, ngx_bytes};
 use super::task::{self, TaskSide};
 use crate::core::runtime::{self, RuntimeConfig};
-use crate::core::{Level, worker};
+use crate::core::{Level, LogSink, worker};
 use crate::ffi::ngx::*;
 
 pub use crate::ffi::guard::guard;
@@ -173,7 +173,10 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
     }
     let context: Arc<str> = Arc::from(script.to_string_lossy().as_ref());
-    let state = Box::into_raw(Box::new(NgxRequest::new(r, w.log().clone(), context)));
+    // SAFETY: r is live on the event loop (caller).
+    let tail = unsafe { log_context(r) };
+    let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(w.log().clone(), tail));
+    let state = Box::into_raw(Box::new(NgxRequest::new(r, log, context)));
     // SAFETY: r is live; the shim allocates the context in the request pool and registers
     // a pool cleanup that frees `state` (ngx_http_oxwsgi_rs_cleanup).
     let ctx = unsafe { ngx_http_oxwsgi_create_ctx(r, state.cast()) };
@@ -195,6 +198,24 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         return rc;
     }
     NGX_DONE as ngx_int_t
+}
+
+/// What nginx appends to its own error-log lines for `r` (`, client: …, server: …,
+/// request: "…"`), from the connection log's handler.
+///
+/// # Safety
+/// `r` must be a live request, on the event loop.
+unsafe fn log_context(r: *mut ngx_http_request_t) -> String {
+    // SAFETY: a live request has a live connection with a log (caller).
+    let log = unsafe { (*(*r).connection).log };
+    // SAFETY: the connection log is live (see above).
+    let Some(handler) = (unsafe { (*log).handler }) else { return String::new() };
+    let mut buf = [0u8; 2048];
+    // SAFETY: the handler writes at most `len` bytes into buf and returns the end of what it
+    // wrote; it reads the request through log->data, which nginx keeps current.
+    let end = unsafe { handler(log, buf.as_mut_ptr(), buf.len()) };
+    let n = (end as usize).saturating_sub(buf.as_ptr() as usize).min(buf.len());
+    request_context(&buf[..n])
 }
 
 /// # Safety
