@@ -49,7 +49,6 @@ void ngx_http_oxwsgi_rs_orphan_done(void *task_side);
 
 static ngx_int_t ngx_http_oxwsgi_handler(ngx_http_request_t *r);
 static void *ngx_http_oxwsgi_create_main_conf(ngx_conf_t *cf);
-static char *ngx_http_oxwsgi_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_oxwsgi_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -101,10 +100,10 @@ static ngx_command_t  ngx_http_oxwsgi_commands[] = {
       (void *) NGX_HTTP_OXWSGI_CHECK_IMPORT },
 
     { ngx_string("wsgi_max_in_flight"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_oxwsgi_main_conf_t, max_in_flight),
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_oxwsgi_loc_conf_t, max_in_flight),
       &ngx_http_oxwsgi_max_in_flight_bounds },
 
     { ngx_string("wsgi_thread_pool"),
@@ -137,7 +136,7 @@ static ngx_http_module_t  ngx_http_oxwsgi_module_ctx = {
     NULL,                                  /* postconfiguration */
 
     ngx_http_oxwsgi_create_main_conf,      /* create main configuration */
-    ngx_http_oxwsgi_init_main_conf,        /* init main configuration */
+    NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -206,21 +205,7 @@ ngx_http_oxwsgi_create_main_conf(ngx_conf_t *cf)
      *     mcf->enabled = 0;
      */
 
-    mcf->max_in_flight = NGX_CONF_UNSET_UINT;
-
     return mcf;
-}
-
-
-static char *
-ngx_http_oxwsgi_init_main_conf(ngx_conf_t *cf, void *conf)
-{
-    ngx_http_oxwsgi_main_conf_t  *mcf = conf;
-
-    ngx_conf_init_uint_value(mcf->max_in_flight,
-                             NGX_HTTP_OXWSGI_DEFAULT_MAX_IN_FLIGHT);
-
-    return NGX_CONF_OK;
 }
 
 
@@ -247,6 +232,7 @@ ngx_http_oxwsgi_create_loc_conf(ngx_conf_t *cf)
 
     lcf->params = NGX_CONF_UNSET_PTR;
     lcf->pass_authorization = NGX_CONF_UNSET;
+    lcf->max_in_flight = NGX_CONF_UNSET_UINT;
 
     return lcf;
 }
@@ -263,6 +249,8 @@ ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->params, prev->params, NULL);
     ngx_conf_merge_value(conf->pass_authorization, prev->pass_authorization,
                          0);
+    ngx_conf_merge_uint_value(conf->max_in_flight, prev->max_in_flight,
+                              NGX_HTTP_OXWSGI_DEFAULT_MAX_IN_FLIGHT);
 
     if (conf->script.data == NULL) {
         return NGX_CONF_OK;

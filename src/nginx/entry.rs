@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::io::{CycleLog, RequestLog, request_context};
-use super::request::{After, IN_FLIGHT, NgxRequest, ngx_bytes};
+use super::request::{After, IN_FLIGHT, InFlightSlot, NgxRequest, ngx_bytes};
 use super::task::{self, TaskSide};
 use crate::core::runtime::{self, RuntimeConfig};
 use crate::core::{Level, LogSink, worker};
@@ -151,10 +151,10 @@ pub extern "C" fn ngx_http_oxwsgi_rs_handler(r: *mut ngx_http_request_t) -> ngx_
 /// # Safety
 /// `r` must be the live request of the content phase.
 unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: r is live (caller); configuration strings live in the cycle pool.
-    let (script, max) = unsafe {
-        (path_of(&(*ngx_http_oxwsgi_req_loc_conf(r)).script), (*ngx_http_oxwsgi_req_main_conf(r)).max_in_flight)
-    };
+    // SAFETY: r is live, so is its location configuration (cycle pool).
+    let lcf = unsafe { ngx_http_oxwsgi_req_loc_conf(r) };
+    // SAFETY: lcf is the live configuration of the location (see above).
+    let (script, max, in_flight) = unsafe { (path_of(&(*lcf).script), (*lcf).max_in_flight, (*lcf).in_flight) };
     let Some(w) = worker::get() else {
         eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -162,10 +162,13 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if !w.ready(&**w.log(), &script.to_string_lossy()) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    if IN_FLIGHT.load(Ordering::Relaxed) >= max {
+    if in_flight >= max {
         w.log().log(
             Level::Warning,
-            &format!("{}: {max} requests in flight in this worker (wsgi_max_in_flight): 503", script.display()),
+            &format!(
+                "{}: {max} requests of this location in flight in this worker (wsgi_max_in_flight): 503",
+                script.display()
+            ),
         );
         let (mut n, mut v) = (b"Retry-After".to_vec(), b"1".to_vec());
         // SAFETY: r is live; the shim copies the strings into its pool.
@@ -176,7 +179,12 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: r is live on the event loop (caller).
     let tail = unsafe { log_context(r) };
     let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(w.log().clone(), tail));
-    let state = Box::into_raw(Box::new(NgxRequest::new(r, log, context)));
+    // SAFETY: lcf is live: the address of its field is never NULL.
+    let counter = unsafe { std::ptr::NonNull::new_unchecked(&raw mut (*lcf).in_flight) };
+    // SAFETY: the location's counter, on the event loop; the slot lives in the request
+    // state, which the request pool's cleanup drops on the loop, before the cycle ends.
+    let slot = unsafe { InFlightSlot::take(counter) };
+    let state = Box::into_raw(Box::new(NgxRequest::new(r, log, context, slot)));
     // SAFETY: r is live; the shim allocates the context in the request pool and registers
     // a pool cleanup that frees `state` (ngx_http_oxwsgi_rs_cleanup).
     let ctx = unsafe { ngx_http_oxwsgi_create_ctx(r, state.cast()) };

@@ -31,8 +31,36 @@ use crate::core::response::Outcome;
 use crate::core::{Level, LogSink};
 use crate::ffi::ngx::*;
 
-/// Requests of this worker between the content handler and the end of their pool.
+/// Requests of this worker between the content handler and the end of their pool (for the
+/// exit notice; the cap counts per location, [`InFlightSlot`]).
 pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// A request's place in its location's count of requests in flight (`wsgi_max_in_flight`
+/// is per location and per worker, as `limit_conn` counts per zone).
+pub struct InFlightSlot(std::ptr::NonNull<ngx_uint_t>);
+
+impl InFlightSlot {
+    /// Count one more request in `counter`; dropping the slot counts it out.
+    ///
+    /// # Safety
+    /// `counter` must be the `in_flight` field of a location configuration of this worker's
+    /// cycle, used only on the event loop; the slot must be dropped on the event loop before
+    /// the cycle goes away (request pools are freed first).
+    pub unsafe fn take(counter: std::ptr::NonNull<ngx_uint_t>) -> InFlightSlot {
+        // SAFETY: the counter is live and only the event loop uses it (caller).
+        unsafe { *counter.as_ptr() += 1 };
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlightSlot(counter)
+    }
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        // SAFETY: the invariant of `take`: the counter outlives the slot, on the loop.
+        unsafe { *self.0.as_ptr() -= 1 };
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// How often a running task's output is handed over, in milliseconds.
 const POLL_MS: ngx_msec_t = 20;
@@ -94,6 +122,7 @@ pub struct NgxRequest {
     pub task: Arc<TaskSide>,
     log: Arc<dyn LogSink>,
     context: Arc<str>,
+    _slot: InFlightSlot,
     header_sent: bool,
     header_only: bool,
     header_rc: ngx_int_t,
@@ -109,17 +138,11 @@ pub struct NgxRequest {
     timed_out: bool,
 }
 
-impl Drop for NgxRequest {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl NgxRequest {
-    pub fn new(r: *mut ngx_http_request_t, log: Arc<dyn LogSink>, context: Arc<str>) -> NgxRequest {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+    pub fn new(r: *mut ngx_http_request_t, log: Arc<dyn LogSink>, context: Arc<str>, slot: InFlightSlot) -> NgxRequest {
         NgxRequest {
             r,
+            _slot: slot,
             ctx: null_mut(),
             task: Arc::new(TaskSide::default()),
             log,
