@@ -2,6 +2,7 @@
 //! Each one catches panics: a Rust panic must never unwind into nginx.
 
 use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,6 +10,7 @@ use std::sync::atomic::Ordering;
 use super::io::{CycleLog, RequestLog, request_context};
 use super::request::{After, IN_FLIGHT, InFlightSlot, NgxRequest, ngx_bytes};
 use super::task::{self, TaskSide};
+use super::testhook;
 use crate::core::runtime::{self, RuntimeConfig};
 use crate::core::{Level, LogSink, worker};
 use crate::ffi::ngx::*;
@@ -34,6 +36,7 @@ unsafe fn str_array(a: *const ngx_array_t) -> Vec<PathBuf> {
 
 /// A configuration check: "" if fine, else the message for `nginx -t`.
 fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
+    testhook::maybe_panic("config-check");
     let p = Path::new(value);
     match what {
         1 | 4 => {
@@ -74,19 +77,23 @@ pub extern "C" fn ngx_http_oxwsgi_rs_check(
     err: *mut u_char,
     errlen: usize,
 ) -> usize {
-    guard("configuration check", 0, || {
+    // A panic fails the check (and `nginx -t`) with its message: never "valid".
+    let verdict = catch_unwind(|| {
         // SAFETY: the shim passes a configuration string of `len` bytes.
         let value = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(data, len) }).into_owned();
-        match check(what, &value) {
-            Ok(()) => 0,
-            Err(msg) => {
-                let n = msg.len().min(errlen);
-                // SAFETY: err is writable for errlen bytes.
-                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), err, n) };
-                n
-            }
-        }
+        check(what, &value)
     })
+    .unwrap_or_else(|p| Err(format!("internal error (panic) in the configuration check: {}", panic_message(&*p))));
+    match verdict {
+        Ok(()) => 0,
+        Err(msg) => {
+            let n = msg.len().min(errlen).max(1);
+            let msg = if msg.is_empty() { "?" } else { &msg };
+            // SAFETY: err is writable for errlen (1024) bytes, n <= errlen.
+            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), err, n) };
+            n
+        }
+    }
 }
 
 #[unsafe(no_mangle)]
@@ -226,14 +233,34 @@ unsafe fn log_context(r: *mut ngx_http_request_t) -> String {
     request_context(&buf[..n])
 }
 
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Run an event handler of a request. A panic fails the request closed: 500 while the head
+/// is not out, else the connection is closed (`NgxRequest::fail`), never left hanging.
+///
 /// # Safety
 /// `state` must be the live state of a request, on the event loop.
 unsafe fn with_state(what: &str, state: *mut c_void, f: impl FnOnce(&mut NgxRequest) -> After) {
-    let after = guard(what, After::Nothing, || {
-        // SAFETY: caller; the reference ends before `apply`, which may free the state.
-        let st = unsafe { &mut *(state as *mut NgxRequest) };
-        f(st)
-    });
+    let state = state as *mut NgxRequest;
+    // SAFETY: the state is live (caller); the reference ends before `apply`, which may free it.
+    let run = catch_unwind(AssertUnwindSafe(|| f(unsafe { &mut *state })));
+    let after = match run {
+        Ok(after) => after,
+        Err(p) => {
+            let msg = format!("oxwsgi: internal error (panic) in {what}: {}; the request fails", panic_message(&*p));
+            // SAFETY: the state is still live: the panic unwound out of `f` before any
+            // finalization (After is applied only below).
+            let st = unsafe { &mut *state };
+            st.log_error(&msg);
+            guard(what, After::Nothing, || st.fail())
+        }
+    };
     // SAFETY: no reference to the state is alive any more.
     guard(what, (), || unsafe { after.apply() })
 }

@@ -12,7 +12,9 @@
 mod entry;
 mod io;
 mod request;
+mod state;
 mod task;
+mod testhook;
 
 #[cfg(not(ngx_addon_build))]
 use std::ffi::c_char;

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::io::{Item, NgxBody, Part};
+use super::state::{Client, Head, State, Task};
 use super::task::{Start, TaskSide};
+use super::testhook;
 use crate::core::head::ResponseHead;
 use crate::core::request::{Bytes, RequestMeta};
 use crate::core::response::Outcome;
@@ -123,19 +125,9 @@ pub struct NgxRequest {
     log: Arc<dyn LogSink>,
     context: Arc<str>,
     _slot: InFlightSlot,
-    header_sent: bool,
-    header_only: bool,
-    header_rc: ngx_int_t,
+    state: State,
     /// Body memory lent to nginx buffers, in output order, until they leave `busy`.
     lent: VecDeque<(*mut ngx_buf_t, Vec<u8>)>,
-    /// A task is posted and has not completed.
-    in_flight: bool,
-    /// The first task has been posted.
-    started: bool,
-    /// Posting failed (queue full): retry from the poll timer.
-    repost: bool,
-    client_gone: bool,
-    timed_out: bool,
 }
 
 impl NgxRequest {
@@ -147,20 +139,17 @@ impl NgxRequest {
             task: Arc::new(TaskSide::default()),
             log,
             context,
-            header_sent: false,
-            header_only: false,
-            header_rc: OK,
+            state: State::default(),
             lent: VecDeque::new(),
-            in_flight: false,
-            started: false,
-            repost: false,
-            client_gone: false,
-            timed_out: false,
         }
     }
 
     fn log(&self, level: Level, msg: &str) {
         self.log.log(level, &format!("{}: {msg}", self.context));
+    }
+
+    pub fn log_error(&self, msg: &str) {
+        self.log(Level::Error, msg);
     }
 
     /// The body is read: copy the request, then start the application.
@@ -177,7 +166,7 @@ impl NgxRequest {
             }
             Err(e) => {
                 self.log(Level::Error, &e);
-                After::Finalize(self.r, NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+                self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
             }
         }
     }
@@ -317,26 +306,33 @@ impl NgxRequest {
         // which lives as long as this state (the request can't be freed while blocked).
         let rc = unsafe { ngx_http_oxwsgi_post_task(self.ctx) };
         if rc != OK {
-            if !self.started {
+            if !self.state.post_failed() {
                 self.log(Level::Error, "cannot post to the thread pool (queue full?): 503");
-                return After::Finalize(self.r, NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
+                return self.finalize(NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
             }
-            self.repost = true;
             // SAFETY: ctx is live.
             unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 10) };
             return After::Nothing;
         }
-        self.started = true;
-        self.in_flight = true;
+        self.state.posted();
         // SAFETY: ctx is live.
         unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, POLL_MS) };
         After::Nothing
     }
 
+    /// `ngx_http_finalize_request(r, rc)` once the state is no longer borrowed.
+    fn finalize(&mut self, rc: ngx_int_t) -> After {
+        self.state.finish();
+        After::Finalize(self.r, rc)
+    }
+
     /// The client is gone: refuse further data; a waiting writer wakes up and fails.
     fn gone(&mut self) {
-        if !self.client_gone {
-            self.client_gone = true;
+        self.lose(Client::Gone);
+    }
+
+    fn lose(&mut self, how: Client) {
+        if self.state.lose_client(how) {
             let mut b = self.task.shared.lock();
             b.client_gone = true;
             b.items.clear();
@@ -358,6 +354,7 @@ impl NgxRequest {
 
     /// Wait for the client to take what nginx holds.
     fn wait_write(&mut self) {
+        self.state.wait_for_client();
         // SAFETY: r is live; the shim installs our write handler and the send timeout.
         if unsafe { ngx_http_oxwsgi_wait_write(self.r) } != OK {
             self.gone();
@@ -380,14 +377,13 @@ impl NgxRequest {
         };
         self.task.shared.notify();
         let mut rc = OK;
-        if let Some(h) = head.filter(|_| !self.header_sent) {
+        if let Some(h) = head.filter(|_| !self.state.head_sent()) {
             rc = self.send_head(&h);
         }
         if self.failed_output(rc) {
             self.gone();
         }
-        let deliver = self.header_sent && !self.header_only && !self.client_gone;
-        if deliver && (!items.is_empty() || (last && !aborted)) {
+        if self.state.delivers_body() && (!items.is_empty() || (last && !aborted)) {
             rc = self.push(items, last && !aborted);
         }
         if aborted {
@@ -434,9 +430,8 @@ impl NgxRequest {
                 (*r).set_header_only(1);
             }
             let rc = ngx_http_send_header(r);
-            self.header_sent = true;
-            self.header_rc = rc;
-            self.header_only = bodyless || ngx_http_oxwsgi_header_only(r) != 0 || rc == ERROR || rc > OK;
+            let header_only = bodyless || ngx_http_oxwsgi_header_only(r) != 0 || rc == ERROR || rc > OK;
+            self.state.head_sent_with(rc, !header_only);
             rc
         }
     }
@@ -494,7 +489,8 @@ impl NgxRequest {
 
     /// Completion of a task, on the event loop.
     pub fn task_done(&mut self) -> After {
-        self.in_flight = false;
+        self.state.task_completed();
+        testhook::maybe_panic(if self.state.head_sent() { "task-done-streaming" } else { "task-done" });
         // SAFETY: ctx is live.
         unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 0) };
         let (rc, outcome) = self.drain(true);
@@ -508,13 +504,13 @@ impl NgxRequest {
         if let Some(o) = outcome {
             return self.finish(o, rc);
         }
-        if self.client_gone {
+        if self.state.client_gone() {
             // One more task: the core sees ClientGone and closes the iterable.
             return self.post();
         }
         if self.backed_up() {
             self.wait_write();
-            if self.client_gone {
+            if self.state.client_gone() {
                 return self.post();
             }
             return After::Nothing;
@@ -528,20 +524,47 @@ impl NgxRequest {
         let r = self.r;
         // SAFETY: r is live.
         unsafe { ngx_http_oxwsgi_stop_write_wait(r) };
+        let (head, client) = (self.state.head(), self.state.client());
         let rc = match outcome {
-            Outcome::Complete if self.client_gone => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
-            Outcome::Complete if self.header_only => self.header_rc,
-            Outcome::Complete => rc,
-            Outcome::Failed if !self.header_sent => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+            _ if client == Client::Abandoned => return self.fail(),
+            Outcome::Complete if client != Client::Connected => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
+            Outcome::Complete => match head {
+                Head::Sent { rc: head_rc, body: false } => head_rc,
+                _ => rc,
+            },
+            Outcome::Failed if head == Head::NotSent => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
             Outcome::Failed | Outcome::Aborted => {
                 // SAFETY: r is live: close the connection, leaving the body incomplete.
                 unsafe { ngx_http_oxwsgi_set_conn_error(r) };
                 ERROR
             }
-            Outcome::ClientGone if self.timed_out => NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t,
+            Outcome::ClientGone if client == Client::TimedOut => NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t,
             Outcome::ClientGone => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
         };
-        After::Finalize(r, rc)
+        self.finalize(rc)
+    }
+
+    /// Give up on the request (a panic in an event handler): 500 while the head is not out,
+    /// else close the connection. A running task is told the client is gone and the
+    /// request ends when it completes.
+    pub fn fail(&mut self) -> After {
+        self.lose(Client::Abandoned);
+        match self.state.task() {
+            Task::Running | Task::Finished => After::Nothing,
+            _ => {
+                // SAFETY: r is live.
+                unsafe { ngx_http_oxwsgi_stop_write_wait(self.r) };
+                // SAFETY: ctx is live: no poll timer may fire for a finished request.
+                unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 0) };
+                if self.state.head_sent() {
+                    // SAFETY: r is live: close the connection, leaving the body incomplete.
+                    unsafe { ngx_http_oxwsgi_set_conn_error(self.r) };
+                    self.finalize(ERROR)
+                } else {
+                    self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+                }
+            }
+        }
     }
 
     /// The write event: the client took data (or the send timeout expired).
@@ -549,22 +572,21 @@ impl NgxRequest {
         // SAFETY: r is live.
         if unsafe { ngx_http_oxwsgi_write_timedout(self.r) } != 0 {
             self.log(Level::Info, "client timed out while receiving the response");
-            self.timed_out = true;
-            self.gone();
-            return if self.in_flight { After::Nothing } else { self.post() };
+            self.lose(Client::TimedOut);
+            return if self.state.running() { After::Nothing } else { self.post() };
         }
         // SAFETY: ctx is live; a NULL chain flushes what nginx holds.
         let rc = unsafe { ngx_http_oxwsgi_output(self.ctx, null_mut()) };
         self.release_sent();
         if self.failed_output(rc) {
             self.gone();
-            return if self.in_flight { After::Nothing } else { self.post() };
+            return if self.state.running() { After::Nothing } else { self.post() };
         }
         if self.backed_up() {
             self.wait_write();
             return After::Nothing;
         }
-        if self.in_flight {
+        if self.state.running() {
             return self.drain_running();
         }
         self.proceed(OK, None)
@@ -572,7 +594,7 @@ impl NgxRequest {
 
     /// Hand over what a running task produced so far (when the client keeps up).
     fn drain_running(&mut self) -> After {
-        if self.client_gone || self.backed_up() || !self.task.shared.lock().has_output() {
+        if self.state.client_gone() || self.backed_up() || !self.task.shared.lock().has_output() {
             return After::Nothing;
         }
         let (rc, _) = self.drain(false);
@@ -605,11 +627,10 @@ impl NgxRequest {
 
     /// The poll timer.
     pub fn poll(&mut self) -> After {
-        if self.repost && !self.in_flight {
-            self.repost = false;
+        if self.state.task() == Task::RepostPending {
             return self.post();
         }
-        if !self.in_flight {
+        if !self.state.running() {
             return After::Nothing;
         }
         // SAFETY: ctx is live.
