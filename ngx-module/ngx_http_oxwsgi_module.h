@@ -64,7 +64,6 @@ extern const char   *ngx_http_oxwsgi_nginx_version;
 
 
 ngx_http_oxwsgi_main_conf_t *ngx_http_oxwsgi_cycle_main_conf(ngx_cycle_t *cycle);
-ngx_http_oxwsgi_main_conf_t *ngx_http_oxwsgi_req_main_conf(ngx_http_request_t *r);
 ngx_http_oxwsgi_loc_conf_t *ngx_http_oxwsgi_req_loc_conf(ngx_http_request_t *r);
 ngx_http_oxwsgi_ctx_t *ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r,
     void *state);
@@ -84,21 +83,9 @@ ngx_buf_t *ngx_http_oxwsgi_add_last(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t ***l
 ngx_int_t ngx_http_oxwsgi_output(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t *out);
 ngx_uint_t ngx_http_oxwsgi_is_busy(ngx_http_oxwsgi_ctx_t *ctx, ngx_buf_t *b);
 ngx_uint_t ngx_http_oxwsgi_backed_up(ngx_http_oxwsgi_ctx_t *ctx);
-ngx_int_t ngx_http_oxwsgi_set_status(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *line, size_t len);
-ngx_str_t ngx_http_oxwsgi_server_name(ngx_http_request_t *r);
-size_t ngx_http_oxwsgi_addrs(ngx_http_request_t *r, u_char *buf, size_t len,
-    ngx_uint_t *server_port, ngx_uint_t *remote_port);
-ngx_uint_t ngx_http_oxwsgi_buf_in_file(ngx_buf_t *b);
-ngx_int_t ngx_http_oxwsgi_set_header(ngx_http_request_t *r, u_char *name,
-    size_t nlen, u_char *value, size_t vlen);
+void ngx_http_oxwsgi_conf_error(ngx_conf_t *cf, const u_char *msg, size_t len);
 void ngx_http_oxwsgi_log(ngx_log_t *log, ngx_uint_t level, u_char *msg,
     size_t len);
-ngx_uint_t ngx_http_oxwsgi_header_only(ngx_http_request_t *r);
-ngx_uint_t ngx_http_oxwsgi_conn_error(ngx_http_request_t *r);
-void ngx_http_oxwsgi_set_conn_error(ngx_http_request_t *r);
-ngx_uint_t ngx_http_oxwsgi_is_https(ngx_http_request_t *r);
-ngx_uint_t ngx_http_oxwsgi_write_timedout(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_OXWSGI_MODULE_H_INCLUDED_ */

@@ -3,15 +3,15 @@
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::io::{CycleLog, RequestLog, request_context};
-use super::request::{After, IN_FLIGHT, InFlightSlot, NgxRequest, ngx_bytes};
+use super::ngx::{NgxStr, Request};
+use super::request::{After, IN_FLIGHT, InFlightSlot, NgxRequest};
 use super::task::{self, TaskSide};
-use super::testhook;
-use crate::core::runtime::{self, RuntimeConfig};
+use crate::core::runtime::RuntimeConfig;
 use crate::core::{Level, LogSink, worker};
 use crate::ffi::ngx::*;
 
@@ -19,7 +19,7 @@ pub use crate::ffi::guard::guard;
 
 fn path_of(s: &ngx_str_t) -> PathBuf {
     // SAFETY: configuration strings live in the cycle pool.
-    PathBuf::from(String::from_utf8_lossy(unsafe { ngx_bytes(s) }).into_owned())
+    PathBuf::from(String::from_utf8_lossy(unsafe { NgxStr::from_raw(s) }.as_bytes()).into_owned())
 }
 
 /// The strings of an `ngx_array_t` of `ngx_str_t` (NULL = none).
@@ -30,70 +30,13 @@ unsafe fn str_array(a: *const ngx_array_t) -> Vec<PathBuf> {
     if a.is_null() {
         return Vec::new();
     }
-    // SAFETY: caller.
-    unsafe { std::slice::from_raw_parts((*a).elts as *const ngx_str_t, (*a).nelts) }.iter().map(path_of).collect()
-}
-
-/// A configuration check: "" if fine, else the message for `nginx -t`.
-fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
-    testhook::maybe_panic("config-check");
-    let p = Path::new(value);
-    match what {
-        1 | 4 => {
-            let what = if what == 1 { "WSGI script" } else { "script" };
-            match std::fs::metadata(p) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("{what} {value} does not exist")),
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    Err(format!("{what} {value} cannot be accessed (permission denied)"))
-                }
-                Err(e) => Err(format!("{what} {value} cannot be used: {e}")),
-                Ok(m) if !m.is_file() => Err(format!("{what} {value} is not a regular file")),
-                Ok(_) => Ok(()),
-            }
-        }
-        2 => runtime::check_python_home(p),
-        3 => {
-            if p.is_dir() {
-                Ok(())
-            } else {
-                Err(format!("{value} is not a directory"))
-            }
-        }
-        5 => {
-            let ok = !value.is_empty()
-                && !value.starts_with(|c: char| c.is_ascii_digit())
-                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if ok { Ok(()) } else { Err(format!("callable={value:?} is not a Python identifier")) }
-        }
-        _ => Err("unknown check".into()),
+    // SAFETY: a is a live array (caller).
+    let a = unsafe { &*a };
+    if a.nelts == 0 {
+        return Vec::new();
     }
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_check(
-    what: ngx_uint_t,
-    data: *const u_char,
-    len: usize,
-    err: *mut u_char,
-    errlen: usize,
-) -> usize {
-    // A panic fails the check (and `nginx -t`) with its message: never "valid".
-    let verdict = catch_unwind(|| {
-        // SAFETY: the shim passes a configuration string of `len` bytes.
-        let value = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(data, len) }).into_owned();
-        check(what, &value)
-    })
-    .unwrap_or_else(|p| Err(format!("internal error (panic) in the configuration check: {}", panic_message(&*p))));
-    match verdict {
-        Ok(()) => 0,
-        Err(msg) => {
-            let n = msg.len().min(errlen).max(1);
-            let msg = if msg.is_empty() { "?" } else { &msg };
-            // SAFETY: err is writable for errlen (1024) bytes, n <= errlen.
-            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), err, n) };
-            n
-        }
-    }
+    // SAFETY: the array holds nelts ngx_str_t (caller).
+    unsafe { std::slice::from_raw_parts(a.elts as *const ngx_str_t, a.nelts) }.iter().map(path_of).collect()
 }
 
 #[unsafe(no_mangle)]
@@ -102,18 +45,18 @@ pub extern "C" fn ngx_http_oxwsgi_rs_init_process(
     mcf: *mut ngx_http_oxwsgi_main_conf_t,
 ) -> ngx_int_t {
     guard("init_process", NGX_OK as ngx_int_t, || {
-        // SAFETY: nginx passes the worker's cycle and our main configuration.
-        let (log, cfg) = unsafe {
-            let log = Arc::new(CycleLog::new((*cycle).log));
-            let m = &*mcf;
-            let mut cfg = RuntimeConfig::default();
-            if m.python_home.len > 0 {
-                cfg.start.home = Some(path_of(&m.python_home));
-            }
-            cfg.python_path = str_array(m.python_path);
-            (log, (cfg, str_array(m.imports)))
-        };
-        let (rcfg, imports) = cfg;
+        // SAFETY: nginx passes the worker's cycle, whose log lives as long as the process.
+        let log = Arc::new(unsafe { CycleLog::new((*cycle).log) });
+        // SAFETY: the shim passes our main configuration of that cycle.
+        let m = unsafe { &*mcf };
+        let mut rcfg = RuntimeConfig::default();
+        if m.python_home.len > 0 {
+            rcfg.start.home = Some(path_of(&m.python_home));
+        }
+        // SAFETY: NULL or arrays of ngx_str_t made by the directive handlers (conf.rs).
+        rcfg.python_path = unsafe { str_array(m.python_path) };
+        // SAFETY: as for python_path.
+        let imports = unsafe { str_array(m.imports) };
         init_process(log, &rcfg, &imports);
         NGX_OK as ngx_int_t
     })
@@ -158,10 +101,10 @@ pub extern "C" fn ngx_http_oxwsgi_rs_handler(r: *mut ngx_http_request_t) -> ngx_
 /// # Safety
 /// `r` must be the live request of the content phase.
 unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: r is live, so is its location configuration (cycle pool).
-    let lcf = unsafe { ngx_http_oxwsgi_req_loc_conf(r) };
-    // SAFETY: lcf is the live configuration of the location (see above).
-    let (script, max, in_flight) = unsafe { (path_of(&(*lcf).script), (*lcf).max_in_flight, (*lcf).in_flight) };
+    // SAFETY: r is live on the event loop (caller); no other borrow of it exists here.
+    let req = unsafe { Request::from_ptr(r) };
+    let lcf = req.loc_conf();
+    let script = path_of(&lcf.script().raw());
     let Some(w) = worker::get() else {
         eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -169,7 +112,8 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if !w.ready(&**w.log(), &script.to_string_lossy()) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    if in_flight >= max {
+    let max = lcf.max_in_flight();
+    if lcf.in_flight() >= max {
         w.log().log(
             Level::Warning,
             &format!(
@@ -177,20 +121,17 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
                 script.display()
             ),
         );
-        let (mut n, mut v) = (b"Retry-After".to_vec(), b"1".to_vec());
-        // SAFETY: r is live; the shim copies the strings into its pool.
-        unsafe { ngx_http_oxwsgi_set_header(r, n.as_mut_ptr(), n.len(), v.as_mut_ptr(), v.len()) };
+        if req.add_header(b"Retry-After", b"1").is_err() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
         return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
     }
     let context: Arc<str> = Arc::from(script.to_string_lossy().as_ref());
-    // SAFETY: r is live on the event loop (caller).
-    let tail = unsafe { log_context(r) };
+    let tail = request_context(&req.log_handler_text());
     let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(w.log().clone(), tail));
-    // SAFETY: lcf is live: the address of its field is never NULL.
-    let counter = unsafe { std::ptr::NonNull::new_unchecked(&raw mut (*lcf).in_flight) };
     // SAFETY: the location's counter, on the event loop; the slot lives in the request
     // state, which the request pool's cleanup drops on the loop, before the cycle ends.
-    let slot = unsafe { InFlightSlot::take(counter) };
+    let slot = unsafe { InFlightSlot::take(lcf.in_flight_counter()) };
     let state = Box::into_raw(Box::new(NgxRequest::new(r, log, context, slot)));
     // SAFETY: r is live; the shim allocates the context in the request pool and registers
     // a pool cleanup that frees `state` (ngx_http_oxwsgi_rs_cleanup).
@@ -200,12 +141,12 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         drop(unsafe { Box::from_raw(state) });
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    // SAFETY: state is live (freed only by the pool cleanup); ctx->task was allocated by
-    // the shim; task->ctx points at the Arc'ed task side that the state keeps alive.
-    unsafe {
-        (*state).ctx = ctx;
-        (*(*ctx).task).ctx = Arc::as_ptr(&(*state).task) as *mut c_void;
-    }
+    // SAFETY: state is live (freed only by the pool cleanup), and not borrowed elsewhere.
+    let st = unsafe { &mut *state };
+    st.ctx = ctx;
+    // SAFETY: ctx and its task were just allocated by the shim; task->ctx points at the
+    // Arc'ed task side that the state keeps alive.
+    unsafe { (*(*ctx).task).ctx = Arc::as_ptr(&st.task) as *mut c_void };
     // SAFETY: r is live; the body handler (ngx_http_oxwsgi_rs_body_read) runs once the
     // body is read, possibly before this returns.
     let rc = unsafe { ngx_http_oxwsgi_read_body(r) };
@@ -213,24 +154,6 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         return rc;
     }
     NGX_DONE as ngx_int_t
-}
-
-/// What nginx appends to its own error-log lines for `r` (`, client: …, server: …,
-/// request: "…"`), from the connection log's handler.
-///
-/// # Safety
-/// `r` must be a live request, on the event loop.
-unsafe fn log_context(r: *mut ngx_http_request_t) -> String {
-    // SAFETY: a live request has a live connection with a log (caller).
-    let log = unsafe { (*(*r).connection).log };
-    // SAFETY: the connection log is live (see above).
-    let Some(handler) = (unsafe { (*log).handler }) else { return String::new() };
-    let mut buf = [0u8; 2048];
-    // SAFETY: the handler writes at most `len` bytes into buf and returns the end of what it
-    // wrote; it reads the request through log->data, which nginx keeps current.
-    let end = unsafe { handler(log, buf.as_mut_ptr(), buf.len()) };
-    let n = (end as usize).saturating_sub(buf.as_ptr() as usize).min(buf.len());
-    request_context(&buf[..n])
 }
 
 /// The message of a caught panic.

@@ -18,12 +18,13 @@
 //! single final `ngx_http_finalize_request`. This state is freed by a request-pool cleanup.
 
 use std::collections::VecDeque;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd};
 use std::ptr::null_mut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::io::{Item, NgxBody, Part};
+use super::ngx::{BufData, ERROR, OK, Request};
 use super::state::{Client, Head, State, Task};
 use super::task::{Start, TaskSide};
 use super::testhook;
@@ -86,21 +87,6 @@ impl After {
     }
 }
 
-pub const OK: ngx_int_t = NGX_OK as ngx_int_t;
-pub const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
-
-/// Bytes of an `ngx_str_t` (empty for NULL data).
-///
-/// # Safety
-/// `s.data` must be NULL or valid for `s.len` bytes while the result is used.
-pub unsafe fn ngx_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
-    if s.data.is_null() || s.len == 0 {
-        return &[];
-    }
-    // SAFETY: data is non-null and valid for len bytes while the result is used (caller).
-    unsafe { std::slice::from_raw_parts(s.data, s.len) }
-}
-
 /// An owned copy of request bytes (the metadata crosses to a pool thread).
 fn own(b: &[u8]) -> Bytes<'static> {
     Bytes::Owned(b.to_vec())
@@ -115,6 +101,42 @@ pub fn split_uri(prefix: Option<&[u8]>, uri: &[u8]) -> (Vec<u8>, Vec<u8>) {
         }
         _ => (Vec::new(), uri.to_vec()),
     }
+}
+
+/// The body buffers nginx read: memory is copied, the temp file's descriptor duplicated.
+fn body_parts(r: &Request) -> Result<(VecDeque<Part>, u64), String> {
+    let mut parts = VecDeque::new();
+    let mut total = 0u64;
+    let mut fds: Vec<(i32, Arc<OwnedFd>)> = Vec::new();
+    for b in r.body().into_iter().flatten() {
+        match b.data() {
+            BufData::File { fd: raw, pos, end } => {
+                let fd = match fds.iter().find(|(n, _)| *n == raw) {
+                    Some((_, fd)) => fd.clone(),
+                    None => {
+                        // SAFETY: nginx keeps the temp file open while the request lives.
+                        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+                        let own = borrowed
+                            .try_clone_to_owned()
+                            .map_err(|e| format!("dup of the request body temp file: {e}"))?;
+                        let fd = Arc::new(own);
+                        fds.push((raw, fd.clone()));
+                        fd
+                    }
+                };
+                if end > pos {
+                    total += end - pos;
+                    parts.push_back(Part::File { fd, pos, end });
+                }
+            }
+            BufData::Memory(m) if !m.is_empty() => {
+                total += m.len() as u64;
+                parts.push_back(Part::Mem(m.to_vec()));
+            }
+            BufData::Memory(_) => {}
+        }
+    }
+    Ok((parts, total))
 }
 
 /// One WSGI request, on the event loop.
@@ -152,14 +174,17 @@ impl NgxRequest {
         self.log(Level::Error, msg);
     }
 
+    /// The request, for as long as this state borrows it.
+    fn req(&mut self) -> &mut Request {
+        // SAFETY: r is live while this state is (the state is freed by the request pool's
+        // cleanup), it is used on the event loop only, and `&mut self` makes this the only
+        // borrow of it through the state.
+        unsafe { Request::from_ptr(self.r) }
+    }
+
     /// The body is read: copy the request, then start the application.
-    ///
-    /// # Safety
-    /// Runs on the event loop with the live request `self.r`.
-    pub unsafe fn body_read(&mut self) -> After {
-        // SAFETY: r is live (caller).
-        let start = unsafe { self.collect() };
-        match start {
+    pub fn body_read(&mut self) -> After {
+        match self.collect() {
             Ok(start) => {
                 self.task.job.lock().unwrap_or_else(|p| p.into_inner()).start = Some(start);
                 self.post()
@@ -171,134 +196,50 @@ impl NgxRequest {
         }
     }
 
-    /// Copy what the application needs out of the request.
-    ///
-    /// # Safety
-    /// `self.r` must be live, its body completely read.
+    /// Copy what the application needs out of the request (its body completely read).
     #[allow(clippy::field_reassign_with_default)]
-    unsafe fn collect(&self) -> Result<Start, String> {
-        let r = self.r;
-        // SAFETY: every pointer read below belongs to the live request, its connection or
-        // its configuration; strings are copied before the function returns.
-        unsafe {
-            let lcf = &*ngx_http_oxwsgi_req_loc_conf(r);
-            let c = (*r).connection;
-            let mut d = RequestMeta::default();
-            d.method = own(ngx_bytes(&(*r).method_name));
-            let prefix = (lcf.no_prefix == 0).then(|| ngx_bytes(&lcf.prefix));
-            let (script_name, path_info) = split_uri(prefix, ngx_bytes(&(*r).uri));
-            (d.script_name, d.path_info) = (script_name.into(), path_info.into());
-            d.query = own(ngx_bytes(&(*r).args));
-            d.request_uri = own(ngx_bytes(&(*r).unparsed_uri));
-            d.protocol = own(ngx_bytes(&(*r).http_protocol));
-            if d.protocol.is_empty() {
-                d.protocol = own(b"HTTP/0.9");
-            }
-            d.server_name = own(ngx_bytes(&ngx_http_oxwsgi_server_name(r)));
-            let mut addr = [0u8; 128]; // NGX_SOCKADDR_STRLEN is a sizeof expression bindgen cannot see
-            let (mut sport, mut rport): (ngx_uint_t, ngx_uint_t) = (0, 0);
-            let n = ngx_http_oxwsgi_addrs(r, addr.as_mut_ptr(), addr.len(), &mut sport, &mut rport);
-            d.server_addr = own(&addr[..n]);
-            d.server_port = sport as u16;
-            d.remote_port = Some(rport as u16);
-            d.remote_addr = own(ngx_bytes(&(*c).addr_text));
-            d.tls = ngx_http_oxwsgi_is_https(r) != 0;
-            d.pass_authorization = lcf.pass_authorization == 1;
-
-            let mut part: *mut ngx_list_part_t = &mut (*r).headers_in.headers.part;
-            while !part.is_null() {
-                let elts = (*part).elts as *const ngx_table_elt_t;
-                for i in 0..(*part).nelts {
-                    let h = &*elts.add(i);
-                    if h.hash == 0 {
-                        continue;
-                    }
-                    d.headers.push((own(ngx_bytes(&h.key)), own(ngx_bytes(&h.value))));
-                }
-                part = (*part).next;
-            }
-
-            if !lcf.params.is_null() {
-                let a = &*lcf.params;
-                let params = std::slice::from_raw_parts(a.elts as *mut ngx_http_oxwsgi_param_t, a.nelts);
-                for p in params {
-                    let mut v = ngx_str_t { len: 0, data: null_mut() };
-                    let cv = &p.value as *const ngx_http_complex_value_t as *mut ngx_http_complex_value_t;
-                    if ngx_http_complex_value(r, cv, &mut v) != OK {
-                        return Err(format!("evaluating wsgi_param {}", String::from_utf8_lossy(ngx_bytes(&p.key))));
-                    }
-                    if p.skip_empty != 0 && v.len == 0 {
-                        continue;
-                    }
-                    d.params.push((own(ngx_bytes(&p.key)), own(ngx_bytes(&v))));
-                }
-            }
-
-            let (parts, total) = self.body_parts()?;
-            let rb = (*r).request_body;
-            d.content_length = if !rb.is_null() && (total > 0 || (*r).headers_in.chunked() != 0) {
-                Some(total)
-            } else if (*r).headers_in.content_length_n >= 0 {
-                Some((*r).headers_in.content_length_n as u64)
-            } else {
-                None
+    fn collect(&mut self) -> Result<Start, String> {
+        let (log, context) = (self.log.clone(), self.context.clone());
+        let r = self.req();
+        let lcf = r.loc_conf();
+        let mut d = RequestMeta::default();
+        d.method = own(r.method_name().as_bytes());
+        let (script_name, path_info) = split_uri(lcf.prefix(), r.uri().as_bytes());
+        (d.script_name, d.path_info) = (script_name.into(), path_info.into());
+        d.query = own(r.args().as_bytes());
+        d.request_uri = own(r.unparsed_uri().as_bytes());
+        d.protocol = own(r.http_protocol().as_bytes());
+        if d.protocol.is_empty() {
+            d.protocol = own(b"HTTP/0.9");
+        }
+        d.server_name = own(r.server_name().as_bytes());
+        let (server_addr, server_port) = r.connection_mut().local_addr();
+        (d.server_addr, d.server_port) = (server_addr.into(), server_port);
+        d.remote_port = Some(r.connection().remote_port());
+        d.remote_addr = own(r.connection().addr_text().as_bytes());
+        d.tls = r.connection().is_tls();
+        d.pass_authorization = lcf.pass_authorization();
+        d.headers = r
+            .headers_in()
+            .filter(|h| h.is_live())
+            .map(|h| (own(h.key().as_bytes()), own(h.value().as_bytes())))
+            .collect();
+        for p in lcf.params() {
+            let Some(v) = r.complex_value(p.value()) else {
+                return Err(format!("evaluating wsgi_param {}", String::from_utf8_lossy(p.key().as_bytes())));
             };
-
-            d.app.script = own(ngx_bytes(&lcf.script));
-            d.app.callable = own(ngx_bytes(&lcf.callable));
-            d.app.script_reloading = true;
-            Ok(Start { meta: d, body: NgxBody::new(parts), log: self.log.clone(), context: self.context.clone() })
-        }
-    }
-
-    /// The body buffers nginx read: memory is copied, the temp file is dup'ed.
-    ///
-    /// # Safety
-    /// `self.r` must be live, its body completely read.
-    unsafe fn body_parts(&self) -> Result<(VecDeque<Part>, u64), String> {
-        let mut parts = VecDeque::new();
-        let mut total = 0u64;
-        let mut fds: Vec<(i32, Arc<OwnedFd>)> = Vec::new();
-        // SAFETY: the request body chain belongs to the live request.
-        unsafe {
-            let rb = (*self.r).request_body;
-            if rb.is_null() {
-                return Ok((parts, 0));
+            if p.skip_empty() && v.is_empty() {
+                continue;
             }
-            let mut cl = (*rb).bufs;
-            while !cl.is_null() {
-                let b = (*cl).buf;
-                if ngx_http_oxwsgi_buf_in_file(b) != 0 {
-                    let raw = (*(*b).file).fd;
-                    let fd = match fds.iter().find(|(n, _)| *n == raw) {
-                        Some((_, fd)) => fd.clone(),
-                        None => {
-                            let dup = libc::dup(raw);
-                            if dup < 0 {
-                                return Err(format!(
-                                    "dup of the request body temp file: {}",
-                                    std::io::Error::last_os_error()
-                                ));
-                            }
-                            let fd = Arc::new(OwnedFd::from_raw_fd(dup));
-                            fds.push((raw, fd.clone()));
-                            fd
-                        }
-                    };
-                    let (pos, end) = ((*b).file_pos as u64, (*b).file_last as u64);
-                    if end > pos {
-                        total += end - pos;
-                        parts.push_back(Part::File { fd, pos, end });
-                    }
-                } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
-                    let n = (*b).last.offset_from((*b).pos) as usize;
-                    total += n as u64;
-                    parts.push_back(Part::Mem(std::slice::from_raw_parts((*b).pos, n).to_vec()));
-                }
-                cl = (*cl).next;
-            }
+            d.params.push((own(p.key().as_bytes()), v.into()));
         }
-        Ok((parts, total))
+        let (parts, total) = body_parts(r)?;
+        d.content_length =
+            if r.body().is_some() && (total > 0 || r.is_chunked()) { Some(total) } else { r.content_length_in() };
+        d.app.script = own(lcf.script().as_bytes());
+        d.app.callable = own(lcf.callable().as_bytes());
+        d.app.script_reloading = true;
+        Ok(Start { meta: d, body: NgxBody::new(parts), log, context })
     }
 
     fn post(&mut self) -> After {
@@ -342,9 +283,8 @@ impl NgxRequest {
         }
     }
 
-    fn failed_output(&self, rc: ngx_int_t) -> bool {
-        // SAFETY: r is live.
-        rc == ERROR || unsafe { ngx_http_oxwsgi_conn_error(self.r) } != 0
+    fn failed_output(&mut self, rc: ngx_int_t) -> bool {
+        rc == ERROR || self.req().connection().error()
     }
 
     fn backed_up(&self) -> bool {
@@ -387,53 +327,46 @@ impl NgxRequest {
             rc = self.push(items, last && !aborted);
         }
         if aborted {
-            // SAFETY: r is live. What was pushed goes out if the socket takes it now; then
-            // the connection closes without completing the body (no final chunk).
-            unsafe { ngx_http_oxwsgi_set_conn_error(self.r) };
+            // What was pushed goes out if the socket takes it now; then the connection
+            // closes without completing the body (no final chunk).
+            self.req().connection_mut().set_error();
         }
         (rc, outcome)
     }
 
     fn send_head(&mut self, h: &ResponseHead) -> ngx_int_t {
-        let r = self.r;
         let latin1 = |s: &str| -> Vec<u8> { s.chars().map(|c| c as u32 as u8).collect() };
-        // SAFETY: r is live; the shim copies every string into the request pool.
-        unsafe {
-            // A bare "200" (no reason phrase) gets nginx's own status line ("200 OK").
-            let mut line = latin1(&h.status_line);
-            if line.len() <= 4 || line[4..].iter().all(|&c| c == b' ') {
-                line.clear();
+        let r = self.req();
+        // A bare "200" (no reason phrase) gets nginx's own status line ("200 OK").
+        let mut line = latin1(&h.status_line);
+        if line.len() <= 4 || line[4..].iter().all(|&c| c == b' ') {
+            line.clear();
+        }
+        if r.set_status(h.status, &line).is_err() {
+            return ERROR;
+        }
+        // 204 and 304 have no body: what the application returns with them is dropped (it
+        // would be read as the next response on a keep-alive connection), and a 204 carries
+        // no Content-Length. nginx sets header_only for them only when it makes the status
+        // line itself.
+        let bodyless = matches!(h.status, 204 | 304);
+        r.set_content_length(h.content_length.filter(|_| h.status != 204));
+        for (name, value) in &h.headers {
+            if name.eq_ignore_ascii_case("content-length") {
+                continue;
             }
-            if ngx_http_oxwsgi_set_status(r, h.status as ngx_uint_t, line.as_mut_ptr(), line.len()) != OK {
+            if r.add_header(&latin1(name), &latin1(value)).is_err() {
                 return ERROR;
             }
-            // 204 and 304 have no body: what the application returns with them is dropped
-            // (it would be read as the next response on a keep-alive connection), and a
-            // 204 carries no Content-Length. nginx sets header_only for them only when it
-            // makes the status line itself.
-            let bodyless = matches!(h.status, 204 | 304);
-            (*r).headers_out.content_length_n = match h.content_length {
-                Some(n) if h.status != 204 => n as off_t,
-                _ => -1,
-            };
-            for (name, value) in &h.headers {
-                if name.eq_ignore_ascii_case("content-length") {
-                    continue;
-                }
-                let (mut n, mut v) = (latin1(name), latin1(value));
-                if ngx_http_oxwsgi_set_header(r, n.as_mut_ptr(), n.len(), v.as_mut_ptr(), v.len()) != OK {
-                    return ERROR;
-                }
-            }
-            if bodyless {
-                // As for HEAD: the header filter ends the response with the head.
-                (*r).set_header_only(1);
-            }
-            let rc = ngx_http_send_header(r);
-            let header_only = bodyless || ngx_http_oxwsgi_header_only(r) != 0 || rc == ERROR || rc > OK;
-            self.state.head_sent_with(rc, !header_only);
-            rc
         }
+        if bodyless {
+            // As for HEAD: the header filter ends the response with the head.
+            r.set_header_only();
+        }
+        let rc = r.send_header();
+        let header_only = r.header_only() || rc == ERROR || rc > OK;
+        self.state.head_sent_with(rc, !header_only);
+        rc
     }
 
     /// Hand body data to the output filters; the memory stays here until nginx is done.
@@ -534,8 +467,8 @@ impl NgxRequest {
             },
             Outcome::Failed if head == Head::NotSent => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
             Outcome::Failed | Outcome::Aborted => {
-                // SAFETY: r is live: close the connection, leaving the body incomplete.
-                unsafe { ngx_http_oxwsgi_set_conn_error(r) };
+                // Close the connection, leaving the body incomplete.
+                self.req().connection_mut().set_error();
                 ERROR
             }
             Outcome::ClientGone if client == Client::TimedOut => NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t,
@@ -557,8 +490,8 @@ impl NgxRequest {
                 // SAFETY: ctx is live: no poll timer may fire for a finished request.
                 unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 0) };
                 if self.state.head_sent() {
-                    // SAFETY: r is live: close the connection, leaving the body incomplete.
-                    unsafe { ngx_http_oxwsgi_set_conn_error(self.r) };
+                    // Close the connection, leaving the body incomplete.
+                    self.req().connection_mut().set_error();
                     self.finalize(ERROR)
                 } else {
                     self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
@@ -569,8 +502,7 @@ impl NgxRequest {
 
     /// The write event: the client took data (or the send timeout expired).
     pub fn write_ready(&mut self) -> After {
-        // SAFETY: r is live.
-        if unsafe { ngx_http_oxwsgi_write_timedout(self.r) } != 0 {
+        if self.req().connection().write_timed_out() {
             self.log(Level::Info, "client timed out while receiving the response");
             self.lose(Client::TimedOut);
             return if self.state.running() { After::Nothing } else { self.post() };
