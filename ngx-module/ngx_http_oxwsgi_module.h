@@ -74,15 +74,6 @@ ngx_int_t ngx_http_oxwsgi_post_orphan(ngx_http_oxwsgi_ctx_t *ctx,
 ngx_int_t ngx_http_oxwsgi_wait_write(ngx_http_request_t *r);
 void ngx_http_oxwsgi_stop_write_wait(ngx_http_request_t *r);
 void ngx_http_oxwsgi_poll_timer(ngx_http_oxwsgi_ctx_t *ctx, ngx_msec_t ms);
-ngx_buf_t *ngx_http_oxwsgi_add_mem(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t ***ll,
-    u_char *data, size_t len);
-ngx_buf_t *ngx_http_oxwsgi_add_file(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t ***ll,
-    ngx_fd_t fd, off_t offset, off_t len);
-ngx_buf_t *ngx_http_oxwsgi_add_last(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t ***ll,
-    ngx_uint_t last, ngx_uint_t flush);
-ngx_int_t ngx_http_oxwsgi_output(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t *out);
-ngx_uint_t ngx_http_oxwsgi_is_busy(ngx_http_oxwsgi_ctx_t *ctx, ngx_buf_t *b);
-ngx_uint_t ngx_http_oxwsgi_backed_up(ngx_http_oxwsgi_ctx_t *ctx);
 void ngx_http_oxwsgi_conf_error(ngx_conf_t *cf, const u_char *msg, size_t len);
 void ngx_http_oxwsgi_log(ngx_log_t *log, ngx_uint_t level, u_char *msg,
     size_t len);

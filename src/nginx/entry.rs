@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::io::{CycleLog, RequestLog, request_context};
-use super::ngx::{NgxStr, Request};
+use super::ngx::{Ctx, NgxStr, Request};
 use super::request::{After, IN_FLIGHT, InFlightSlot, NgxRequest};
 use super::task::{self, TaskSide};
 use crate::core::runtime::RuntimeConfig;
@@ -143,10 +143,12 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     // SAFETY: state is live (freed only by the pool cleanup), and not borrowed elsewhere.
     let st = unsafe { &mut *state };
-    st.ctx = ctx;
     // SAFETY: ctx and its task were just allocated by the shim; task->ctx points at the
     // Arc'ed task side that the state keeps alive.
     unsafe { (*(*ctx).task).ctx = Arc::as_ptr(&st.task) as *mut c_void };
+    // SAFETY: the shim made ctx for r, which lives until its pool's cleanup frees the state
+    // (and with it the Ctx); the state is used on the event loop only.
+    st.ctx = unsafe { Ctx::new(ctx) };
     // SAFETY: r is live; the body handler (ngx_http_oxwsgi_rs_body_read) runs once the
     // body is read, possibly before this returns.
     let rc = unsafe { ngx_http_oxwsgi_read_body(r) };

@@ -8,6 +8,7 @@
 //! configuration); the pool threads never see an nginx structure.
 
 use std::marker::PhantomData;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::ptr::{NonNull, null_mut};
 
 use crate::ffi::ngx::*;
@@ -449,5 +450,205 @@ impl Request {
         let end = unsafe { handler(log, buf.as_mut_ptr(), buf.len()) };
         let n = (end as usize).saturating_sub(buf.as_ptr() as usize).min(buf.len());
         buf[..n].to_vec()
+    }
+}
+
+/// Our per-request context (`ngx_http_oxwsgi_ctx_t`, made by the shim in the request pool):
+/// the thread task, the poll timer and the output chains.
+pub struct Ctx(NonNull<ngx_http_oxwsgi_ctx_t>);
+
+/// An output chain being built; hand it to [`Ctx::output`].
+pub struct Out {
+    first: *mut ngx_chain_t,
+    last: *mut ngx_chain_t,
+}
+
+impl Ctx {
+    /// # Safety
+    /// `ctx` must come from `ngx_http_oxwsgi_create_ctx` for a request that stays live (not
+    /// freed) while the `Ctx` is used, on the event loop only.
+    pub unsafe fn new(ctx: *mut ngx_http_oxwsgi_ctx_t) -> Option<Ctx> {
+        NonNull::new(ctx).map(Ctx)
+    }
+
+    fn raw(&self) -> *mut ngx_http_oxwsgi_ctx_t {
+        self.0.as_ptr()
+    }
+
+    fn get(&self) -> &ngx_http_oxwsgi_ctx_t {
+        // SAFETY: the invariant of `new`: the context lives in the live request's pool.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn pool(&self) -> *mut ngx_pool_t {
+        // SAFETY: ctx->request is the live request the context belongs to.
+        unsafe { (*self.get().request).pool }
+    }
+
+    /// Post the request's thread task (`task->ctx` must be set); false if the pool refused.
+    pub fn post_task(&self) -> bool {
+        // SAFETY: the context and its task are live; the shim raises r->main->blocked.
+        unsafe { ngx_http_oxwsgi_post_task(self.raw()) == OK }
+    }
+
+    /// Post a task that owns only `task_side` (see `NgxRequest::orphan`); false if refused,
+    /// in which case `task_side` is still the caller's.
+    ///
+    /// # Safety
+    /// `task_side` must be a pointer from `Arc::into_raw` of a `TaskSide`, released by the
+    /// task's completion (`ngx_http_oxwsgi_rs_orphan_done`).
+    pub unsafe fn post_orphan(&self, task_side: *mut std::ffi::c_void) -> bool {
+        // SAFETY: the context is live; the shim allocates the task outside the pool.
+        unsafe { ngx_http_oxwsgi_post_orphan(self.raw(), task_side) == OK }
+    }
+
+    /// (Re)arm the poll timer, or stop it with 0.
+    pub fn poll_timer(&self, ms: ngx_msec_t) {
+        // SAFETY: the context and its poll event are live.
+        unsafe { ngx_http_oxwsgi_poll_timer(self.raw(), ms) }
+    }
+
+    /// Install our write handler and the send timeout; false if nginx failed.
+    pub fn wait_write(&self) -> bool {
+        // SAFETY: ctx->request is live.
+        unsafe { ngx_http_oxwsgi_wait_write(self.get().request) == OK }
+    }
+
+    /// Stop waiting for the write event (if we were).
+    pub fn stop_write_wait(&self) {
+        // SAFETY: ctx->request is live.
+        unsafe { ngx_http_oxwsgi_stop_write_wait(self.get().request) }
+    }
+
+    /// nginx holds data of ours it has not sent.
+    pub fn backed_up(&self) -> bool {
+        !self.get().busy.is_null()
+    }
+
+    /// Whether nginx still holds the buffer `b`.
+    pub fn is_busy(&self, b: *mut ngx_buf_t) -> bool {
+        let mut cl = self.get().busy;
+        while !cl.is_null() {
+            // SAFETY: the busy chain's links live in the request pool.
+            let link = unsafe { &*cl };
+            if link.buf == b {
+                return true;
+            }
+            cl = link.next;
+        }
+        false
+    }
+
+    pub fn out(&self) -> Out {
+        Out { first: null_mut(), last: null_mut() }
+    }
+
+    /// A zeroed buffer of ours at the end of `out`.
+    fn link(&self, out: &mut Out) -> Option<*mut ngx_buf_t> {
+        // SAFETY: the request pool and ctx->free are live.
+        let cl = unsafe { ngx_chain_get_free_buf(self.pool(), &raw mut (*self.raw()).free) };
+        if cl.is_null() {
+            return None;
+        }
+        // SAFETY: cl is a live link with a buffer, free for us to use.
+        let b = unsafe { (*cl).buf };
+        let tag = &raw const ngx_http_oxwsgi_module as ngx_buf_tag_t;
+        // SAFETY: b is the link's buffer: reset it entirely, tagged ours.
+        unsafe { b.write(ngx_buf_t { tag, ..Default::default() }) };
+        // SAFETY: cl is ours (see above).
+        unsafe { (*cl).next = null_mut() };
+        if out.last.is_null() {
+            out.first = cl;
+        } else {
+            // SAFETY: out.last is the previous link of this chain.
+            unsafe { (*out.last).next = cl };
+        }
+        out.last = cl;
+        Some(b)
+    }
+
+    /// Body memory; nginx reads it until the buffer leaves `busy` (see [`Ctx::is_busy`]).
+    ///
+    /// # Safety
+    /// `data` must stay valid and unmoved until [`Ctx::is_busy`] says false for the buffer.
+    pub unsafe fn add_mem(&self, out: &mut Out, data: &[u8]) -> Option<*mut ngx_buf_t> {
+        let b = self.link(out)?;
+        let start = data.as_ptr() as *mut u_char;
+        // SAFETY: b is a fresh buffer of ours; [start, start + len) is data (caller).
+        let buf = unsafe { &mut *b };
+        buf.set_memory(1);
+        buf.start = start;
+        buf.pos = start;
+        buf.last = start.wrapping_add(data.len());
+        buf.end = buf.last;
+        Some(b)
+    }
+
+    /// `len` bytes of the file from `offset` (sendfile). The descriptor is closed with the
+    /// request pool.
+    pub fn add_file(&self, out: &mut Out, fd: OwnedFd, offset: u64, len: u64) -> Option<*mut ngx_buf_t> {
+        let pool = self.pool();
+        // SAFETY: the request pool is live.
+        let cln = unsafe { ngx_pool_cleanup_add(pool, size_of::<ngx_pool_cleanup_file_t>()) };
+        if cln.is_null() {
+            return None; // fd is dropped: closed
+        }
+        // SAFETY: pools have a log.
+        let log = unsafe { (*pool).log };
+        let data = ngx_pool_cleanup_file_t { fd: fd.into_raw_fd(), name: c"".as_ptr() as *mut u_char, log };
+        // SAFETY: cln was allocated with room for an ngx_pool_cleanup_file_t at cln->data;
+        // from here the pool owns (and closes) the descriptor.
+        unsafe { ((*cln).data as *mut ngx_pool_cleanup_file_t).write(data) };
+        // SAFETY: cln is live (see above).
+        unsafe { (*cln).handler = Some(ngx_pool_cleanup_file) };
+        // SAFETY: the request pool is live.
+        let file = unsafe { ngx_pcalloc(pool, size_of::<ngx_file_t>()) } as *mut ngx_file_t;
+        if file.is_null() {
+            return None;
+        }
+        // SAFETY: file is a fresh zeroed ngx_file_t.
+        let f = unsafe { &mut *file };
+        f.fd = data.fd;
+        f.log = log;
+        f.name = ngx_str_t { len: 17, data: c"wsgi.file_wrapper".as_ptr() as *mut u_char };
+        let b = self.link(out)?;
+        // SAFETY: b is a fresh buffer of ours.
+        let buf = unsafe { &mut *b };
+        buf.set_in_file(1);
+        buf.file = file;
+        buf.file_pos = offset as off_t;
+        buf.file_last = (offset + len) as off_t;
+        Some(b)
+    }
+
+    /// The buffer that ends a batch: flush, and with `last` the end of the response.
+    pub fn add_last(&self, out: &mut Out, last: bool) -> Option<*mut ngx_buf_t> {
+        // SAFETY: ctx->request is live.
+        let main = unsafe { (*self.get().request).main } == self.get().request;
+        let b = self.link(out)?;
+        // SAFETY: b is a fresh buffer of ours.
+        let buf = unsafe { &mut *b };
+        if last && main {
+            buf.set_last_buf(1);
+        } else if last {
+            buf.set_last_in_chain(1);
+        }
+        buf.set_flush(1);
+        buf.set_sync(1);
+        Some(b)
+    }
+
+    /// Push `out` (or, with `None`, what nginx holds) through the output filters.
+    pub fn output(&self, out: Option<Out>) -> ngx_int_t {
+        let mut chain = out.map_or(null_mut(), |o| o.first);
+        let r = self.get().request;
+        // SAFETY: the request is live on the event loop; the chain's links are ours.
+        let rc = unsafe { ngx_http_output_filter(r, chain) };
+        let tag = &raw const ngx_http_oxwsgi_module as ngx_buf_tag_t;
+        let ctx = self.raw();
+        // SAFETY: the pool and ctx's free/busy chains are live; nginx moves sent buffers of
+        // ours to free.
+        unsafe { ngx_chain_update_chains(self.pool(), &raw mut (*ctx).free, &raw mut (*ctx).busy, &mut chain, tag) };
+        rc
     }
 }

@@ -18,13 +18,12 @@
 //! single final `ngx_http_finalize_request`. This state is freed by a request-pool cleanup.
 
 use std::collections::VecDeque;
-use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd};
-use std::ptr::null_mut;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::io::{Item, NgxBody, Part};
-use super::ngx::{BufData, ERROR, OK, Request};
+use super::ngx::{BufData, Ctx, ERROR, OK, Request};
 use super::state::{Client, Head, State, Task};
 use super::task::{Start, TaskSide};
 use super::testhook;
@@ -142,7 +141,8 @@ fn body_parts(r: &Request) -> Result<(VecDeque<Part>, u64), String> {
 /// One WSGI request, on the event loop.
 pub struct NgxRequest {
     r: *mut ngx_http_request_t,
-    pub ctx: *mut ngx_http_oxwsgi_ctx_t,
+    /// Set by the content handler right after the shim made it.
+    pub ctx: Option<Ctx>,
     pub task: Arc<TaskSide>,
     log: Arc<dyn LogSink>,
     context: Arc<str>,
@@ -157,7 +157,7 @@ impl NgxRequest {
         NgxRequest {
             r,
             _slot: slot,
-            ctx: null_mut(),
+            ctx: None,
             task: Arc::new(TaskSide::default()),
             log,
             context,
@@ -243,21 +243,16 @@ impl NgxRequest {
     }
 
     fn post(&mut self) -> After {
-        // SAFETY: ctx is this request's context, its task->ctx points at self.task,
-        // which lives as long as this state (the request can't be freed while blocked).
-        let rc = unsafe { ngx_http_oxwsgi_post_task(self.ctx) };
-        if rc != OK {
+        if !self.ctx().post_task() {
             if !self.state.post_failed() {
                 self.log(Level::Error, "cannot post to the thread pool (queue full?): 503");
                 return self.finalize(NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
             }
-            // SAFETY: ctx is live.
-            unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 10) };
+            self.ctx().poll_timer(10);
             return After::Nothing;
         }
         self.state.posted();
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, POLL_MS) };
+        self.ctx().poll_timer(POLL_MS);
         After::Nothing
     }
 
@@ -287,16 +282,18 @@ impl NgxRequest {
         rc == ERROR || self.req().connection().error()
     }
 
+    fn ctx(&self) -> &Ctx {
+        self.ctx.as_ref().expect("the content handler sets the context before any event")
+    }
+
     fn backed_up(&self) -> bool {
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_backed_up(self.ctx) != 0 }
+        self.ctx().backed_up()
     }
 
     /// Wait for the client to take what nginx holds.
     fn wait_write(&mut self) {
         self.state.wait_for_client();
-        // SAFETY: r is live; the shim installs our write handler and the send timeout.
-        if unsafe { ngx_http_oxwsgi_wait_write(self.r) } != OK {
+        if !self.ctx().wait_write() {
             self.gone();
         }
     }
@@ -371,47 +368,35 @@ impl NgxRequest {
 
     /// Hand body data to the output filters; the memory stays here until nginx is done.
     fn push(&mut self, items: Vec<Item>, last: bool) -> ngx_int_t {
-        let ctx = self.ctx;
-        let mut out: *mut ngx_chain_t = null_mut();
-        let mut ll: *mut *mut ngx_chain_t = &mut out;
+        let Some(ctx) = self.ctx.as_ref() else { return ERROR };
+        let mut out = ctx.out();
         for item in items {
-            // SAFETY: ctx is live; the buffers point into Vecs kept in `lent` (heap memory
-            // that does not move) until they leave ctx->busy; file descriptors are handed
-            // over to a pool cleanup.
-            unsafe {
-                match item {
-                    Item::Data(v) => {
-                        let b = ngx_http_oxwsgi_add_mem(ctx, &mut ll, v.as_ptr() as *mut u_char, v.len());
-                        if b.is_null() {
-                            return ERROR;
-                        }
-                        self.lent.push_back((b, v));
-                    }
-                    Item::File { fd, offset, len } => {
-                        let b = ngx_http_oxwsgi_add_file(ctx, &mut ll, fd.into_raw_fd(), offset as off_t, len as off_t);
-                        if b.is_null() {
-                            return ERROR;
-                        }
+            match item {
+                Item::Data(v) => {
+                    // SAFETY: v's heap memory does not move when v moves into `lent`, where it
+                    // stays until nginx no longer holds the buffer (release_sent).
+                    let Some(b) = (unsafe { ctx.add_mem(&mut out, &v) }) else { return ERROR };
+                    self.lent.push_back((b, v));
+                }
+                Item::File { fd, offset, len } => {
+                    if ctx.add_file(&mut out, fd, offset, len).is_none() {
+                        return ERROR;
                     }
                 }
             }
         }
-        // SAFETY: as above.
-        unsafe {
-            if ngx_http_oxwsgi_add_last(ctx, &mut ll, last as ngx_uint_t, 1).is_null() {
-                return ERROR;
-            }
-            let rc = ngx_http_oxwsgi_output(ctx, out);
-            self.release_sent();
-            rc
+        if ctx.add_last(&mut out, last).is_none() {
+            return ERROR;
         }
+        let rc = ctx.output(Some(out));
+        self.release_sent();
+        rc
     }
 
     /// Free the memory of buffers nginx has sent.
     fn release_sent(&mut self) {
         while let Some((b, _)) = self.lent.front() {
-            // SAFETY: ctx is live; b is only compared against ctx->busy.
-            if unsafe { ngx_http_oxwsgi_is_busy(self.ctx, *b) } != 0 {
+            if self.ctx().is_busy(*b) {
                 break;
             }
             if let Some((_, v)) = self.lent.pop_front() {
@@ -424,8 +409,7 @@ impl NgxRequest {
     pub fn task_done(&mut self) -> After {
         self.state.task_completed();
         testhook::maybe_panic(if self.state.head_sent() { "task-done-streaming" } else { "task-done" });
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 0) };
+        self.ctx().poll_timer(0);
         let (rc, outcome) = self.drain(true);
         self.proceed(rc, outcome)
     }
@@ -448,15 +432,12 @@ impl NgxRequest {
             }
             return After::Nothing;
         }
-        // SAFETY: r is live.
-        unsafe { ngx_http_oxwsgi_stop_write_wait(self.r) };
+        self.ctx().stop_write_wait();
         self.post()
     }
 
     fn finish(&mut self, outcome: Outcome, rc: ngx_int_t) -> After {
-        let r = self.r;
-        // SAFETY: r is live.
-        unsafe { ngx_http_oxwsgi_stop_write_wait(r) };
+        self.ctx().stop_write_wait();
         let (head, client) = (self.state.head(), self.state.client());
         let rc = match outcome {
             _ if client == Client::Abandoned => return self.fail(),
@@ -485,10 +466,11 @@ impl NgxRequest {
         match self.state.task() {
             Task::Running | Task::Finished => After::Nothing,
             _ => {
-                // SAFETY: r is live.
-                unsafe { ngx_http_oxwsgi_stop_write_wait(self.r) };
-                // SAFETY: ctx is live: no poll timer may fire for a finished request.
-                unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 0) };
+                if let Some(ctx) = &self.ctx {
+                    ctx.stop_write_wait();
+                    // No poll timer may fire for a finished request.
+                    ctx.poll_timer(0);
+                }
                 if self.state.head_sent() {
                     // Close the connection, leaving the body incomplete.
                     self.req().connection_mut().set_error();
@@ -507,8 +489,8 @@ impl NgxRequest {
             self.lose(Client::TimedOut);
             return if self.state.running() { After::Nothing } else { self.post() };
         }
-        // SAFETY: ctx is live; a NULL chain flushes what nginx holds.
-        let rc = unsafe { ngx_http_oxwsgi_output(self.ctx, null_mut()) };
+        // No new data: flush what nginx holds.
+        let rc = self.ctx().output(None);
         self.release_sent();
         if self.failed_output(rc) {
             self.gone();
@@ -543,14 +525,15 @@ impl NgxRequest {
     /// only the Rust side tells the core the client is gone, so the iterable is closed.
     pub fn orphan(&mut self) {
         let running = self.task.job.lock().map(|j| j.exchange.is_some()).unwrap_or(false);
-        if !running || self.ctx.is_null() {
+        if !running || self.ctx.is_none() {
             return;
         }
         self.gone();
         let ts = Arc::into_raw(self.task.clone()) as *mut std::ffi::c_void;
-        // SAFETY: ctx is still live (pool cleanups run before the pool is freed); the
-        // shim allocates the task outside the pool; ts is released in the completion.
-        if unsafe { ngx_http_oxwsgi_post_orphan(self.ctx, ts) } != OK {
+        // SAFETY: ts comes from Arc::into_raw and is released by the orphan task's
+        // completion (ngx_http_oxwsgi_rs_orphan_done); the context is still live (pool
+        // cleanups run before the pool is freed).
+        if !unsafe { self.ctx().post_orphan(ts) } {
             // SAFETY: not posted: the reference is still ours.
             drop(unsafe { Arc::from_raw(ts as *const TaskSide) });
             self.log(Level::Warning, "cannot post the task that closes a terminated request's iterable");
@@ -565,8 +548,7 @@ impl NgxRequest {
         if !self.state.running() {
             return After::Nothing;
         }
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, POLL_MS) };
+        self.ctx().poll_timer(POLL_MS);
         self.drain_running()
     }
 }
