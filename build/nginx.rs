@@ -137,7 +137,8 @@ pub fn build() {
             "ngx_http_oxwsgi_.*|ngx_http_send_header|ngx_http_finalize_request|ngx_pnalloc|ngx_list_push|\
              ngx_array_create|ngx_array_push|ngx_conf_full_name|ngx_http_compile_complex_value|ngx_http_complex_value|\
              ngx_connection_local_sockaddr|ngx_inet_get_port|ngx_chain_get_free_buf|ngx_chain_update_chains|\
-             ngx_http_output_filter|ngx_pool_cleanup_add|ngx_pool_cleanup_file|ngx_pcalloc",
+             ngx_http_output_filter|ngx_pool_cleanup_add|ngx_pool_cleanup_file|ngx_pcalloc|\
+             ngx_http_read_client_request_body",
         )
         .allowlist_var("NGX_OK|NGX_ERROR|NGX_DONE|NGX_HTTP_.*|NGX_LOG_.*|ngx_http_core_module|ngx_http_oxwsgi_.*")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new().rerun_on_header_files(false)));

@@ -1,15 +1,10 @@
 
 /*
- * ngx_http_oxwsgi_module.c -- the C half of the nginx module.
- *
- * The module, context and command tables, configuration create/merge, the
- * thread-task and event glue, and small helpers for what only nginx macros
- * express. Request handling and every policy decision live in Rust
- * (src/nginx/); the functions named ngx_http_oxwsgi_rs_* are Rust entry
- * points, each of which catches panics.
- *
- * The ngx_modules / ngx_module_names / ngx_module_order arrays nginx looks up
- * after load_module are defined in Rust: a cdylib exports only Rust items.
+ * The C half of the nginx module: what needs nginx's C macros (the module,
+ * context and command tables, conf create/merge with NGX_CONF_UNSET, the
+ * thread-task and event trampolines, the variadic log calls). Everything else
+ * is Rust (src/nginx/); its entry points catch panics. The ngx_modules arrays
+ * are defined in Rust: a cdylib exports only Rust items.
  */
 
 
@@ -35,7 +30,6 @@ char *ngx_http_oxwsgi_conf_param(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_oxwsgi_rs_init_process(ngx_cycle_t *cycle,
     ngx_http_oxwsgi_main_conf_t *mcf);
 void ngx_http_oxwsgi_rs_exit_process(ngx_cycle_t *cycle);
-void ngx_http_oxwsgi_rs_body_read(void *state);
 void ngx_http_oxwsgi_rs_task(void *task_side);
 void ngx_http_oxwsgi_rs_task_done(void *state);
 void ngx_http_oxwsgi_rs_write_ready(void *state);
@@ -51,7 +45,6 @@ static void *ngx_http_oxwsgi_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_oxwsgi_init_process(ngx_cycle_t *cycle);
-static void ngx_http_oxwsgi_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_conf_num_bounds_t  ngx_http_oxwsgi_max_in_flight_bounds = {
@@ -146,7 +139,7 @@ ngx_module_t  ngx_http_oxwsgi_module = {
     ngx_http_oxwsgi_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_oxwsgi_exit_process,          /* exit process */
+    ngx_http_oxwsgi_rs_exit_process,       /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -168,15 +161,6 @@ ngx_http_oxwsgi_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    /*
-     * set by ngx_pcalloc():
-     *
-     *     mcf->python_home = { 0, NULL };
-     *     mcf->python_path = NULL;
-     *     mcf->imports = NULL;
-     *     mcf->enabled = 0;
-     */
-
     return mcf;
 }
 
@@ -190,17 +174,6 @@ ngx_http_oxwsgi_create_loc_conf(ngx_conf_t *cf)
     if (lcf == NULL) {
         return NULL;
     }
-
-    /*
-     * set by ngx_pcalloc():
-     *
-     *     lcf->script = { 0, NULL };
-     *     lcf->callable = { 0, NULL };
-     *     lcf->prefix = { 0, NULL };
-     *     lcf->no_prefix = 0;
-     *     lcf->thread_pool_name = { 0, NULL };
-     *     lcf->thread_pool = NULL;
-     */
 
     lcf->params = NGX_CONF_UNSET_PTR;
     lcf->pass_authorization = NGX_CONF_UNSET;
@@ -255,17 +228,6 @@ ngx_http_oxwsgi_conf_error(ngx_conf_t *cf, const u_char *msg, size_t len)
 /* ---- processes ---------------------------------------------------------- */
 
 
-ngx_http_oxwsgi_main_conf_t *
-ngx_http_oxwsgi_cycle_main_conf(ngx_cycle_t *cycle)
-{
-    if (cycle->conf_ctx[ngx_http_module.index] == NULL) {
-        return NULL;
-    }
-
-    return ngx_http_cycle_get_module_main_conf(cycle, ngx_http_oxwsgi_module);
-}
-
-
 static ngx_int_t
 ngx_http_oxwsgi_init_process(ngx_cycle_t *cycle)
 {
@@ -277,7 +239,11 @@ ngx_http_oxwsgi_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    mcf = ngx_http_oxwsgi_cycle_main_conf(cycle);
+    if (cycle->conf_ctx[ngx_http_module.index] == NULL) {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_oxwsgi_module);
     if (mcf == NULL || !mcf->enabled) {
         return NGX_OK;
     }
@@ -286,21 +252,7 @@ ngx_http_oxwsgi_init_process(ngx_cycle_t *cycle)
 }
 
 
-static void
-ngx_http_oxwsgi_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_http_oxwsgi_rs_exit_process(cycle);
-}
-
-
 /* ---- requests ----------------------------------------------------------- */
-
-
-ngx_http_oxwsgi_loc_conf_t *
-ngx_http_oxwsgi_req_loc_conf(ngx_http_request_t *r)
-{
-    return ngx_http_get_module_loc_conf(r, ngx_http_oxwsgi_module);
-}
 
 
 static void
@@ -440,24 +392,6 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
     ngx_http_set_ctx(r, ctx, ngx_http_oxwsgi_module);
 
     return ctx;
-}
-
-
-static void
-ngx_http_oxwsgi_body_handler(ngx_http_request_t *r)
-{
-    ngx_http_oxwsgi_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_oxwsgi_module);
-
-    ngx_http_oxwsgi_rs_body_read(ctx->state);
-}
-
-
-ngx_int_t
-ngx_http_oxwsgi_read_body(ngx_http_request_t *r)
-{
-    return ngx_http_read_client_request_body(r, ngx_http_oxwsgi_body_handler);
 }
 
 

@@ -1,9 +1,5 @@
 
-/*
- * oxwsgi for nginx: configuration structures and the helpers the C shim offers to the
- * Rust adapter (src/nginx/). Only nginx plumbing that is macro-based or naturally C
- * lives here; every decision is made in Rust.
- */
+/* oxwsgi for nginx: the structures and C helpers the Rust adapter (src/nginx/) uses. */
 
 
 #ifndef _NGX_HTTP_OXWSGI_MODULE_H_INCLUDED_
@@ -63,11 +59,8 @@ extern ngx_module_t  ngx_http_oxwsgi_module;
 extern const char   *ngx_http_oxwsgi_nginx_version;
 
 
-ngx_http_oxwsgi_main_conf_t *ngx_http_oxwsgi_cycle_main_conf(ngx_cycle_t *cycle);
-ngx_http_oxwsgi_loc_conf_t *ngx_http_oxwsgi_req_loc_conf(ngx_http_request_t *r);
 ngx_http_oxwsgi_ctx_t *ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r,
     void *state);
-ngx_int_t ngx_http_oxwsgi_read_body(ngx_http_request_t *r);
 ngx_int_t ngx_http_oxwsgi_post_task(ngx_http_oxwsgi_ctx_t *ctx);
 ngx_int_t ngx_http_oxwsgi_post_orphan(ngx_http_oxwsgi_ctx_t *ctx,
     void *task_side);

@@ -149,9 +149,8 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: the shim made ctx for r, which lives until its pool's cleanup frees the state
     // (and with it the Ctx); the state is used on the event loop only.
     st.ctx = unsafe { Ctx::new(ctx) };
-    // SAFETY: r is live; the body handler (ngx_http_oxwsgi_rs_body_read) runs once the
-    // body is read, possibly before this returns.
-    let rc = unsafe { ngx_http_oxwsgi_read_body(r) };
+    // SAFETY: r is live, and no other borrow of it is used any more in this function.
+    let rc = unsafe { Request::from_ptr(r) }.read_body(body_read);
     if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
         return rc;
     }
@@ -190,10 +189,20 @@ unsafe fn with_state(what: &str, state: *mut c_void, f: impl FnOnce(&mut NgxRequ
     guard(what, (), || unsafe { after.apply() })
 }
 
-#[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_body_read(state: *mut c_void) {
-    // SAFETY: the shim passes the state of the request whose body was read.
-    unsafe { with_state("body handler", state, |st| st.body_read()) }
+/// The body handler of `ngx_http_read_client_request_body`.
+extern "C" fn body_read(r: *mut ngx_http_request_t) {
+    guard("body handler", (), || {
+        // SAFETY: nginx calls the body handler with the live request, on the event loop.
+        let state = unsafe { Request::from_ptr(r) }.module_ctx();
+        if state.is_null() {
+            return;
+        }
+        // SAFETY: our context is live in the request pool; its state is freed only by the
+        // pool's cleanup.
+        let state = unsafe { (*state).state };
+        // SAFETY: the state of the request whose body was read, on the event loop.
+        unsafe { with_state("body handler", state, |st| st.body_read()) }
+    })
 }
 
 #[unsafe(no_mangle)]

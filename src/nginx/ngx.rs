@@ -349,9 +349,11 @@ impl Request {
     /// Our configuration of the request's location. It lives in the cycle's pool, which
     /// outlives every request of the cycle (hence not tied to the borrow of the request).
     pub fn loc_conf(&self) -> &'static LocConf {
-        // SAFETY: the request is live; the shim reads r->loc_conf with nginx's macro.
-        let lcf = unsafe { ngx_http_oxwsgi_req_loc_conf(self.as_ptr()) };
-        // SAFETY: a location configuration lives in the cycle pool, longer than requests.
+        // SAFETY: loc_conf holds one configuration per HTTP module, indexed by ctx_index
+        // (nginx's ngx_http_get_module_loc_conf).
+        let lcf = unsafe { *self.0.loc_conf.add(ngx_http_oxwsgi_module.ctx_index) };
+        // SAFETY: our entry is our location configuration, in the cycle pool, which lives
+        // longer than the requests of the cycle.
         unsafe { &*(lcf as *const LocConf) }
     }
 
@@ -430,6 +432,19 @@ impl Request {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Our request context (`ngx_http_get_module_ctx`), NULL before the content handler
+    /// made it.
+    pub fn module_ctx(&self) -> *mut ngx_http_oxwsgi_ctx_t {
+        // SAFETY: ctx holds one pointer per HTTP module, indexed by ctx_index.
+        unsafe { *self.0.ctx.add(ngx_http_oxwsgi_module.ctx_index) as *mut ngx_http_oxwsgi_ctx_t }
+    }
+
+    /// Have nginx read the body; `done` runs once it is read (maybe before this returns).
+    pub fn read_body(&mut self, done: unsafe extern "C" fn(*mut ngx_http_request_t)) -> ngx_int_t {
+        // SAFETY: the request is live, in its content handler.
+        unsafe { ngx_http_read_client_request_body(self.as_ptr(), Some(done)) }
     }
 
     pub fn send_header(&mut self) -> ngx_int_t {
