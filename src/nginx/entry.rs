@@ -45,8 +45,10 @@ pub extern "C" fn ngx_http_oxwsgi_rs_init_process(
     mcf: *mut ngx_http_oxwsgi_main_conf_t,
 ) -> ngx_int_t {
     guard("init_process", NGX_OK as ngx_int_t, || {
-        // SAFETY: nginx passes the worker's cycle, whose log lives as long as the process.
-        let log = Arc::new(unsafe { CycleLog::new((*cycle).log) });
+        // SAFETY: nginx passes the worker's live cycle.
+        let cycle_log = unsafe { (*cycle).log };
+        // SAFETY: the worker cycle's log lives as long as the process.
+        let log = Arc::new(unsafe { CycleLog::new(cycle_log) });
         // SAFETY: the shim passes our main configuration of that cycle.
         let m = unsafe { &*mcf };
         let mut rcfg = RuntimeConfig::default();
@@ -143,9 +145,11 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     // SAFETY: state is live (freed only by the pool cleanup), and not borrowed elsewhere.
     let st = unsafe { &mut *state };
-    // SAFETY: ctx and its task were just allocated by the shim; task->ctx points at the
-    // Arc'ed task side that the state keeps alive.
-    unsafe { (*(*ctx).task).ctx = Arc::as_ptr(&st.task) as *mut c_void };
+    // SAFETY: ctx was just allocated by the shim, with its task.
+    let task = unsafe { (*ctx).task };
+    // SAFETY: task is live (see above); task->ctx points at the Arc'ed task side that the
+    // state keeps alive for as long as tasks may run.
+    unsafe { (*task).ctx = Arc::as_ptr(&st.task) as *mut c_void };
     // SAFETY: the shim made ctx for r, which lives until its pool's cleanup frees the state
     // (and with it the Ctx); the state is used on the event loop only.
     st.ctx = unsafe { Ctx::new(ctx) };

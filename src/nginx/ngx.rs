@@ -611,9 +611,11 @@ impl Ctx {
         // SAFETY: pools have a log.
         let log = unsafe { (*pool).log };
         let data = ngx_pool_cleanup_file_t { fd: fd.into_raw_fd(), name: c"".as_ptr() as *mut u_char, log };
+        // SAFETY: cln is a live cleanup of the pool.
+        let slot = unsafe { (*cln).data } as *mut ngx_pool_cleanup_file_t;
         // SAFETY: cln was allocated with room for an ngx_pool_cleanup_file_t at cln->data;
         // from here the pool owns (and closes) the descriptor.
-        unsafe { ((*cln).data as *mut ngx_pool_cleanup_file_t).write(data) };
+        unsafe { slot.write(data) };
         // SAFETY: cln is live (see above).
         unsafe { (*cln).handler = Some(ngx_pool_cleanup_file) };
         // SAFETY: the request pool is live.
