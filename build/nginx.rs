@@ -127,13 +127,20 @@ pub fn build() {
     }
 
     let mut b = super::bindgen_base("ngx-module/wrapper.h")
-        .allowlist_type("ngx_http_request_t|ngx_module_t|ngx_cycle_t|ngx_table_elt_t|ngx_list_part_t|ngx_http_oxwsgi_.*|ngx_thread_task_t|ngx_chain_t|ngx_buf_t|ngx_event_t")
-        .allowlist_function(
-            "ngx_http_oxwsgi_.*|ngx_http_send_header|ngx_http_output_filter|ngx_http_finalize_request|\
-             ngx_http_read_client_request_body|ngx_thread_task_alloc|ngx_pool_cleanup_add|ngx_pnalloc|ngx_palloc|\
-             ngx_pcalloc|ngx_http_complex_value|ngx_connection_local_sockaddr|ngx_sock_ntop|ngx_inet_get_port",
+        .allowlist_type(
+            "ngx_http_request_t|ngx_module_t|ngx_cycle_t|ngx_table_elt_t|ngx_list_part_t|ngx_http_oxwsgi_.*|\
+             ngx_thread_task_t|ngx_chain_t|ngx_buf_t|ngx_event_t|ngx_conf_t|ngx_command_t|ngx_http_conf_ctx_t|\
+             ngx_http_core_loc_conf_t|ngx_http_core_srv_conf_t|ngx_http_compile_complex_value_t|\
+             ngx_pool_cleanup_file_t|ngx_file_t",
         )
-        .allowlist_var("NGX_OK|NGX_ERROR|NGX_AGAIN|NGX_DONE|NGX_DECLINED|NGX_HTTP_.*|NGX_LOG_.*|NGX_SOCKADDR_STRLEN|NGX_PROCESS_.*|ngx_process|ngx_http_oxwsgi_.*")
+        .allowlist_function(
+            "ngx_http_oxwsgi_.*|ngx_http_send_header|ngx_http_finalize_request|ngx_pnalloc|ngx_list_push|\
+             ngx_array_create|ngx_array_push|ngx_conf_full_name|ngx_http_compile_complex_value|ngx_http_complex_value|\
+             ngx_connection_local_sockaddr|ngx_inet_get_port|ngx_chain_get_free_buf|ngx_chain_update_chains|\
+             ngx_http_output_filter|ngx_pool_cleanup_add|ngx_pool_cleanup_file|ngx_pcalloc|\
+             ngx_http_read_client_request_body",
+        )
+        .allowlist_var("NGX_OK|NGX_ERROR|NGX_DONE|NGX_HTTP_.*|NGX_LOG_.*|ngx_http_core_module|ngx_http_oxwsgi_.*")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new().rerun_on_header_files(false)));
     for i in &incs {
         b = b.clang_arg(format!("-I{}", i.display()));

@@ -1,9 +1,5 @@
 
-/*
- * oxwsgi for nginx: configuration structures and the helpers the C shim offers to the
- * Rust adapter (src/nginx/). Only nginx plumbing that is macro-based or naturally C
- * lives here; every decision is made in Rust.
- */
+/* oxwsgi for nginx: the structures and C helpers the Rust adapter (src/nginx/) uses. */
 
 
 #ifndef _NGX_HTTP_OXWSGI_MODULE_H_INCLUDED_
@@ -27,7 +23,6 @@ typedef struct {
     ngx_str_t                    python_home;
     ngx_array_t                 *python_path;      /* of ngx_str_t */
     ngx_array_t                 *imports;          /* of ngx_str_t */
-    ngx_uint_t                   max_in_flight;
     ngx_flag_t                   enabled;          /* some location has wsgi_app */
 } ngx_http_oxwsgi_main_conf_t;
 
@@ -42,6 +37,9 @@ typedef struct {
     ngx_thread_pool_t           *thread_pool;
     ngx_array_t                 *params;           /* of ngx_http_oxwsgi_param_t */
     ngx_flag_t                   pass_authorization;
+    ngx_uint_t                   max_in_flight;
+    /* requests of this location in this worker (the event loop's only) */
+    ngx_uint_t                   in_flight;
 } ngx_http_oxwsgi_loc_conf_t;
 
 
@@ -61,42 +59,17 @@ extern ngx_module_t  ngx_http_oxwsgi_module;
 extern const char   *ngx_http_oxwsgi_nginx_version;
 
 
-ngx_http_oxwsgi_main_conf_t *ngx_http_oxwsgi_cycle_main_conf(ngx_cycle_t *cycle);
-ngx_http_oxwsgi_main_conf_t *ngx_http_oxwsgi_req_main_conf(ngx_http_request_t *r);
-ngx_http_oxwsgi_loc_conf_t *ngx_http_oxwsgi_req_loc_conf(ngx_http_request_t *r);
 ngx_http_oxwsgi_ctx_t *ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r,
     void *state);
-ngx_int_t ngx_http_oxwsgi_read_body(ngx_http_request_t *r);
 ngx_int_t ngx_http_oxwsgi_post_task(ngx_http_oxwsgi_ctx_t *ctx);
 ngx_int_t ngx_http_oxwsgi_post_orphan(ngx_http_oxwsgi_ctx_t *ctx,
     void *task_side);
 ngx_int_t ngx_http_oxwsgi_wait_write(ngx_http_request_t *r);
 void ngx_http_oxwsgi_stop_write_wait(ngx_http_request_t *r);
 void ngx_http_oxwsgi_poll_timer(ngx_http_oxwsgi_ctx_t *ctx, ngx_msec_t ms);
-ngx_buf_t *ngx_http_oxwsgi_add_mem(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t ***ll,
-    u_char *data, size_t len);
-ngx_buf_t *ngx_http_oxwsgi_add_file(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t ***ll,
-    ngx_fd_t fd, off_t offset, off_t len);
-ngx_buf_t *ngx_http_oxwsgi_add_last(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t ***ll,
-    ngx_uint_t last, ngx_uint_t flush);
-ngx_int_t ngx_http_oxwsgi_output(ngx_http_oxwsgi_ctx_t *ctx, ngx_chain_t *out);
-ngx_uint_t ngx_http_oxwsgi_is_busy(ngx_http_oxwsgi_ctx_t *ctx, ngx_buf_t *b);
-ngx_uint_t ngx_http_oxwsgi_backed_up(ngx_http_oxwsgi_ctx_t *ctx);
-ngx_int_t ngx_http_oxwsgi_set_status(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *line, size_t len);
-ngx_str_t ngx_http_oxwsgi_server_name(ngx_http_request_t *r);
-size_t ngx_http_oxwsgi_addrs(ngx_http_request_t *r, u_char *buf, size_t len,
-    ngx_uint_t *server_port, ngx_uint_t *remote_port);
-ngx_uint_t ngx_http_oxwsgi_buf_in_file(ngx_buf_t *b);
-ngx_int_t ngx_http_oxwsgi_set_header(ngx_http_request_t *r, u_char *name,
-    size_t nlen, u_char *value, size_t vlen);
+void ngx_http_oxwsgi_conf_error(ngx_conf_t *cf, const u_char *msg, size_t len);
 void ngx_http_oxwsgi_log(ngx_log_t *log, ngx_uint_t level, u_char *msg,
     size_t len);
-ngx_uint_t ngx_http_oxwsgi_header_only(ngx_http_request_t *r);
-ngx_uint_t ngx_http_oxwsgi_conn_error(ngx_http_request_t *r);
-void ngx_http_oxwsgi_set_conn_error(ngx_http_request_t *r);
-ngx_uint_t ngx_http_oxwsgi_is_https(ngx_http_request_t *r);
-ngx_uint_t ngx_http_oxwsgi_write_timedout(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_OXWSGI_MODULE_H_INCLUDED_ */

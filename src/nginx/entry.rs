@@ -2,22 +2,24 @@
 //! Each one catches panics: a Rust panic must never unwind into nginx.
 
 use std::ffi::c_void;
-use std::path::{Path, PathBuf};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::io::CycleLog;
-use super::request::{After, IN_FLIGHT, NgxRequest, ngx_bytes};
+use super::io::{CycleLog, RequestLog, request_context};
+use super::ngx::{Ctx, NgxStr, Request};
+use super::request::{After, IN_FLIGHT, InFlightSlot, NgxRequest};
 use super::task::{self, TaskSide};
-use crate::core::runtime::{self, RuntimeConfig};
-use crate::core::{Level, worker};
+use crate::core::runtime::RuntimeConfig;
+use crate::core::{Level, LogSink, worker};
 use crate::ffi::ngx::*;
 
 pub use crate::ffi::guard::guard;
 
 fn path_of(s: &ngx_str_t) -> PathBuf {
     // SAFETY: configuration strings live in the cycle pool.
-    PathBuf::from(String::from_utf8_lossy(unsafe { ngx_bytes(s) }).into_owned())
+    PathBuf::from(String::from_utf8_lossy(unsafe { NgxStr::from_raw(s) }.as_bytes()).into_owned())
 }
 
 /// The strings of an `ngx_array_t` of `ngx_str_t` (NULL = none).
@@ -28,65 +30,13 @@ unsafe fn str_array(a: *const ngx_array_t) -> Vec<PathBuf> {
     if a.is_null() {
         return Vec::new();
     }
-    // SAFETY: caller.
-    unsafe { std::slice::from_raw_parts((*a).elts as *const ngx_str_t, (*a).nelts) }.iter().map(path_of).collect()
-}
-
-/// A configuration check: "" if fine, else the message for `nginx -t`.
-fn check(what: ngx_uint_t, value: &str) -> Result<(), String> {
-    let p = Path::new(value);
-    match what {
-        1 | 4 => {
-            let what = if what == 1 { "WSGI script" } else { "script" };
-            match std::fs::metadata(p) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("{what} {value} does not exist")),
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    Err(format!("{what} {value} cannot be accessed (permission denied)"))
-                }
-                Err(e) => Err(format!("{what} {value} cannot be used: {e}")),
-                Ok(m) if !m.is_file() => Err(format!("{what} {value} is not a regular file")),
-                Ok(_) => Ok(()),
-            }
-        }
-        2 => runtime::check_python_home(p).map(drop),
-        3 => {
-            if p.is_dir() {
-                Ok(())
-            } else {
-                Err(format!("{value} is not a directory"))
-            }
-        }
-        5 => {
-            let ok = !value.is_empty()
-                && !value.starts_with(|c: char| c.is_ascii_digit())
-                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if ok { Ok(()) } else { Err(format!("callable={value:?} is not a Python identifier")) }
-        }
-        _ => Err("unknown check".into()),
+    // SAFETY: a is a live array (caller).
+    let a = unsafe { &*a };
+    if a.nelts == 0 {
+        return Vec::new();
     }
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_check(
-    what: ngx_uint_t,
-    data: *const u_char,
-    len: usize,
-    err: *mut u_char,
-    errlen: usize,
-) -> usize {
-    guard("configuration check", 0, || {
-        // SAFETY: the shim passes a configuration string of `len` bytes.
-        let value = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(data, len) }).into_owned();
-        match check(what, &value) {
-            Ok(()) => 0,
-            Err(msg) => {
-                let n = msg.len().min(errlen);
-                // SAFETY: err is writable for errlen bytes.
-                unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), err, n) };
-                n
-            }
-        }
-    })
+    // SAFETY: the array holds nelts ngx_str_t (caller).
+    unsafe { std::slice::from_raw_parts(a.elts as *const ngx_str_t, a.nelts) }.iter().map(path_of).collect()
 }
 
 #[unsafe(no_mangle)]
@@ -95,18 +45,20 @@ pub extern "C" fn ngx_http_oxwsgi_rs_init_process(
     mcf: *mut ngx_http_oxwsgi_main_conf_t,
 ) -> ngx_int_t {
     guard("init_process", NGX_OK as ngx_int_t, || {
-        // SAFETY: nginx passes the worker's cycle and our main configuration.
-        let (log, cfg) = unsafe {
-            let log = Arc::new(CycleLog::new((*cycle).log));
-            let m = &*mcf;
-            let mut cfg = RuntimeConfig::default();
-            if m.python_home.len > 0 {
-                cfg.start.home = Some(path_of(&m.python_home));
-            }
-            cfg.python_path = str_array(m.python_path);
-            (log, (cfg, str_array(m.imports)))
-        };
-        let (rcfg, imports) = cfg;
+        // SAFETY: nginx passes the worker's live cycle.
+        let cycle_log = unsafe { (*cycle).log };
+        // SAFETY: the worker cycle's log lives as long as the process.
+        let log = Arc::new(unsafe { CycleLog::new(cycle_log) });
+        // SAFETY: the shim passes our main configuration of that cycle.
+        let m = unsafe { &*mcf };
+        let mut rcfg = RuntimeConfig::default();
+        if m.python_home.len > 0 {
+            rcfg.start.home = Some(path_of(&m.python_home));
+        }
+        // SAFETY: NULL or arrays of ngx_str_t made by the directive handlers (conf.rs).
+        rcfg.python_path = unsafe { str_array(m.python_path) };
+        // SAFETY: as for python_path.
+        let imports = unsafe { str_array(m.imports) };
         init_process(log, &rcfg, &imports);
         NGX_OK as ngx_int_t
     })
@@ -151,10 +103,10 @@ pub extern "C" fn ngx_http_oxwsgi_rs_handler(r: *mut ngx_http_request_t) -> ngx_
 /// # Safety
 /// `r` must be the live request of the content phase.
 unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // SAFETY: r is live (caller); configuration strings live in the cycle pool.
-    let (script, max) = unsafe {
-        (path_of(&(*ngx_http_oxwsgi_req_loc_conf(r)).script), (*ngx_http_oxwsgi_req_main_conf(r)).max_in_flight)
-    };
+    // SAFETY: r is live on the event loop (caller); no other borrow of it exists here.
+    let req = unsafe { Request::from_ptr(r) };
+    let lcf = req.loc_conf();
+    let script = path_of(&lcf.script().raw());
     let Some(w) = worker::get() else {
         eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -162,18 +114,27 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if !w.ready(&**w.log(), &script.to_string_lossy()) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    if IN_FLIGHT.load(Ordering::Relaxed) >= max {
+    let max = lcf.max_in_flight();
+    if lcf.in_flight() >= max {
         w.log().log(
             Level::Warning,
-            &format!("{}: {max} requests in flight in this worker (wsgi_max_in_flight): 503", script.display()),
+            &format!(
+                "{}: {max} requests of this location in flight in this worker (wsgi_max_in_flight): 503",
+                script.display()
+            ),
         );
-        let (mut n, mut v) = (b"Retry-After".to_vec(), b"1".to_vec());
-        // SAFETY: r is live; the shim copies the strings into its pool.
-        unsafe { ngx_http_oxwsgi_set_header(r, n.as_mut_ptr(), n.len(), v.as_mut_ptr(), v.len()) };
+        if req.add_header(b"Retry-After", b"1").is_err() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
         return NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t;
     }
     let context: Arc<str> = Arc::from(script.to_string_lossy().as_ref());
-    let state = Box::into_raw(Box::new(NgxRequest::new(r, w.log().clone(), context)));
+    let tail = request_context(&req.log_handler_text());
+    let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(w.log().clone(), tail));
+    // SAFETY: the location's counter, on the event loop; the slot lives in the request
+    // state, which the request pool's cleanup drops on the loop, before the cycle ends.
+    let slot = unsafe { InFlightSlot::take(lcf.in_flight_counter()) };
+    let state = Box::into_raw(Box::new(NgxRequest::new(r, log, context, slot)));
     // SAFETY: r is live; the shim allocates the context in the request pool and registers
     // a pool cleanup that frees `state` (ngx_http_oxwsgi_rs_cleanup).
     let ctx = unsafe { ngx_http_oxwsgi_create_ctx(r, state.cast()) };
@@ -182,37 +143,70 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         drop(unsafe { Box::from_raw(state) });
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    // SAFETY: state is live (freed only by the pool cleanup); ctx->task was allocated by
-    // the shim; task->ctx points at the Arc'ed task side that the state keeps alive.
-    unsafe {
-        (*state).ctx = ctx;
-        (*(*ctx).task).ctx = Arc::as_ptr(&(*state).task) as *mut c_void;
-    }
-    // SAFETY: r is live; the body handler (ngx_http_oxwsgi_rs_body_read) runs once the
-    // body is read, possibly before this returns.
-    let rc = unsafe { ngx_http_oxwsgi_read_body(r) };
+    // SAFETY: state is live (freed only by the pool cleanup), and not borrowed elsewhere.
+    let st = unsafe { &mut *state };
+    // SAFETY: ctx was just allocated by the shim, with its task.
+    let task = unsafe { (*ctx).task };
+    // SAFETY: task is live (see above); task->ctx points at the Arc'ed task side that the
+    // state keeps alive for as long as tasks may run.
+    unsafe { (*task).ctx = Arc::as_ptr(&st.task) as *mut c_void };
+    // SAFETY: the shim made ctx for r, which lives until its pool's cleanup frees the state
+    // (and with it the Ctx); the state is used on the event loop only.
+    st.ctx = unsafe { Ctx::new(ctx) };
+    // SAFETY: r is live, and no other borrow of it is used any more in this function.
+    let rc = unsafe { Request::from_ptr(r) }.read_body(body_read);
     if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
         return rc;
     }
     NGX_DONE as ngx_int_t
 }
 
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Run an event handler of a request. A panic fails the request closed: 500 while the head
+/// is not out, else the connection is closed (`NgxRequest::fail`), never left hanging.
+///
 /// # Safety
 /// `state` must be the live state of a request, on the event loop.
 unsafe fn with_state(what: &str, state: *mut c_void, f: impl FnOnce(&mut NgxRequest) -> After) {
-    let after = guard(what, After::Nothing, || {
-        // SAFETY: caller; the reference ends before `apply`, which may free the state.
-        let st = unsafe { &mut *(state as *mut NgxRequest) };
-        f(st)
-    });
+    let state = state as *mut NgxRequest;
+    // SAFETY: the state is live (caller); the reference ends before `apply`, which may free it.
+    let run = catch_unwind(AssertUnwindSafe(|| f(unsafe { &mut *state })));
+    let after = match run {
+        Ok(after) => after,
+        Err(p) => {
+            let msg = format!("oxwsgi: internal error (panic) in {what}: {}; the request fails", panic_message(&*p));
+            // SAFETY: the state is still live: the panic unwound out of `f` before any
+            // finalization (After is applied only below).
+            let st = unsafe { &mut *state };
+            st.log_error(&msg);
+            guard(what, After::Nothing, || st.fail())
+        }
+    };
     // SAFETY: no reference to the state is alive any more.
     guard(what, (), || unsafe { after.apply() })
 }
 
-#[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_body_read(state: *mut c_void) {
-    // SAFETY: the shim passes the state of the request whose body was read.
-    unsafe { with_state("body handler", state, |st| st.body_read()) }
+/// The body handler of `ngx_http_read_client_request_body`.
+extern "C" fn body_read(r: *mut ngx_http_request_t) {
+    guard("body handler", (), || {
+        // SAFETY: nginx calls the body handler with the live request, on the event loop.
+        let state = unsafe { Request::from_ptr(r) }.module_ctx();
+        if state.is_null() {
+            return;
+        }
+        // SAFETY: our context is live in the request pool; its state is freed only by the
+        // pool's cleanup.
+        let state = unsafe { (*state).state };
+        // SAFETY: the state of the request whose body was read, on the event loop.
+        unsafe { with_state("body handler", state, |st| st.body_read()) }
+    })
 }
 
 #[unsafe(no_mangle)]

@@ -34,6 +34,17 @@ fn ngx_level(level: Level) -> ngx_uint_t {
     }) as ngx_uint_t
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_context_drops_the_action() {
+        let t = b" while reading client request body, client: 127.0.0.1, server: a, request: \"GET / HTTP/1.1\"";
+        assert_eq!(super::request_context(t), ", client: 127.0.0.1, server: a, request: \"GET / HTTP/1.1\"");
+        assert_eq!(super::request_context(b", client: ::1"), ", client: ::1");
+        assert_eq!(super::request_context(b""), "");
+    }
+}
+
 /// The worker's error log (`cycle->log`), usable from any thread.
 pub struct CycleLog {
     log: *mut ngx_log_t,
@@ -59,6 +70,33 @@ impl LogSink for CycleLog {
         // SAFETY: see the Send impl; the message is passed with its length ("%*s").
         unsafe { ngx_http_oxwsgi_log(self.log, ngx_level(level), msg.as_ptr() as *mut u_char, msg.len()) }
     }
+}
+
+/// The log of one request: every line ends with nginx's request context (`, client: …,
+/// server: …, request: "…"`), as nginx's own lines for the request do. The context is
+/// captured on the event loop when the request starts (pool threads must not touch `r`).
+pub struct RequestLog {
+    inner: Arc<dyn LogSink>,
+    tail: String,
+}
+
+impl RequestLog {
+    pub fn new(inner: Arc<dyn LogSink>, tail: String) -> RequestLog {
+        RequestLog { inner, tail }
+    }
+}
+
+impl LogSink for RequestLog {
+    fn log(&self, level: Level, msg: &str) {
+        self.inner.log(level, &format!("{msg}{}", self.tail));
+    }
+}
+
+/// The part of nginx's log-handler text that names the request: from `, client: ` on (a
+/// ` while <action>` before it describes what the connection did when it was captured).
+pub fn request_context(handler_text: &[u8]) -> String {
+    let at = handler_text.windows(10).position(|w| w == b", client: ").unwrap_or(0);
+    String::from_utf8_lossy(&handler_text[at..]).into_owned()
 }
 
 /// One piece of the request body.

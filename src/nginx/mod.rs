@@ -9,10 +9,14 @@
 //! owned data and posts nginx thread tasks (`thread_pool`, `wsgi_thread_pool`); each task
 //! produces a batch of the response, which the loop sends (request.rs, task.rs).
 
+mod conf;
 mod entry;
 mod io;
+mod ngx;
 mod request;
+mod state;
 mod task;
+mod testhook;
 
 #[cfg(not(ngx_addon_build))]
 use std::ffi::c_char;

@@ -18,21 +18,51 @@
 //! single final `ngx_http_finalize_request`. This state is freed by a request-pool cleanup.
 
 use std::collections::VecDeque;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-use std::ptr::null_mut;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::io::{Item, NgxBody, Part};
+use super::ngx::{BufData, Ctx, ERROR, OK, Request};
+use super::state::{Client, Head, State, Task};
 use super::task::{Start, TaskSide};
+use super::testhook;
 use crate::core::head::ResponseHead;
 use crate::core::request::{Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::{Level, LogSink};
 use crate::ffi::ngx::*;
 
-/// Requests of this worker between the content handler and the end of their pool.
+/// Requests of this worker between the content handler and the end of their pool (for the
+/// exit notice; the cap counts per location, [`InFlightSlot`]).
 pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// A request's place in its location's count of requests in flight (`wsgi_max_in_flight`
+/// is per location and per worker, as `limit_conn` counts per zone).
+pub struct InFlightSlot(std::ptr::NonNull<ngx_uint_t>);
+
+impl InFlightSlot {
+    /// Count one more request in `counter`; dropping the slot counts it out.
+    ///
+    /// # Safety
+    /// `counter` must be the `in_flight` field of a location configuration of this worker's
+    /// cycle, used only on the event loop; the slot must be dropped on the event loop before
+    /// the cycle goes away (request pools are freed first).
+    pub unsafe fn take(counter: std::ptr::NonNull<ngx_uint_t>) -> InFlightSlot {
+        // SAFETY: the counter is live and only the event loop uses it (caller).
+        unsafe { *counter.as_ptr() += 1 };
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlightSlot(counter)
+    }
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        // SAFETY: the invariant of `take`: the counter outlives the slot, on the loop.
+        unsafe { *self.0.as_ptr() -= 1 };
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// How often a running task's output is handed over, in milliseconds.
 const POLL_MS: ngx_msec_t = 20;
@@ -56,21 +86,6 @@ impl After {
     }
 }
 
-pub const OK: ngx_int_t = NGX_OK as ngx_int_t;
-pub const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
-
-/// Bytes of an `ngx_str_t` (empty for NULL data).
-///
-/// # Safety
-/// `s.data` must be NULL or valid for `s.len` bytes while the result is used.
-pub unsafe fn ngx_bytes<'a>(s: &ngx_str_t) -> &'a [u8] {
-    if s.data.is_null() || s.len == 0 {
-        return &[];
-    }
-    // SAFETY: data is non-null and valid for len bytes while the result is used (caller).
-    unsafe { std::slice::from_raw_parts(s.data, s.len) }
-}
-
 /// An owned copy of request bytes (the metadata crosses to a pool thread).
 fn own(b: &[u8]) -> Bytes<'static> {
     Bytes::Owned(b.to_vec())
@@ -87,52 +102,67 @@ pub fn split_uri(prefix: Option<&[u8]>, uri: &[u8]) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
+/// The body buffers nginx read: memory is copied, the temp file's descriptor duplicated.
+fn body_parts(r: &Request) -> Result<(VecDeque<Part>, u64), String> {
+    let mut parts = VecDeque::new();
+    let mut total = 0u64;
+    let mut fds: Vec<(i32, Arc<OwnedFd>)> = Vec::new();
+    for b in r.body().into_iter().flatten() {
+        match b.data() {
+            BufData::File { fd: raw, pos, end } => {
+                let fd = match fds.iter().find(|(n, _)| *n == raw) {
+                    Some((_, fd)) => fd.clone(),
+                    None => {
+                        // SAFETY: nginx keeps the temp file open while the request lives.
+                        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+                        let own = borrowed
+                            .try_clone_to_owned()
+                            .map_err(|e| format!("dup of the request body temp file: {e}"))?;
+                        let fd = Arc::new(own);
+                        fds.push((raw, fd.clone()));
+                        fd
+                    }
+                };
+                if end > pos {
+                    total += end - pos;
+                    parts.push_back(Part::File { fd, pos, end });
+                }
+            }
+            BufData::Memory(m) if !m.is_empty() => {
+                total += m.len() as u64;
+                parts.push_back(Part::Mem(m.to_vec()));
+            }
+            BufData::Memory(_) => {}
+        }
+    }
+    Ok((parts, total))
+}
+
 /// One WSGI request, on the event loop.
 pub struct NgxRequest {
     r: *mut ngx_http_request_t,
-    pub ctx: *mut ngx_http_oxwsgi_ctx_t,
+    /// Set by the content handler right after the shim made it.
+    pub ctx: Option<Ctx>,
     pub task: Arc<TaskSide>,
     log: Arc<dyn LogSink>,
     context: Arc<str>,
-    header_sent: bool,
-    header_only: bool,
-    header_rc: ngx_int_t,
+    _slot: InFlightSlot,
+    state: State,
     /// Body memory lent to nginx buffers, in output order, until they leave `busy`.
     lent: VecDeque<(*mut ngx_buf_t, Vec<u8>)>,
-    /// A task is posted and has not completed.
-    in_flight: bool,
-    /// The first task has been posted.
-    started: bool,
-    /// Posting failed (queue full): retry from the poll timer.
-    repost: bool,
-    client_gone: bool,
-    timed_out: bool,
-}
-
-impl Drop for NgxRequest {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl NgxRequest {
-    pub fn new(r: *mut ngx_http_request_t, log: Arc<dyn LogSink>, context: Arc<str>) -> NgxRequest {
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+    pub fn new(r: *mut ngx_http_request_t, log: Arc<dyn LogSink>, context: Arc<str>, slot: InFlightSlot) -> NgxRequest {
         NgxRequest {
             r,
-            ctx: null_mut(),
+            _slot: slot,
+            ctx: None,
             task: Arc::new(TaskSide::default()),
             log,
             context,
-            header_sent: false,
-            header_only: false,
-            header_rc: OK,
+            state: State::default(),
             lent: VecDeque::new(),
-            in_flight: false,
-            started: false,
-            repost: false,
-            client_gone: false,
-            timed_out: false,
         }
     }
 
@@ -140,180 +170,105 @@ impl NgxRequest {
         self.log.log(level, &format!("{}: {msg}", self.context));
     }
 
+    pub fn log_error(&self, msg: &str) {
+        self.log(Level::Error, msg);
+    }
+
+    /// The request, for as long as this state borrows it.
+    fn req(&mut self) -> &mut Request {
+        // SAFETY: r is live while this state is (the state is freed by the request pool's
+        // cleanup), it is used on the event loop only, and `&mut self` makes this the only
+        // borrow of it through the state.
+        unsafe { Request::from_ptr(self.r) }
+    }
+
     /// The body is read: copy the request, then start the application.
-    ///
-    /// # Safety
-    /// Runs on the event loop with the live request `self.r`.
-    pub unsafe fn body_read(&mut self) -> After {
-        // SAFETY: r is live (caller).
-        let start = unsafe { self.collect() };
-        match start {
+    pub fn body_read(&mut self) -> After {
+        match self.collect() {
             Ok(start) => {
                 self.task.job.lock().unwrap_or_else(|p| p.into_inner()).start = Some(start);
                 self.post()
             }
             Err(e) => {
                 self.log(Level::Error, &e);
-                After::Finalize(self.r, NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+                self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
             }
         }
     }
 
-    /// Copy what the application needs out of the request.
-    ///
-    /// # Safety
-    /// `self.r` must be live, its body completely read.
+    /// Copy what the application needs out of the request (its body completely read).
     #[allow(clippy::field_reassign_with_default)]
-    unsafe fn collect(&self) -> Result<Start, String> {
-        let r = self.r;
-        // SAFETY: every pointer read below belongs to the live request, its connection or
-        // its configuration; strings are copied before the function returns.
-        unsafe {
-            let lcf = &*ngx_http_oxwsgi_req_loc_conf(r);
-            let c = (*r).connection;
-            let mut d = RequestMeta::default();
-            d.method = own(ngx_bytes(&(*r).method_name));
-            let prefix = (lcf.no_prefix == 0).then(|| ngx_bytes(&lcf.prefix));
-            let (script_name, path_info) = split_uri(prefix, ngx_bytes(&(*r).uri));
-            (d.script_name, d.path_info) = (script_name.into(), path_info.into());
-            d.query = own(ngx_bytes(&(*r).args));
-            d.request_uri = own(ngx_bytes(&(*r).unparsed_uri));
-            d.protocol = own(ngx_bytes(&(*r).http_protocol));
-            if d.protocol.is_empty() {
-                d.protocol = own(b"HTTP/0.9");
-            }
-            d.server_name = own(ngx_bytes(&ngx_http_oxwsgi_server_name(r)));
-            let mut addr = [0u8; 128]; // NGX_SOCKADDR_STRLEN is a sizeof expression bindgen cannot see
-            let (mut sport, mut rport): (ngx_uint_t, ngx_uint_t) = (0, 0);
-            let n = ngx_http_oxwsgi_addrs(r, addr.as_mut_ptr(), addr.len(), &mut sport, &mut rport);
-            d.server_addr = own(&addr[..n]);
-            d.server_port = sport as u16;
-            d.remote_port = Some(rport as u16);
-            d.remote_addr = own(ngx_bytes(&(*c).addr_text));
-            d.tls = ngx_http_oxwsgi_is_https(r) != 0;
-            d.pass_authorization = lcf.pass_authorization == 1;
-
-            let mut part: *mut ngx_list_part_t = &mut (*r).headers_in.headers.part;
-            while !part.is_null() {
-                let elts = (*part).elts as *const ngx_table_elt_t;
-                for i in 0..(*part).nelts {
-                    let h = &*elts.add(i);
-                    if h.hash == 0 {
-                        continue;
-                    }
-                    d.headers.push((own(ngx_bytes(&h.key)), own(ngx_bytes(&h.value))));
-                }
-                part = (*part).next;
-            }
-
-            if !lcf.params.is_null() {
-                let a = &*lcf.params;
-                let params = std::slice::from_raw_parts(a.elts as *mut ngx_http_oxwsgi_param_t, a.nelts);
-                for p in params {
-                    let mut v = ngx_str_t { len: 0, data: null_mut() };
-                    let cv = &p.value as *const ngx_http_complex_value_t as *mut ngx_http_complex_value_t;
-                    if ngx_http_complex_value(r, cv, &mut v) != OK {
-                        return Err(format!("evaluating wsgi_param {}", String::from_utf8_lossy(ngx_bytes(&p.key))));
-                    }
-                    if p.skip_empty != 0 && v.len == 0 {
-                        continue;
-                    }
-                    d.params.push((own(ngx_bytes(&p.key)), own(ngx_bytes(&v))));
-                }
-            }
-
-            let (parts, total) = self.body_parts()?;
-            let rb = (*r).request_body;
-            d.content_length = if !rb.is_null() && (total > 0 || (*r).headers_in.chunked() != 0) {
-                Some(total)
-            } else if (*r).headers_in.content_length_n >= 0 {
-                Some((*r).headers_in.content_length_n as u64)
-            } else {
-                None
+    fn collect(&mut self) -> Result<Start, String> {
+        let (log, context) = (self.log.clone(), self.context.clone());
+        let r = self.req();
+        let lcf = r.loc_conf();
+        let mut d = RequestMeta::default();
+        d.method = own(r.method_name().as_bytes());
+        let (script_name, path_info) = split_uri(lcf.prefix(), r.uri().as_bytes());
+        (d.script_name, d.path_info) = (script_name.into(), path_info.into());
+        d.query = own(r.args().as_bytes());
+        d.request_uri = own(r.unparsed_uri().as_bytes());
+        d.protocol = own(r.http_protocol().as_bytes());
+        if d.protocol.is_empty() {
+            d.protocol = own(b"HTTP/0.9");
+        }
+        d.server_name = own(r.server_name().as_bytes());
+        let (server_addr, server_port) = r.connection_mut().local_addr();
+        (d.server_addr, d.server_port) = (server_addr.into(), server_port);
+        d.remote_port = Some(r.connection().remote_port());
+        d.remote_addr = own(r.connection().addr_text().as_bytes());
+        d.tls = r.connection().is_tls();
+        d.pass_authorization = lcf.pass_authorization();
+        d.headers = r
+            .headers_in()
+            .filter(|h| h.is_live())
+            .map(|h| (own(h.key().as_bytes()), own(h.value().as_bytes())))
+            .collect();
+        for p in lcf.params() {
+            let Some(v) = r.complex_value(p.value()) else {
+                return Err(format!("evaluating wsgi_param {}", String::from_utf8_lossy(p.key().as_bytes())));
             };
-
-            d.app.script = own(ngx_bytes(&lcf.script));
-            d.app.callable = own(ngx_bytes(&lcf.callable));
-            d.app.script_reloading = true;
-            Ok(Start { meta: d, body: NgxBody::new(parts), log: self.log.clone(), context: self.context.clone() })
-        }
-    }
-
-    /// The body buffers nginx read: memory is copied, the temp file is dup'ed.
-    ///
-    /// # Safety
-    /// `self.r` must be live, its body completely read.
-    unsafe fn body_parts(&self) -> Result<(VecDeque<Part>, u64), String> {
-        let mut parts = VecDeque::new();
-        let mut total = 0u64;
-        let mut fds: Vec<(i32, Arc<OwnedFd>)> = Vec::new();
-        // SAFETY: the request body chain belongs to the live request.
-        unsafe {
-            let rb = (*self.r).request_body;
-            if rb.is_null() {
-                return Ok((parts, 0));
+            if p.skip_empty() && v.is_empty() {
+                continue;
             }
-            let mut cl = (*rb).bufs;
-            while !cl.is_null() {
-                let b = (*cl).buf;
-                if ngx_http_oxwsgi_buf_in_file(b) != 0 {
-                    let raw = (*(*b).file).fd;
-                    let fd = match fds.iter().find(|(n, _)| *n == raw) {
-                        Some((_, fd)) => fd.clone(),
-                        None => {
-                            let dup = libc::dup(raw);
-                            if dup < 0 {
-                                return Err(format!(
-                                    "dup of the request body temp file: {}",
-                                    std::io::Error::last_os_error()
-                                ));
-                            }
-                            let fd = Arc::new(OwnedFd::from_raw_fd(dup));
-                            fds.push((raw, fd.clone()));
-                            fd
-                        }
-                    };
-                    let (pos, end) = ((*b).file_pos as u64, (*b).file_last as u64);
-                    if end > pos {
-                        total += end - pos;
-                        parts.push_back(Part::File { fd, pos, end });
-                    }
-                } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
-                    let n = (*b).last.offset_from((*b).pos) as usize;
-                    total += n as u64;
-                    parts.push_back(Part::Mem(std::slice::from_raw_parts((*b).pos, n).to_vec()));
-                }
-                cl = (*cl).next;
-            }
+            d.params.push((own(p.key().as_bytes()), v.into()));
         }
-        Ok((parts, total))
+        let (parts, total) = body_parts(r)?;
+        d.content_length =
+            if r.body().is_some() && (total > 0 || r.is_chunked()) { Some(total) } else { r.content_length_in() };
+        d.app.script = own(lcf.script().as_bytes());
+        d.app.callable = own(lcf.callable().as_bytes());
+        d.app.script_reloading = true;
+        Ok(Start { meta: d, body: NgxBody::new(parts), log, context })
     }
 
     fn post(&mut self) -> After {
-        // SAFETY: ctx is this request's context, its task->ctx points at self.task,
-        // which lives as long as this state (the request can't be freed while blocked).
-        let rc = unsafe { ngx_http_oxwsgi_post_task(self.ctx) };
-        if rc != OK {
-            if !self.started {
+        if !self.ctx().post_task() {
+            if !self.state.post_failed() {
                 self.log(Level::Error, "cannot post to the thread pool (queue full?): 503");
-                return After::Finalize(self.r, NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
+                return self.finalize(NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
             }
-            self.repost = true;
-            // SAFETY: ctx is live.
-            unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 10) };
+            self.ctx().poll_timer(10);
             return After::Nothing;
         }
-        self.started = true;
-        self.in_flight = true;
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, POLL_MS) };
+        self.state.posted();
+        self.ctx().poll_timer(POLL_MS);
         After::Nothing
+    }
+
+    /// `ngx_http_finalize_request(r, rc)` once the state is no longer borrowed.
+    fn finalize(&mut self, rc: ngx_int_t) -> After {
+        self.state.finish();
+        After::Finalize(self.r, rc)
     }
 
     /// The client is gone: refuse further data; a waiting writer wakes up and fails.
     fn gone(&mut self) {
-        if !self.client_gone {
-            self.client_gone = true;
+        self.lose(Client::Gone);
+    }
+
+    fn lose(&mut self, how: Client) {
+        if self.state.lose_client(how) {
             let mut b = self.task.shared.lock();
             b.client_gone = true;
             b.items.clear();
@@ -323,20 +278,22 @@ impl NgxRequest {
         }
     }
 
-    fn failed_output(&self, rc: ngx_int_t) -> bool {
-        // SAFETY: r is live.
-        rc == ERROR || unsafe { ngx_http_oxwsgi_conn_error(self.r) } != 0
+    fn failed_output(&mut self, rc: ngx_int_t) -> bool {
+        rc == ERROR || self.req().connection().error()
+    }
+
+    fn ctx(&self) -> &Ctx {
+        self.ctx.as_ref().expect("the content handler sets the context before any event")
     }
 
     fn backed_up(&self) -> bool {
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_backed_up(self.ctx) != 0 }
+        self.ctx().backed_up()
     }
 
     /// Wait for the client to take what nginx holds.
     fn wait_write(&mut self) {
-        // SAFETY: r is live; the shim installs our write handler and the send timeout.
-        if unsafe { ngx_http_oxwsgi_wait_write(self.r) } != OK {
+        self.state.wait_for_client();
+        if !self.ctx().wait_write() {
             self.gone();
         }
     }
@@ -357,98 +314,89 @@ impl NgxRequest {
         };
         self.task.shared.notify();
         let mut rc = OK;
-        if let Some(h) = head.filter(|_| !self.header_sent) {
+        if let Some(h) = head.filter(|_| !self.state.head_sent()) {
             rc = self.send_head(&h);
         }
         if self.failed_output(rc) {
             self.gone();
         }
-        let deliver = self.header_sent && !self.header_only && !self.client_gone;
-        if deliver && (!items.is_empty() || (last && !aborted)) {
+        if self.state.delivers_body() && (!items.is_empty() || (last && !aborted)) {
             rc = self.push(items, last && !aborted);
         }
         if aborted {
-            // SAFETY: r is live. What was pushed goes out if the socket takes it now; then
-            // the connection closes without completing the body (no final chunk).
-            unsafe { ngx_http_oxwsgi_set_conn_error(self.r) };
+            // What was pushed goes out if the socket takes it now; then the connection
+            // closes without completing the body (no final chunk).
+            self.req().connection_mut().set_error();
         }
         (rc, outcome)
     }
 
     fn send_head(&mut self, h: &ResponseHead) -> ngx_int_t {
-        let r = self.r;
         let latin1 = |s: &str| -> Vec<u8> { s.chars().map(|c| c as u32 as u8).collect() };
-        // SAFETY: r is live; the shim copies every string into the request pool.
-        unsafe {
-            // A bare "200" (no reason phrase) gets nginx's own status line ("200 OK").
-            let mut line = latin1(&h.status_line);
-            if line.len() <= 4 || line[4..].iter().all(|&c| c == b' ') {
-                line.clear();
+        let r = self.req();
+        // A bare "200" (no reason phrase) gets nginx's own status line ("200 OK").
+        let mut line = latin1(&h.status_line);
+        if line.len() <= 4 || line[4..].iter().all(|&c| c == b' ') {
+            line.clear();
+        }
+        if r.set_status(h.status, &line).is_err() {
+            return ERROR;
+        }
+        // 204 and 304 have no body: what the application returns with them is dropped (it
+        // would be read as the next response on a keep-alive connection), and a 204 carries
+        // no Content-Length. nginx sets header_only for them only when it makes the status
+        // line itself.
+        let bodyless = matches!(h.status, 204 | 304);
+        r.set_content_length(h.content_length.filter(|_| h.status != 204));
+        for (name, value) in &h.headers {
+            if name.eq_ignore_ascii_case("content-length") {
+                continue;
             }
-            if ngx_http_oxwsgi_set_status(r, h.status as ngx_uint_t, line.as_mut_ptr(), line.len()) != OK {
+            if r.add_header(&latin1(name), &latin1(value)).is_err() {
                 return ERROR;
             }
-            (*r).headers_out.content_length_n = h.content_length.map_or(-1, |n| n as off_t);
-            for (name, value) in &h.headers {
-                if name.eq_ignore_ascii_case("content-length") {
-                    continue;
-                }
-                let (mut n, mut v) = (latin1(name), latin1(value));
-                if ngx_http_oxwsgi_set_header(r, n.as_mut_ptr(), n.len(), v.as_mut_ptr(), v.len()) != OK {
-                    return ERROR;
-                }
-            }
-            let rc = ngx_http_send_header(r);
-            self.header_sent = true;
-            self.header_rc = rc;
-            self.header_only = ngx_http_oxwsgi_header_only(r) != 0 || rc == ERROR || rc > OK;
-            rc
         }
+        if bodyless {
+            // As for HEAD: the header filter ends the response with the head.
+            r.set_header_only();
+        }
+        let rc = r.send_header();
+        let header_only = r.header_only() || rc == ERROR || rc > OK;
+        self.state.head_sent_with(rc, !header_only);
+        rc
     }
 
     /// Hand body data to the output filters; the memory stays here until nginx is done.
     fn push(&mut self, items: Vec<Item>, last: bool) -> ngx_int_t {
-        let ctx = self.ctx;
-        let mut out: *mut ngx_chain_t = null_mut();
-        let mut ll: *mut *mut ngx_chain_t = &mut out;
+        let Some(ctx) = self.ctx.as_ref() else { return ERROR };
+        let mut out = ctx.out();
         for item in items {
-            // SAFETY: ctx is live; the buffers point into Vecs kept in `lent` (heap memory
-            // that does not move) until they leave ctx->busy; file descriptors are handed
-            // over to a pool cleanup.
-            unsafe {
-                match item {
-                    Item::Data(v) => {
-                        let b = ngx_http_oxwsgi_add_mem(ctx, &mut ll, v.as_ptr() as *mut u_char, v.len());
-                        if b.is_null() {
-                            return ERROR;
-                        }
-                        self.lent.push_back((b, v));
-                    }
-                    Item::File { fd, offset, len } => {
-                        let b = ngx_http_oxwsgi_add_file(ctx, &mut ll, fd.into_raw_fd(), offset as off_t, len as off_t);
-                        if b.is_null() {
-                            return ERROR;
-                        }
+            match item {
+                Item::Data(v) => {
+                    // SAFETY: v's heap memory does not move when v moves into `lent`, where it
+                    // stays until nginx no longer holds the buffer (release_sent).
+                    let Some(b) = (unsafe { ctx.add_mem(&mut out, &v) }) else { return ERROR };
+                    self.lent.push_back((b, v));
+                }
+                Item::File { fd, offset, len } => {
+                    if ctx.add_file(&mut out, fd, offset, len).is_none() {
+                        return ERROR;
                     }
                 }
             }
         }
-        // SAFETY: as above.
-        unsafe {
-            if ngx_http_oxwsgi_add_last(ctx, &mut ll, last as ngx_uint_t, 1).is_null() {
-                return ERROR;
-            }
-            let rc = ngx_http_oxwsgi_output(ctx, out);
-            self.release_sent();
-            rc
+        if ctx.add_last(&mut out, last).is_none() {
+            return ERROR;
         }
+        let rc = ctx.output(Some(out));
+        self.release_sent();
+        rc
     }
 
     /// Free the memory of buffers nginx has sent.
     fn release_sent(&mut self) {
         while let Some((b, _)) = self.lent.front() {
-            // SAFETY: ctx is live; b is only compared against ctx->busy.
-            if unsafe { ngx_http_oxwsgi_is_busy(self.ctx, *b) } != 0 {
+            if self.ctx().is_busy(*b) {
                 break;
             }
             if let Some((_, v)) = self.lent.pop_front() {
@@ -459,9 +407,9 @@ impl NgxRequest {
 
     /// Completion of a task, on the event loop.
     pub fn task_done(&mut self) -> After {
-        self.in_flight = false;
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, 0) };
+        self.state.task_completed();
+        testhook::maybe_panic(if self.state.head_sent() { "task-done-streaming" } else { "task-done" });
+        self.ctx().poll_timer(0);
         let (rc, outcome) = self.drain(true);
         self.proceed(rc, outcome)
     }
@@ -473,63 +421,86 @@ impl NgxRequest {
         if let Some(o) = outcome {
             return self.finish(o, rc);
         }
-        if self.client_gone {
+        if self.state.client_gone() {
             // One more task: the core sees ClientGone and closes the iterable.
             return self.post();
         }
         if self.backed_up() {
             self.wait_write();
-            if self.client_gone {
+            if self.state.client_gone() {
                 return self.post();
             }
             return After::Nothing;
         }
-        // SAFETY: r is live.
-        unsafe { ngx_http_oxwsgi_stop_write_wait(self.r) };
+        self.ctx().stop_write_wait();
         self.post()
     }
 
     fn finish(&mut self, outcome: Outcome, rc: ngx_int_t) -> After {
-        let r = self.r;
-        // SAFETY: r is live.
-        unsafe { ngx_http_oxwsgi_stop_write_wait(r) };
+        self.ctx().stop_write_wait();
+        let (head, client) = (self.state.head(), self.state.client());
         let rc = match outcome {
-            Outcome::Complete if self.client_gone => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
-            Outcome::Complete if self.header_only => self.header_rc,
-            Outcome::Complete => rc,
-            Outcome::Failed if !self.header_sent => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+            _ if client == Client::Abandoned => return self.fail(),
+            Outcome::Complete if client != Client::Connected => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
+            Outcome::Complete => match head {
+                Head::Sent { rc: head_rc, body: false } => head_rc,
+                _ => rc,
+            },
+            Outcome::Failed if head == Head::NotSent => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
             Outcome::Failed | Outcome::Aborted => {
-                // SAFETY: r is live: close the connection, leaving the body incomplete.
-                unsafe { ngx_http_oxwsgi_set_conn_error(r) };
+                // Close the connection, leaving the body incomplete.
+                self.req().connection_mut().set_error();
                 ERROR
             }
-            Outcome::ClientGone if self.timed_out => NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t,
+            Outcome::ClientGone if client == Client::TimedOut => NGX_HTTP_REQUEST_TIME_OUT as ngx_int_t,
             Outcome::ClientGone => NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
         };
-        After::Finalize(r, rc)
+        self.finalize(rc)
+    }
+
+    /// Give up on the request (a panic in an event handler): 500 while the head is not out,
+    /// else close the connection. A running task is told the client is gone and the
+    /// request ends when it completes.
+    pub fn fail(&mut self) -> After {
+        self.lose(Client::Abandoned);
+        match self.state.task() {
+            Task::Running | Task::Finished => After::Nothing,
+            _ => {
+                if let Some(ctx) = &self.ctx {
+                    ctx.stop_write_wait();
+                    // No poll timer may fire for a finished request.
+                    ctx.poll_timer(0);
+                }
+                if self.state.head_sent() {
+                    // Close the connection, leaving the body incomplete.
+                    self.req().connection_mut().set_error();
+                    self.finalize(ERROR)
+                } else {
+                    self.finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)
+                }
+            }
+        }
     }
 
     /// The write event: the client took data (or the send timeout expired).
     pub fn write_ready(&mut self) -> After {
-        // SAFETY: r is live.
-        if unsafe { ngx_http_oxwsgi_write_timedout(self.r) } != 0 {
+        if self.req().connection().write_timed_out() {
             self.log(Level::Info, "client timed out while receiving the response");
-            self.timed_out = true;
-            self.gone();
-            return if self.in_flight { After::Nothing } else { self.post() };
+            self.lose(Client::TimedOut);
+            return if self.state.running() { After::Nothing } else { self.post() };
         }
-        // SAFETY: ctx is live; a NULL chain flushes what nginx holds.
-        let rc = unsafe { ngx_http_oxwsgi_output(self.ctx, null_mut()) };
+        // No new data: flush what nginx holds.
+        let rc = self.ctx().output(None);
         self.release_sent();
         if self.failed_output(rc) {
             self.gone();
-            return if self.in_flight { After::Nothing } else { self.post() };
+            return if self.state.running() { After::Nothing } else { self.post() };
         }
         if self.backed_up() {
             self.wait_write();
             return After::Nothing;
         }
-        if self.in_flight {
+        if self.state.running() {
             return self.drain_running();
         }
         self.proceed(OK, None)
@@ -537,7 +508,7 @@ impl NgxRequest {
 
     /// Hand over what a running task produced so far (when the client keeps up).
     fn drain_running(&mut self) -> After {
-        if self.client_gone || self.backed_up() || !self.task.shared.lock().has_output() {
+        if self.state.client_gone() || self.backed_up() || !self.task.shared.lock().has_output() {
             return After::Nothing;
         }
         let (rc, _) = self.drain(false);
@@ -554,14 +525,15 @@ impl NgxRequest {
     /// only the Rust side tells the core the client is gone, so the iterable is closed.
     pub fn orphan(&mut self) {
         let running = self.task.job.lock().map(|j| j.exchange.is_some()).unwrap_or(false);
-        if !running || self.ctx.is_null() {
+        if !running || self.ctx.is_none() {
             return;
         }
         self.gone();
         let ts = Arc::into_raw(self.task.clone()) as *mut std::ffi::c_void;
-        // SAFETY: ctx is still live (pool cleanups run before the pool is freed); the
-        // shim allocates the task outside the pool; ts is released in the completion.
-        if unsafe { ngx_http_oxwsgi_post_orphan(self.ctx, ts) } != OK {
+        // SAFETY: ts comes from Arc::into_raw and is released by the orphan task's
+        // completion (ngx_http_oxwsgi_rs_orphan_done); the context is still live (pool
+        // cleanups run before the pool is freed).
+        if !unsafe { self.ctx().post_orphan(ts) } {
             // SAFETY: not posted: the reference is still ours.
             drop(unsafe { Arc::from_raw(ts as *const TaskSide) });
             self.log(Level::Warning, "cannot post the task that closes a terminated request's iterable");
@@ -570,15 +542,13 @@ impl NgxRequest {
 
     /// The poll timer.
     pub fn poll(&mut self) -> After {
-        if self.repost && !self.in_flight {
-            self.repost = false;
+        if self.state.task() == Task::RepostPending {
             return self.post();
         }
-        if !self.in_flight {
+        if !self.state.running() {
             return After::Nothing;
         }
-        // SAFETY: ctx is live.
-        unsafe { ngx_http_oxwsgi_poll_timer(self.ctx, POLL_MS) };
+        self.ctx().poll_timer(POLL_MS);
         self.drain_running()
     }
 }

@@ -13,6 +13,7 @@ MOUNTS = [
     ("/log", "apps/logs.wsgi"),
     ("/big", "apps/bigdata.wsgi"),
     ("/valid", "apps/validated.wsgi"),
+    ("/nobody", "apps/nobody.wsgi"),
     ("/flask", "frameworks/flask.wsgi"),
     ("/django", "frameworks/django.wsgi"),
     ("/bottle", "frameworks/bottle.wsgi"),

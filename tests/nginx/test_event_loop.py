@@ -72,3 +72,36 @@ def test_in_flight_cap_answers_503():
         s.stop()
         s.check_log()
         s.cleanup()
+
+
+class OneWorker(CustomNginx):
+    def config_text(self):
+        return super().config_text().replace("worker_processes 2;", "worker_processes 1;")
+
+
+def test_in_flight_cap_per_location():
+    # wsgi_max_in_flight in server and location blocks, one count per location: /one runs
+    # 1 at a time, /three 3, and /inherit takes the server's 2; all at once.
+    locations = """
+        wsgi_max_in_flight 2;
+        location /one {{ wsgi_app {d}/slow.wsgi; wsgi_max_in_flight 1; }}
+        location /three {{ wsgi_app {d}/slow.wsgi; wsgi_max_in_flight 3; }}
+        location /inherit {{ wsgi_app {d}/slow.wsgi; }}
+"""
+    s = OneWorker("nginx-cap-loc", locations=locations, threads=16)
+    s.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=18) as pool:
+            futs = {p: [pool.submit(requests.get, s.url(f"{p}/sleep?1.0"), timeout=30) for _ in range(6)]
+                    for p in ("/one", "/three", "/inherit")}
+            codes = {p: sorted(f.result().status_code for f in fs) for p, fs in futs.items()}
+        assert codes["/one"] == [200] + [503] * 5, codes
+        assert codes["/three"] == [200] * 3 + [503] * 3, codes
+        assert codes["/inherit"] == [200] * 2 + [503] * 4, codes
+        # The counts go back down: each location serves again.
+        for p in ("/one", "/three", "/inherit"):
+            assert requests.get(s.url(f"{p}/after"), timeout=10).status_code == 200
+    finally:
+        s.stop()
+        s.check_log()
+        s.cleanup()

@@ -1,0 +1,671 @@
+//! A safe layer over the nginx structures the adapter uses, in the style of ngx-rust:
+//! `#[repr(transparent)]` wrappers whose constructors are `unsafe fn`s stating what makes a
+//! raw pointer usable; their methods are safe because that invariant holds for as long as
+//! the wrapper is borrowed. The request logic (request.rs, entry.rs, conf.rs) goes through
+//! these types instead of dereferencing pointers itself.
+//!
+//! Everything here runs on the event loop (or, for [`Conf`], while nginx parses the
+//! configuration); the pool threads never see an nginx structure.
+
+use std::marker::PhantomData;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::ptr::{NonNull, null_mut};
+
+use crate::ffi::ngx::*;
+
+pub const OK: ngx_int_t = NGX_OK as ngx_int_t;
+pub const ERROR: ngx_int_t = NGX_ERROR as ngx_int_t;
+
+/// An `ngx_str_t` whose `data` is NULL or valid for `len` bytes while it is borrowed.
+#[repr(transparent)]
+pub struct NgxStr(ngx_str_t);
+
+impl NgxStr {
+    /// # Safety
+    /// `s.data` must be NULL or valid for `s.len` bytes, unchanged, for `'a`.
+    pub unsafe fn from_raw<'a>(s: *const ngx_str_t) -> &'a NgxStr {
+        // SAFETY: NgxStr is a transparent ngx_str_t; `s` is valid for 'a (caller).
+        unsafe { &*(s as *const NgxStr) }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.0.data.is_null() || self.0.len == 0 {
+            return &[];
+        }
+        // SAFETY: the invariant of the type: data is valid for len bytes while borrowed.
+        unsafe { std::slice::from_raw_parts(self.0.data, self.0.len) }
+    }
+
+    pub fn raw(&self) -> ngx_str_t {
+        self.0
+    }
+}
+
+/// One header of an nginx header list.
+#[repr(transparent)]
+pub struct Header(ngx_table_elt_t);
+
+impl Header {
+    /// nginx marks deleted headers with a zero hash.
+    pub fn is_live(&self) -> bool {
+        self.0.hash != 0
+    }
+    pub fn key(&self) -> &NgxStr {
+        // SAFETY: the strings of a header in a live list live as long as the list.
+        unsafe { NgxStr::from_raw(&self.0.key) }
+    }
+    pub fn value(&self) -> &NgxStr {
+        // SAFETY: as for the key: owned by the request pool, as the list is.
+        unsafe { NgxStr::from_raw(&self.0.value) }
+    }
+}
+
+/// The elements of an `ngx_list_t` of `ngx_table_elt_t` (request or response headers).
+pub struct Headers<'a> {
+    part: *const ngx_list_part_t,
+    i: usize,
+    _list: PhantomData<&'a ngx_list_t>,
+}
+
+impl<'a> Headers<'a> {
+    /// # Safety
+    /// `list` must be a live, initialised list of `ngx_table_elt_t`, unchanged for `'a`.
+    pub unsafe fn new(list: *const ngx_list_t) -> Headers<'a> {
+        // SAFETY: list is live (caller); its first part is embedded in it.
+        let part = unsafe { &raw const (*list).part };
+        Headers { part, i: 0, _list: PhantomData }
+    }
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = &'a Header;
+
+    fn next(&mut self) -> Option<&'a Header> {
+        loop {
+            if self.part.is_null() {
+                return None;
+            }
+            // SAFETY: part is a live part of the list (the invariant of `new`).
+            let part = unsafe { &*self.part };
+            if self.i < part.nelts {
+                let elts = part.elts as *const Header;
+                // SAFETY: elts holds nelts elements of ngx_table_elt_t (Header is transparent).
+                let h = unsafe { &*elts.add(self.i) };
+                self.i += 1;
+                return Some(h);
+            }
+            self.part = part.next;
+            self.i = 0;
+        }
+    }
+}
+
+/// A buffer of a chain.
+#[repr(transparent)]
+pub struct Buf(ngx_buf_t);
+
+/// What a request body buffer holds.
+pub enum BufData<'a> {
+    Memory(&'a [u8]),
+    /// `[pos, end)` of the file with the descriptor.
+    File {
+        fd: i32,
+        pos: u64,
+        end: u64,
+    },
+}
+
+impl Buf {
+    pub fn data(&self) -> BufData<'_> {
+        if self.0.in_file() != 0 && !self.0.file.is_null() {
+            // SAFETY: an in_file buffer's file is live while the buffer is.
+            let fd = unsafe { (*self.0.file).fd };
+            return BufData::File { fd, pos: self.0.file_pos as u64, end: self.0.file_last as u64 };
+        }
+        if self.0.pos.is_null() || self.0.last <= self.0.pos {
+            return BufData::Memory(&[]);
+        }
+        let n = self.0.last as usize - self.0.pos as usize;
+        // SAFETY: a memory buffer's [pos, last) is readable while the buffer is live.
+        BufData::Memory(unsafe { std::slice::from_raw_parts(self.0.pos, n) })
+    }
+}
+
+/// The buffers of an `ngx_chain_t`.
+pub struct Chain<'a> {
+    cl: *const ngx_chain_t,
+    _chain: PhantomData<&'a ngx_chain_t>,
+}
+
+impl<'a> Iterator for Chain<'a> {
+    type Item = &'a Buf;
+
+    fn next(&mut self) -> Option<&'a Buf> {
+        if self.cl.is_null() {
+            return None;
+        }
+        // SAFETY: cl is a live link of the chain (the invariant of the constructor).
+        let link = unsafe { &*self.cl };
+        self.cl = link.next;
+        // SAFETY: a link's buffer is live with the link; Buf is a transparent ngx_buf_t.
+        Some(unsafe { &*(link.buf as *const Buf) })
+    }
+}
+
+/// A client connection.
+#[repr(transparent)]
+pub struct Connection(ngx_connection_t);
+
+impl Connection {
+    pub fn as_ptr(&self) -> *mut ngx_connection_t {
+        &self.0 as *const ngx_connection_t as *mut ngx_connection_t
+    }
+    /// The client address as text (after `realip`).
+    pub fn addr_text(&self) -> &NgxStr {
+        // SAFETY: the connection's strings live as long as the connection.
+        unsafe { NgxStr::from_raw(&self.0.addr_text) }
+    }
+    pub fn error(&self) -> bool {
+        self.0.error() != 0
+    }
+    /// Close the connection at the end of the request (a truncated body stays truncated).
+    pub fn set_error(&mut self) {
+        self.0.set_error(1);
+    }
+    pub fn is_tls(&self) -> bool {
+        !self.0.ssl.is_null()
+    }
+    /// The send timeout of the write event expired.
+    pub fn write_timed_out(&self) -> bool {
+        // SAFETY: a connection's write event lives as long as the connection.
+        unsafe { (*self.0.write).timedout() != 0 }
+    }
+    /// The log whose handler adds the request context to error lines.
+    pub fn log(&self) -> *mut ngx_log_t {
+        self.0.log
+    }
+    pub fn remote_port(&self) -> u16 {
+        if self.0.sockaddr.is_null() {
+            return 0;
+        }
+        // SAFETY: a non-NULL sockaddr of a connection is its live peer address.
+        unsafe { ngx_inet_get_port(self.0.sockaddr) as u16 }
+    }
+    /// The local address as text and port (asks the kernel once, as nginx does).
+    pub fn local_addr(&mut self) -> (Vec<u8>, u16) {
+        let mut buf = [0u8; 128]; // NGX_SOCKADDR_STRLEN is a sizeof expression bindgen cannot see
+        let mut s = ngx_str_t { len: buf.len(), data: buf.as_mut_ptr() };
+        // SAFETY: the connection is live; s points at buf, writable for s.len bytes.
+        let rc = unsafe { ngx_connection_local_sockaddr(self.as_ptr(), &mut s, 0) };
+        let text = if rc == OK { buf[..s.len.min(buf.len())].to_vec() } else { Vec::new() };
+        let port = if self.0.local_sockaddr.is_null() {
+            0
+        } else {
+            // SAFETY: a non-NULL local_sockaddr is the live local address.
+            unsafe { ngx_inet_get_port(self.0.local_sockaddr) as u16 }
+        };
+        (text, port)
+    }
+}
+
+/// Our location configuration.
+#[repr(transparent)]
+pub struct LocConf(ngx_http_oxwsgi_loc_conf_t);
+
+/// One `wsgi_param`.
+#[repr(transparent)]
+pub struct Param(ngx_http_oxwsgi_param_t);
+
+impl Param {
+    pub fn key(&self) -> &NgxStr {
+        // SAFETY: configuration strings live in the cycle pool.
+        unsafe { NgxStr::from_raw(&self.0.key) }
+    }
+    pub fn skip_empty(&self) -> bool {
+        self.0.skip_empty != 0
+    }
+    /// The compiled value (evaluate with [`Request::complex_value`]).
+    pub fn value(&self) -> &ngx_http_complex_value_t {
+        &self.0.value
+    }
+}
+
+impl LocConf {
+    pub fn script(&self) -> &NgxStr {
+        // SAFETY: configuration strings live in the cycle pool.
+        unsafe { NgxStr::from_raw(&self.0.script) }
+    }
+    pub fn callable(&self) -> &NgxStr {
+        // SAFETY: configuration strings live in the cycle pool.
+        unsafe { NgxStr::from_raw(&self.0.callable) }
+    }
+    /// The location prefix (SCRIPT_NAME), `None` for regex, named and `if` locations.
+    pub fn prefix(&self) -> Option<&[u8]> {
+        // SAFETY: configuration strings live in the cycle pool.
+        (self.0.no_prefix == 0).then(|| unsafe { NgxStr::from_raw(&self.0.prefix) }.as_bytes())
+    }
+    pub fn pass_authorization(&self) -> bool {
+        self.0.pass_authorization == 1
+    }
+    pub fn max_in_flight(&self) -> usize {
+        self.0.max_in_flight
+    }
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight
+    }
+    /// The counter of requests in flight in this location (this worker's).
+    pub fn in_flight_counter(&self) -> NonNull<ngx_uint_t> {
+        NonNull::from(&self.0.in_flight)
+    }
+    pub fn params(&self) -> &[Param] {
+        if self.0.params.is_null() {
+            return &[];
+        }
+        // SAFETY: a non-NULL params is a live array in the cycle pool (merge sets NULL or it).
+        let a = unsafe { &*self.0.params };
+        if a.nelts == 0 {
+            return &[];
+        }
+        // SAFETY: the array holds nelts ngx_http_oxwsgi_param_t (Param is transparent).
+        unsafe { std::slice::from_raw_parts(a.elts as *const Param, a.nelts) }
+    }
+}
+
+/// A request, on the event loop.
+#[repr(transparent)]
+pub struct Request(ngx_http_request_t);
+
+impl Request {
+    /// # Safety
+    /// `r` must be a live request, used on the event loop only, not freed (finalized to the
+    /// end) while the result is borrowed, and not otherwise borrowed meanwhile.
+    pub unsafe fn from_ptr<'a>(r: *mut ngx_http_request_t) -> &'a mut Request {
+        // SAFETY: Request is a transparent ngx_http_request_t, live for 'a (caller).
+        unsafe { &mut *(r as *mut Request) }
+    }
+
+    pub fn as_ptr(&self) -> *mut ngx_http_request_t {
+        &self.0 as *const ngx_http_request_t as *mut ngx_http_request_t
+    }
+
+    fn str(&self, s: &ngx_str_t) -> &NgxStr {
+        // SAFETY: the strings of a request live in its pool, as long as the request.
+        unsafe { NgxStr::from_raw(s) }
+    }
+    pub fn method_name(&self) -> &NgxStr {
+        self.str(&self.0.method_name)
+    }
+    /// The decoded, normalised path.
+    pub fn uri(&self) -> &NgxStr {
+        self.str(&self.0.uri)
+    }
+    pub fn args(&self) -> &NgxStr {
+        self.str(&self.0.args)
+    }
+    pub fn unparsed_uri(&self) -> &NgxStr {
+        self.str(&self.0.unparsed_uri)
+    }
+    pub fn http_protocol(&self) -> &NgxStr {
+        self.str(&self.0.http_protocol)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        // SAFETY: a live request's connection outlives it.
+        unsafe { &*(self.0.connection as *const Connection) }
+    }
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        // SAFETY: as for `connection`; this request is its connection's current user.
+        unsafe { &mut *(self.0.connection as *mut Connection) }
+    }
+
+    pub fn headers_in(&self) -> Headers<'_> {
+        // SAFETY: the request's header list is initialised before any handler runs.
+        unsafe { Headers::new(&self.0.headers_in.headers) }
+    }
+    pub fn is_chunked(&self) -> bool {
+        self.0.headers_in.chunked() != 0
+    }
+    /// The `Content-Length` header, if any.
+    pub fn content_length_in(&self) -> Option<u64> {
+        u64::try_from(self.0.headers_in.content_length_n).ok()
+    }
+    /// The buffers of the body nginx read, `None` without a body.
+    pub fn body(&self) -> Option<Chain<'_>> {
+        if self.0.request_body.is_null() {
+            return None;
+        }
+        // SAFETY: a non-NULL request_body is live with the request.
+        let bufs = unsafe { (*self.0.request_body).bufs };
+        Some(Chain { cl: bufs, _chain: PhantomData })
+    }
+
+    pub fn header_only(&self) -> bool {
+        self.0.header_only() != 0
+    }
+    pub fn set_header_only(&mut self) {
+        self.0.set_header_only(1);
+    }
+
+    /// Our configuration of the request's location. It lives in the cycle's pool, which
+    /// outlives every request of the cycle (hence not tied to the borrow of the request).
+    pub fn loc_conf(&self) -> &'static LocConf {
+        // SAFETY: loc_conf holds one configuration per HTTP module, indexed by ctx_index
+        // (nginx's ngx_http_get_module_loc_conf).
+        let lcf = unsafe { *self.0.loc_conf.add(ngx_http_oxwsgi_module.ctx_index) };
+        // SAFETY: our entry is our location configuration, in the cycle pool, which lives
+        // longer than the requests of the cycle.
+        unsafe { &*(lcf as *const LocConf) }
+    }
+
+    /// `SERVER_NAME`: the server's first `server_name`, else the `Host` nginx validated.
+    pub fn server_name(&self) -> &NgxStr {
+        // SAFETY: srv_conf holds one configuration per HTTP module, indexed by ctx_index.
+        let cscf = unsafe { *self.0.srv_conf.add(ngx_http_core_module.ctx_index) };
+        // SAFETY: the core server configuration lives in the cycle pool.
+        let name = unsafe { &(*(cscf as *const ngx_http_core_srv_conf_t)).server_name };
+        if name.len > 0 { self.str(name) } else { self.str(&self.0.headers_in.server) }
+    }
+
+    /// Evaluate a complex value (a `wsgi_param` value) for this request.
+    pub fn complex_value(&mut self, cv: &ngx_http_complex_value_t) -> Option<Vec<u8>> {
+        let mut v = ngx_str_t { len: 0, data: null_mut() };
+        let cv = cv as *const ngx_http_complex_value_t as *mut ngx_http_complex_value_t;
+        // SAFETY: the request is live; nginx only reads the compiled value.
+        let rc = unsafe { ngx_http_complex_value(self.as_ptr(), cv, &mut v) };
+        (rc == OK).then(|| self.str(&v).as_bytes().to_vec())
+    }
+
+    /// A copy of `data` in the request pool, NUL-terminated (as nginx keeps header strings).
+    fn pool_copy(&mut self, data: &[u8]) -> Option<ngx_str_t> {
+        // SAFETY: the request pool is live.
+        let p = unsafe { ngx_pnalloc(self.0.pool, data.len() + 1) } as *mut u8;
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: p is a fresh allocation of len + 1 bytes.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        // SAFETY: within the allocation (see above).
+        unsafe { *p.add(data.len()) = 0 };
+        Some(ngx_str_t { len: data.len(), data: p })
+    }
+
+    /// The status; `line` (e.g. `404 Gone Fishing`) is used verbatim unless empty.
+    pub fn set_status(&mut self, status: u16, line: &[u8]) -> Result<(), ()> {
+        self.0.headers_out.status = status as ngx_uint_t;
+        if !line.is_empty() {
+            self.0.headers_out.status_line = self.pool_copy(line).ok_or(())?;
+        }
+        Ok(())
+    }
+
+    pub fn set_content_length(&mut self, n: Option<u64>) {
+        self.0.headers_out.content_length_n = n.map_or(-1, |n| n as off_t);
+    }
+
+    /// Add a response header. `Content-Type` goes where nginx's filters look for it;
+    /// `Server`, `Date` and `Content-Encoding` are registered so that nginx does not add
+    /// its own or re-encode the body.
+    pub fn add_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), ()> {
+        let v = self.pool_copy(value).ok_or(())?;
+        if name.eq_ignore_ascii_case(b"content-type") {
+            let out = &mut self.0.headers_out;
+            out.content_type = v;
+            out.content_type_len = v.len;
+            out.content_type_lowcase = null_mut();
+            out.content_type_hash = 0;
+            return Ok(());
+        }
+        let k = self.pool_copy(name).ok_or(())?;
+        let low = self.pool_copy(&name.to_ascii_lowercase()).ok_or(())?;
+        // SAFETY: headers_out.headers is initialised for every request.
+        let h = unsafe { ngx_list_push(&mut self.0.headers_out.headers) } as *mut ngx_table_elt_t;
+        if h.is_null() {
+            return Err(());
+        }
+        // SAFETY: h is a fresh element of the list; every field the filters read is set.
+        unsafe { h.write(ngx_table_elt_t { hash: 1, key: k, value: v, lowcase_key: low.data }) };
+        let out = &mut self.0.headers_out;
+        match &*name.to_ascii_lowercase() {
+            b"server" => out.server = h,
+            b"date" => out.date = h,
+            b"content-encoding" => out.content_encoding = h,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Our request context (`ngx_http_get_module_ctx`), NULL before the content handler
+    /// made it.
+    pub fn module_ctx(&self) -> *mut ngx_http_oxwsgi_ctx_t {
+        // SAFETY: ctx holds one pointer per HTTP module, indexed by ctx_index.
+        unsafe { *self.0.ctx.add(ngx_http_oxwsgi_module.ctx_index) as *mut ngx_http_oxwsgi_ctx_t }
+    }
+
+    /// Have nginx read the body; `done` runs once it is read (maybe before this returns).
+    pub fn read_body(&mut self, done: unsafe extern "C" fn(*mut ngx_http_request_t)) -> ngx_int_t {
+        // SAFETY: the request is live, in its content handler.
+        unsafe { ngx_http_read_client_request_body(self.as_ptr(), Some(done)) }
+    }
+
+    pub fn send_header(&mut self) -> ngx_int_t {
+        // SAFETY: the request is live, on the event loop.
+        unsafe { ngx_http_send_header(self.as_ptr()) }
+    }
+
+    /// What nginx appends to its own error-log lines for this request (`, client: …,
+    /// server: …, request: "…"`, and maybe ` while …` first), from the connection log's
+    /// handler.
+    pub fn log_handler_text(&self) -> Vec<u8> {
+        let log = self.connection().log();
+        // SAFETY: the connection's log is live with the connection.
+        let Some(handler) = (unsafe { (*log).handler }) else { return Vec::new() };
+        let mut buf = [0u8; 2048];
+        // SAFETY: the handler writes at most len bytes into buf and returns the end of what
+        // it wrote; it reads the request through log->data, which nginx keeps current.
+        let end = unsafe { handler(log, buf.as_mut_ptr(), buf.len()) };
+        let n = (end as usize).saturating_sub(buf.as_ptr() as usize).min(buf.len());
+        buf[..n].to_vec()
+    }
+}
+
+/// Our per-request context (`ngx_http_oxwsgi_ctx_t`, made by the shim in the request pool):
+/// the thread task, the poll timer and the output chains.
+pub struct Ctx(NonNull<ngx_http_oxwsgi_ctx_t>);
+
+/// An output chain being built; hand it to [`Ctx::output`].
+pub struct Out {
+    first: *mut ngx_chain_t,
+    last: *mut ngx_chain_t,
+}
+
+impl Ctx {
+    /// # Safety
+    /// `ctx` must come from `ngx_http_oxwsgi_create_ctx` for a request that stays live (not
+    /// freed) while the `Ctx` is used, on the event loop only.
+    pub unsafe fn new(ctx: *mut ngx_http_oxwsgi_ctx_t) -> Option<Ctx> {
+        NonNull::new(ctx).map(Ctx)
+    }
+
+    fn raw(&self) -> *mut ngx_http_oxwsgi_ctx_t {
+        self.0.as_ptr()
+    }
+
+    fn get(&self) -> &ngx_http_oxwsgi_ctx_t {
+        // SAFETY: the invariant of `new`: the context lives in the live request's pool.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn pool(&self) -> *mut ngx_pool_t {
+        // SAFETY: ctx->request is the live request the context belongs to.
+        unsafe { (*self.get().request).pool }
+    }
+
+    /// Post the request's thread task (`task->ctx` must be set); false if the pool refused.
+    pub fn post_task(&self) -> bool {
+        // SAFETY: the context and its task are live; the shim raises r->main->blocked.
+        unsafe { ngx_http_oxwsgi_post_task(self.raw()) == OK }
+    }
+
+    /// Post a task that owns only `task_side` (see `NgxRequest::orphan`); false if refused,
+    /// in which case `task_side` is still the caller's.
+    ///
+    /// # Safety
+    /// `task_side` must be a pointer from `Arc::into_raw` of a `TaskSide`, released by the
+    /// task's completion (`ngx_http_oxwsgi_rs_orphan_done`).
+    pub unsafe fn post_orphan(&self, task_side: *mut std::ffi::c_void) -> bool {
+        // SAFETY: the context is live; the shim allocates the task outside the pool.
+        unsafe { ngx_http_oxwsgi_post_orphan(self.raw(), task_side) == OK }
+    }
+
+    /// (Re)arm the poll timer, or stop it with 0.
+    pub fn poll_timer(&self, ms: ngx_msec_t) {
+        // SAFETY: the context and its poll event are live.
+        unsafe { ngx_http_oxwsgi_poll_timer(self.raw(), ms) }
+    }
+
+    /// Install our write handler and the send timeout; false if nginx failed.
+    pub fn wait_write(&self) -> bool {
+        // SAFETY: ctx->request is live.
+        unsafe { ngx_http_oxwsgi_wait_write(self.get().request) == OK }
+    }
+
+    /// Stop waiting for the write event (if we were).
+    pub fn stop_write_wait(&self) {
+        // SAFETY: ctx->request is live.
+        unsafe { ngx_http_oxwsgi_stop_write_wait(self.get().request) }
+    }
+
+    /// nginx holds data of ours it has not sent.
+    pub fn backed_up(&self) -> bool {
+        !self.get().busy.is_null()
+    }
+
+    /// Whether nginx still holds the buffer `b`.
+    pub fn is_busy(&self, b: *mut ngx_buf_t) -> bool {
+        let mut cl = self.get().busy;
+        while !cl.is_null() {
+            // SAFETY: the busy chain's links live in the request pool.
+            let link = unsafe { &*cl };
+            if link.buf == b {
+                return true;
+            }
+            cl = link.next;
+        }
+        false
+    }
+
+    pub fn out(&self) -> Out {
+        Out { first: null_mut(), last: null_mut() }
+    }
+
+    /// A zeroed buffer of ours at the end of `out`.
+    fn link(&self, out: &mut Out) -> Option<*mut ngx_buf_t> {
+        // SAFETY: the request pool and ctx->free are live.
+        let cl = unsafe { ngx_chain_get_free_buf(self.pool(), &raw mut (*self.raw()).free) };
+        if cl.is_null() {
+            return None;
+        }
+        // SAFETY: cl is a live link with a buffer, free for us to use.
+        let b = unsafe { (*cl).buf };
+        let tag = &raw const ngx_http_oxwsgi_module as ngx_buf_tag_t;
+        // SAFETY: b is the link's buffer: reset it entirely, tagged ours.
+        unsafe { b.write(ngx_buf_t { tag, ..Default::default() }) };
+        // SAFETY: cl is ours (see above).
+        unsafe { (*cl).next = null_mut() };
+        if out.last.is_null() {
+            out.first = cl;
+        } else {
+            // SAFETY: out.last is the previous link of this chain.
+            unsafe { (*out.last).next = cl };
+        }
+        out.last = cl;
+        Some(b)
+    }
+
+    /// Body memory; nginx reads it until the buffer leaves `busy` (see [`Ctx::is_busy`]).
+    ///
+    /// # Safety
+    /// `data` must stay valid and unmoved until [`Ctx::is_busy`] says false for the buffer.
+    pub unsafe fn add_mem(&self, out: &mut Out, data: &[u8]) -> Option<*mut ngx_buf_t> {
+        let b = self.link(out)?;
+        let start = data.as_ptr() as *mut u_char;
+        // SAFETY: b is a fresh buffer of ours; [start, start + len) is data (caller).
+        let buf = unsafe { &mut *b };
+        buf.set_memory(1);
+        buf.start = start;
+        buf.pos = start;
+        buf.last = start.wrapping_add(data.len());
+        buf.end = buf.last;
+        Some(b)
+    }
+
+    /// `len` bytes of the file from `offset` (sendfile). The descriptor is closed with the
+    /// request pool.
+    pub fn add_file(&self, out: &mut Out, fd: OwnedFd, offset: u64, len: u64) -> Option<*mut ngx_buf_t> {
+        let pool = self.pool();
+        // SAFETY: the request pool is live.
+        let cln = unsafe { ngx_pool_cleanup_add(pool, size_of::<ngx_pool_cleanup_file_t>()) };
+        if cln.is_null() {
+            return None; // fd is dropped: closed
+        }
+        // SAFETY: pools have a log.
+        let log = unsafe { (*pool).log };
+        let data = ngx_pool_cleanup_file_t { fd: fd.into_raw_fd(), name: c"".as_ptr() as *mut u_char, log };
+        // SAFETY: cln is a live cleanup of the pool.
+        let slot = unsafe { (*cln).data } as *mut ngx_pool_cleanup_file_t;
+        // SAFETY: cln was allocated with room for an ngx_pool_cleanup_file_t at cln->data;
+        // from here the pool owns (and closes) the descriptor.
+        unsafe { slot.write(data) };
+        // SAFETY: cln is live (see above).
+        unsafe { (*cln).handler = Some(ngx_pool_cleanup_file) };
+        // SAFETY: the request pool is live.
+        let file = unsafe { ngx_pcalloc(pool, size_of::<ngx_file_t>()) } as *mut ngx_file_t;
+        if file.is_null() {
+            return None;
+        }
+        // SAFETY: file is a fresh zeroed ngx_file_t.
+        let f = unsafe { &mut *file };
+        f.fd = data.fd;
+        f.log = log;
+        f.name = ngx_str_t { len: 17, data: c"wsgi.file_wrapper".as_ptr() as *mut u_char };
+        let b = self.link(out)?;
+        // SAFETY: b is a fresh buffer of ours.
+        let buf = unsafe { &mut *b };
+        buf.set_in_file(1);
+        buf.file = file;
+        buf.file_pos = offset as off_t;
+        buf.file_last = (offset + len) as off_t;
+        Some(b)
+    }
+
+    /// The buffer that ends a batch: flush, and with `last` the end of the response.
+    pub fn add_last(&self, out: &mut Out, last: bool) -> Option<*mut ngx_buf_t> {
+        // SAFETY: ctx->request is live.
+        let main = unsafe { (*self.get().request).main } == self.get().request;
+        let b = self.link(out)?;
+        // SAFETY: b is a fresh buffer of ours.
+        let buf = unsafe { &mut *b };
+        if last && main {
+            buf.set_last_buf(1);
+        } else if last {
+            buf.set_last_in_chain(1);
+        }
+        buf.set_flush(1);
+        buf.set_sync(1);
+        Some(b)
+    }
+
+    /// Push `out` (or, with `None`, what nginx holds) through the output filters.
+    pub fn output(&self, out: Option<Out>) -> ngx_int_t {
+        let mut chain = out.map_or(null_mut(), |o| o.first);
+        let r = self.get().request;
+        // SAFETY: the request is live on the event loop; the chain's links are ours.
+        let rc = unsafe { ngx_http_output_filter(r, chain) };
+        let tag = &raw const ngx_http_oxwsgi_module as ngx_buf_tag_t;
+        let ctx = self.raw();
+        // SAFETY: the pool and ctx's free/busy chains are live; nginx moves sent buffers of
+        // ours to free.
+        unsafe { ngx_chain_update_chains(self.pool(), &raw mut (*ctx).free, &raw mut (*ctx).busy, &mut chain, tag) };
+        rc
+    }
+}
