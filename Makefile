@@ -11,7 +11,7 @@ MODULES  := target/modules
 CARGO_FLAGS := $(if $(filter release,$(PROFILE)),--release,)
 OUT      := target/$(if $(filter release,$(PROFILE)),release,debug)
 
-.PHONY: all help deps modules apache nginx launcher install test unit conformance serve bench clean
+.PHONY: all help deps modules apache nginx launcher install test lint unit conformance serve bench clean
 
 all: modules launcher
 
@@ -20,7 +20,8 @@ help:
 	@echo "make modules     build $(MODULES)/mod_oxwsgi.so and $(MODULES)/ngx_http_oxwsgi_module.so"
 	@echo "make install     install both modules (a2enmod oxwsgi / nginx modules-available)"
 	@echo "make serve       deps + build + serve the example app under Apache on 127.0.0.1:8000"
-	@echo "make test        deps + build + every test (unit, Apache, nginx, conformance)"
+	@echo "make test        deps + lint (fmt, clippy, doc) + build + every test (unit, Apache, nginx, conformance)"
+	@echo "make lint        cargo fmt --check, clippy -D warnings (both modules, launcher), cargo doc -D warnings"
 	@echo "make bench       benchmarks against the peers (bench/README.md)"
 
 deps:
@@ -54,8 +55,21 @@ install: modules launcher
 	@echo "installed: enable with 'a2enmod oxwsgi' (Apache) or"
 	@echo "  ln -s $(PREFIX)/share/nginx/modules-available/mod-http-oxwsgi.conf /etc/nginx/modules-enabled/50-mod-http-oxwsgi.conf (nginx)"
 
+# Style and static checks, fast and first: formatting, clippy for each module flavour and
+# the launcher (warnings are errors), and the API docs (broken links/HTML are errors).
+# Each server's module is its own build (features are exclusive), so each is checked.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --lib --features apache -- -D warnings
+	$(CARGO) clippy --lib --features nginx -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p oxwsgi-cli -p oxwsgi-checks
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p oxwsgi --lib --features apache
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p oxwsgi --lib --features nginx
+
+# Unit tests of the core (with a real interpreter), the shared checks and the launcher.
 unit:
-	$(CARGO) test --lib
+	$(CARGO) test --workspace --lib --bins
 
 # Every server flavour runs the same conformance suite (modwsgi = Debian's mod_wsgi, the
 # reference: its known PEP 3333 deviations are strict xfails); then the Apache-only,
@@ -67,7 +81,7 @@ conformance: modules launcher
 	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) ./tests/run-nginx.sh
 	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) OXWSGI_BIN=$(CURDIR)/$(OUT)/oxwsgi ./tests/run-launcher.sh
 
-test: deps unit modules conformance
+test: deps lint unit modules conformance
 
 # The demo app under Apache (SERVER=nginx for nginx) on 127.0.0.1:8000 (PORT=...).
 SERVER ?= apache

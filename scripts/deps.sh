@@ -36,3 +36,10 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 command -v cargo >/dev/null || { echo "oxwsgi: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
+# `make lint` (part of `make test`) needs rustfmt and clippy.
+for c in fmt clippy; do
+    cargo "$c" --version >/dev/null 2>&1 || {
+        echo "oxwsgi: cargo $c is missing: rustup component add $([ $c = fmt ] && echo rustfmt || echo clippy)" >&2
+        exit 1
+    }
+done

@@ -67,7 +67,7 @@ pub fn relevant(text: &str) -> Vec<&str> {
 }
 
 /// An error-log line without the server's prefixes (time, module, pid, client) and the
-/// module's "<script>: " context, for showing a traceback.
+/// module's `"<script>: "` context, for showing a traceback.
 pub fn tidy(line: &str, script: &str) -> String {
     let mut s = line;
     if let Some(rest) = s.strip_prefix("nginx: [") {

@@ -212,17 +212,16 @@ impl Responder {
         {
             let mut me = slf.borrow_mut();
             match exc_info {
-                Some(info) => {
-                    if me.head_sent {
-                        // PEP 3333: headers already sent, so re-raise the app's exception.
-                        let info =
-                            info.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("exc_info must be a tuple"))?;
-                        let value = info.get_item(1)?;
-                        let tb = info.get_item(2)?;
-                        let value = if tb.is_none() { value } else { value.call_method1("with_traceback", (tb,))? };
-                        return Err(PyErr::from_value(value));
-                    }
+                // PEP 3333: headers already sent, so re-raise the app's exception.
+                Some(info) if me.head_sent => {
+                    let info = info.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("exc_info must be a tuple"))?;
+                    let value = info.get_item(1)?;
+                    let tb = info.get_item(2)?;
+                    let value = if tb.is_none() { value } else { value.call_method1("with_traceback", (tb,))? };
+                    return Err(PyErr::from_value(value));
                 }
+                // Before the head: the new status and headers replace the pending ones.
+                Some(_) => {}
                 None if me.pending.is_some() => {
                     return Err(PyAssertionError::new_err(
                         "start_response() called a second time without exc_info (PEP 3333)",
