@@ -166,13 +166,31 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
 /// # Safety
 /// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut server_rec) {
+pub unsafe extern "C" fn oxwsgi_rs_child_init(p: *mut apr_pool_t, s: *mut server_rec) {
     // SAFETY: s is the server_rec httpd passed to this hook.
     let s = unsafe { server(s) };
     guard("child_init", (), || {
         if let Some(s) = s {
-            child_init(s)
+            child_init(s);
+            // The child's pool is destroyed when the child exits (after its worker threads
+            // are joined): run Python's exit work then.
+            // SAFETY: p is the child's pool httpd passed to this hook, live until the child
+            // exits; it is only used here, on the thread that runs child_init.
+            unsafe { Pool::from_ptr(p) }.on_clear(child_exit);
         }
+    })
+}
+
+/// The child process is exiting (its pool is being destroyed).
+///
+/// # Safety
+/// Registered as an APR pool cleanup with no data; called by APR only.
+unsafe extern "C" fn child_exit(_data: *mut c_void) -> apr_status_t {
+    guard("child exit", 0, || {
+        if let Some(w) = worker::get() {
+            w.exit();
+        }
+        0
     })
 }
 

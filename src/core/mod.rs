@@ -14,6 +14,7 @@
 
 pub mod environ;
 pub mod errors;
+pub mod exit;
 pub mod file_wrapper;
 pub mod head;
 pub mod input;

@@ -461,3 +461,63 @@ fn environ_from_request_meta() {
         assert_eq!(get("CONTENT_LENGTH").as_deref(), Some("7"));
     });
 }
+
+/// Python's exit work runs when a worker exits (atexit, logging.shutdown via atexit,
+/// weakref.finalize), and a non-daemon thread that never ends does not hold it past the limit.
+#[test]
+fn exit_handlers_run_and_are_bounded() {
+    use super::exit::run_exit_handlers;
+    use std::time::{Duration, Instant};
+    python();
+    let code = c"
+import atexit, threading, weakref, logging, logging.handlers
+ran = []
+atexit.register(lambda: ran.append('atexit'))
+class Obj: pass
+keep = Obj()
+weakref.finalize(keep, lambda: ran.append('finalize'))
+class Collect(logging.Handler):
+    def emit(self, record):
+        ran.append('log:' + record.getMessage())
+target = Collect()
+buffered = logging.handlers.MemoryHandler(capacity=100, target=target, flushLevel=logging.CRITICAL)
+lg = logging.getLogger('oxwsgi-exit-test')
+lg.addHandler(buffered)
+lg.warning('buffered until shutdown')
+stop = threading.Event()
+hang = threading.Thread(target=stop.wait, name='never-ends')
+hang.start()
+";
+    let globals = Python::attach(|py| {
+        let g = PyDict::new(py);
+        py.run(code, Some(&g), None).unwrap();
+        g.unbind()
+    });
+    let log = Arc::new(MemLog::default());
+    let started = Instant::now();
+    run_exit_handlers(Duration::from_millis(1500), log.clone());
+    let took = started.elapsed();
+    Python::attach(|py| {
+        let g = globals.bind(py);
+        let ran: Vec<String> = g.get_item("ran").unwrap().unwrap().extract().unwrap();
+        assert!(ran.contains(&"atexit".to_string()), "{ran:?}");
+        assert!(ran.contains(&"finalize".to_string()), "{ran:?}");
+        assert!(ran.contains(&"log:buffered until shutdown".to_string()), "logging.shutdown flushed: {ran:?}");
+        g.get_item("stop").unwrap().unwrap().call_method0("set").unwrap();
+    });
+    assert!(took < Duration::from_millis(1400), "the hanging thread held the exit for {took:?}");
+    let text = log.0.lock().unwrap().join("\n");
+    assert!(text.contains("non-daemon threads were still running: never-ends"), "{text}");
+
+    // A callback that hangs is cut at the limit, and the log says where. (One test: the
+    // atexit registry is process-wide.)
+    Python::attach(|py| {
+        py.run(c"import atexit, time\natexit.register(time.sleep, 30)\n", None, None).unwrap();
+    });
+    let log = Arc::new(MemLog::default());
+    let started = Instant::now();
+    run_exit_handlers(Duration::from_millis(500), log.clone());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let text = log.0.lock().unwrap().join("\n");
+    assert!(text.contains("exit handlers cut after 0.5 s while running"), "{text}");
+}

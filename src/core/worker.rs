@@ -94,6 +94,16 @@ pub struct Channel {
 }
 
 impl Worker {
+    /// The worker process is exiting: run Python's exit work (non-daemon threads, atexit,
+    /// `logging.shutdown`, `weakref.finalize`) within [`super::exit::DEFAULT_LIMIT`]. Once;
+    /// nothing to do when Python did not start. Call without the GIL, after serving stopped.
+    pub fn exit(&self) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        if self.startup_error.is_none() {
+            ONCE.call_once(|| super::exit::run_exit_handlers(super::exit::DEFAULT_LIMIT, self.log.clone()));
+        }
+    }
+
     /// The process-wide log.
     pub fn log(&self) -> &Arc<dyn LogSink> {
         &self.log

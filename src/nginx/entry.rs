@@ -81,13 +81,15 @@ fn init_process(log: Arc<CycleLog>, cfg: &RuntimeConfig, imports: &[PathBuf]) {
 #[unsafe(no_mangle)]
 pub extern "C" fn ngx_http_oxwsgi_rs_exit_process(_cycle: *mut ngx_cycle_t) {
     // Python is never finalized: pool threads may still hold thread states, and the
-    // process is about to exit anyway (a reload starts fresh workers).
+    // process is about to exit anyway (a reload starts fresh workers). Its exit work
+    // (atexit, logging.shutdown, ...) runs, bounded in time (core::exit).
     guard("exit_process", (), || {
         if let Some(w) = worker::get() {
             let n = IN_FLIGHT.load(Ordering::Relaxed);
             if n > 0 {
                 w.log().log(Level::Notice, &format!("oxwsgi: worker exiting with {n} WSGI requests in flight"));
             }
+            w.exit();
         }
     })
 }

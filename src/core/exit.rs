@@ -1,0 +1,104 @@
+//! What Python does when an interpreter exits, done when a worker process exits.
+//!
+//! Python is never finalized in a server worker (a graceful restart or reload simply ends
+//! the process), so `Py_FinalizeEx`'s own exit work never runs: non-daemon threads are not
+//! joined and `atexit` callbacks never run — among them `logging.shutdown()` (which flushes
+//! buffered handlers) and `weakref.finalize` callbacks. Error reporters (Sentry),
+//! OpenTelemetry exporters and buffered log handlers lose their last data that way.
+//!
+//! [`run_exit_handlers`] does that work on a thread of its own and waits for it at most a
+//! time limit: a non-daemon thread that never ends, or a callback that hangs, must not keep
+//! a worker alive (the server waits for its workers to exit). Unlike CPython, which never
+//! reaches `atexit` while a non-daemon thread runs, the callbacks run even when a thread is
+//! still alive after its share of the time. What was cut is logged.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::{Level, LogSink};
+
+/// How long a worker waits for exit handlers by default. Apache's parent sends SIGKILL to
+/// children that have not exited about 3 s after a stop; nginx waits for its workers.
+pub const DEFAULT_LIMIT: Duration = Duration::from_secs(3);
+
+/// The exit work, in CPython's order: join non-daemon threads (here for at most half of
+/// the time), then the atexit callbacks. `phase` reports progress to Rust without the GIL.
+const EXIT_CODE: &str = r#"
+import atexit, threading, time
+
+def _oxwsgi_exit(deadline, phase):
+    me = threading.current_thread()
+    main = threading.main_thread()
+    thread_deadline = time.monotonic() + (deadline - time.monotonic()) / 2
+    for t in threading.enumerate():
+        if t is me or t is main or t.daemon or not t.is_alive():
+            continue
+        phase(f"waiting for the non-daemon thread {t.name!r}")
+        t.join(max(0.0, thread_deadline - time.monotonic()))
+    alive = [t.name for t in threading.enumerate()
+             if t is not me and t is not main and not t.daemon and t.is_alive()]
+    phase(f"running {atexit._ncallbacks()} atexit callbacks")
+    atexit._run_exitfuncs()
+    phase("")
+    return alive
+"#;
+
+/// The callable the exit code reports its phase through.
+#[pyclass]
+struct Phase(Arc<Mutex<String>>);
+
+#[pymethods]
+impl Phase {
+    fn __call__(&self, what: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = what;
+    }
+}
+
+/// Run the interpreter's exit work, waiting at most `limit`. Call without the GIL, once,
+/// when the worker process is about to exit, after it stopped serving requests.
+pub fn run_exit_handlers(limit: Duration, log: Arc<dyn LogSink>) {
+    let phase = Arc::new(Mutex::new(String::from("waiting for the GIL")));
+    let (done, finished) = mpsc::channel();
+    let deadline = Instant::now() + limit;
+    let thread_phase = phase.clone();
+    let thread_log = log.clone();
+    let spawned = std::thread::Builder::new().name("oxwsgi-exit".into()).spawn(move || {
+        let alive = Python::attach(|py| -> PyResult<Vec<String>> {
+            let globals = PyDict::new(py);
+            py.run(&std::ffi::CString::new(EXIT_CODE).expect("no NUL"), Some(&globals), None)?;
+            let f = globals.get_item("_oxwsgi_exit")?.expect("defined above");
+            // time.monotonic() and Instant share CLOCK_MONOTONIC on Linux.
+            let now: f64 = py.import("time")?.call_method0("monotonic")?.extract()?;
+            let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+            f.call1((now + left, Phase(thread_phase)))?.extract()
+        });
+        match alive {
+            Ok(alive) if !alive.is_empty() => thread_log.log(
+                Level::Warning,
+                &format!("oxwsgi: exit handlers ran while non-daemon threads were still running: {}", alive.join(", ")),
+            ),
+            Ok(_) => {}
+            Err(e) => thread_log.log(Level::Error, &format!("oxwsgi: the exit handlers failed: {e}")),
+        }
+        let _ = done.send(());
+    });
+    if let Err(e) = spawned {
+        log.log(Level::Error, &format!("oxwsgi: cannot run the exit handlers: {e}"));
+        return;
+    }
+    if finished.recv_timeout(limit).is_err() {
+        let what = phase.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        log.log(
+            Level::Warning,
+            &format!(
+                "oxwsgi: exit handlers cut after {:.1} s while {what}; the process exits anyway (pid {})",
+                limit.as_secs_f64(),
+                std::process::id()
+            ),
+        );
+    }
+}
