@@ -13,19 +13,37 @@ use super::{Level, LogSink};
 pub struct ErrorStream {
     log: Arc<dyn LogSink>,
     level: Level,
+    /// `sys.stdout`/`sys.stderr`: write to the log of the request being served on the
+    /// writing thread, when there is one ([`super::log::request_log`]).
+    follow_request: bool,
     /// Text after the last newline, emitted on the next newline or flush().
     partial: String,
 }
 
 impl ErrorStream {
+    /// `wsgi.errors` of one request: always `log`.
     pub fn new(log: Arc<dyn LogSink>, level: Level) -> ErrorStream {
-        ErrorStream { log, level, partial: String::new() }
+        ErrorStream { log, level, follow_request: false, partial: String::new() }
+    }
+
+    /// A process-wide stream: the request's log inside a request, else `log`.
+    pub fn process_wide(log: Arc<dyn LogSink>, level: Level) -> ErrorStream {
+        ErrorStream { log, level, follow_request: true, partial: String::new() }
+    }
+
+    fn sink(&self) -> Arc<dyn LogSink> {
+        let request = if self.follow_request { super::log::request_log() } else { None };
+        request.unwrap_or_else(|| self.log.clone())
     }
 
     fn emit_lines(&mut self) {
+        if !self.partial.contains('\n') {
+            return;
+        }
+        let log = self.sink();
         while let Some(i) = self.partial.find('\n') {
             let line: String = self.partial.drain(..=i).collect();
-            self.log.log(self.level, line.trim_end_matches(['\n', '\r']));
+            log.log(self.level, line.trim_end_matches(['\n', '\r']));
         }
     }
 }
@@ -60,7 +78,7 @@ impl ErrorStream {
     fn flush(&mut self) {
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            self.log.log(self.level, &line);
+            self.sink().log(self.level, &line);
         }
     }
 

@@ -38,3 +38,34 @@ impl LogSink for StderrLog {
         eprintln!("[oxwsgi:{level:?}] {msg}");
     }
 }
+
+thread_local! {
+    /// The log of the request this thread is running application code for, if any.
+    static REQUEST_LOG: std::cell::RefCell<Option<std::sync::Arc<dyn LogSink>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, Python's `logging` (through the server-log bridge) and `print()` on this
+/// thread write to `log`, the log of the request the thread serves, so their lines carry
+/// the request's context (client, request line) as `wsgi.errors` does. Scopes nest.
+pub struct RequestScope {
+    prev: Option<std::sync::Arc<dyn LogSink>>,
+}
+
+impl RequestScope {
+    pub fn enter(log: std::sync::Arc<dyn LogSink>) -> RequestScope {
+        RequestScope { prev: REQUEST_LOG.with(|c| c.replace(Some(log))) }
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        REQUEST_LOG.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// The log of the request this thread is serving, if it is serving one.
+pub fn request_log() -> Option<std::sync::Arc<dyn LogSink>> {
+    REQUEST_LOG.with(|c| c.borrow().clone())
+}

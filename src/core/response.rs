@@ -16,6 +16,7 @@ use super::environ::EnvironBuilder;
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
+use super::log::RequestScope;
 use super::start_response::{EmitError, Responder};
 use super::{Level, LogSink, RequestBody, ResponseSink, WriteFlags};
 
@@ -61,6 +62,9 @@ pub struct Exchange {
     body: Body,
     outcome: Option<Outcome>,
     items: u64,
+    /// The request's log: `logging` and `print()` of the application write there while it
+    /// runs (log::RequestScope).
+    log: Arc<dyn LogSink>,
 }
 
 /// Log a Python exception with its traceback, one line per log entry.
@@ -100,8 +104,10 @@ impl Exchange {
         environ.set_object(intern!(py, "wsgi.input"), input.bind(py).as_any())?;
         environ.set_object(intern!(py, "wsgi.errors"), errors.bind(py).as_any())?;
         let environ = environ.finish();
+        let log = parts.log.clone();
+        let _scope = RequestScope::enter(log.clone());
         let responder = Py::new(py, Responder::new(parts.sink, parts.log, parts.context))?;
-        let mut ex = Exchange { responder, input, result: None, body: Body::Start, outcome: None, items: 0 };
+        let mut ex = Exchange { responder, input, result: None, body: Body::Start, outcome: None, items: 0, log };
         ex.call_app(py, app, &environ);
         Ok(ex)
     }
@@ -136,6 +142,7 @@ impl Exchange {
     /// Produce more of the body: at most about `budget` bytes (None = all of it). Returns
     /// the outcome once the response is over; `None` means "call again".
     pub fn pump(&mut self, py: Python<'_>, budget: Option<u64>) -> Option<Outcome> {
+        let _scope = RequestScope::enter(self.log.clone());
         if self.outcome.is_none() {
             self.step(py, budget);
         }

@@ -62,7 +62,8 @@ logging.basicConfig = basicConfig
 #[pyfunction]
 #[pyo3(name = "log")]
 fn py_log(levelno: i64, message: &str) {
-    let log = process_log();
+    // Inside a request, its log (with the request's context); else the process log.
+    let log = super::log::request_log().unwrap_or_else(process_log);
     for line in message.lines() {
         log.log(Level::from_python(levelno), line);
     }
@@ -104,8 +105,9 @@ fn prepare(py: Python<'_>, cfg: &RuntimeConfig, log: Arc<dyn LogSink>) -> PyResu
     py.run(&std::ffi::CString::new(LOGGING_BRIDGE).unwrap(), None, None)?;
 
     // print() and stray tracebacks land in the error log, as under mod_wsgi.
-    sys.setattr("stdout", Py::new(py, ErrorStream::new(log.clone(), Level::Error))?)?;
-    sys.setattr("stderr", Py::new(py, ErrorStream::new(log, Level::Error))?)?;
+    // Inside a request they write to the request's log (see log::RequestScope).
+    sys.setattr("stdout", Py::new(py, ErrorStream::process_wide(log.clone(), Level::Error))?)?;
+    sys.setattr("stderr", Py::new(py, ErrorStream::process_wide(log, Level::Error))?)?;
 
     if !cfg.python_path.is_empty() {
         add_python_path(py, &cfg.python_path)?;

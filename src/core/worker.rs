@@ -125,6 +125,8 @@ impl Worker {
     /// 500; what went wrong is in the log already.
     pub fn begin(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel) -> Option<Exchange> {
         let template = self.template.as_ref()?;
+        // What the script prints or logs while it loads belongs to this request too.
+        let _scope = super::log::RequestScope::enter(ch.log.clone());
         let script = Path::new(OsStr::from_bytes(&meta.app.script));
         let callable = std::str::from_utf8(&meta.app.callable).unwrap_or("application");
         let app = match script::application(py, script, callable, meta.app.script_reloading) {
