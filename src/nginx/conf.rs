@@ -226,7 +226,7 @@ fn app(c: &mut Conf, lcf: &mut ngx_http_oxwsgi_loc_conf_t) -> Result<(), Failure
         }
     }
     let clcf = c.core_loc_conf();
-    clcf.handler = Some(super::entry::ngx_http_oxwsgi_rs_handler);
+    clcf.handler = Some(super::CONTENT_HANDLER);
     // SCRIPT_NAME is the location prefix without a trailing slash; regex, named and `if`
     // locations have none.
     if clcf.named() != 0 || clcf.noname() != 0 || !clcf.regex.is_null() {

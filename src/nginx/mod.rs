@@ -18,6 +18,11 @@ mod state;
 mod task;
 mod testhook;
 
+/// The content handler `wsgi_app` installs (conf.rs). Wired here, where every file of the
+/// adapter is known, so that no lower file reaches up to the entry points.
+const CONTENT_HANDLER: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_http_request_t) -> crate::ffi::ngx::ngx_int_t =
+    entry::ngx_http_oxwsgi_rs_handler;
+
 #[cfg(not(ngx_addon_build))]
 use std::ffi::c_char;
 #[cfg(not(ngx_addon_build))]

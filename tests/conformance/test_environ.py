@@ -134,6 +134,14 @@ def test_header_value_bytes_are_latin1_decoded(server):
     assert env["HTTP_X_LATIN"]["value"] == "\u00e9t\u00e9"
 
 
+def test_whitespace_around_header_values_is_not_part_of_the_value(server):
+    # RFC 9110 §5.5: spaces and tabs around a field value are not part of it. The value is
+    # sent as "<SP><HTAB>padded  value<HTAB><SP><SP>" (rawhttp adds one SP after the colon).
+    env = raw_dump(server, "/env/dump", headers=[("X-Pad", "\tpadded  value\t  "), ("X-Tabs", "\t\t")])
+    assert env["HTTP_X_PAD"]["value"] == "padded  value"
+    assert env["HTTP_X_TABS"]["value"] == ""
+
+
 def test_content_type_and_length_are_not_http_prefixed(server):
     env = dump(server, method="POST", data=b"abc", headers={"Content-Type": "text/x-test"})["environ"]
     assert env["CONTENT_TYPE"]["value"] == "text/x-test"
