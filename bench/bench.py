@@ -40,6 +40,10 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 1)")
     ap.add_argument("--modules", default=os.environ.get("OXWSGI_MODULE_DIR", str(ROOT / "target/modules")),
                     help="where mod_oxwsgi.so and ngx_http_oxwsgi_module.so are")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also run oxwsgi-nginx/oxwsgi-apache with the modules in DIR (an earlier build), "
+                         "as contenders NAME@baseline, interleaved with the others: before/after figures "
+                         "from one run")
     ap.add_argument("--out", help="results directory (default bench/results/<timestamp>)")
     ap.add_argument("--keep-stage", action="store_true", help="keep the /tmp stage (configs, logs)")
     ap.add_argument("--list", action="store_true", help="list contenders and workloads, and exit")
@@ -190,6 +194,7 @@ def serve(a, allc, modules):
     c = next((c for c in allc if c.name == a.serve), None)
     if c is None:
         sys.exit(f"unknown contender {a.serve} (known: {', '.join(x.name for x in allc)})")
+    modules = c.modules_dir or modules
     why = c.missing(modules)
     if why:
         sys.exit(f"{c.name}: {why}")
@@ -220,6 +225,8 @@ def main(argv):
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
     allc = contenders.all_contenders()
+    if a.baseline:
+        allc = contenders.with_baseline(allc, Path(a.baseline))
     if a.list:
         print("contenders:", ", ".join(c.name for c in allc))
         print("workloads: ", ", ".join(WORKLOADS))
@@ -248,7 +255,7 @@ def main(argv):
     status = {}
     active = []
     for c in chosen:
-        why = c.missing(modules)
+        why = c.missing(c.modules_dir or modules)
         if why:
             status[c.name] = why
             print(f"{c.name}: {why}", flush=True)
@@ -276,7 +283,7 @@ def main(argv):
     try:
         for rep in range(a.reps):
             for c in list(active):
-                running = Running(c, stage, modules)
+                running = Running(c, stage, c.modules_dir or modules)
                 err = running.wait_ready()
                 if err is None and c.name not in checked:
                     failures = [f for f in (check.check(c.port, w, c.kind == "ceiling") for w in wls) if f]

@@ -6,6 +6,7 @@ mod_wsgi daemon 2 x 16, nginx 2 workers (+ a 16-thread pool each for oxwsgi),
 uWSGI 2 x 16, gunicorn gthread 2 x 16, Granian 2 workers x 16 blocking threads.
 """
 
+import copy
 import os
 import shutil
 import signal
@@ -211,6 +212,8 @@ class Contender:
 
     def __init__(self, name, kind, ceiling, port):
         self.name, self.kind, self.ceiling, self.port = name, kind, ceiling, port
+        # Where this contender's module comes from, when not the run's --modules.
+        self.modules_dir = None
 
     def missing(self, modules_dir):
         """Why this contender cannot run here, or None."""
@@ -320,3 +323,18 @@ def all_contenders():
               backend="gunicorn"),
         Granian("granian", next(p)),
     ]
+
+
+def with_baseline(allc, modules_dir):
+    """`allc` plus, for each oxwsgi contender, a copy NAME@baseline that loads the modules
+    of an earlier build from `modules_dir` (same configuration, its own port), placed right
+    after it so that both meet the same machine load in each repetition."""
+    ports = iter(range(18450, 18500))
+    out = []
+    for c in allc:
+        out.append(c)
+        if c.kind == "oxwsgi":
+            b = copy.copy(c)
+            b.name, b.port, b.modules_dir = f"{c.name}@baseline", next(ports), modules_dir
+            out.append(b)
+    return out
