@@ -120,9 +120,12 @@ pub fn frame(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A frame's kind and payload, and the bytes after it.
+pub type Split<'b> = (Kind, &'b [u8], &'b [u8]);
+
 /// Split a buffer into its first complete frame and the rest; `Ok(None)` if the buffer
 /// holds only part of a frame.
-pub fn split_frame(buf: &[u8]) -> Result<Option<(Kind, &[u8], &[u8])>, ProtocolError> {
+pub fn split_frame(buf: &[u8]) -> Result<Option<Split<'_>>, ProtocolError> {
     let Some(h) = buf.first_chunk::<HEADER_LEN>() else { return Ok(None) };
     let (kind, len) = parse_header(h)?;
     let rest = &buf[HEADER_LEN..];
