@@ -16,6 +16,8 @@ use crate::core::runtime::RuntimeConfig;
 
 pub mod client;
 pub mod protocol;
+mod sys;
+mod wire;
 
 /// A daemon process group's settings (from WSGIDaemonProcess / wsgi_daemon_process).
 #[derive(Clone, Debug)]
