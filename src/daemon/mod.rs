@@ -13,11 +13,19 @@ use std::time::Duration;
 
 use crate::core::LogSink;
 use crate::core::runtime::RuntimeConfig;
+use crate::core::worker::Setup;
 
 pub mod client;
+mod conn;
 pub mod protocol;
+mod serve;
 mod sys;
 mod wire;
+
+pub use serve::{Control, INTERRUPT_GRACE, RequestTimeout, serve_with};
+
+#[cfg(test)]
+mod tests;
 
 /// A daemon process group's settings (from WSGIDaemonProcess / wsgi_daemon_process).
 #[derive(Clone, Debug)]
@@ -58,7 +66,31 @@ pub enum Exit {
 /// Starts Python (core::worker), accepts requests on `listener` with `threads` threads,
 /// and returns why it stopped; the caller exits the process. SIGTERM/SIGINT: stop
 /// accepting, finish in-flight requests within graceful_timeout, return Exit::Signal.
+///
+/// After returning, the process has `shutdown_timeout` to exit before a watchdog ends it
+/// with `_exit` (Python's own finalisation may wait for threads that never finish).
 pub fn serve(settings: &GroupSettings, listener: UnixListener, log: Arc<dyn LogSink>) -> Exit {
-    let _ = (settings, listener, log);
-    Exit::Failed("daemon mode is not implemented yet".into())
+    if let Err(e) = sys::install_stop_signals() {
+        return Exit::Failed(format!("installing the SIGTERM handler: {e}"));
+    }
+    let worker = crate::core::worker::start(&setup(settings), log.clone());
+    let exit = serve_with(settings, listener, log, worker, Arc::new(Control::default()));
+    let grace = settings.shutdown_timeout;
+    let _ = std::thread::Builder::new().name("oxwsgi-exit-watchdog".into()).spawn(move || {
+        std::thread::sleep(grace);
+        sys::exit_now(1);
+    });
+    exit
+}
+
+/// The core's start-up settings for a group.
+pub fn setup(settings: &GroupSettings) -> Setup<'_> {
+    Setup {
+        runtime: &settings.runtime,
+        imports: &settings.imports,
+        import_directive: "WSGIImportScript",
+        multithread: settings.threads > 1,
+        multiprocess: settings.processes > 1,
+        server_software: settings.server_software.clone(),
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -201,7 +201,10 @@ pub fn interrupt_thread(py: Python<'_>, ident: u64, exc: &Bound<'_, PyAny>) -> b
     n > 0
 }
 
-/// The descriptor of `s`, borrowed (helper for the calls above).
-pub fn fd_of<T: AsFd>(s: &T) -> BorrowedFd<'_> {
-    s.as_fd()
+/// Drop an asynchronous exception still pending for thread `ident` (an interrupt that
+/// arrived after its request's last bytecode), so that it cannot hit the next request.
+pub fn clear_interrupt(py: Python<'_>, ident: u64) {
+    let _ = py; // the GIL is held: SetAsyncExc requires it.
+    // SAFETY: the GIL is held; a NULL exception clears the pending one.
+    unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as libc::c_long, std::ptr::null_mut()) };
 }

@@ -147,10 +147,6 @@ impl FrameWriter {
         FrameWriter { stream }
     }
 
-    pub fn stream(&self) -> &UnixStream {
-        &self.stream
-    }
-
     /// Send `parts` (already framed) in order; `pass` rides with the first byte.
     pub fn send(&mut self, parts: &[&[u8]], mut pass: Option<BorrowedFd<'_>>) -> Result<(), WireError> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -176,11 +172,6 @@ impl FrameWriter {
             }
         }
         Ok(())
-    }
-
-    /// Send one frame of `kind` with `payload`.
-    pub fn frame(&mut self, kind: Kind, payload: &[u8]) -> Result<(), WireError> {
-        self.send(&[&protocol::header(kind, payload.len()), payload], None)
     }
 }
 
