@@ -8,6 +8,7 @@
 //! bindings) and in the server adapters.
 
 pub mod core;
+pub mod daemon;
 pub mod ffi;
 
 #[cfg(feature = "apache")]

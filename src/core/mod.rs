@@ -87,4 +87,4 @@ pub trait ResponseSink: Send + Sync {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -15,7 +15,8 @@ use super::{Level, LogSink, RequestBody, ResponseSink, SinkError, WriteFlags};
 
 static START: Once = Once::new();
 
-fn python() {
+/// Start Python once per test process (shared with the daemon tests).
+pub(crate) fn python() {
     START.call_once(|| {
         runtime::start(&RuntimeConfig::default(), Arc::new(StderrLog)).expect("python starts");
     });

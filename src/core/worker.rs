@@ -53,35 +53,45 @@ pub fn get() -> Option<&'static Worker> {
 /// Start Python in this (worker) process, once. Errors are logged here and kept, so that
 /// every request can say why it cannot be served.
 pub fn start(setup: &Setup<'_>, log: Arc<dyn LogSink>) -> &'static Worker {
-    WORKER.get_or_init(|| {
-        let mut w = Worker { startup_error: None, template: None, log: log.clone() };
-        match runtime::start(setup.runtime, log.clone()) {
-            Err(e) => w.startup_error = Some(e),
-            Ok(()) => {
-                python::keep_thread_state();
-                Python::attach(|py| {
-                    match EnvironTemplate::new(py, setup.multithread, setup.multiprocess, &setup.server_software) {
-                        Ok(t) => w.template = Some(t),
-                        Err(e) => w.startup_error = Some(runtime::describe(py, &e)),
-                    }
-                    for path in setup.imports {
-                        if let Err(e) = script::module(py, path, false) {
-                            let msg = format!("{} failed: {}", setup.import_directive, runtime::describe(py, &e));
-                            log.log(
-                                Level::Error,
-                                &msgid::line(msgid::IMPORT_FAILED, &path.display().to_string(), &msg),
-                            );
-                        }
-                    }
-                });
-            }
+    WORKER.get_or_init(|| match runtime::start(setup.runtime, log.clone()) {
+        Err(e) => Worker::failed(e, log),
+        Ok(()) => {
+            python::keep_thread_state();
+            Worker::prepare(setup, log)
         }
-        if let Some(e) = &w.startup_error {
-            let msg = format!("Python failed to start in this process (pid {}): {e}", std::process::id());
-            log.log(Level::Critical, &msgid::line(msgid::PYTHON_START_FAILED, "oxwsgi", &msg));
-        }
-        w
     })
+}
+
+impl Worker {
+    /// A worker for a process whose Python already runs (started by [`start`], or by a
+    /// test): the environ template and the preloads of `setup`. Not the process's
+    /// [`get`] worker; a daemon's tests run several groups' workers in one process.
+    pub fn prepare(setup: &Setup<'_>, log: Arc<dyn LogSink>) -> Worker {
+        let mut w = Worker { startup_error: None, template: None, log: log.clone() };
+        Python::attach(|py| {
+            match EnvironTemplate::new(py, setup.multithread, setup.multiprocess, &setup.server_software) {
+                Ok(t) => w.template = Some(t),
+                Err(e) => w.startup_error = Some(runtime::describe(py, &e)),
+            }
+            for path in setup.imports {
+                if let Err(e) = script::module(py, path, false) {
+                    let msg = format!("{} failed: {}", setup.import_directive, runtime::describe(py, &e));
+                    log.log(Level::Error, &msgid::line(msgid::IMPORT_FAILED, &path.display().to_string(), &msg));
+                }
+            }
+        });
+        match w.startup_error.take() {
+            Some(e) => Worker::failed(e, log),
+            None => w,
+        }
+    }
+
+    /// A worker whose Python could not start: every request answers 500, saying why.
+    fn failed(e: String, log: Arc<dyn LogSink>) -> Worker {
+        let msg = format!("Python failed to start in this process (pid {}): {e}", std::process::id());
+        log.log(Level::Critical, &msgid::line(msgid::PYTHON_START_FAILED, "oxwsgi", &msg));
+        Worker { startup_error: Some(e), template: None, log }
+    }
 }
 
 /// What a request needs besides its metadata.

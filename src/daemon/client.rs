@@ -1,0 +1,306 @@
+//! The server side of daemon mode: connect to a group's socket, forward one request, relay
+//! the response into the server's own sink. Runs on a server thread without the GIL;
+//! nothing here touches Python.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::protocol::{self, Hello, Kind, MAX_META_PAYLOAD};
+use super::sys;
+use super::wire::{FrameReader, FrameWriter, WireError};
+use crate::core::request::RequestMeta;
+use crate::core::response::Outcome;
+use crate::core::{RequestBody, ResponseSink, SinkError, WriteFlags};
+
+/// How long the server side waits for the daemon.
+#[derive(Clone, Debug)]
+pub struct ClientTimeouts {
+    /// connect-timeout: how long to keep trying to connect.
+    pub connect: Duration,
+    /// socket-timeout: per read/write on the daemon socket.
+    pub socket: Duration,
+    /// queue-timeout: how long a request may wait for a daemon thread.
+    pub queue: Option<Duration>,
+}
+
+/// Why a request could not be proxied. When one comes back after the head went out
+/// (the adapter's sink got `send_head`), the adapter aborts the response; before that it
+/// answers [`ProxyError::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No daemon could be reached within the connect timeout: answer 503.
+    Connect(String),
+    /// queue-timeout: answer 503.
+    Queue,
+    /// socket-timeout or request-timeout: answer 504.
+    Timeout,
+    /// The daemon crashed mid-request: 502/500, or abort once the head is out.
+    DaemonGone(String),
+    /// The peer broke the protocol (or is another build): 500.
+    Protocol(String),
+    /// The daemon answered this status before any head, other than 500 (which comes back
+    /// as `Ok(Outcome::Failed)`), 503 (`Queue`) and 504 (`Timeout`).
+    Status(u16),
+}
+
+impl ProxyError {
+    /// The status to answer when nothing was sent yet.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::Connect(_) | ProxyError::Queue => 503,
+            ProxyError::Timeout => 504,
+            ProxyError::DaemonGone(_) => 502,
+            ProxyError::Protocol(_) => 500,
+            ProxyError::Status(s) => *s,
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyError::Connect(m) => write!(f, "cannot connect to the daemon: {m}"),
+            ProxyError::Queue => f.write_str("the request waited longer than queue-timeout for a daemon thread"),
+            ProxyError::Timeout => f.write_str("timed out waiting for the daemon"),
+            ProxyError::DaemonGone(m) => write!(f, "the daemon process went away mid-request: {m}"),
+            ProxyError::Protocol(m) => write!(f, "daemon protocol error: {m}"),
+            ProxyError::Status(s) => write!(f, "the daemon answered {s}"),
+        }
+    }
+}
+
+/// Connect to the group's socket (respecting timeouts.connect / queue). A socket that is
+/// missing or refuses connections (a daemon being replaced) is retried with a short
+/// back-off until the connect timeout; a full listen backlog waits at most as long.
+pub fn connect(socket: &Path, t: &ClientTimeouts) -> Result<UnixStream, ProxyError> {
+    let deadline = Instant::now() + t.connect;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match sys::connect_unix(socket, left) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                use std::io::ErrorKind::*;
+                let retry = matches!(e.kind(), NotFound | ConnectionRefused | WouldBlock);
+                if !retry || left.is_zero() {
+                    return Err(ProxyError::Connect(format!("{}: {e}", socket.display())));
+                }
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Microseconds since the UNIX epoch (the queue deadline crosses processes).
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn wire_error(e: WireError) -> ProxyError {
+    match e {
+        WireError::Timeout => ProxyError::Timeout,
+        WireError::Protocol(p) => ProxyError::Protocol(p.0),
+        e => ProxyError::DaemonGone(e.to_string()),
+    }
+}
+
+/// Forward one request over `stream` and relay the response into `sink`, pulling the body
+/// from `body` when the daemon asks. Blocking; runs on a server thread WITHOUT the GIL.
+/// Returns the outcome as the core defines it, or an error the adapter maps to a status
+/// (when no head was sent yet) or an abort.
+pub fn proxy(
+    stream: UnixStream,
+    meta: &RequestMeta<'_>,
+    body: &mut dyn RequestBody,
+    sink: &mut dyn ResponseSink,
+    t: &ClientTimeouts,
+) -> Result<Outcome, ProxyError> {
+    let io = |e: std::io::Error| ProxyError::DaemonGone(e.to_string());
+    stream.set_read_timeout(Some(t.queue.unwrap_or(t.socket))).map_err(io)?;
+    stream.set_write_timeout(Some(t.socket)).map_err(io)?;
+    let mut writer = FrameWriter::new(stream.try_clone().map_err(io)?);
+    let mut reader = FrameReader::new(stream, true);
+
+    // HELLO and REQUEST in one write: no round trip before the daemon can start.
+    let hello = Hello::ours(t.queue.map_or(0, |q| now_us() + q.as_micros() as u64)).encode();
+    let mut req = Vec::with_capacity(1024);
+    meta.encode(&mut req);
+    if req.len() > MAX_META_PAYLOAD {
+        return Err(ProxyError::Protocol(format!(
+            "request metadata of {} bytes exceeds {MAX_META_PAYLOAD}",
+            req.len()
+        )));
+    }
+    let parts: [&[u8]; 4] =
+        [&protocol::header(Kind::Hello, hello.len()), &hello, &protocol::header(Kind::Request, req.len()), &req];
+    writer.send(&parts, None).map_err(wire_error)?;
+
+    // The daemon says hello when a thread accepts the connection: until then the request
+    // is queued, and waiting longer than queue-timeout is a 503.
+    match reader.next() {
+        Ok((Kind::Hello, p)) => {
+            Hello::decode(p).map_err(|e| ProxyError::Protocol(e.0))?;
+        }
+        Ok((kind, _)) => return Err(ProxyError::Protocol(format!("{kind:?} frame where the daemon's HELLO was due"))),
+        Err(WireError::Timeout) if t.queue.is_some() => return Err(ProxyError::Queue),
+        Err(e) => return Err(wire_error(e)),
+    }
+    reader.stream().set_read_timeout(Some(t.socket)).map_err(io)?;
+
+    let mut relay = Relay { sink, head_sent: false, body_done: false, buf: Vec::new() };
+    loop {
+        let (kind, p) = reader.next().map_err(wire_error)?;
+        let step = match kind {
+            Kind::Read => relay.read(protocol::decode_read(p).map_err(|e| ProxyError::Protocol(e.0))?, body),
+            Kind::Head => relay.head(p),
+            Kind::Data => relay.data(p),
+            Kind::File => {
+                let payload = p.to_vec();
+                match reader.take_fd() {
+                    Some(fd) => relay.file(&payload, File::from(fd)),
+                    None => Err(ProxyError::Protocol("FILE frame without a passed descriptor".into())),
+                }
+            }
+            Kind::End if relay.head_sent => return Ok(Outcome::Complete),
+            Kind::Abort if relay.head_sent => return Ok(Outcome::Aborted),
+            Kind::Fail if !relay.head_sent => {
+                let (status, _msg) = protocol::decode_fail(p).map_err(|e| ProxyError::Protocol(e.0))?;
+                return match status {
+                    500 => Ok(Outcome::Failed),
+                    503 => Err(ProxyError::Queue),
+                    504 => Err(ProxyError::Timeout),
+                    s => Err(ProxyError::Status(s)),
+                };
+            }
+            kind => Err(ProxyError::Protocol(format!(
+                "unexpected {kind:?} frame from the daemon ({} the head)",
+                if relay.head_sent { "after" } else { "before" }
+            ))),
+        };
+        match step? {
+            Step::Continue(Some(frame)) => writer.send(&[&frame], None).map_err(wire_error)?,
+            Step::Continue(None) => {}
+            Step::Done(outcome) => return Ok(outcome),
+        }
+    }
+}
+
+enum Step {
+    /// Go on; send this (framed) answer to the daemon first.
+    Continue(Option<Vec<u8>>),
+    /// The request is over on our side (the client went away).
+    Done(Outcome),
+}
+
+/// The response being relayed into the server's sink.
+struct Relay<'s> {
+    sink: &'s mut dyn ResponseSink,
+    head_sent: bool,
+    body_done: bool,
+    /// Reused for body reads and file copies.
+    buf: Vec<u8>,
+}
+
+impl Relay<'_> {
+    /// The daemon wants at most `n` body bytes: answer with one read's worth.
+    fn read(&mut self, n: usize, body: &mut dyn RequestBody) -> Result<Step, ProxyError> {
+        let mut frame = Vec::with_capacity(protocol::HEADER_LEN + n);
+        if self.body_done {
+            protocol::frame(&mut frame, Kind::Body, b"");
+            return Ok(Step::Continue(Some(frame)));
+        }
+        frame.extend_from_slice(&protocol::header(Kind::Body, 0));
+        frame.resize(protocol::HEADER_LEN + n, 0);
+        match body.read(&mut frame[protocol::HEADER_LEN..]) {
+            Ok(got) => {
+                self.body_done = got == 0;
+                frame.truncate(protocol::HEADER_LEN + got);
+                frame[..protocol::HEADER_LEN].copy_from_slice(&protocol::header(Kind::Body, got));
+            }
+            Err(msg) => {
+                self.body_done = true;
+                frame.clear();
+                let msg = &msg.as_bytes()[..msg.len().min(Kind::BodyError.max_payload())];
+                protocol::frame(&mut frame, Kind::BodyError, msg);
+            }
+        }
+        Ok(Step::Continue(Some(frame)))
+    }
+
+    fn head(&mut self, p: &[u8]) -> Result<Step, ProxyError> {
+        if self.head_sent {
+            return Err(ProxyError::Protocol("a second HEAD frame".into()));
+        }
+        let head = protocol::decode_head(p).map_err(|e| ProxyError::Protocol(e.0))?;
+        self.head_sent = true;
+        match self.sink.send_head(&head) {
+            Ok(()) => Ok(Step::Continue(None)),
+            Err(SinkError::ClientGone) => Ok(Step::Done(Outcome::ClientGone)),
+            // The server refused the head (nothing reached the client): a 500.
+            Err(SinkError::Failed(_)) => Ok(Step::Done(Outcome::Failed)),
+        }
+    }
+
+    fn sunk(&mut self, r: Result<(), SinkError>) -> Result<Step, ProxyError> {
+        match r {
+            Ok(()) => Ok(Step::Continue(None)),
+            Err(SinkError::ClientGone) => Ok(Step::Done(Outcome::ClientGone)),
+            Err(SinkError::Failed(_)) => {
+                self.sink.abort();
+                Ok(Step::Done(Outcome::Aborted))
+            }
+        }
+    }
+
+    fn data(&mut self, p: &[u8]) -> Result<Step, ProxyError> {
+        let Some((&flags, data)) = p.split_first() else {
+            return Err(ProxyError::Protocol("DATA frame without flags".into()));
+        };
+        if !self.head_sent {
+            return Err(ProxyError::Protocol("DATA before HEAD".into()));
+        }
+        let r = self.sink.write(data, protocol::write_flags(flags));
+        self.sunk(r)
+    }
+
+    /// A file the daemon opened: the server sends it itself (sendfile) or, if its sink
+    /// cannot, copies it in bounded pieces.
+    fn file(&mut self, p: &[u8], file: File) -> Result<Step, ProxyError> {
+        let (offset, len, flags) = protocol::decode_file(p).map_err(|e| ProxyError::Protocol(e.0))?;
+        if !self.head_sent {
+            return Err(ProxyError::Protocol("FILE before HEAD".into()));
+        }
+        match self.sink.send_file(file.as_raw_fd(), offset, len, flags) {
+            Ok(true) => return Ok(Step::Continue(None)),
+            Ok(false) => {}
+            Err(e) => return self.sunk(Err(e)),
+        }
+        self.buf.resize(64 * 1024, 0);
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(self.buf.len() as u64) as usize;
+            let n = match file.read_at(&mut self.buf[..want], offset + done) {
+                Ok(0) | Err(_) => {
+                    // The file shrank under us: the response cannot be completed.
+                    self.sink.abort();
+                    return Ok(Step::Done(Outcome::Aborted));
+                }
+                Ok(n) => n,
+            };
+            done += n as u64;
+            let f = if done == len { flags } else { WriteFlags::default() };
+            let buf = std::mem::take(&mut self.buf);
+            let r = self.sink.write(&buf[..n], f);
+            self.buf = buf;
+            if let s @ Step::Done(_) = self.sunk(r)? {
+                return Ok(s);
+            }
+        }
+        Ok(Step::Continue(None))
+    }
+}

@@ -1,0 +1,395 @@
+//! The daemon process's serving loop: `threads` threads accept one request per
+//! connection; the calling thread watches the recycling limits, request timeouts and the
+//! GIL, and returns why the process should be replaced.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+use super::conn::{DaemonBody, DaemonSink, Out, SharedOut, lock};
+use super::protocol::{Hello, Kind};
+use super::wire::{FrameReader, FrameWriter};
+use super::{Exit, GroupSettings, sys};
+use crate::core::request::RequestMeta;
+use crate::core::worker::{Channel, Worker};
+use crate::core::{Level, LogSink};
+
+pyo3::create_exception!(
+    oxwsgi,
+    RequestTimeout,
+    pyo3::exceptions::PyBaseException,
+    "Raised in a daemon-mode request that ran longer than request-timeout (a BaseException, so that `except Exception` does not swallow it)."
+);
+
+/// How long an interrupted request may take to stop before the process is recycled.
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+
+/// How often the watcher and the accepting threads look at their flags.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Asks [`serve_with`] to stop (tests; `serve` uses SIGTERM/SIGINT).
+#[derive(Default)]
+pub struct Control {
+    stop: AtomicBool,
+}
+
+impl Control {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A request in flight, as the watcher sees it.
+struct InFlight {
+    started: Instant,
+    /// CPython's id of the thread running it.
+    thread: u64,
+    out: SharedOut,
+    /// To shut the connection down when the writer is blocked.
+    sock: UnixStream,
+    what: String,
+    timed_out: Option<Instant>,
+}
+
+struct State {
+    settings: GroupSettings,
+    log: Arc<dyn LogSink>,
+    worker: &'static Worker,
+    control: Arc<Control>,
+    reason: Mutex<Option<Exit>>,
+    stopping: AtomicBool,
+    accepted: AtomicU64,
+    next_id: AtomicU64,
+    in_flight: Mutex<HashMap<u64, InFlight>>,
+    /// Threads accepting or serving (a thread counts from accept to the request's end).
+    busy: AtomicUsize,
+    /// Accepting threads still running.
+    running: AtomicUsize,
+    last_activity: Mutex<Instant>,
+    gil_beat: Mutex<Instant>,
+    context_prefix: String,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl State {
+    /// Stop accepting for `why` (the first reason wins), logged with group and pid.
+    fn stop(&self, why: Exit, detail: &str) {
+        let mut r = locked(&self.reason);
+        if r.is_none() {
+            self.log.log(Level::Notice, &format!("{}: {detail}; stopping ({why:?})", self.context_prefix));
+            *r = Some(why);
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// Serve with a worker whose Python already runs (`serve` starts it; tests share one
+/// interpreter between groups). Returns when a recycling limit, a stuck request, a
+/// deadlock or a stop request says so, after in-flight requests finished (at most
+/// `graceful_timeout`).
+pub fn serve_with(
+    settings: &GroupSettings,
+    listener: UnixListener,
+    log: Arc<dyn LogSink>,
+    worker: &'static Worker,
+    control: Arc<Control>,
+) -> Exit {
+    // Accepting threads poll, then accept without blocking: another process of the group
+    // may take the connection first, and a blocked accept would not see a stop request.
+    if let Err(e) = listener.set_nonblocking(true) {
+        return Exit::Failed(format!("listener: {e}"));
+    }
+    let now = Instant::now();
+    let state = Arc::new(State {
+        settings: settings.clone(),
+        log: log.clone(),
+        worker,
+        control,
+        reason: Mutex::new(None),
+        stopping: AtomicBool::new(false),
+        accepted: AtomicU64::new(0),
+        next_id: AtomicU64::new(0),
+        in_flight: Mutex::new(HashMap::new()),
+        busy: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
+        last_activity: Mutex::new(now),
+        gil_beat: Mutex::new(now),
+        context_prefix: format!("daemon group {} (pid {})", settings.name, std::process::id()),
+    });
+    let listener = Arc::new(listener);
+    for i in 0..settings.threads.max(1) {
+        let (s, l) = (state.clone(), listener.clone());
+        s.running.fetch_add(1, Ordering::SeqCst);
+        let spawned = thread::Builder::new().name(format!("oxwsgi-{}-{i}", settings.name)).spawn(move || {
+            accept_loop(&s, &l);
+            s.running.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            state.running.fetch_sub(1, Ordering::SeqCst);
+            state.stop(Exit::Failed(format!("cannot start a thread: {e}")), "thread start failed");
+        }
+    }
+    if let Some(dt) = settings.deadlock_timeout {
+        let s = state.clone();
+        let _ = thread::Builder::new().name("oxwsgi-gil-beat".into()).spawn(move || gil_beat(&s, dt));
+    }
+    watch(&state);
+    drain(&state);
+    let reason = locked(&state.reason).clone();
+    reason.unwrap_or(Exit::Signal)
+}
+
+/// Wait for in-flight requests to finish, at most graceful_timeout. Requests that timed
+/// out and could not be interrupted are not waited for.
+fn drain(state: &State) {
+    let deadline = Instant::now() + state.settings.graceful_timeout;
+    loop {
+        let stuck = locked(&state.in_flight).values().filter(|f| f.timed_out.is_some()).count();
+        if state.running.load(Ordering::SeqCst) <= stuck {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let n = locked(&state.in_flight).len();
+            state.log.log(
+                Level::Warning,
+                &format!(
+                    "{}: {n} request(s) still running after graceful-timeout; exiting anyway",
+                    state.context_prefix
+                ),
+            );
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn accept_loop(state: &State, listener: &UnixListener) {
+    crate::ffi::python::keep_thread_state();
+    while !state.stopping() {
+        match sys::poll_readable(listener.as_fd(), TICK) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                state.log.log(Level::Error, &format!("{}: poll: {e}", state.context_prefix));
+                thread::sleep(TICK);
+                continue;
+            }
+        }
+        state.busy.fetch_add(1, Ordering::SeqCst);
+        match listener.accept() {
+            Ok((stream, _)) => {
+                *locked(&state.last_activity) = Instant::now();
+                let n = state.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                if let Some(max) = state.settings.maximum_requests.filter(|&m| n >= m) {
+                    state.stop(Exit::MaximumRequests, &format!("maximum-requests ({max}) reached"));
+                }
+                handle(state, stream);
+                *locked(&state.last_activity) = Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                state.log.log(Level::Error, &format!("{}: accept: {e}", state.context_prefix));
+                thread::sleep(TICK);
+            }
+        }
+        state.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One connection: hellos, the request, the application, the end frame.
+fn handle(state: &State, stream: UnixStream) {
+    let ctx = &state.context_prefix;
+    let setup = (|| {
+        stream.set_nonblocking(false)?;
+        Ok::<_, std::io::Error>((stream.try_clone()?, stream.try_clone()?))
+    })();
+    let (wstream, sock) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            state.log.log(Level::Error, &format!("{ctx}: connection set-up: {e}"));
+            return;
+        }
+    };
+    let out: SharedOut = Arc::new(Mutex::new(Out::new(FrameWriter::new(wstream))));
+    // Our hello first: it tells the client a thread took its request (queue-timeout).
+    let hello = Hello::ours(0).encode();
+    if lock(&out).send_frame(Kind::Hello, &hello).is_err() {
+        return;
+    }
+    let mut reader = FrameReader::new(stream, false);
+    let refuse = |status: u16, msg: String| {
+        state.log.log(Level::Error, &format!("{ctx}: {msg}"));
+        lock(&out).fail(status, &msg);
+    };
+    let deadline = match reader.next() {
+        Ok((Kind::Hello, p)) => match Hello::decode(p) {
+            Ok(h) => h.queue_deadline_us,
+            Err(e) => return refuse(500, e.to_string()),
+        },
+        Ok((kind, _)) => return refuse(500, format!("daemon protocol error: {kind:?} frame where HELLO was due")),
+        Err(e) => return refuse(500, format!("reading the client's HELLO: {e}")),
+    };
+    if deadline != 0 && super::client::now_us() > deadline {
+        let waited = "the request waited longer than queue-timeout for a daemon thread";
+        return refuse(503, format!("{waited}; answering 503"));
+    }
+    let meta_buf = match reader.next() {
+        Ok((Kind::Request, p)) => p.to_vec(),
+        Ok((kind, _)) => return refuse(500, format!("daemon protocol error: {kind:?} frame where REQUEST was due")),
+        Err(e) => return refuse(500, format!("reading the request: {e}")),
+    };
+    let mut meta = match RequestMeta::decode(&meta_buf) {
+        Ok(m) => m,
+        Err(e) => return refuse(500, e.to_string()),
+    };
+    // The group the request runs in is this daemon's, whatever the server thought.
+    meta.app.process_group = Cow::Borrowed(state.settings.name.as_bytes());
+    let what = format!("{} {}", String::from_utf8_lossy(&meta.method), String::from_utf8_lossy(&meta.request_uri));
+    let id = state.next_id.fetch_add(1, Ordering::SeqCst);
+    let thread = sys::python_thread_ident();
+    locked(&state.in_flight)
+        .insert(id, InFlight { started: Instant::now(), thread, out: out.clone(), sock, what, timed_out: None });
+    let context: Arc<str> = Arc::from(String::from_utf8_lossy(&meta.app.script).as_ref());
+    Python::attach(|py| {
+        let outcome = if state.worker.ready(&*state.log, &context) {
+            let ch = Channel {
+                body: Box::new(DaemonBody::new(reader, out.clone())),
+                sink: Box::new(DaemonSink { out: out.clone() }),
+                log: state.log.clone(),
+                context: context.clone(),
+            };
+            state.worker.begin(py, &meta, ch).map(|mut ex| {
+                loop {
+                    if let Some(o) = ex.pump(py, None) {
+                        break o;
+                    }
+                }
+            })
+        } else {
+            None
+        };
+        use crate::core::response::Outcome;
+        let mut o = lock(&out);
+        match outcome {
+            Some(Outcome::Complete) => o.finish(Kind::End),
+            None | Some(Outcome::Failed) => o.fail(500, "the application failed (see the daemon's log)"),
+            Some(Outcome::Aborted) | Some(Outcome::ClientGone) => o.finish(Kind::Abort),
+        }
+        drop(o);
+        // Unregister with the GIL held: the watcher interrupts only requests it finds
+        // registered while holding the GIL, so an interrupt cannot leak into the next
+        // request of this thread; one that arrived too late is cleared here.
+        if let Some(f) = locked(&state.in_flight).remove(&id) {
+            if f.timed_out.is_some() {
+                sys::clear_interrupt(py, thread);
+            }
+        }
+    });
+}
+
+/// The watcher: recycling limits, request timeouts, deadlock, stop requests.
+fn watch(state: &Arc<State>) {
+    let s = &state.settings;
+    let started = Instant::now();
+    while !state.stopping() {
+        thread::sleep(TICK);
+        if state.control.stop.load(Ordering::SeqCst) || sys::stop_signalled() {
+            state.stop(Exit::Signal, "asked to stop");
+        }
+        if let Some(t) = s.restart_interval.filter(|&t| started.elapsed() >= t) {
+            state.stop(Exit::RestartInterval, &format!("restart-interval ({t:?}) reached"));
+        }
+        if let Some(t) = s.inactivity_timeout {
+            let idle = state.busy.load(Ordering::SeqCst) == 0 && locked(&state.in_flight).is_empty();
+            if idle && locked(&state.last_activity).elapsed() >= t {
+                state.stop(Exit::InactivityTimeout, &format!("no request for inactivity-timeout ({t:?})"));
+            }
+        }
+        if let Some(t) = s.deadlock_timeout {
+            let since = locked(&state.gil_beat).elapsed();
+            if since >= t {
+                state
+                    .stop(Exit::Deadlock, &format!("the GIL was not available for {since:?} (deadlock-timeout {t:?})"));
+            }
+        }
+        if let Some(t) = s.request_timeout {
+            check_timeouts(state, t);
+        }
+    }
+    // Stuck requests also stop the process while draining.
+    if let Some(t) = s.request_timeout {
+        check_timeouts(state, t);
+    }
+}
+
+fn check_timeouts(state: &Arc<State>, limit: Duration) {
+    let mut interrupt = Vec::new();
+    let mut stuck = None;
+    for (id, f) in locked(&state.in_flight).iter_mut() {
+        match f.timed_out {
+            None if f.started.elapsed() >= limit => {
+                f.timed_out = Some(Instant::now());
+                state.log.log(
+                    Level::Error,
+                    &format!(
+                        "{}: request-timeout: {} ran longer than {limit:?}; answering 504 (or aborting) and interrupting its thread",
+                        state.context_prefix, f.what
+                    ),
+                );
+                // The writer may be blocked on a client that does not read: then only
+                // shutting the socket down frees it (the client sees the daemon go away).
+                if let Ok(mut o) = f.out.try_lock() {
+                    o.time_out();
+                }
+                let _ = f.sock.shutdown(std::net::Shutdown::Both);
+                interrupt.push(*id);
+            }
+            Some(at) if at.elapsed() >= INTERRUPT_GRACE => stuck = Some(f.what.clone()),
+            _ => {}
+        }
+    }
+    if let Some(what) = stuck {
+        let msg = format!("request-timeout: {what} did not stop within {INTERRUPT_GRACE:?} of being interrupted");
+        state.stop(Exit::RequestTimeout, &msg);
+    }
+    if !interrupt.is_empty() {
+        let s = state.clone();
+        // Interrupting needs the GIL, which the watcher must never wait for.
+        let _ = thread::Builder::new().name("oxwsgi-interrupt".into()).spawn(move || {
+            Python::attach(|py| {
+                let exc = py.get_type::<RequestTimeout>();
+                let flights = locked(&s.in_flight);
+                for id in interrupt {
+                    if let Some(f) = flights.get(&id) {
+                        sys::interrupt_thread(py, f.thread, exc.as_any());
+                    }
+                }
+            })
+        });
+    }
+}
+
+/// Take the GIL regularly; the watcher declares a deadlock when this stops happening.
+fn gil_beat(state: &State, limit: Duration) {
+    crate::ffi::python::keep_thread_state();
+    let every = (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    while !state.stopping() {
+        Python::attach(|_| ());
+        *locked(&state.gil_beat) = Instant::now();
+        thread::sleep(every);
+    }
+}
