@@ -10,11 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::protocol::{self, Hello, Kind, MAX_META_PAYLOAD};
-use super::sys;
 use super::wire::{FrameReader, FrameWriter, WireError};
 use crate::core::request::RequestMeta;
 use crate::core::response::Outcome;
 use crate::core::{RequestBody, ResponseSink, SinkError, WriteFlags};
+use crate::ffi::unix as sys;
 
 /// How long the server side waits for the daemon.
 #[derive(Clone, Debug)]

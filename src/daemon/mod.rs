@@ -4,7 +4,10 @@
 //!
 //! Forking the daemons, dropping privileges and restarting them is the server adapter's
 //! business (it knows its parent process); this module starts Python in an already forked
-//! process, serves, and says why it stopped.
+//! process, serves, and says why it stopped. The few OS and CPython calls it needs that
+//! std and pyo3 do not wrap are in `crate::ffi::unix`.
+
+#![forbid(unsafe_code)]
 
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -14,12 +17,12 @@ use std::time::Duration;
 use crate::core::LogSink;
 use crate::core::runtime::RuntimeConfig;
 use crate::core::worker::Setup;
+use crate::ffi::unix as sys;
 
 pub mod client;
 mod conn;
 pub mod protocol;
 mod serve;
-mod sys;
 mod wire;
 
 pub use serve::{Control, INTERRUPT_GRACE, RequestTimeout, serve_with};

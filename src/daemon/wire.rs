@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use super::protocol::{self, HEADER_LEN, Kind, ProtocolError};
-use super::sys;
+use crate::ffi::unix as sys;
 
 /// Why a frame could not be read or written.
 #[derive(Debug)]

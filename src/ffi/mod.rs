@@ -1,8 +1,10 @@
 //! Foreign-function layer: generated server bindings and the few CPython C-API calls that
-//! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread).
+//! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread), and
+//! the OS calls daemon mode needs that std does not wrap (`unix`).
 
 pub mod guard;
 pub mod python;
+pub mod unix;
 
 #[cfg(feature = "apache")]
 #[allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code, unnecessary_transmutes, clippy::all)]

@@ -1,7 +1,7 @@
 //! The operating-system and CPython calls daemon mode needs that std and pyo3 do not
 //! wrap: descriptor passing (SCM_RIGHTS), a connect with a timeout, poll, stop signals, and
 //! interrupting a Python thread. Each `unsafe` block is one operation with its invariant.
-//! Everything else in `src/daemon/` is safe code.
+//! Everything in `src/daemon/` is safe code (`#![forbid(unsafe_code)]`) built on these.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
