@@ -7,53 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::options::Options;
+use crate::report::{Report, Status};
 use crate::users::{self, User};
 use crate::{doctor_app, doctor_servers, resolve};
 
-#[derive(Clone, Copy, PartialEq)]
-pub enum Status {
-    Ok,
-    Warn,
-    Fail,
-    Info,
-}
-
-pub struct Report {
-    fails: usize,
-    warns: usize,
-}
-
-impl Report {
-    pub fn line(&mut self, st: Status, what: &str, fix: Option<&str>) {
-        let tag = match st {
-            Status::Ok => "ok  ",
-            Status::Warn => {
-                self.warns += 1;
-                "WARN"
-            }
-            Status::Fail => {
-                self.fails += 1;
-                "FAIL"
-            }
-            Status::Info => "    ",
-        };
-        let mut first = true;
-        for l in what.lines() {
-            if first {
-                println!("{tag}  {l}");
-                first = false;
-            } else {
-                println!("      {l}");
-            }
-        }
-        if let Some(f) = fix {
-            println!("      fix: {f}");
-        }
-    }
-}
-
 pub fn doctor(o: &Options) -> i32 {
-    let mut rep = Report { fails: 0, warns: 0 };
+    let mut rep = Report::default();
     let kinds = if o.server_given { o.server.name() } else { "apache and nginx" };
     println!("oxwsgi doctor: checking {kinds}");
 

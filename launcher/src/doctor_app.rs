@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::app::{self, AppSpec};
-use crate::doctor::{Report, Status};
 use crate::options::Options;
 use crate::procs::run;
+use crate::report::{Report, Status};
 use crate::resolve;
 use crate::users::User;
 

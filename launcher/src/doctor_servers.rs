@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::doctor::{Report, Status};
 use crate::locate;
 use crate::options::{Options, ServerKind};
 use crate::procs::run;
+use crate::report::{Report, Status};
 
 /// Check every server asked about (both without --server). Returns the Python version
 /// (major.minor) the first module found is built against.

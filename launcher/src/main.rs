@@ -35,6 +35,7 @@ mod watch;
 // doctor's checks.
 mod doctor_app;
 mod doctor_servers;
+mod report;
 
 use cli::Command;
 
