@@ -117,6 +117,17 @@ thread_local! {
     static HEADER_KEYS: KeyCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
 }
 
+/// Recurring values (see [`EnvironBuilder::set_shared`]) -> their str, per thread.
+type ValueCache = RefCell<HashMap<Vec<u8>, Py<PyString>, SeededFx>>;
+
+thread_local! {
+    static VALUES: ValueCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
+}
+
+/// Most distinct values, and the longest value, the per-thread value cache keeps.
+const VALUE_CACHE_LIMIT: usize = 256;
+const VALUE_MAX_LEN: usize = 512;
+
 /// Most distinct keys cached per thread (a client inventing header names must not grow
 /// the cache without bound).
 const KEY_CACHE_LIMIT: usize = 1024;
@@ -207,28 +218,28 @@ impl EnvironTemplate {
         for (k, v) in &m.server_vars {
             env.set_dynamic(k, v)?;
         }
-        env.set(intern!(py, "REQUEST_METHOD"), &m.method)?;
-        env.set(intern!(py, "SCRIPT_NAME"), &m.script_name)?;
+        env.set_shared(intern!(py, "REQUEST_METHOD"), &m.method)?;
+        env.set_shared(intern!(py, "SCRIPT_NAME"), &m.script_name)?;
         env.set(intern!(py, "PATH_INFO"), &m.path_info)?;
         env.set(intern!(py, "QUERY_STRING"), &m.query)?;
         env.set(intern!(py, "REQUEST_URI"), &m.request_uri)?;
-        env.set(intern!(py, "SERVER_PROTOCOL"), &m.protocol)?;
-        env.set(intern!(py, "SERVER_NAME"), &server_name(&m.server_name))?;
-        env.set(intern!(py, "SERVER_PORT"), itoa(&mut [0; 20], m.server_port as u64))?;
-        env.set(intern!(py, "SERVER_ADDR"), &m.server_addr)?;
-        env.set(intern!(py, "REMOTE_ADDR"), &m.remote_addr)?;
+        env.set_shared(intern!(py, "SERVER_PROTOCOL"), &m.protocol)?;
+        env.set_shared(intern!(py, "SERVER_NAME"), &server_name(&m.server_name))?;
+        env.set_shared(intern!(py, "SERVER_PORT"), itoa(&mut [0; 20], m.server_port as u64))?;
+        env.set_shared(intern!(py, "SERVER_ADDR"), &m.server_addr)?;
+        env.set_shared(intern!(py, "REMOTE_ADDR"), &m.remote_addr)?;
         if let Some(p) = m.remote_port {
             env.set(intern!(py, "REMOTE_PORT"), itoa(&mut [0; 20], p as u64))?;
         }
         if let Some(d) = &m.document_root {
-            env.set(intern!(py, "DOCUMENT_ROOT"), d)?;
+            env.set_shared(intern!(py, "DOCUMENT_ROOT"), d)?;
         }
-        env.set(intern!(py, "SCRIPT_FILENAME"), &m.app.script)?;
+        env.set_shared(intern!(py, "SCRIPT_FILENAME"), &m.app.script)?;
         if is_https(m) {
-            env.set_str(intern!(py, "wsgi.url_scheme"), "https")?;
-            env.set_str(intern!(py, "HTTPS"), "on")?;
+            env.set_object(intern!(py, "wsgi.url_scheme"), intern!(py, "https").as_any())?;
+            env.set_object(intern!(py, "HTTPS"), intern!(py, "on").as_any())?;
         } else {
-            env.set_str(intern!(py, "wsgi.url_scheme"), "http")?;
+            env.set_object(intern!(py, "wsgi.url_scheme"), intern!(py, "http").as_any())?;
         }
         if let Some(u) = &m.remote_user {
             env.set(intern!(py, "REMOTE_USER"), u)?;
@@ -245,10 +256,11 @@ impl EnvironTemplate {
             env.set(intern!(py, "CONTENT_LENGTH"), itoa(&mut [0; 20], n))?;
         }
         let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
-        env.set(intern!(py, "mod_wsgi.application_group"), group)?;
-        env.set(intern!(py, "mod_wsgi.process_group"), &m.app.process_group)?;
-        env.set(intern!(py, "mod_wsgi.callable_object"), &m.app.callable)?;
-        env.set_str(intern!(py, "mod_wsgi.script_reloading"), if m.app.script_reloading { "1" } else { "0" })?;
+        env.set_shared(intern!(py, "mod_wsgi.application_group"), group)?;
+        env.set_shared(intern!(py, "mod_wsgi.process_group"), &m.app.process_group)?;
+        env.set_shared(intern!(py, "mod_wsgi.callable_object"), &m.app.callable)?;
+        let reloading = if m.app.script_reloading { intern!(py, "1") } else { intern!(py, "0") };
+        env.set_object(intern!(py, "mod_wsgi.script_reloading"), reloading.as_any())?;
         // Configured parameters last: they override.
         for (k, v) in &m.params {
             env.set_dynamic(k, v)?;
@@ -325,6 +337,29 @@ impl<'py> EnvironBuilder<'py> {
     /// Set `key` (use `pyo3::intern!` for constant keys) to the latin-1 decoding of `value`.
     pub fn set(&self, key: &Bound<'py, PyString>, value: &[u8]) -> PyResult<()> {
         self.dict.set_item(key, latin1(self.py, value))
+    }
+
+    /// Set `key` to the latin-1 decoding of `value`, a value that recurs from request to
+    /// request (the method, the protocol, the server's names, the script, the groups): each
+    /// thread keeps the str objects of the values it has seen and hands out the same one
+    /// again (Python strings are immutable), which spares an allocation, a copy and a free
+    /// per key and request. Some come from clients (the method, a Host-derived SERVER_NAME,
+    /// the client address): the cache is bounded per thread, so a client that varies them
+    /// only makes lookups miss.
+    pub fn set_shared(&self, key: &Bound<'py, PyString>, value: &[u8]) -> PyResult<()> {
+        let py = self.py;
+        let v = VALUES.with(|cell| {
+            if let Some(v) = cell.borrow().get(value) {
+                return v.bind(py).clone();
+            }
+            let v = latin1(py, value);
+            let mut map = cell.borrow_mut();
+            if map.len() < VALUE_CACHE_LIMIT && value.len() <= VALUE_MAX_LEN {
+                map.insert(value.to_vec(), v.clone().unbind());
+            }
+            v
+        });
+        self.dict.set_item(key, v)
     }
 
     /// Set `key` to a str value.

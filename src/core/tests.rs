@@ -524,3 +524,23 @@ hang.start()
     let text = log.0.lock().unwrap().join("\n");
     assert!(text.contains("exit handlers cut after 0.5 s while running"), "{text}");
 }
+
+/// Recurring values are shared str objects per thread; different values stay different.
+#[test]
+fn recurring_environ_values_are_shared() {
+    use super::request::RequestMeta;
+    use std::borrow::Cow;
+    python();
+    Python::attach(|py| {
+        let template = EnvironTemplate::new(py, true, true, "test").unwrap();
+        let meta = |method: &'static [u8]| RequestMeta { method: Cow::Borrowed(method), ..Default::default() };
+        let a = template.build(py, &meta(b"GET")).unwrap().finish();
+        let b = template.build(py, &meta(b"GET")).unwrap().finish();
+        let c = template.build(py, &meta(b"P\xd6ST")).unwrap().finish();
+        let (a, b, c) = [a, b, c].map(|d| d.get_item("REQUEST_METHOD").unwrap().unwrap()).into();
+        assert!(a.is(&b), "the same value is one object");
+        assert!(!a.is(&c));
+        assert_eq!(c.extract::<String>().unwrap(), "P\u{d6}ST");
+        assert_eq!(a.extract::<String>().unwrap(), "GET");
+    });
+}
