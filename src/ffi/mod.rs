@@ -2,6 +2,7 @@
 //! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread).
 
 pub mod guard;
+pub mod os;
 pub mod python;
 
 #[cfg(feature = "apache")]
