@@ -474,3 +474,35 @@ pub fn switch_interval(args: &[String]) -> Result<(), String> {
     with(|c| c.runtime.switch_interval = Some(s));
     Ok(())
 }
+
+/// When several applications will share the interpreter of each Apache child (embedded
+/// mode), say so at start-up, naming them, with the fix: modules they both import (a
+/// `config` or `settings` module) would be the first one's for both.
+pub fn shared_interpreter_notice(c: &Config) -> Option<String> {
+    if c.restrict_embedded || c.named_groups.iter().any(|(_, d)| d == "WSGIProcessGroup") {
+        return None; // a WSGIProcessGroup may move them: per-directory, not known here
+    }
+    let mut apps: Vec<(String, String)> = Vec::new();
+    for a in c.aliases.values().flatten() {
+        let embedded = match a.process_group.as_deref().map(daemon_conf::process_group) {
+            None | Some(Ok(ProcessGroup::Embedded)) => true,
+            Some(_) => false,
+        };
+        if embedded && !apps.iter().any(|(_, t)| *t == a.target) {
+            let url = if a.regex.is_some() { a.prefix.clone() } else { format!("{}/", a.prefix) };
+            apps.push((url, a.target.clone()));
+        }
+    }
+    if apps.len() < 2 {
+        return None;
+    }
+    let list: Vec<String> = apps.iter().map(|(u, t)| format!("{u} ({t})")).collect();
+    Some(format!(
+        "oxwsgi: {} applications run embedded and share one Python interpreter in each Apache child: {}; \
+         a module they both import (e.g. `config` or `settings`) is loaded once, for the first of them. To \
+         isolate them, give each its own process group (WSGIDaemonProcess NAME ... and process-group=NAME on \
+         its WSGIScriptAlias; see docs/daemon-mode.md)",
+        apps.len(),
+        list.join(", ")
+    ))
+}

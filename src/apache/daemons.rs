@@ -339,6 +339,10 @@ fn run_daemon(sp: &Spawn, parent: i32, server: &'static Server, delay: Duration)
             return fail(format!("cannot switch to uid {} gid {}: {e}", sp.uid, sp.gid));
         }
     }
+    // A change of credentials clears the parent-death signal: ask again.
+    if !os::die_with_parent(parent, libc::SIGTERM) {
+        return 0;
+    }
     if let Err(e) = std::env::set_current_dir(&sp.home) {
         if g.home.is_some() {
             return fail(format!("cannot change to the home directory {}: {e}", sp.home.display()));

@@ -170,6 +170,9 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
                     );
                 }
             }
+            if let Some(msg) = config::shared_interpreter_notice(c) {
+                log.log(Level::Notice, &msg);
+            }
         });
         OK as c_int
     })

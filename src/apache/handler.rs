@@ -46,16 +46,20 @@ pub fn translate_name(r: &Request) -> c_int {
     if uri.first() != Some(&b'/') {
         return DECLINED as c_int;
     }
-    let key = config::server_key(r.server());
-    let list = config.aliases.get(&key).or_else(|| config.aliases.get(&0));
-    let Some(list) = list else { return DECLINED as c_int };
-    for (i, alias) in list.iter().enumerate() {
-        if let Some(filename) = map_alias(r, alias) {
-            r.set_filename_and_handler(&filename, c"wsgi-script");
-            r.set_note(c"alias-forced-type", c"wsgi-script");
-            let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
-            r.set_note(ALIAS_NOTE, &note);
-            return OK as c_int;
+    // A virtual host's own aliases first, then the main server's, which every virtual host
+    // inherits (mod_wsgi merges the server configurations the same way).
+    let own = config::server_key(r.server());
+    let keys: &[usize] = if own == 0 { &[0] } else { &[own, 0] };
+    for &key in keys {
+        let Some(list) = config.aliases.get(&key) else { continue };
+        for (i, alias) in list.iter().enumerate() {
+            if let Some(filename) = map_alias(r, alias) {
+                r.set_filename_and_handler(&filename, c"wsgi-script");
+                r.set_note(c"alias-forced-type", c"wsgi-script");
+                let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
+                r.set_note(ALIAS_NOTE, &note);
+                return OK as c_int;
+            }
         }
     }
     DECLINED as c_int
@@ -241,6 +245,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
 struct Tracked {
     sink: ApacheSink,
     head_sent: bool,
+    aborted: bool,
 }
 
 impl ResponseSink for Tracked {
@@ -258,7 +263,10 @@ impl ResponseSink for Tracked {
         self.sink.send_file(fd, offset, len, flags)
     }
     fn abort(&mut self) {
-        self.sink.abort()
+        if !self.aborted {
+            self.aborted = true;
+            self.sink.abort()
+        }
     }
 }
 
@@ -273,13 +281,19 @@ fn to_daemon(
 ) -> c_int {
     let t = g.client_timeouts();
     let mut body = ApacheBody::new(handle.clone());
-    let mut sink = Tracked { sink: ApacheSink::new(handle.clone()), head_sent: false };
+    let mut sink = Tracked { sink: ApacheSink::new(handle.clone()), head_sent: false, aborted: false };
     let result =
         client::connect(&g.socket, &t).and_then(|stream| client::proxy(stream, meta, &mut body, &mut sink, &t));
     let name = &g.name;
     let (status, what) = match result {
         Ok(Outcome::Failed) => (HTTP_INTERNAL_SERVER_ERROR, None),
-        Ok(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => (OK, None),
+        Ok(Outcome::Aborted) => {
+            // The application failed after its head: the client must see a truncated
+            // response (the relay may not have aborted the sink itself).
+            sink.abort();
+            (OK, None)
+        }
+        Ok(Outcome::Complete | Outcome::ClientGone) => (OK, None),
         Err(ProxyError::Connect(e)) => {
             (HTTP_SERVICE_UNAVAILABLE, Some(format!("cannot connect to daemon process group {name:?}: {e}")))
         }
