@@ -82,9 +82,13 @@ const command_rec oxwsgi_cmds[] = {
               "On|Off: re-import a script whose modification time changed"),
     DIRECTIVE("WSGIProcessGroup", OXWSGI_D_PROCESS_GROUP,
               ACCESS_CONF | RSRC_CONF,
-              "%{GLOBAL} only (daemon mode is not available yet)"),
+              "name of a WSGIDaemonProcess group, %{GLOBAL} or %{ENV:variable}"),
     DIRECTIVE("WSGIRestrictEmbedded", OXWSGI_D_RESTRICT_EMBEDDED, RSRC_CONF,
-              "Off only (daemon mode is not available yet)"),
+              "On|Off: On keeps Python out of Apache's own children"),
+    DIRECTIVE("WSGIDaemonProcess", OXWSGI_D_DAEMON_PROCESS, RSRC_CONF,
+              "name [options]: a daemon process group"),
+    DIRECTIVE("WSGISocketPrefix", OXWSGI_D_SOCKET_PREFIX, RSRC_CONF,
+              "path prefix of the daemon groups' sockets"),
     DIRECTIVE("WSGILazyInitialization", OXWSGI_D_LAZY_INITIALIZATION,
               RSRC_CONF, "On only: Python always starts in the child"),
     DIRECTIVE("WSGIPythonOptimize", OXWSGI_D_PYTHON_OPTIMIZE, RSRC_CONF,
@@ -97,11 +101,9 @@ const command_rec oxwsgi_cmds[] = {
               "a warnings filter, like python -W"),
     DIRECTIVE("WSGISwitchInterval", OXWSGI_D_SWITCH_INTERVAL, RSRC_CONF,
               "seconds, like sys.setswitchinterval()"),
-    UNSUPPORTED("WSGIDaemonProcess"),
     UNSUPPORTED("WSGIHandlerScript"),
     UNSUPPORTED("WSGIDispatchScript"),
     UNSUPPORTED("WSGICaseSensitivity"),
-    UNSUPPORTED("WSGISocketPrefix"),
     UNSUPPORTED("WSGISocketRotation"),
     UNSUPPORTED("WSGIAcceptMutex"),
     UNSUPPORTED("WSGIDestroyInterpreter"),
@@ -154,6 +156,8 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     c->callable = add->callable ? add->callable : base->callable;
     c->application_group = add->application_group ? add->application_group
                                                   : base->application_group;
+    c->process_group = add->process_group ? add->process_group
+                                          : base->process_group;
 #define MERGE_INT(f) c->f = add->f != -1 ? add->f : base->f
     MERGE_INT(pass_authorization);
     MERGE_INT(chunked_request);

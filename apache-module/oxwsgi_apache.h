@@ -21,6 +21,7 @@ typedef struct {
     int         pass_authorization;  /* WSGIPassAuthorization */
     int         chunked_request;     /* WSGIChunkedRequest */
     int         script_reloading;    /* WSGIScriptReloading */
+    const char *process_group;       /* WSGIProcessGroup */
 } oxwsgi_dir_conf;
 
 /* Directive ids, passed to Rust through cmd->info. */
@@ -43,6 +44,8 @@ enum oxwsgi_directive {
     OXWSGI_D_DONT_WRITE_BYTECODE,
     OXWSGI_D_PYTHON_WARNINGS,
     OXWSGI_D_SWITCH_INTERVAL,
+    OXWSGI_D_DAEMON_PROCESS,
+    OXWSGI_D_SOCKET_PREFIX,
     OXWSGI_D_UNSUPPORTED
 };
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use super::daemon_conf::{self, DaemonGroup, ProcessGroup};
 use super::httpd::{CmdParms, DirConf, Regex, Server, process};
 use crate::core::runtime::{RuntimeConfig, check_python_home};
 use crate::ffi::httpd::*;
@@ -24,12 +25,16 @@ pub struct Alias {
     pub application_group: Option<String>,
     pub callable: Option<String>,
     pub pass_authorization: Option<bool>,
+    /// `process-group=` (a daemon group, `%{GLOBAL}` or `%{ENV:variable}`).
+    pub process_group: Option<String>,
 }
 
 /// A `WSGIImportScript` (its application group is recorded for the start-up notice
 /// only: every group is the main interpreter).
 pub struct ImportScript {
     pub path: PathBuf,
+    /// `process-group=<daemon group>`: preloaded there instead of in Apache's children.
+    pub process_group: Option<String>,
 }
 
 #[derive(Default)]
@@ -40,6 +45,21 @@ pub struct Config {
     pub imports: Vec<ImportScript>,
     /// Application groups named anywhere, to say once what they map to.
     pub application_groups: BTreeSet<String>,
+    /// `WSGIDaemonProcess` groups, in the order defined.
+    pub groups: Vec<DaemonGroup>,
+    /// `WSGISocketPrefix` (relative to ServerRoot), if set.
+    pub socket_prefix: Option<String>,
+    /// `WSGIRestrictEmbedded On`: no Python in Apache's own children.
+    pub restrict_embedded: bool,
+    /// Daemon groups named by a directive (name, directive), checked once all are read.
+    pub named_groups: Vec<(String, String)>,
+}
+
+impl Config {
+    /// The daemon group called `name`.
+    pub fn group(&self, name: &str) -> Option<&DaemonGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
 }
 
 pub static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
@@ -88,6 +108,7 @@ fn on_off(name: &str, v: &str) -> Result<i32, String> {
 /// Options of WSGIScriptAlias / WSGIImportScript (`key=value`).
 #[derive(Default)]
 struct Options {
+    process_group: Option<String>,
     application_group: Option<String>,
     callable: Option<String>,
     pass_authorization: Option<bool>,
@@ -103,7 +124,10 @@ fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Option
             return Err(format!("{name}: option {k:?} is not supported by oxwsgi (supported: {})", allowed.join(", ")));
         }
         match k {
-            "process-group" => check_process_group(name, v)?,
+            "process-group" => {
+                check_process_group(name, v)?;
+                o.process_group = Some(v.to_string());
+            }
             "application-group" => o.application_group = Some(v.to_string()),
             "callable-object" => o.callable = Some(v.to_string()),
             "pass-authorization" => o.pass_authorization = Some(on_off(&format!("{name} pass-authorization"), v)? == 1),
@@ -113,16 +137,15 @@ fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Option
     Ok(o)
 }
 
-/// Daemon process groups do not exist yet; `%{GLOBAL}` (or empty) means "embedded".
+/// A process-group value: `%{GLOBAL}` (or empty) is embedded mode, `%{ENV:var}` is read per
+/// request, a name must be a `WSGIDaemonProcess` group (checked once every directive is
+/// read: the group may be defined further down).
 fn check_process_group(name: &str, v: &str) -> Result<(), String> {
-    if v.is_empty() || v == "%{GLOBAL}" {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name}: process group {v:?} needs daemon mode (WSGIDaemonProcess), which oxwsgi does not \
-             support yet; remove the process group to run the application embedded in the httpd children"
-        ))
+    match daemon_conf::process_group(v).map_err(|e| format!("{name}: {e}"))? {
+        ProcessGroup::Named(g) => with(|c| c.named_groups.push((g.to_string(), name.to_string()))),
+        ProcessGroup::Embedded | ProcessGroup::Env(_) => {}
     }
+    Ok(())
 }
 
 /// A URL prefix as stored: no trailing slash ("/" becomes "").
@@ -158,6 +181,7 @@ pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
             application_group: o.application_group,
             callable: o.callable,
             pass_authorization: o.pass_authorization,
+            process_group: o.process_group,
         })
     });
     Ok(())
@@ -193,6 +217,7 @@ pub fn script_alias_match(cmd: &CmdParms, args: &[String]) -> Result<(), String>
             application_group: o.application_group,
             callable: o.callable,
             pass_authorization: o.pass_authorization,
+            process_group: o.process_group,
         })
     });
     Ok(())
@@ -200,7 +225,7 @@ pub fn script_alias_match(cmd: &CmdParms, args: &[String]) -> Result<(), String>
 
 /// The account the children will run as (the User/Group directives, with the
 /// supplementary groups of that user).
-fn worker_account() -> Account {
+pub fn worker_account() -> Account {
     let (uid, gid) = process::unixd_ids();
     // httpd's default before a User directive is #-1.
     if uid != 0 && uid != u32::MAX {
@@ -236,7 +261,53 @@ pub fn check() -> Result<(), String> {
         let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
         home_readable(&home, &found)?;
     }
-    Ok(())
+    with(|c| {
+        for (g, directive) in &c.named_groups {
+            if c.group(g).is_none() {
+                return Err(format!(
+                    "{directive}: process group {g:?} is not defined: add `WSGIDaemonProcess {g} ...` \
+                     (or use %{{GLOBAL}} to run the application embedded in Apache's children)"
+                ));
+            }
+        }
+        // Preloads that name a daemon group go to that group.
+        let imports = std::mem::take(&mut c.imports);
+        for i in imports {
+            match i.process_group.as_deref().map(daemon_conf::process_group) {
+                Some(Ok(ProcessGroup::Named(g))) => {
+                    let g = g.to_string();
+                    if let Some(group) = c.groups.iter_mut().find(|x| x.name == g) {
+                        if !group.imports.contains(&i.path) {
+                            group.imports.push(i.path.clone());
+                        }
+                    }
+                }
+                _ => c.imports.push(i),
+            }
+        }
+        // mod_wsgi preloads a WSGIScriptAlias script when both its process-group and its
+        // application-group are given.
+        let preloads: Vec<(String, PathBuf)> = c
+            .aliases
+            .values()
+            .flatten()
+            .filter(|a| a.regex.is_none() && a.application_group.is_some())
+            .filter_map(|a| match daemon_conf::process_group(a.process_group.as_deref()?) {
+                Ok(ProcessGroup::Named(g)) if Path::new(&a.target).is_file() => {
+                    Some((g.to_string(), PathBuf::from(&a.target)))
+                }
+                _ => None,
+            })
+            .collect();
+        for (g, path) in preloads {
+            if let Some(group) = c.groups.iter_mut().find(|x| x.name == g) {
+                if !group.imports.contains(&path) {
+                    group.imports.push(path);
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Read one directive (`cmd->info` says which) into the process-wide configuration or
@@ -265,11 +336,17 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
         OXWSGI_D_PASS_AUTHORIZATION => flag(&name, args).map(|v| dc.set_pass_authorization(v == 1)),
         OXWSGI_D_CHUNKED_REQUEST => flag(&name, args).map(|v| dc.set_chunked_request(v == 1)),
         OXWSGI_D_SCRIPT_RELOADING => flag(&name, args).map(|v| dc.set_script_reloading(v == 1)),
-        OXWSGI_D_PROCESS_GROUP => process_group(args),
-        OXWSGI_D_RESTRICT_EMBEDDED => flag(&name, args).and_then(|v| match v {
-            0 => Ok(()),
-            _ => Err("WSGIRestrictEmbedded On needs daemon mode, which oxwsgi does not support yet".into()),
-        }),
+        OXWSGI_D_PROCESS_GROUP => {
+            let v = one(&name, args)?;
+            check_process_group(&name, v)?;
+            dc.set_process_group(cmd, v.as_bytes());
+            Ok(())
+        }
+        OXWSGI_D_RESTRICT_EMBEDDED => {
+            global_only(flag(&name, args).map(|v| with(|c| c.restrict_embedded = v == 1)))
+        }
+        OXWSGI_D_DAEMON_PROCESS => daemon_process(args),
+        OXWSGI_D_SOCKET_PREFIX => global_only(one(&name, args).map(|v| with(|c| c.socket_prefix = Some(v.to_string())))),
         OXWSGI_D_LAZY_INITIALIZATION => flag(&name, args).and_then(|v| match v {
             1 => Ok(()),
             _ => Err("WSGILazyInitialization Off is not supported: oxwsgi always starts Python in the child processes, never as root in the parent".into()),
@@ -329,9 +406,25 @@ pub fn import_script(args: &[String]) -> Result<(), String> {
         if let Some(g) = &o.application_group {
             c.application_groups.insert(g.clone());
         }
-        c.imports.push(ImportScript { path })
+        c.imports.push(ImportScript { path, process_group: o.process_group })
     });
     Ok(())
+}
+
+/// `WSGIDaemonProcess name [options]`.
+pub fn daemon_process(args: &[String]) -> Result<(), String> {
+    let global_home = with(|c| c.runtime.start.home.clone());
+    let g = daemon_conf::parse(args, &worker_account(), global_home.as_deref())?;
+    with(|c| {
+        if c.group(&g.name).is_some() {
+            return Err(format!(
+                "WSGIDaemonProcess: a process group named {:?} is already defined; group names must be unique",
+                g.name
+            ));
+        }
+        c.groups.push(g);
+        Ok(())
+    })
 }
 
 /// The single argument of a directive.
@@ -344,10 +437,6 @@ pub fn one<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
 
 pub fn flag(name: &str, args: &[String]) -> Result<i32, String> {
     on_off(name, one(name, args)?)
-}
-
-pub fn process_group(args: &[String]) -> Result<(), String> {
-    check_process_group("WSGIProcessGroup", one("WSGIProcessGroup", args)?)
 }
 
 pub fn python_optimize(args: &[String]) -> Result<(), String> {
@@ -384,4 +473,36 @@ pub fn switch_interval(args: &[String]) -> Result<(), String> {
         .ok_or_else(|| format!("WSGISwitchInterval must be a positive number of seconds, not {v:?}"))?;
     with(|c| c.runtime.switch_interval = Some(s));
     Ok(())
+}
+
+/// When several applications will share the interpreter of each Apache child (embedded
+/// mode), say so at start-up, naming them, with the fix: modules they both import (a
+/// `config` or `settings` module) would be the first one's for both.
+pub fn shared_interpreter_notice(c: &Config) -> Option<String> {
+    if c.restrict_embedded || c.named_groups.iter().any(|(_, d)| d == "WSGIProcessGroup") {
+        return None; // a WSGIProcessGroup may move them: per-directory, not known here
+    }
+    let mut apps: Vec<(String, String)> = Vec::new();
+    for a in c.aliases.values().flatten() {
+        let embedded = match a.process_group.as_deref().map(daemon_conf::process_group) {
+            None | Some(Ok(ProcessGroup::Embedded)) => true,
+            Some(_) => false,
+        };
+        if embedded && !apps.iter().any(|(_, t)| *t == a.target) {
+            let url = if a.regex.is_some() { a.prefix.clone() } else { format!("{}/", a.prefix) };
+            apps.push((url, a.target.clone()));
+        }
+    }
+    if apps.len() < 2 {
+        return None;
+    }
+    let list: Vec<String> = apps.iter().map(|(u, t)| format!("{u} ({t})")).collect();
+    Some(format!(
+        "oxwsgi: {} applications run embedded and share one Python interpreter in each Apache child: {}; \
+         a module they both import (e.g. `config` or `settings`) is loaded once, for the first of them. To \
+         isolate them, give each its own process group (WSGIDaemonProcess NAME ... and process-group=NAME on \
+         its WSGIScriptAlias; see docs/daemon-mode.md)",
+        apps.len(),
+        list.join(", ")
+    ))
 }

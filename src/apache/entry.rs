@@ -8,9 +8,11 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::config;
+use super::daemons;
 use super::handler;
 use super::httpd::{self, CmdParms, DirConf, Pool, Request, Server};
 use super::io::ServerLog;
@@ -130,7 +132,7 @@ pub unsafe extern "C" fn oxwsgi_rs_check_config(
 /// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn oxwsgi_rs_post_config(
-    _pconf: *mut apr_pool_t,
+    pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
     s: *mut server_rec,
@@ -144,6 +146,18 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
         test_panic("post_config");
         let Some(s) = s else { return OK as c_int };
         let log = ServerLog::new(s);
+        if config::with(|c| !c.groups.is_empty()) {
+            // SAFETY: httpd passes its live configuration pool; this generation's daemon
+            // bookkeeping lives exactly as long as it (the cleanup below ends it).
+            let pool = unsafe { Pool::from_ptr(pconf) };
+            // Registered before the daemons' own registrations, so it runs after them.
+            pool.on_clear(daemons_cleanup);
+            GEN_POOL.store(pconf, Ordering::Release);
+            if let Err(e) = config::with(|c| daemons::start(pool, s, c, daemon_event)) {
+                log.log(Level::Critical, &format!("oxwsgi: daemon mode: {e}"));
+                return 500;
+            }
+        }
         config::with(|c| {
             for g in &c.application_groups {
                 if g != "%{GLOBAL}" {
@@ -156,8 +170,44 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
                     );
                 }
             }
+            if let Some(msg) = config::shared_interpreter_notice(c) {
+                log.log(Level::Notice, &msg);
+            }
         });
         OK as c_int
+    })
+}
+
+/// This generation's configuration pool, for the MPM's daemon callbacks (NULL between
+/// generations).
+static GEN_POOL: AtomicPtr<apr_pool_t> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn daemons_cleanup(_data: *mut c_void) -> apr_status_t {
+    guard("daemon cleanup", 0, || {
+        GEN_POOL.store(std::ptr::null_mut(), Ordering::Release);
+        daemons::on_config_cleared(httpd::process::is_exiting());
+        0
+    })
+}
+
+/// The MPM's report about a daemon process (an APR "other child"), in the parent.
+///
+/// # Safety
+/// Called by APR with the registration's opaque key (a number, never dereferenced).
+unsafe extern "C" fn daemon_event(reason: c_int, data: *mut c_void, status: c_int) {
+    guard("daemon event", (), || {
+        let Ok(reason) = u32::try_from(reason) else { return };
+        if reason == APR_OC_REASON_UNREGISTER {
+            return; // the registration ends (pool cleared, or unregistered by on_event)
+        }
+        let pool = GEN_POOL.load(Ordering::Acquire);
+        if pool.is_null() {
+            return;
+        }
+        // SAFETY: GEN_POOL is this generation's live configuration pool (reset to NULL by
+        // its cleanup); the MPM calls back on the parent's only thread.
+        let pool = unsafe { Pool::from_ptr(pool) };
+        daemons::on_event(pool, data as usize, reason, status);
     })
 }
 
@@ -196,6 +246,12 @@ unsafe extern "C" fn child_exit(_data: *mut c_void) -> apr_status_t {
 
 fn child_init(s: &'static Server) {
     let config = config::freeze();
+    if !config.groups.is_empty() {
+        daemons::close_inherited_sockets();
+    }
+    if config.restrict_embedded {
+        return; // WSGIRestrictEmbedded On: no Python in Apache's own children
+    }
     let imports: Vec<PathBuf> = config.imports.iter().map(|i| i.path.clone()).collect();
     let setup = worker::Setup {
         runtime: &config.runtime,

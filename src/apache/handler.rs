@@ -10,15 +10,19 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 
 use super::config::{self, Alias, Config};
+use super::daemon_conf::{DaemonGroup, ProcessGroup, process_group};
 use super::httpd::{Matches, Request, RequestHandle, regsub};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
+use crate::core::head::ResponseHead;
 use crate::core::request::{AppSettings, Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::worker::{self, Channel};
-use crate::core::{Level, LogSink};
+use crate::core::{Level, LogSink, ResponseSink, SinkError, WriteFlags};
+use crate::daemon::client::{self, ProxyError};
 use crate::ffi::httpd::{
-    APR_DIR, APR_REG, DECLINED, HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_INTERNAL_SERVER_ERROR, HTTP_LENGTH_REQUIRED,
-    HTTP_NOT_FOUND, HTTP_NOT_IMPLEMENTED, HTTP_REQUEST_ENTITY_TOO_LARGE, OK, ap_regmatch_t,
+    APR_DIR, APR_REG, DECLINED, HTTP_BAD_GATEWAY, HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_GATEWAY_TIME_OUT,
+    HTTP_INTERNAL_SERVER_ERROR, HTTP_LENGTH_REQUIRED, HTTP_NOT_FOUND, HTTP_NOT_IMPLEMENTED,
+    HTTP_REQUEST_ENTITY_TOO_LARGE, HTTP_SERVICE_UNAVAILABLE, OK, ap_regmatch_t,
 };
 use crate::ffi::python;
 
@@ -42,16 +46,20 @@ pub fn translate_name(r: &Request) -> c_int {
     if uri.first() != Some(&b'/') {
         return DECLINED as c_int;
     }
-    let key = config::server_key(r.server());
-    let list = config.aliases.get(&key).or_else(|| config.aliases.get(&0));
-    let Some(list) = list else { return DECLINED as c_int };
-    for (i, alias) in list.iter().enumerate() {
-        if let Some(filename) = map_alias(r, alias) {
-            r.set_filename_and_handler(&filename, c"wsgi-script");
-            r.set_note(c"alias-forced-type", c"wsgi-script");
-            let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
-            r.set_note(ALIAS_NOTE, &note);
-            return OK as c_int;
+    // A virtual host's own aliases first, then the main server's, which every virtual host
+    // inherits (mod_wsgi merges the server configurations the same way).
+    let own = config::server_key(r.server());
+    let keys: &[usize] = if own == 0 { &[0] } else { &[own, 0] };
+    for &key in keys {
+        let Some(list) = config.aliases.get(&key) else { continue };
+        for (i, alias) in list.iter().enumerate() {
+            if let Some(filename) = map_alias(r, alias) {
+                r.set_filename_and_handler(&filename, c"wsgi-script");
+                r.set_note(c"alias-forced-type", c"wsgi-script");
+                let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
+                r.set_note(ALIAS_NOTE, &note);
+                return OK as c_int;
+            }
         }
     }
     DECLINED as c_int
@@ -91,6 +99,8 @@ struct Settings {
     chunked_request: bool,
     script_reloading: bool,
     application_group: String,
+    /// `process-group=` of the alias, else `WSGIProcessGroup` (unresolved).
+    process_group: Option<String>,
 }
 
 fn settings(r: &Request, config: &Config) -> Settings {
@@ -112,21 +122,45 @@ fn settings(r: &Request, config: &Config) -> Settings {
             .and_then(|a| a.application_group.clone())
             .or_else(|| text(dc.application_group()))
             .unwrap_or_else(|| "%{GLOBAL}".into()),
+        process_group: alias.and_then(|a| a.process_group.clone()).or_else(|| text(dc.process_group())),
     }
+}
+
+/// The daemon group a request runs in (`None`: embedded), `%{ENV:var}` resolved.
+fn daemon_group(r: &Request, s: &Settings) -> Result<Option<String>, String> {
+    let Some(v) = &s.process_group else { return Ok(None) };
+    let name = match process_group(v)? {
+        ProcessGroup::Embedded => return Ok(None),
+        ProcessGroup::Named(n) => n.to_string(),
+        ProcessGroup::Env(var) => {
+            let key = CString::new(var).map_err(|_| "NUL in a variable name".to_string())?;
+            match r.subprocess_env().get(&key) {
+                None => return Ok(None),
+                Some(v) => match String::from_utf8_lossy(v).into_owned() {
+                    v if v.is_empty() || v == "%{GLOBAL}" => return Ok(None),
+                    v => v,
+                },
+            }
+        }
+    };
+    Ok(Some(name))
 }
 
 /// The content handler for `wsgi-script`.
 pub fn handle(r: &Request) -> c_int {
-    let (Some(w), Some(config)) = (worker::get(), config::child()) else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
+    let Some(config) = config::child() else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
     // SAFETY: the handle (kept by the log, body and sink) is used on this thread only, and
     // the log is expired below, before this handler returns; the body and sink are dropped
     // with the exchange, which ends inside this function.
     let handle = unsafe { RequestHandle::new(r) };
     let log = Arc::new(RequestLog::new(handle.clone()));
+    let status = serve(r, config, &handle, &log);
+    log.expire();
+    status
+}
+
+fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<RequestLog>) -> c_int {
     let filename = String::from_utf8_lossy(r.filename()).into_owned();
-    if !w.ready(&*log, &filename) {
-        return HTTP_INTERNAL_SERVER_ERROR as c_int;
-    }
     let filetype = r.filetype();
     if filetype != APR_REG {
         let (status, why) = if filetype == APR_DIR {
@@ -143,7 +177,6 @@ pub fn handle(r: &Request) -> c_int {
         Ok(chunked) => chunked,
         Err((status, why)) => {
             log.log(Level::Error, &format!("{filename}: request refused ({status}): {why}"));
-            log.expire();
             return status as c_int;
         }
     };
@@ -152,10 +185,38 @@ pub fn handle(r: &Request) -> c_int {
             Level::Error,
             &format!("{filename}: chunked request body refused (411); set WSGIChunkedRequest On to accept it"),
         );
-        log.expire();
         return HTTP_LENGTH_REQUIRED as c_int;
     }
-    let meta = request_meta(r, headers, &s, &filename);
+    let group = match daemon_group(r, &s) {
+        Ok(g) => g,
+        Err(e) => {
+            log.log(Level::Error, &format!("{filename}: {e}"));
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        }
+    };
+    let mut meta = request_meta(r, headers, &s, &filename);
+    if let Some(name) = group {
+        let Some(g) = config.group(&name) else {
+            log.log(Level::Error, &format!("{filename}: no WSGI daemon process called {name:?} has been configured"));
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        };
+        meta.app.process_group = Cow::Borrowed(g.name.as_bytes());
+        return to_daemon(g, &meta, handle, &**log, &filename);
+    }
+    if config.restrict_embedded {
+        log.log(
+            Level::Error,
+            &format!(
+                "{filename}: embedded mode is disabled (WSGIRestrictEmbedded On): give the application a \
+                 process group (WSGIProcessGroup or process-group=)"
+            ),
+        );
+        return HTTP_INTERNAL_SERVER_ERROR as c_int;
+    }
+    let Some(w) = worker::get() else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
+    if !w.ready(&**log, &filename) {
+        return HTTP_INTERNAL_SERVER_ERROR as c_int;
+    }
 
     python::keep_thread_state();
     let context: Arc<str> = Arc::from(filename.as_str());
@@ -173,11 +234,92 @@ pub fn handle(r: &Request) -> c_int {
             }
         }
     });
-    log.expire();
     match outcome {
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,
         Some(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => OK as c_int,
     }
+}
+
+/// The response sink of a proxied request, remembering whether the head went out (after
+/// that an error can only abort the response).
+struct Tracked {
+    sink: ApacheSink,
+    head_sent: bool,
+    aborted: bool,
+}
+
+impl ResponseSink for Tracked {
+    fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
+        self.head_sent = true;
+        self.sink.send_head(head)
+    }
+    fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
+        self.sink.write(data, flags)
+    }
+    fn may_block(&self, len: usize, flags: WriteFlags) -> bool {
+        self.sink.may_block(len, flags)
+    }
+    fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
+        self.sink.send_file(fd, offset, len, flags)
+    }
+    fn abort(&mut self) {
+        if !self.aborted {
+            self.aborted = true;
+            self.sink.abort()
+        }
+    }
+}
+
+/// Daemon mode: forward the request to the group's socket and relay the response.
+/// No Python here (the child may not even have started it: WSGIRestrictEmbedded On).
+fn to_daemon(
+    g: &DaemonGroup,
+    meta: &RequestMeta<'_>,
+    handle: &RequestHandle,
+    log: &dyn LogSink,
+    filename: &str,
+) -> c_int {
+    let t = g.client_timeouts();
+    let mut body = ApacheBody::new(handle.clone());
+    let mut sink = Tracked { sink: ApacheSink::new(handle.clone()), head_sent: false, aborted: false };
+    let result =
+        client::connect(&g.socket, &t).and_then(|stream| client::proxy(stream, meta, &mut body, &mut sink, &t));
+    let name = &g.name;
+    let (status, what) = match result {
+        Ok(Outcome::Failed) => (HTTP_INTERNAL_SERVER_ERROR, None),
+        Ok(Outcome::Aborted) => {
+            // The application failed after its head: the client must see a truncated
+            // response (the relay may not have aborted the sink itself).
+            sink.abort();
+            (OK, None)
+        }
+        Ok(Outcome::Complete | Outcome::ClientGone) => (OK, None),
+        Err(ProxyError::Connect(e)) => {
+            (HTTP_SERVICE_UNAVAILABLE, Some(format!("cannot connect to daemon process group {name:?}: {e}")))
+        }
+        Err(ProxyError::Queue) => (
+            HTTP_SERVICE_UNAVAILABLE,
+            Some(format!("queue-timeout: no daemon process of group {name:?} took the request in time")),
+        ),
+        Err(ProxyError::Timeout) => {
+            (HTTP_GATEWAY_TIME_OUT, Some(format!("timeout waiting for daemon process group {name:?}")))
+        }
+        Err(ProxyError::DaemonGone(e)) => {
+            (HTTP_BAD_GATEWAY, Some(format!("the daemon process of group {name:?} went away during the request: {e}")))
+        }
+        Err(ProxyError::Status(code)) => (u32::from(code), None),
+        Err(ProxyError::Protocol(e)) => {
+            (HTTP_INTERNAL_SERVER_ERROR, Some(format!("protocol error with daemon process group {name:?}: {e}")))
+        }
+    };
+    if let Some(what) = what {
+        log.log(Level::Error, &format!("{filename}: {what}"));
+    }
+    if status != OK && sink.head_sent {
+        sink.abort(); // the head is out: the client sees a truncated response
+        return OK as c_int;
+    }
+    status as c_int
 }
 
 /// How the request body is framed, checked before the application runs (as mod_wsgi does

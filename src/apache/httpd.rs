@@ -256,6 +256,105 @@ impl Server {
         // SAFETY: the server_rec is live; the shim logs "%s" with the NUL-terminated m.
         unsafe { oxwsgi_ap_log_server(self.as_ptr(), aplog_level(level), m.as_ptr()) }
     }
+
+    /// `Timeout` of this server.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(u64::try_from(self.0.timeout).unwrap_or(0))
+    }
+}
+
+// ---- processes the parent owns (daemon mode) ------------------------------------------
+
+/// A listening socket kept across configuration reloads (the module is unloaded and loaded
+/// again on every restart; httpd's retained memory is not).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RetainedSocket {
+    /// The group definition's hash; 0 = a free slot.
+    pub hash: u64,
+    pub fd: i32,
+    pub path_len: u32,
+    pub path: [u8; 108],
+}
+
+/// A daemon process started by a previous configuration generation.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RetainedPid {
+    pub pid: i32,
+    pub hash: u64,
+}
+
+/// What the parent keeps across restarts: plain numbers only (no pointer into the module,
+/// which is unloaded).
+#[repr(C)]
+pub struct Retained {
+    pub sockets: [RetainedSocket; 64],
+    pub pids: [RetainedPid; 1024],
+}
+
+/// Run `f` on this process's retained daemon data (created zeroed the first time). Only
+/// the parent's configuration and maintenance code (one thread) and a child right after
+/// fork call this; a nested call panics instead of aliasing.
+pub fn with_retained<R>(f: impl FnOnce(&mut Retained) -> R) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static BUSY: AtomicBool = AtomicBool::new(false);
+    const KEY: &CStr = c"oxwsgi-daemons-v1";
+    assert!(!BUSY.swap(true, Ordering::Acquire), "retained daemon data borrowed twice");
+    struct Release<'a>(&'a AtomicBool);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let _release = Release(&BUSY);
+    // SAFETY: a lookup by a NUL-terminated key in httpd's global pool.
+    let mut p = unsafe { ap_retained_data_get(KEY.as_ptr()) };
+    if p.is_null() {
+        // SAFETY: allocates size bytes for the key in httpd's global pool, which lives as
+        // long as the process.
+        p = unsafe { ap_retained_data_create(KEY.as_ptr(), std::mem::size_of::<Retained>()) };
+        // SAFETY: p is a fresh allocation of size_of::<Retained>() bytes; all-zero bytes are
+        // a valid Retained (integers and byte arrays only).
+        unsafe { std::ptr::write_bytes(p as *mut u8, 0, std::mem::size_of::<Retained>()) };
+    }
+    // SAFETY: p points to a Retained (created above with its size, zeroed, only ever
+    // written through this function); BUSY makes this the only reference.
+    f(unsafe { &mut *(p as *mut Retained) })
+}
+
+/// The callback httpd's MPM calls about an "other child" (`APR_OC_REASON_*`).
+pub type OtherChildFn = unsafe extern "C" fn(reason: i32, data: *mut std::ffi::c_void, status: i32);
+
+/// Have the MPM watch process `pid`: when its main loop reaps it, `cb(APR_OC_REASON_DEATH,
+/// key, status)` runs in the parent. The registration ends with `pool` or with
+/// [`unregister_other_child`]; `key` must be unique among live registrations.
+pub fn register_other_child(pool: &Pool, pid: i32, key: usize, cb: OtherChildFn) {
+    // SAFETY: the pool is live; apr_palloc returns memory for one apr_proc_t (suitably
+    // aligned, as every pool allocation).
+    let proc_ = unsafe { apr_palloc(pool.as_ptr(), std::mem::size_of::<apr_proc_t>()) } as *mut apr_proc_t;
+    let value = apr_proc_t { pid, in_: std::ptr::null_mut(), out: std::ptr::null_mut(), err: std::ptr::null_mut() };
+    // SAFETY: proc_ is the fresh allocation of one apr_proc_t (it lives as long as the
+    // pool, like the registration that points at it).
+    unsafe { proc_.write(value) };
+    // SAFETY: proc_ and the pool outlive the registration (the pool's cleanup ends it);
+    // key is an opaque number APR only compares; no write pipe is watched (NULL).
+    unsafe {
+        apr_proc_other_child_register(
+            proc_,
+            Some(cb),
+            key as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+            pool.as_ptr(),
+        )
+    };
+}
+
+/// End the registration made with `key` (the callback runs once more with
+/// `APR_OC_REASON_UNREGISTER`).
+pub fn unregister_other_child(key: usize) {
+    // SAFETY: APR looks the registration up by this opaque value and ignores unknown ones.
+    unsafe { apr_proc_other_child_unregister(key as *mut std::ffi::c_void) };
 }
 
 /// A `conn_rec`. httpd's filters change it (`aborted`) while the request runs, hence the
@@ -675,6 +774,9 @@ impl DirConf {
     pub fn application_group(&self) -> Option<&[u8]> {
         self.text(|c| c.application_group)
     }
+    pub fn process_group(&self) -> Option<&[u8]> {
+        self.text(|c| c.process_group)
+    }
     /// `None`: not set in any context (the C side stores -1).
     pub fn pass_authorization(&self) -> Option<bool> {
         flag(self.0.pass_authorization)
@@ -693,6 +795,9 @@ impl DirConf {
     }
     pub fn set_application_group(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.application_group = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_process_group(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.process_group = cmd.pool().strdup(v).as_ptr();
     }
     pub fn set_pass_authorization(&mut self, v: bool) {
         self.0.pass_authorization = v as i32;
@@ -787,6 +892,39 @@ pub mod process {
     pub fn server_banner() -> String {
         // SAFETY: ap_get_server_banner returns a static NUL-terminated string.
         String::from_utf8_lossy(unsafe { as_bytes(ap_get_server_banner()) }).into_owned()
+    }
+
+    /// The parent is exiting (`apachectl stop`): its pools are being destroyed for good,
+    /// not cleared for a restart.
+    pub fn is_exiting() -> bool {
+        // SAFETY: a plain query of httpd's state.
+        unsafe { ap_state_query(AP_SQ_MAIN_STATE as i32) == AP_SQ_MS_EXITING as i32 }
+    }
+
+    /// The MPM is stopping (shutdown or restart under way).
+    pub fn mpm_stopping() -> bool {
+        let mut state = 0;
+        // SAFETY: state is a writable int for the query's answer.
+        let rc = unsafe { ap_mpm_query(AP_MPMQ_MPM_STATE as i32, &mut state) };
+        rc == 0 && state == AP_MPMQ_STOPPING as i32
+    }
+
+    /// `fname` relative to `DefaultRuntimeDir` (absolute names are kept).
+    pub fn runtime_dir_relative(pool: &Pool, fname: &str) -> Option<String> {
+        let f = std::ffi::CString::new(fname).ok()?;
+        // SAFETY: the pool is live and f NUL-terminated; the result is a pool string.
+        let p = unsafe { ap_runtime_dir_relative(pool.as_ptr(), f.as_ptr()) };
+        // SAFETY: NULL or a NUL-terminated string of the pool, which outlives this call.
+        unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// `fname` relative to `ServerRoot` (absolute names are kept).
+    pub fn server_root_relative(pool: &Pool, fname: &str) -> Option<String> {
+        let f = std::ffi::CString::new(fname).ok()?;
+        // SAFETY: the pool is live and f NUL-terminated; the result is a pool string.
+        let p = unsafe { ap_server_root_relative(pool.as_ptr(), f.as_ptr()) };
+        // SAFETY: NULL or a NUL-terminated string of the pool, which outlives this call.
+        unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     /// The uid and gid `User`/`Group` configured (0 when not yet).

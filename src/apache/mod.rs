@@ -6,6 +6,8 @@
 //! children (DESIGN.md, "Process and interpreter model").
 
 mod config;
+mod daemon_conf;
+mod daemons;
 mod entry;
 mod handler;
 mod httpd;
