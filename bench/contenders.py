@@ -322,6 +322,8 @@ def all_contenders():
         Nginx("nginx-gunicorn", "peer", next(p), http=GUNICORN_HTTP, server=GUNICORN_SERVER,
               backend="gunicorn"),
         Granian("granian", next(p)),
+        # oxwsgi's daemon mode with mod_wsgi's own daemon configuration (drop-in).
+        Apache("oxwsgi-apache-daemon", "oxwsgi", next(p), wsgi=MODWSGI_DAEMON, so="mod_oxwsgi.so"),
     ]
 
 
