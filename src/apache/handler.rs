@@ -241,7 +241,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
 }
 
 /// The response sink of a proxied request, remembering whether the head went out (after
-/// that an error can only abort the response).
+/// that an error can only abort the response) and whether it was aborted (never twice).
 struct Tracked {
     sink: ApacheSink,
     head_sent: bool,
@@ -287,13 +287,8 @@ fn to_daemon(
     let name = &g.name;
     let (status, what) = match result {
         Ok(Outcome::Failed) => (HTTP_INTERNAL_SERVER_ERROR, None),
-        Ok(Outcome::Aborted) => {
-            // The application failed after its head: the client must see a truncated
-            // response (the relay may not have aborted the sink itself).
-            sink.abort();
-            (OK, None)
-        }
-        Ok(Outcome::Complete | Outcome::ClientGone) => (OK, None),
+        // Aborted: `proxy` aborted the sink (the client sees a truncated response).
+        Ok(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => (OK, None),
         Err(ProxyError::Connect(e)) => {
             (HTTP_SERVICE_UNAVAILABLE, Some(format!("cannot connect to daemon process group {name:?}: {e}")))
         }

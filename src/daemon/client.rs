@@ -111,8 +111,10 @@ fn wire_error(e: WireError) -> ProxyError {
 
 /// Forward one request over `stream` and relay the response into `sink`, pulling the body
 /// from `body` when the daemon asks. Blocking; runs on a server thread WITHOUT the GIL.
-/// Returns the outcome as the core defines it, or an error the adapter maps to a status
-/// (when no head was sent yet) or an abort.
+/// Returns the outcome as the core defines it (`Ok(Outcome::Aborted)`: the sink was
+/// aborted here, as the core does embedded), or an error the adapter maps to a status
+/// (when no head was sent yet) or an abort (after the head: `proxy` does not abort the
+/// sink on an error).
 pub fn proxy(
     stream: UnixStream,
     meta: &RequestMeta<'_>,
@@ -167,7 +169,12 @@ pub fn proxy(
                 }
             }
             Kind::End if relay.head_sent => return Ok(Outcome::Complete),
-            Kind::Abort if relay.head_sent => return Ok(Outcome::Aborted),
+            Kind::Abort if relay.head_sent => {
+                // As `Outcome::Aborted` means in embedded mode: the sink was aborted, so
+                // the client sees the response truncated.
+                relay.sink.abort();
+                return Ok(Outcome::Aborted);
+            }
             Kind::Fail if !relay.head_sent => {
                 let (status, _msg) = protocol::decode_fail(p).map_err(|e| ProxyError::Protocol(e.0))?;
                 return match status {

@@ -385,6 +385,20 @@ fn exception_before_the_head_is_a_500() {
     assert!(g.log.has("ValueError: broken app"));
 }
 
+#[test]
+fn abort_after_the_head_aborts_the_sink() {
+    let g = Group::start(
+        settings("abortgroup"),
+        "def application(environ, start_response):\n    start_response('200 OK', [])\n    yield b'part'\n    raise ValueError('late failure')\n",
+    );
+    let (r, rec) = g.get("/");
+    assert_eq!(r, Ok(Outcome::Aborted));
+    assert_eq!(rec.head.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(rec.body, b"part");
+    assert!(rec.aborted, "proxy returned Aborted without aborting the sink");
+    assert!(g.log.has("ValueError: late failure"));
+}
+
 const SPIN: &str = r#"
 import time
 def application(environ, start_response):
