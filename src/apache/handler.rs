@@ -282,8 +282,9 @@ fn to_daemon(
     let t = g.client_timeouts();
     let mut body = ApacheBody::new(handle.clone());
     let mut sink = Tracked { sink: ApacheSink::new(handle.clone()), head_sent: false, aborted: false };
-    let result =
-        client::connect(&g.socket, &t).and_then(|stream| client::proxy(stream, meta, &mut body, &mut sink, &t));
+    // `forward` sends the request again when the daemon that took it restarts for a
+    // changed script (script reloading).
+    let result = client::forward(&g.socket, meta, &mut body, &mut sink, &t);
     let name = &g.name;
     let (status, what) = match result {
         Ok(Outcome::Failed) => (HTTP_INTERNAL_SERVER_ERROR, None),
@@ -303,6 +304,10 @@ fn to_daemon(
             (HTTP_BAD_GATEWAY, Some(format!("the daemon process of group {name:?} went away during the request: {e}")))
         }
         Err(ProxyError::Status(code)) => (u32::from(code), None),
+        Err(ProxyError::Restarting) => (
+            HTTP_SERVICE_UNAVAILABLE,
+            Some(format!("the daemon processes of group {name:?} kept restarting (script reloading)")),
+        ),
         Err(ProxyError::Protocol(e)) => {
             (HTTP_INTERNAL_SERVER_ERROR, Some(format!("protocol error with daemon process group {name:?}: {e}")))
         }
