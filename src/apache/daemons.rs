@@ -370,6 +370,7 @@ fn run_daemon(sp: &Spawn, parent: i32, server: &'static Server, delay: Duration)
         Exit::RequestTimeout => "a request exceeded request-timeout".into(),
         Exit::Deadlock => "deadlock-timeout: the Python interpreter stopped making progress".into(),
         Exit::Signal => "asked to stop".into(),
+        Exit::ScriptChanged => "its WSGI script changed (script reloading)".into(),
         Exit::Failed(e) => format!("failed: {e}"),
     };
     log.log(level, &format!("oxwsgi: daemon process {pid} of group {:?} exits: {why}", g.name));

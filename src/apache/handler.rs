@@ -241,7 +241,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
 }
 
 /// The response sink of a proxied request, remembering whether the head went out (after
-/// that an error can only abort the response).
+/// that an error can only abort the response) and whether it was aborted (never twice).
 struct Tracked {
     sink: ApacheSink,
     head_sent: bool,
@@ -282,18 +282,14 @@ fn to_daemon(
     let t = g.client_timeouts();
     let mut body = ApacheBody::new(handle.clone());
     let mut sink = Tracked { sink: ApacheSink::new(handle.clone()), head_sent: false, aborted: false };
-    let result =
-        client::connect(&g.socket, &t).and_then(|stream| client::proxy(stream, meta, &mut body, &mut sink, &t));
+    // `forward` sends the request again when the daemon that took it restarts for a
+    // changed script (script reloading).
+    let result = client::forward(&g.socket, meta, &mut body, &mut sink, &t);
     let name = &g.name;
     let (status, what) = match result {
         Ok(Outcome::Failed) => (HTTP_INTERNAL_SERVER_ERROR, None),
-        Ok(Outcome::Aborted) => {
-            // The application failed after its head: the client must see a truncated
-            // response (the relay may not have aborted the sink itself).
-            sink.abort();
-            (OK, None)
-        }
-        Ok(Outcome::Complete | Outcome::ClientGone) => (OK, None),
+        // Aborted: `proxy` aborted the sink (the client sees a truncated response).
+        Ok(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => (OK, None),
         Err(ProxyError::Connect(e)) => {
             (HTTP_SERVICE_UNAVAILABLE, Some(format!("cannot connect to daemon process group {name:?}: {e}")))
         }
@@ -308,6 +304,10 @@ fn to_daemon(
             (HTTP_BAD_GATEWAY, Some(format!("the daemon process of group {name:?} went away during the request: {e}")))
         }
         Err(ProxyError::Status(code)) => (u32::from(code), None),
+        Err(ProxyError::Restarting) => (
+            HTTP_SERVICE_UNAVAILABLE,
+            Some(format!("the daemon processes of group {name:?} kept restarting (script reloading)")),
+        ),
         Err(ProxyError::Protocol(e)) => {
             (HTTP_INTERNAL_SERVER_ERROR, Some(format!("protocol error with daemon process group {name:?}: {e}")))
         }

@@ -134,12 +134,19 @@ impl Worker {
     /// Load the request's script and call its application. `None` means the request gets a
     /// 500; what went wrong is in the log already.
     pub fn begin(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel) -> Option<Exchange> {
+        self.begin_with(py, meta, ch, meta.app.script_reloading)
+    }
+
+    /// [`Worker::begin`], reloading a changed script in place only if `reload` (daemon mode
+    /// passes `false`: it restarts the process instead; `meta.app.script_reloading` still
+    /// goes into the environ).
+    pub fn begin_with(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel, reload: bool) -> Option<Exchange> {
         let template = self.template.as_ref()?;
         // What the script prints or logs while it loads belongs to this request too.
         let _scope = super::log::RequestScope::enter(ch.log.clone());
         let script = Path::new(OsStr::from_bytes(&meta.app.script));
         let callable = std::str::from_utf8(&meta.app.callable).unwrap_or("application");
-        let app = match script::application(py, script, callable, meta.app.script_reloading) {
+        let app = match script::application(py, script, callable, reload) {
             Ok(app) => app,
             Err(e) => {
                 let what = "failed to load the WSGI script";

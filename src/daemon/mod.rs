@@ -62,6 +62,9 @@ pub enum Exit {
     RequestTimeout,
     Deadlock,
     Signal,
+    /// A WSGI script this process loaded changed on disk (script reloading restarts the
+    /// process in daemon mode rather than reloading the module in place).
+    ScriptChanged,
     Failed(String),
 }
 
