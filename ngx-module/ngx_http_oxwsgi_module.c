@@ -448,8 +448,10 @@ ngx_http_oxwsgi_dispatch_read(ngx_event_t *ev)
     c = ev->data;
     d = c->data;
 
-    /* level-triggered event methods need the counter reset; reading is cheap */
-    while (read(d->fd, &n, sizeof(n)) == sizeof(n)) { /* void */ }
+    /* one read resets the counter (level-triggered event methods need it) */
+    if (read(d->fd, &n, sizeof(n)) != sizeof(n)) {
+        /* EAGAIN: nothing written since the last read */
+    }
 
     ngx_http_oxwsgi_rs_notified(d->data);
 }

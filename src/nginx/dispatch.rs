@@ -139,7 +139,10 @@ impl Dispatcher {
         if !fresh && q.notified == 0 && q.spawning == 0 {
             if q.idle > q.notified {
                 q.notified += 1;
+                // Outside the lock: the runner woken takes it at once.
+                drop(q);
                 self.work.notify_one();
+                q = self.lock();
             } else {
                 q.spawning += 1;
                 drop(q);

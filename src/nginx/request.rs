@@ -287,8 +287,7 @@ impl NgxRequest {
             b.client_gone = true;
             b.items.clear();
             b.bytes = 0;
-            drop(b);
-            self.task.shared.notify();
+            self.task.shared.notify(b);
         }
     }
 
@@ -324,9 +323,9 @@ impl NgxRequest {
                 if final_ { b.outcome.take() } else { None },
             );
             b.bytes = 0;
+            self.task.shared.notify(b);
             out
         };
-        self.task.shared.notify();
         let mut rc = OK;
         if let Some(h) = head.filter(|_| !self.state.head_sent()) {
             rc = self.send_head(&h);
