@@ -2,9 +2,10 @@
 //!
 //! Flow (DESIGN.md, "Request flow — nginx"):
 //! 1. the content handler checks the in-flight cap and has nginx read the body;
-//! 2. once it is read, the request is copied into owned data and a thread task is posted;
-//! 3. the task (task.rs) runs the application for one batch of body data;
-//! 4. its completion handler, here, sends the head and pushes the batch through the
+//! 2. once it is read, the request is copied into owned data and a job is queued for the
+//!    runner threads (dispatch.rs);
+//! 3. the job (task.rs) runs the application for one batch of body data;
+//! 4. its completion, here, sends the head and pushes the batch through the
 //!    output filters; the next task is posted only when nginx has sent what it was given,
 //!    else when the write event says the client took it. A slow client therefore holds
 //!    back the application instead of growing memory.
@@ -13,8 +14,8 @@
 //! response that streams slowly (a chunk, then a pause) is not held back until a batch
 //! fills, and a `write()`-heavy app that waits on a full batch can go on.
 //!
-//! The request cannot be freed while a task runs: the shim raises `r->main->blocked` for
-//! every posted task, and the body reading holds a reference (`r->main->count`) until the
+//! The request cannot be freed while a job is queued or runs: the shim raises
+//! `r->main->blocked` for every queued job (`Ctx::block`), and the body reading holds a reference (`r->main->count`) until the
 //! single final `ngx_http_finalize_request`. This state is freed by a request-pool cleanup.
 
 use std::collections::VecDeque;
