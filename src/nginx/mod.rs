@@ -6,10 +6,12 @@
 //! fresh workers (DESIGN.md, "Process and interpreter model").
 //!
 //! Execution model: Python never runs on the event loop. The loop copies the request into
-//! owned data and posts nginx thread tasks (`thread_pool`, `wsgi_thread_pool`); each task
-//! produces a batch of the response, which the loop sends (request.rs, task.rs).
+//! owned data and queues jobs for runner threads of the `thread_pool` (`wsgi_thread_pool`;
+//! dispatch.rs); each job produces a batch of the response, which the loop sends
+//! (request.rs, task.rs).
 
 mod conf;
+mod dispatch;
 mod entry;
 mod io;
 mod ngx;

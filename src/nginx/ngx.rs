@@ -500,21 +500,22 @@ impl Ctx {
         unsafe { (*self.get().request).pool }
     }
 
-    /// Post the request's thread task (`task->ctx` must be set); false if the pool refused.
-    pub fn post_task(&self) -> bool {
-        // SAFETY: the context and its task are live; the shim raises r->main->blocked.
-        unsafe { ngx_http_oxwsgi_post_task(self.raw()) == OK }
+    /// The thread pool of the request's location (its dispatcher's key).
+    pub fn thread_pool(&self) -> ThreadPool {
+        ThreadPool(self.get().thread_pool)
     }
 
-    /// Post a task that owns only `task_side` (see `NgxRequest::orphan`); false if refused,
-    /// in which case `task_side` is still the caller's.
-    ///
-    /// # Safety
-    /// `task_side` must be a pointer from `Arc::into_raw` of a `TaskSide`, released by the
-    /// task's completion (`ngx_http_oxwsgi_rs_orphan_done`).
-    pub unsafe fn post_orphan(&self, task_side: *mut std::ffi::c_void) -> bool {
-        // SAFETY: the context is live; the shim allocates the task outside the pool.
-        unsafe { ngx_http_oxwsgi_post_orphan(self.raw(), task_side) == OK }
+    /// A job of the request is queued: raise `r->main->blocked`, so that nginx cannot free
+    /// the request before the job's completion (`ngx_http_oxwsgi_job_done`) lowers it.
+    pub fn block(&self) {
+        // SAFETY: the context and its request are live.
+        unsafe { ngx_http_oxwsgi_block(self.raw()) }
+    }
+
+    /// What a job carries back to the loop: the context's address, valid until the job's
+    /// completion because of [`Ctx::block`].
+    pub fn token(&self) -> usize {
+        self.raw() as usize
     }
 
     /// (Re)arm the poll timer, or stop it with 0.
@@ -667,5 +668,57 @@ impl Ctx {
         // ours to free.
         unsafe { ngx_chain_update_chains(self.pool(), &raw mut (*ctx).free, &raw mut (*ctx).busy, &mut chain, tag) };
         rc
+    }
+}
+
+/// A thread pool of the configuration (`thread_pool`), alive for the life of the worker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ThreadPool(*mut ngx_thread_pool_t);
+
+// SAFETY: the pointer is only compared on any thread; tasks are posted to it on the event
+// loop only (`post_runner`), as nginx requires.
+unsafe impl Send for ThreadPool {}
+// SAFETY: see Send.
+unsafe impl Sync for ThreadPool {}
+
+impl ThreadPool {
+    /// Post a runner task: a pool thread calls `ngx_http_oxwsgi_rs_runner(data)`. On the
+    /// event loop only. False if nginx refused (allocation, the pool's queue full).
+    pub fn post_runner<T: Sync>(&self, data: &'static T) -> bool {
+        // SAFETY: the pool lives as long as the worker; data outlives the task ('static);
+        // the shim allocates the task outside any request pool and frees it on completion.
+        unsafe { ngx_http_oxwsgi_post_runner(self.0, data as *const T as *mut std::ffi::c_void) == OK }
+    }
+}
+
+/// The event-loop half of a dispatcher, made by the shim (`ngx_http_oxwsgi_dispatch_t`):
+/// an eventfd in the loop's event set, and a timer. Lives for the life of the worker.
+pub struct DispatchEvents(NonNull<ngx_http_oxwsgi_dispatch_t>);
+
+// SAFETY: from other threads only `wake` is used, which only write()s to the eventfd; the
+// timer and the event structures are touched on the event loop only.
+unsafe impl Send for DispatchEvents {}
+// SAFETY: see Send.
+unsafe impl Sync for DispatchEvents {}
+
+impl DispatchEvents {
+    /// Make the events of a dispatcher whose handlers get `data` (on the event loop).
+    pub fn create<T: Sync>(data: &'static T) -> Option<DispatchEvents> {
+        // SAFETY: called on the event loop, after the event module's init (requests run);
+        // data outlives the events ('static).
+        NonNull::new(unsafe { ngx_http_oxwsgi_dispatch_create(data as *const T as *mut std::ffi::c_void) })
+            .map(DispatchEvents)
+    }
+
+    /// Wake the event loop's read handler (any thread).
+    pub fn wake(&self) {
+        // SAFETY: the structure lives for the worker's life; this only write()s its eventfd.
+        unsafe { ngx_http_oxwsgi_dispatch_wake(self.0.as_ptr()) }
+    }
+
+    /// Arm the timer for `ms` unless it is armed (event loop only).
+    pub fn tick(&self, ms: ngx_msec_t) {
+        // SAFETY: the structure is live; the caller is on the event loop.
+        unsafe { ngx_http_oxwsgi_dispatch_tick(self.0.as_ptr(), ms) }
     }
 }
