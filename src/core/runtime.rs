@@ -20,6 +20,8 @@ pub struct RuntimeConfig {
     pub python_path: Vec<PathBuf>,
     /// `sys.setswitchinterval`.
     pub switch_interval: Option<f64>,
+    /// mod_wsgi's `mod_wsgi` module and process settings (`WSGIRestrict*`, eggs).
+    pub modwsgi: super::modwsgi_module::ModWsgiConfig,
 }
 
 static PROCESS_LOG: OnceLock<Arc<dyn LogSink>> = OnceLock::new();
@@ -106,6 +108,7 @@ fn prepare(py: Python<'_>, cfg: &RuntimeConfig, log: Arc<dyn LogSink>) -> PyResu
     // print() and stray tracebacks land in the error log, as under mod_wsgi.
     sys.setattr("stdout", Py::new(py, ErrorStream::new(log.clone(), Level::Error))?)?;
     sys.setattr("stderr", Py::new(py, ErrorStream::new(log, Level::Error))?)?;
+    super::modwsgi_module::install(py, &cfg.modwsgi)?;
 
     if !cfg.python_path.is_empty() {
         add_python_path(py, &cfg.python_path)?;

@@ -132,6 +132,9 @@ impl Worker {
                 return None;
             }
         };
+        if let Err(e) = super::modwsgi_module::request_started(py, environ.dict()) {
+            log_exception(py, &*ch.log, &ch.context, "mod_wsgi request_started event failed", &e);
+        }
         let parts = RequestParts { body: ch.body, sink: ch.sink, log: ch.log.clone(), context: ch.context.clone() };
         match Exchange::begin(py, &app, environ, parts) {
             Ok(ex) => Some(ex),
