@@ -16,7 +16,7 @@ use oxwsgi_checks::{Account, can_read};
 
 /// One `WSGIScriptAlias` / `WSGIScriptAliasMatch`.
 pub struct Alias {
-    /// URL prefix without trailing slash ("" for "/"), or the pattern text for a regex.
+    /// URL path as written (matched as mod_alias does), or the pattern text for a regex.
     pub prefix: String,
     pub regex: Option<Regex>,
     /// Script file, or directory of scripts, or a `$1` template for a regex alias.
@@ -40,6 +40,22 @@ pub struct Config {
     pub imports: Vec<ImportScript>,
     /// Application groups named anywhere, to say once what they map to.
     pub application_groups: BTreeSet<String>,
+    /// One-line notices for accepted directives that do not apply (compat.rs).
+    pub notices: BTreeSet<String>,
+    /// `mod_wsgi.server_metrics()` answers with the scoreboard (`WSGIServerMetrics`).
+    pub server_metrics: bool,
+}
+
+impl Config {
+    /// A fresh configuration with Apache's defaults where they differ from the core's.
+    fn new() -> Config {
+        let mut c = Config::default();
+        // As mod_wsgi: signal.signal() from applications is ignored (WSGIRestrictSignal).
+        c.runtime.modwsgi.restrict_signal = true;
+        // As mod_wsgi: the scoreboard is available unless WSGIServerMetrics Off.
+        c.server_metrics = true;
+        c
+    }
 }
 
 pub static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
@@ -59,7 +75,7 @@ pub fn child() -> Option<&'static Config> {
 
 /// Start a fresh configuration pass (pre_config).
 pub fn reset() {
-    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::default());
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::new());
 }
 
 /// Free the configuration (the configuration pool is being cleared).
@@ -69,7 +85,7 @@ pub fn clear() {
 
 pub fn with<R>(f: impl FnOnce(&mut Config) -> R) -> R {
     let mut g = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
-    f(g.get_or_insert_with(Config::default))
+    f(g.get_or_insert_with(Config::new))
 }
 
 /// The key under which a server's aliases are stored.
@@ -125,9 +141,10 @@ fn check_process_group(name: &str, v: &str) -> Result<(), String> {
     }
 }
 
-/// A URL prefix as stored: no trailing slash ("/" becomes "").
-fn normalize_prefix(p: &str) -> String {
-    p.trim_end_matches('/').to_string()
+/// Whether `target` names an existing file, directory, or a file followed by extra path
+/// (`/srv/app.wsgi/accounts`: the rest becomes PATH_INFO, as under mod_wsgi).
+fn target_exists(target: &Path) -> bool {
+    target.exists() || target.ancestors().skip(1).find(|a| a.exists()).is_some_and(Path::is_file)
 }
 
 pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
@@ -139,7 +156,7 @@ pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
     if !target.is_absolute() {
         return Err(format!("{name}: script path {:?} must be absolute", args[1]));
     }
-    if !target.exists() {
+    if !target_exists(target) {
         return Err(format!("{name}: WSGI script {} does not exist", target.display()));
     }
     let o = parse_options(
@@ -152,7 +169,7 @@ pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
             c.application_groups.insert(g.clone());
         }
         c.aliases.entry(server_key(server)).or_default().push(Alias {
-            prefix: normalize_prefix(&args[0]),
+            prefix: args[0].clone(),
             regex: None,
             target: args[1].clone(),
             application_group: o.application_group,
@@ -231,6 +248,9 @@ fn home_readable(home: &Path, found: &oxwsgi_checks::Home) -> Result<(), String>
 /// `apache2 -t`): `User` may come after `WSGIPythonHome`, so the home's readability by the
 /// children's user is checked again once it is known.
 pub fn check() -> Result<(), String> {
+    if let Some(problem) = process::load_problem() {
+        return Err(problem);
+    }
     let home = with(|c| c.runtime.start.home.clone());
     if let Some(home) = home {
         let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
@@ -251,7 +271,11 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
             r
         }
     };
-    match u32::try_from(cmd.info()).unwrap_or(OXWSGI_D_UNSUPPORTED) {
+    let id = u32::try_from(cmd.info()).unwrap_or(OXWSGI_D_UNSUPPORTED);
+    if let Some(r) = super::compat::directive(cmd, dc, id, &name, args) {
+        return r;
+    }
+    match id {
         OXWSGI_D_SCRIPT_ALIAS => script_alias(cmd.server(), args),
         OXWSGI_D_SCRIPT_ALIAS_MATCH => script_alias_match(cmd, args),
         OXWSGI_D_PYTHON_HOME => global_only(Ok(())).and_then(|_| python_home(args)),

@@ -10,11 +10,12 @@ use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use super::compat;
 use super::config;
 use super::handler;
 use super::httpd::{self, CmdParms, DirConf, Pool, Request, Server};
 use super::io::ServerLog;
-use crate::core::{Level, LogSink, worker};
+use crate::core::{Level, LogSink, modwsgi_module, worker};
 use crate::ffi::guard::guard;
 use crate::ffi::httpd::*;
 
@@ -145,6 +146,9 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
         let Some(s) = s else { return OK as c_int };
         let log = ServerLog::new(s);
         config::with(|c| {
+            for n in &c.notices {
+                log.log(Level::Notice, &format!("oxwsgi: {n}"));
+            }
             for g in &c.application_groups {
                 if g != "%{GLOBAL}" {
                     log.log(
@@ -179,8 +183,13 @@ pub unsafe extern "C" fn oxwsgi_rs_child_init(_p: *mut apr_pool_t, s: *mut serve
 fn child_init(s: &'static Server) {
     let config = config::freeze();
     let imports: Vec<PathBuf> = config.imports.iter().map(|i| i.path.clone()).collect();
+    let mut runtime = config.runtime.clone();
+    (runtime.modwsgi.maximum_processes, runtime.modwsgi.threads_per_process) = compat::server_limits();
+    if config.server_metrics {
+        modwsgi_module::set_server_metrics(compat::server_metrics);
+    }
     let setup = worker::Setup {
-        runtime: &config.runtime,
+        runtime: &runtime,
         imports: &imports,
         import_directive: "WSGIImportScript",
         multithread: httpd::process::mpm_threaded(),

@@ -6,12 +6,15 @@
 use std::borrow::Cow;
 use std::ffi::{CStr, CString, c_int};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::prelude::*;
 
+use super::compat;
 use super::config::{self, Alias, Config};
 use super::httpd::{Matches, Request, RequestHandle, regsub};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
+use crate::core::modwsgi_module;
 use crate::core::request::{AppSettings, Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::worker::{self, Channel};
@@ -22,10 +25,32 @@ use crate::ffi::httpd::{
 };
 use crate::ffi::python;
 
-/// Does `uri` fall under the alias prefix (whole path segments only)?
-fn prefix_matches(prefix: &str, uri: &[u8]) -> bool {
-    let p = prefix.as_bytes();
-    uri.starts_with(p) && (uri.len() == p.len() || uri[p.len()] == b'/')
+/// How many bytes of `uri` the alias URL path matches, as mod_alias (and mod_wsgi) match:
+/// whole path segments, a run of slashes in the alias matching a run of one or more
+/// slashes in the URI. `None` if it does not match.
+fn alias_matches(alias: &[u8], uri: &[u8]) -> Option<usize> {
+    let (mut a, mut u) = (0, 0);
+    while a < alias.len() {
+        if alias[a] == b'/' {
+            if uri.get(u) != Some(&b'/') {
+                return None;
+            }
+            while alias.get(a) == Some(&b'/') {
+                a += 1;
+            }
+            while uri.get(u) == Some(&b'/') {
+                u += 1;
+            }
+        } else {
+            if uri.get(u) != Some(&alias[a]) {
+                return None;
+            }
+            a += 1;
+            u += 1;
+        }
+    }
+    let whole_segment = alias.last() == Some(&b'/') || u == uri.len() || uri[u] == b'/';
+    (u > 0 && whole_segment).then_some(u)
 }
 
 /// The note that tells the handler which alias matched: "<server key>:<index>".
@@ -64,11 +89,10 @@ fn map_alias(r: &Request, alias: &Alias) -> Option<Vec<u8>> {
     let mut target;
     let rest: &[u8] = match &alias.regex {
         None => {
-            if !prefix_matches(&alias.prefix, uri) {
-                return None;
-            }
+            let n = alias_matches(alias.prefix.as_bytes(), uri)?;
             target = alias.target.clone().into_bytes();
-            &uri[alias.prefix.len()..]
+            // `WSGIScriptAlias / app.wsgi`: the whole URI is the rest (mod_wsgi's rule).
+            if alias.prefix == "/" { uri } else { &uri[n..] }
         }
         Some(re) => {
             let mut m: Matches = [ap_regmatch_t { rm_so: -1, rm_eo: -1 }; _];
@@ -90,7 +114,8 @@ struct Settings {
     pass_authorization: bool,
     chunked_request: bool,
     script_reloading: bool,
-    application_group: String,
+    /// As configured (`%{RESOURCE}` & co. are expanded per request); `None`: not set.
+    application_group: Option<String>,
 }
 
 fn settings(r: &Request, config: &Config) -> Settings {
@@ -108,10 +133,7 @@ fn settings(r: &Request, config: &Config) -> Settings {
         pass_authorization: alias.and_then(|a| a.pass_authorization).or(dc.pass_authorization()).unwrap_or(false),
         chunked_request: dc.chunked_request().unwrap_or(false),
         script_reloading: dc.script_reloading().unwrap_or(true),
-        application_group: alias
-            .and_then(|a| a.application_group.clone())
-            .or_else(|| text(dc.application_group()))
-            .unwrap_or_else(|| "%{GLOBAL}".into()),
+        application_group: alias.and_then(|a| a.application_group.clone()).or_else(|| text(dc.application_group())),
     }
 }
 
@@ -155,7 +177,18 @@ pub fn handle(r: &Request) -> c_int {
         log.expire();
         return HTTP_LENGTH_REQUIRED as c_int;
     }
-    let meta = request_meta(r, headers, &s, &filename);
+    let callable = compat::callable(r, &s.callable);
+    let mut meta = request_meta(r, headers, &s, &filename);
+    meta.app.callable = Cow::Owned(callable.into_bytes());
+    let enable_sendfile = compat::enable_sendfile(r);
+    let (script_name, path_info) = (meta.script_name.to_vec(), meta.path_info.to_vec());
+    meta.server_vars.extend(compat::environ_vars(r, &script_name, &path_info, enable_sendfile));
+    compat::apply_trusted_proxies(r, &mut meta);
+    let group = compat::application_group(r, s.application_group.as_deref(), &meta.script_name);
+    meta.app.application_group = Cow::Owned(group.into_bytes());
+    if compat::head_as_get(r) {
+        meta.method = Cow::Borrowed(b"GET");
+    }
 
     python::keep_thread_state();
     let context: Arc<str> = Arc::from(filename.as_str());
@@ -166,12 +199,16 @@ pub fn handle(r: &Request) -> c_int {
             log: log.clone(),
             context,
         };
+        let started = Instant::now();
         let mut ex = w.begin(py, &meta, ch)?;
-        loop {
+        let outcome = loop {
             if let Some(outcome) = ex.pump(py, None) {
-                return Some(outcome);
+                break outcome;
             }
-        }
+        };
+        drop(ex);
+        modwsgi_module::request_finished(py, started);
+        Some(outcome)
     });
     log.expire();
     match outcome {
@@ -252,7 +289,7 @@ fn request_meta<'r>(
         app: AppSettings {
             script: b(filename.as_bytes()),
             callable: b(s.callable.as_bytes()),
-            application_group: b(s.application_group.as_bytes()),
+            application_group: b(b""),
             process_group: b(b""),
             script_reloading: s.script_reloading,
         },

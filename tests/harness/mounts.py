@@ -14,6 +14,7 @@ MOUNTS = [
     ("/big", "apps/bigdata.wsgi"),
     ("/valid", "apps/validated.wsgi"),
     ("/nobody", "apps/nobody.wsgi"),
+    ("/modwsgi-api", "apps/modwsgi_api.wsgi"),
     ("/flask", "frameworks/flask.wsgi"),
     ("/django", "frameworks/django.wsgi"),
     ("/bottle", "frameworks/bottle.wsgi"),
