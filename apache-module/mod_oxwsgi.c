@@ -145,13 +145,15 @@ const command_rec oxwsgi_cmds[] = {
               "On|Off: requests do not count as daemon activity"),
     DIRECTIVE("WSGIPassApacheRequest", OXWSGI_D_PASS_APACHE_REQUEST,
               ACCESS_CONF | RSRC_CONF, "Off only: no request_rec for applications"),
+    DIRECTIVE("WSGIDispatchScript", OXWSGI_D_DISPATCH_SCRIPT, ACCESS_CONF | RSRC_CONF,
+              "script whose process_group/application_group/callable_object(environ) "
+              "choose per request"),
     DIRECTIVE("WSGIServerMetrics", OXWSGI_D_SERVER_METRICS, RSRC_CONF,
               "On|Off: mod_wsgi.server_metrics() returns the scoreboard"),
     DIRECTIVE("WSGIVerboseDebugging", OXWSGI_D_VERBOSE_DEBUGGING, RSRC_CONF,
               "On|Off: extra debug logging (use LogLevel debug)"),
     UNSUPPORTED("WSGIDaemonProcess"),
     UNSUPPORTED("WSGIHandlerScript"),
-    UNSUPPORTED("WSGIDispatchScript"),
     UNSUPPORTED("WSGISocketPrefix"),
     UNSUPPORTED("WSGIRestrictProcess"),
     UNSUPPORTED("WSGIPerInterpreterGIL"),
@@ -209,6 +211,8 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
 #undef MERGE_INT
     c->trusted_proxies = add->trusted_proxies ? add->trusted_proxies
                                               : base->trusted_proxies;
+    c->dispatch_script = add->dispatch_script ? add->dispatch_script
+                                              : base->dispatch_script;
     c->trusted_proxy_headers = add->trusted_proxy_headers
                                    ? add->trusted_proxy_headers
                                    : base->trusted_proxy_headers;

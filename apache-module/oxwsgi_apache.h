@@ -28,6 +28,7 @@ typedef struct {
     int         ignore_activity;     /* WSGIIgnoreActivity (daemon mode only) */
     const char *trusted_proxies;     /* WSGITrustedProxies, space-separated */
     const char *trusted_proxy_headers; /* WSGITrustedProxyHeaders, space-separated */
+    const char *dispatch_script;     /* WSGIDispatchScript */
 } oxwsgi_dir_conf;
 
 /* Directive ids, passed to Rust through cmd->info. */
@@ -68,7 +69,8 @@ enum oxwsgi_directive {
     OXWSGI_D_IGNORE_ACTIVITY,
     OXWSGI_D_PASS_APACHE_REQUEST,
     OXWSGI_D_VERBOSE_DEBUGGING,
-    OXWSGI_D_SERVER_METRICS
+    OXWSGI_D_SERVER_METRICS,
+    OXWSGI_D_DISPATCH_SCRIPT
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */

@@ -7,15 +7,21 @@
 //! ([`notice`]). Everything else is implemented here or refused at configtest.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use super::config::{flag, one, with};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyModule};
 
 use super::httpd::{CmdParms, DirConf, Request, process, scoreboard};
+use crate::core::LogSink;
 use crate::core::proxy::{self, Subnet, Trust};
 use crate::core::request::{Bytes, RequestMeta};
+use crate::core::response::log_exception;
+use crate::core::script;
+use crate::core::worker::Worker;
 use crate::ffi::httpd::*;
 
 /// Remember a start-up notice (logged once, by post_config).
@@ -111,6 +117,7 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
                  (one kept past its request crashes the child); read what you need from the environ"
             )),
         }),
+        OXWSGI_D_DISPATCH_SCRIPT => dispatch_script(cmd, dc, args),
         OXWSGI_D_SERVER_METRICS => {
             global_only(cmd, name).and_then(|_| flag(name, args)).map(|v| with(|c| c.server_metrics = v == 1))
         }
@@ -328,4 +335,91 @@ pub fn server_metrics(py: Python<'_>) -> PyResult<Py<PyAny>> {
     }
     sb.set_item("processes", processes)?;
     Ok(sb.into_any().unbind())
+}
+
+/// `WSGIDispatchScript path [process-group=%{GLOBAL}] [application-group=...]`.
+fn dispatch_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<(), String> {
+    let name = "WSGIDispatchScript";
+    let Some(path) = args.first() else { return Err(format!("{name} takes a script path")) };
+    if !Path::new(path).is_file() {
+        return Err(format!("{name}: script {path} does not exist"));
+    }
+    for a in &args[1..] {
+        match a.split_once('=') {
+            Some(("process-group", "" | "%{GLOBAL}")) => {}
+            Some(("process-group", g)) => {
+                return Err(format!(
+                    "{name}: process group {g:?} needs daemon mode (WSGIDaemonProcess), which oxwsgi does \
+                     not support yet"
+                ));
+            }
+            // Every group is the main interpreter: the dispatch script runs there.
+            Some(("application-group", _)) => {}
+            _ => {
+                return Err(format!("{name}: unexpected argument {a:?} (options: process-group=, application-group=)"));
+            }
+        }
+    }
+    dc.set_dispatch_script(cmd, path.as_bytes());
+    Ok(())
+}
+
+/// What a dispatch function returned: `None` keeps the setting.
+fn dispatch_result(module: &Bound<'_, PyModule>, name: &str, environ: &Bound<'_, PyDict>) -> PyResult<Option<String>> {
+    let Ok(f) = module.getattr(name) else { return Ok(None) };
+    let r = f.call1((environ,))?;
+    if r.is_none() {
+        return Ok(None);
+    }
+    let s: String = r.extract().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!("{name}() of a WSGIDispatchScript must return a str or None"))
+    })?;
+    if s.chars().any(|c| c as u32 > 0xff) {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!("{name}() returned non latin-1 characters")));
+    }
+    Ok(Some(s))
+}
+
+/// `WSGIDispatchScript`: its `process_group(environ)`, `application_group(environ)` and
+/// `callable_object(environ)`, where defined, choose for this request (a returned None
+/// keeps the configured value). `false`: the request fails with 500 (logged here).
+pub fn dispatch(py: Python<'_>, r: &Request, w: &Worker, meta: &mut RequestMeta<'_>, log: &dyn LogSink) -> bool {
+    let Some(path) = r.dir_conf().dispatch_script() else { return true };
+    let path = Path::new(OsStr::from_bytes(path));
+    let context = path.display().to_string();
+    let run = |meta: &mut RequestMeta<'_>| -> PyResult<Result<(), String>> {
+        let module = script::module(py, path, meta.app.script_reloading)?;
+        let environ = w.environ(py, meta)?;
+        // As mod_wsgi: the dispatch script's own context, no callable yet.
+        environ.set_item("mod_wsgi.process_group", "")?;
+        environ.set_item("mod_wsgi.application_group", "")?;
+        environ.del_item("mod_wsgi.callable_object")?;
+        if let Some(g) = dispatch_result(&module, "process_group", &environ)? {
+            if !(g.is_empty() || g == "%{GLOBAL}") {
+                return Ok(Err(format!(
+                    "process_group() chose {g:?}: daemon process groups need daemon mode (WSGIDaemonProcess), \
+                     which oxwsgi does not support yet"
+                )));
+            }
+        }
+        if let Some(g) = dispatch_result(&module, "application_group", &environ)? {
+            let g = application_group(r, Some(&g), &meta.script_name);
+            meta.app.application_group = Cow::Owned(g.into_bytes());
+        }
+        if let Some(c) = dispatch_result(&module, "callable_object", &environ)? {
+            meta.app.callable = Cow::Owned(c.into_bytes());
+        }
+        Ok(Ok(()))
+    };
+    match run(meta) {
+        Ok(Ok(())) => true,
+        Ok(Err(why)) => {
+            log.log(crate::core::Level::Error, &format!("{context}: {why}"));
+            false
+        }
+        Err(e) => {
+            log_exception(py, log, &context, "WSGIDispatchScript failed", &e);
+            false
+        }
+    }
 }

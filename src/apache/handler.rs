@@ -199,6 +199,9 @@ pub fn handle(r: &Request) -> c_int {
             log: log.clone(),
             context,
         };
+        if !compat::dispatch(py, r, w, &mut meta, &*log) {
+            return None;
+        }
         let started = Instant::now();
         let mut ex = w.begin(py, &meta, ch)?;
         let outcome = loop {

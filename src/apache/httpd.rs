@@ -734,6 +734,9 @@ impl DirConf {
     pub fn trusted_proxy_headers(&self) -> Option<&[u8]> {
         self.text(|c| c.trusted_proxy_headers)
     }
+    pub fn dispatch_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.dispatch_script)
+    }
 
     /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
     /// outlives the configuration that points at it.
@@ -770,6 +773,9 @@ impl DirConf {
     }
     pub fn set_trusted_proxy_headers(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.trusted_proxy_headers = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_dispatch_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.dispatch_script = cmd.pool().strdup(v).as_ptr();
     }
 }
 

@@ -17,7 +17,8 @@ import json, os, signal, sys
 def application(environ, start_response):
     keys = ('REQUEST_METHOD', 'REMOTE_ADDR', 'HTTP_HOST', 'SERVER_PORT', 'SCRIPT_NAME', 'PATH_INFO',
             'wsgi.url_scheme', 'HTTP_X_FORWARDED_FOR', 'HTTP_X_FORWARDED_PROTO', 'HTTP_X_REAL_IP',
-            'HTTP_X_FORWARDED_HOST', 'mod_wsgi.enable_sendfile', 'mod_wsgi.ignore_activity')
+            'HTTP_X_FORWARDED_HOST', 'mod_wsgi.enable_sendfile', 'mod_wsgi.ignore_activity',
+            'mod_wsgi.application_group', 'mod_wsgi.callable_object')
     out = {k: environ.get(k) for k in keys}
     start_response('200 OK', [('Content-Type', 'application/json'),
                               ('X-Method', environ['REQUEST_METHOD'])])
@@ -50,6 +51,10 @@ def file(environ, start_response):
     start_response('200 OK', [('Content-Type', 'application/octet-stream')])
     return environ['wsgi.file_wrapper'](open(__file__, 'rb'))
 
+def alt(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'application/json')])
+    return [json.dumps({'callable': 'alt', 'group': environ['mod_wsgi.application_group']}).encode()]
+
 def metrics(environ, start_response):
     import mod_wsgi
     start_response('200 OK', [('Content-Type', 'application/json')])
@@ -61,6 +66,20 @@ def not_found(environ, start_response):
 """
 
 
+DISPATCH = """
+def process_group(environ):
+    return 'nonexistent' if environ.get('QUERY_STRING') == 'daemon' else None
+
+def application_group(environ):
+    assert 'mod_wsgi.callable_object' not in environ
+    name = environ.get('PATH_INFO', '').strip('/')
+    return 'group-' + name if name else None
+
+def callable_object(environ):
+    return 'alt' if environ.get('QUERY_STRING') == 'alt' else None
+"""
+
+
 class CompatServer(ApacheServer):
     def __init__(self, wsgi):
         super().__init__(f"compat-{wsgi}", wsgi=wsgi, mpm="event")
@@ -69,6 +88,7 @@ class CompatServer(ApacheServer):
         d = self.stage.root / "d"
         d.mkdir(exist_ok=True)
         (d / "app.wsgi").write_text(APP)
+        (d / "dispatch.py").write_text(DISPATCH)
         self.script = d / "app.wsgi"
         mods = paths.APACHE_MODULES
         return super().config_text() + f"""
@@ -133,6 +153,10 @@ WSGIScriptAlias /sendfile-key {d}/app.wsgi
     WSGIIgnoreActivity On
 </Location>
 
+WSGIScriptAlias /dispatched {d}/app.wsgi
+<Location /dispatched>
+    WSGIDispatchScript {d}/dispatch.py
+</Location>
 WSGIScriptAlias /override {d}/app.wsgi callable-object=not_found
 <Location /override>
     WSGIErrorOverride On
@@ -274,6 +298,21 @@ def test_server_metrics_off(srv):
     assert js(srv, "/metrics/") == {"server_metrics": None}
 
 
+# -- WSGIDispatchScript -----------------------------------------------------------------------
+
+def test_dispatch_script_chooses_group_and_callable(srv):
+    j = js(srv, "/dispatched/x")
+    assert j["mod_wsgi.application_group"] == "group-x"
+    assert j["mod_wsgi.callable_object"] == "application"
+    # None keeps the configured group (the harness sets WSGIApplicationGroup %{GLOBAL}).
+    assert js(srv, "/dispatched/")["mod_wsgi.application_group"] == ""
+    assert js(srv, "/dispatched/y?alt") == {"callable": "alt", "group": "group-y"}
+
+
+def test_dispatch_script_naming_a_missing_daemon_group_is_500(srv):
+    assert get(srv, "/dispatched/?daemon").status_code == 500
+
+
 # -- WSGIErrorOverride: daemon mode only, embedded responses keep the app's page -------------
 
 def test_error_override_leaves_embedded_responses_alone(srv):
@@ -333,6 +372,7 @@ def test_directive_accepted_as_by_mod_wsgi(tmp_path, wsgi, line):
     ("WSGIPassApacheRequest On", "WSGIPassApacheRequest On is not supported"),
     ("WSGIAcceptMutex nonsense", "WSGIAcceptMutex must be one of"),
     ("<VirtualHost 127.0.0.1:1>\nWSGIRestrictStdout On\n</VirtualHost>", "cannot occur within a <VirtualHost>"),
+    ("WSGIDispatchScript /nonexistent/dispatch.py", "does not exist"),
     ("WSGIAuthUserScript /tmp/auth.wsgi", "WSGIAuthUserScript is a mod_wsgi directive that oxwsgi does not support yet"),
     ("WSGINewRelicConfigFile /tmp/newrelic.ini", "WSGINewRelicConfigFile is a mod_wsgi directive"),
 ])
