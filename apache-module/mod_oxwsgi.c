@@ -514,6 +514,21 @@ oxwsgi_ap_mpm_query(int code)
 
 
 int
+oxwsgi_ap_exec_cgi_allowed(request_rec *r)
+{
+    return (ap_allow_options(r) & OPT_EXECCGI) != 0;
+}
+
+
+int
+oxwsgi_ap_path_info_rejected(request_rec *r)
+{
+    return r->used_path_info == AP_REQ_REJECT_PATH_INFO && r->path_info != NULL
+           && r->path_info[0] != '\0';
+}
+
+
+int
 oxwsgi_ap_has_content_filter(request_rec *r)
 {
     return r->output_filters != NULL && r->output_filters->frec != NULL

@@ -128,6 +128,10 @@ void oxwsgi_ap_log_server(const server_rec *s, int level, const char *msg);
 int oxwsgi_ap_mpm_threaded(void);
 /* AP_MPMQ_* query (ap_mpm_query), -1 when the MPM does not answer. */
 int oxwsgi_ap_mpm_query(int code);
+/* Options ExecCGI is on for the request's directory. */
+int oxwsgi_ap_exec_cgi_allowed(request_rec *r);
+/* AcceptPathInfo Off and the request has extra path. */
+int oxwsgi_ap_path_info_rejected(request_rec *r);
 /* The first output filter is a content/resource filter (mod_deflate & co.). */
 int oxwsgi_ap_has_content_filter(request_rec *r);
 int oxwsgi_ap_is_pre_config_pass(void);

@@ -227,6 +227,21 @@ pub fn callable(r: &Request, configured: &str) -> String {
     }
 }
 
+/// mod_wsgi's checks before a `wsgi-script` runs: a script reached through `AddHandler`/
+/// `SetHandler` (not `WSGIScriptAlias`) needs `Options ExecCGI` in its directory, so that a
+/// `.wsgi` file put where uploads land is not executed; `AcceptPathInfo Off` refuses extra
+/// path. The status and the reason, when refused.
+pub fn refused(r: &Request) -> Option<(u32, &'static str)> {
+    let aliased = r.note(c"alias-forced-type").is_some_and(|t| t.eq_ignore_ascii_case(b"wsgi-script"));
+    if !aliased && !r.exec_cgi_allowed() {
+        return Some((HTTP_FORBIDDEN, "Options ExecCGI is off in this directory"));
+    }
+    if r.path_info_rejected() {
+        return Some((HTTP_NOT_FOUND, "AcceptPathInfo off disallows the extra path"));
+    }
+    None
+}
+
 /// `WSGIMapHEADToGET` (default Auto): whether a HEAD request reaches the application as
 /// GET, so that an output filter that needs the body (mod_deflate & co.) sees it.
 pub fn head_as_get(r: &Request) -> bool {

@@ -149,6 +149,10 @@ pub fn handle(r: &Request) -> c_int {
     if !w.ready(&*log, &filename) {
         return HTTP_INTERNAL_SERVER_ERROR as c_int;
     }
+    if let Some((status, why)) = compat::refused(r) {
+        log.log(Level::Error, &format!("oxwsgi: {why}: {filename}"));
+        return status as c_int;
+    }
     let filetype = r.filetype();
     if filetype != APR_REG {
         let (status, why) = if filetype == APR_DIR {

@@ -429,6 +429,16 @@ impl Request {
     pub fn request_time(&self) -> i64 {
         self.get(|r| r.request_time)
     }
+    /// `Options ExecCGI` is on for the request's directory.
+    pub fn exec_cgi_allowed(&self) -> bool {
+        // SAFETY: the request is live; ap_allow_options only reads its configuration.
+        unsafe { oxwsgi_ap_exec_cgi_allowed(self.as_ptr()) != 0 }
+    }
+    /// `AcceptPathInfo Off` and the request has extra path.
+    pub fn path_info_rejected(&self) -> bool {
+        // SAFETY: the request is live; the shim reads two of its fields.
+        unsafe { oxwsgi_ap_path_info_rejected(self.as_ptr()) != 0 }
+    }
     /// The first output filter is a content or resource filter (mod_deflate & co.), which
     /// may need a HEAD response's body to compute its headers.
     pub fn has_content_filter(&self) -> bool {

@@ -89,6 +89,8 @@ class CompatServer(ApacheServer):
         d.mkdir(exist_ok=True)
         (d / "app.wsgi").write_text(APP)
         (d / "dispatch.py").write_text(DISPATCH)
+        (d / "handled").mkdir(exist_ok=True)
+        (d / "handled" / "h.wsgi").write_text(APP)
         self.script = d / "app.wsgi"
         mods = paths.APACHE_MODULES
         return super().config_text() + f"""
@@ -156,6 +158,18 @@ WSGIScriptAlias /sendfile-key {d}/app.wsgi
 WSGIScriptAlias /dispatched {d}/app.wsgi
 <Location /dispatched>
     WSGIDispatchScript {d}/dispatch.py
+</Location>
+Alias /handled {d}/handled
+Alias /handled-exec {d}/handled
+<Directory {d}/handled>
+    AddHandler wsgi-script .wsgi
+</Directory>
+<Location /handled-exec>
+    Options +ExecCGI
+</Location>
+WSGIScriptAlias /nopathinfo {d}/app.wsgi
+<Location /nopathinfo>
+    AcceptPathInfo Off
 </Location>
 WSGIScriptAlias /override {d}/app.wsgi callable-object=not_found
 <Location /override>
@@ -311,6 +325,18 @@ def test_dispatch_script_chooses_group_and_callable(srv):
 
 def test_dispatch_script_naming_a_missing_daemon_group_is_500(srv):
     assert get(srv, "/dispatched/?daemon").status_code == 500
+
+
+# -- scripts reached through AddHandler need ExecCGI; AcceptPathInfo Off --------------------
+
+def test_add_handler_script_needs_exec_cgi(srv):
+    assert get(srv, "/handled/h.wsgi").status_code == 403
+    assert js(srv, "/handled-exec/h.wsgi/more")["PATH_INFO"] == "/more"
+
+
+def test_accept_path_info_off(srv):
+    assert get(srv, "/nopathinfo/extra").status_code == 404
+    assert js(srv, "/nopathinfo")["PATH_INFO"] == ""
 
 
 # -- WSGIErrorOverride: daemon mode only, embedded responses keep the app's page -------------
