@@ -145,6 +145,10 @@ const command_rec oxwsgi_cmds[] = {
               "On|Off: requests do not count as daemon activity"),
     DIRECTIVE("WSGIPassApacheRequest", OXWSGI_D_PASS_APACHE_REQUEST,
               ACCESS_CONF | RSRC_CONF, "Off only: no request_rec for applications"),
+    DIRECTIVE("WSGIHandlerScript", OXWSGI_D_HANDLER_SCRIPT, ACCESS_CONF | RSRC_CONF,
+              "name script [process-group=...] [application-group=...] "
+              "[pass-authorization=...]: handler name whose requests run the "
+              "script's handle_request"),
     DIRECTIVE("WSGIDispatchScript", OXWSGI_D_DISPATCH_SCRIPT, ACCESS_CONF | RSRC_CONF,
               "script whose process_group/application_group/callable_object(environ) "
               "choose per request"),
@@ -153,7 +157,6 @@ const command_rec oxwsgi_cmds[] = {
     DIRECTIVE("WSGIVerboseDebugging", OXWSGI_D_VERBOSE_DEBUGGING, RSRC_CONF,
               "On|Off: extra debug logging (use LogLevel debug)"),
     UNSUPPORTED("WSGIDaemonProcess"),
-    UNSUPPORTED("WSGIHandlerScript"),
     UNSUPPORTED("WSGISocketPrefix"),
     UNSUPPORTED("WSGIRestrictProcess"),
     UNSUPPORTED("WSGIPerInterpreterGIL"),
@@ -213,6 +216,12 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
                                               : base->trusted_proxies;
     c->dispatch_script = add->dispatch_script ? add->dispatch_script
                                               : base->dispatch_script;
+    /* Inner definitions first: a look-up takes the first line with the name. */
+    c->handler_scripts = add->handler_scripts && base->handler_scripts
+                             ? apr_pstrcat(p, add->handler_scripts,
+                                           base->handler_scripts, NULL)
+                             : add->handler_scripts ? add->handler_scripts
+                                                    : base->handler_scripts;
     c->trusted_proxy_headers = add->trusted_proxy_headers
                                    ? add->trusted_proxy_headers
                                    : base->trusted_proxy_headers;
@@ -229,13 +238,33 @@ oxwsgi_ap_dir_conf(request_rec *r)
 
 /* ---- hooks -------------------------------------------------------------- */
 
+/* Whether `name` is a WSGIHandlerScript of the request's context. */
+static int
+oxwsgi_is_handler_script(request_rec *r, const char *name)
+{
+    const oxwsgi_dir_conf *dc = oxwsgi_ap_dir_conf(r);
+    const char *line = dc != NULL ? dc->handler_scripts : NULL;
+    size_t n = strlen(name);
+
+    while (line != NULL && *line != '\0') {
+        if (strncmp(line, name, n) == 0 && line[n] == '\t') {
+            return 1;
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    return 0;
+}
+
+
 static int
 oxwsgi_handler(request_rec *r)
 {
     /* Cheap check in C first: most requests are not ours. */
     if (r->handler == NULL
         || (strcmp(r->handler, "wsgi-script") != 0
-            && strcmp(r->handler, "application/x-httpd-wsgi") != 0)) {
+            && strcmp(r->handler, "application/x-httpd-wsgi") != 0
+            && !oxwsgi_is_handler_script(r, r->handler))) {
         return DECLINED;
     }
     return oxwsgi_rs_handler(r);

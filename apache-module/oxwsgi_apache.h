@@ -29,6 +29,9 @@ typedef struct {
     const char *trusted_proxies;     /* WSGITrustedProxies, space-separated */
     const char *trusted_proxy_headers; /* WSGITrustedProxyHeaders, space-separated */
     const char *dispatch_script;     /* WSGIDispatchScript */
+    /* WSGIHandlerScript: "name\tindex\n" lines, innermost context first; the index is
+     * into the handler scripts of src/apache/config.rs. */
+    const char *handler_scripts;
 } oxwsgi_dir_conf;
 
 /* Directive ids, passed to Rust through cmd->info. */
@@ -70,7 +73,8 @@ enum oxwsgi_directive {
     OXWSGI_D_PASS_APACHE_REQUEST,
     OXWSGI_D_VERBOSE_DEBUGGING,
     OXWSGI_D_SERVER_METRICS,
-    OXWSGI_D_DISPATCH_SCRIPT
+    OXWSGI_D_DISPATCH_SCRIPT,
+    OXWSGI_D_HANDLER_SCRIPT
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */

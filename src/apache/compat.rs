@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::config::{flag, one, with};
+use super::config::{Config, HandlerScript, flag, one, parse_options, with};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule};
 
@@ -118,6 +118,7 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
             )),
         }),
         OXWSGI_D_DISPATCH_SCRIPT => dispatch_script(cmd, dc, args),
+        OXWSGI_D_HANDLER_SCRIPT => handler_script(cmd, dc, args),
         OXWSGI_D_SERVER_METRICS => {
             global_only(cmd, name).and_then(|_| flag(name, args)).map(|v| with(|c| c.server_metrics = v == 1))
         }
@@ -227,13 +228,14 @@ pub fn callable(r: &Request, configured: &str) -> String {
     }
 }
 
-/// mod_wsgi's checks before a `wsgi-script` runs: a script reached through `AddHandler`/
+/// mod_wsgi's checks before a `wsgi-script` (or, for `AcceptPathInfo`, a
+/// `WSGIHandlerScript`) runs: a script reached through `AddHandler`/
 /// `SetHandler` (not `WSGIScriptAlias`) needs `Options ExecCGI` in its directory, so that a
 /// `.wsgi` file put where uploads land is not executed; `AcceptPathInfo Off` refuses extra
 /// path. The status and the reason, when refused.
-pub fn refused(r: &Request) -> Option<(u32, &'static str)> {
+pub fn refused(r: &Request, handler_script: bool) -> Option<(u32, &'static str)> {
     let aliased = r.note(c"alias-forced-type").is_some_and(|t| t.eq_ignore_ascii_case(b"wsgi-script"));
-    if !aliased && !r.exec_cgi_allowed() {
+    if !handler_script && !aliased && !r.exec_cgi_allowed() {
         return Some((HTTP_FORBIDDEN, "Options ExecCGI is off in this directory"));
     }
     if r.path_info_rejected() {
@@ -437,4 +439,47 @@ pub fn dispatch(py: Python<'_>, r: &Request, w: &Worker, meta: &mut RequestMeta<
             false
         }
     }
+}
+
+/// `WSGIHandlerScript name script [process-group=%{GLOBAL}] [application-group=...]
+/// [pass-authorization=On|Off]`: requests whose handler is `name` (`AddHandler`,
+/// `SetHandler`) run the script's `handle_request`, with `SCRIPT_FILENAME` the requested file.
+fn handler_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<(), String> {
+    let name = "WSGIHandlerScript";
+    let [handler, script, options @ ..] = args else {
+        return Err(format!("{name} takes a handler name and a script path"));
+    };
+    if handler.contains(['\t', '\n']) {
+        return Err(format!("{name}: invalid handler name {handler:?}"));
+    }
+    if !Path::new(script).is_file() {
+        return Err(format!("{name}: script {script} does not exist"));
+    }
+    let o = parse_options(name, options, &["process-group", "application-group", "pass-authorization"])?;
+    let index = with(|c| {
+        if let Some(g) = &o.application_group {
+            c.application_groups.insert(g.clone());
+        }
+        c.handler_scripts.push(HandlerScript {
+            script: PathBuf::from(script),
+            application_group: o.application_group,
+            pass_authorization: o.pass_authorization,
+        });
+        c.handler_scripts.len() - 1
+    });
+    let mut lines = format!("{handler}\t{index}\n").into_bytes();
+    lines.extend_from_slice(dc.handler_scripts().unwrap_or(b""));
+    dc.set_handler_scripts(cmd, &lines);
+    Ok(())
+}
+
+/// The `WSGIHandlerScript` for the request's handler name, if it is one.
+pub fn handler_script_for<'c>(r: &Request, config: &'c Config) -> Option<&'c HandlerScript> {
+    let handler = r.handler();
+    let lines = r.dir_conf().handler_scripts()?;
+    let index = lines.split(|&b| b == b'\n').find_map(|line| {
+        let (name, index) = line.split_at(line.iter().position(|&b| b == b'\t')?);
+        (name == handler).then(|| std::str::from_utf8(&index[1..]).ok()?.parse::<usize>().ok())?
+    })?;
+    config.handler_scripts.get(index)
 }

@@ -44,6 +44,15 @@ pub struct Config {
     pub notices: BTreeSet<String>,
     /// `mod_wsgi.server_metrics()` answers with the scoreboard (`WSGIServerMetrics`).
     pub server_metrics: bool,
+    /// `WSGIHandlerScript`s; dir configs refer to them by index.
+    pub handler_scripts: Vec<HandlerScript>,
+}
+
+/// One `WSGIHandlerScript`.
+pub struct HandlerScript {
+    pub script: PathBuf,
+    pub application_group: Option<String>,
+    pub pass_authorization: Option<bool>,
 }
 
 impl Config {
@@ -103,13 +112,13 @@ fn on_off(name: &str, v: &str) -> Result<i32, String> {
 
 /// Options of WSGIScriptAlias / WSGIImportScript (`key=value`).
 #[derive(Default)]
-struct Options {
-    application_group: Option<String>,
-    callable: Option<String>,
-    pass_authorization: Option<bool>,
+pub(super) struct Options {
+    pub application_group: Option<String>,
+    pub callable: Option<String>,
+    pub pass_authorization: Option<bool>,
 }
 
-fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Options, String> {
+pub(super) fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Options, String> {
     let mut o = Options::default();
     for a in args {
         let Some((k, v)) = a.split_once('=') else {

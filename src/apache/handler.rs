@@ -149,12 +149,14 @@ pub fn handle(r: &Request) -> c_int {
     if !w.ready(&*log, &filename) {
         return HTTP_INTERNAL_SERVER_ERROR as c_int;
     }
-    if let Some((status, why)) = compat::refused(r) {
+    // A WSGIHandlerScript handles the requested file (which may not exist) itself.
+    let handler_script = compat::handler_script_for(r, config);
+    if let Some((status, why)) = compat::refused(r, handler_script.is_some()) {
         log.log(Level::Error, &format!("oxwsgi: {why}: {filename}"));
         return status as c_int;
     }
     let filetype = r.filetype();
-    if filetype != APR_REG {
+    if filetype != APR_REG && handler_script.is_none() {
         let (status, why) = if filetype == APR_DIR {
             (HTTP_FORBIDDEN, "is a directory, not a WSGI script")
         } else {
@@ -163,7 +165,12 @@ pub fn handle(r: &Request) -> c_int {
         log.log(Level::Error, &format!("oxwsgi: target WSGI script {filename} {why}"));
         return status as c_int;
     }
-    let s = settings(r, config);
+    let mut s = settings(r, config);
+    if let Some(h) = handler_script {
+        s.callable = "handle_request".into();
+        s.application_group = h.application_group.clone().or(s.application_group);
+        s.pass_authorization = h.pass_authorization.unwrap_or(s.pass_authorization);
+    }
     let headers: Vec<(&[u8], &[u8])> = r.headers_in().iter().collect();
     let chunked = match body_framing(&headers, r.limit_req_body()) {
         Ok(chunked) => chunked,
@@ -187,6 +194,15 @@ pub fn handle(r: &Request) -> c_int {
     let enable_sendfile = compat::enable_sendfile(r);
     let (script_name, path_info) = (meta.script_name.to_vec(), meta.path_info.to_vec());
     meta.server_vars.extend(compat::environ_vars(r, &script_name, &path_info, enable_sendfile));
+    let handler_script_path;
+    if let Some(h) = handler_script {
+        handler_script_path = h.script.to_string_lossy().into_owned();
+        let path = Cow::Borrowed(handler_script_path.as_bytes());
+        meta.server_vars.push((Cow::Borrowed(b"mod_wsgi.handler_script"), path.clone()));
+        // The handler script runs; SCRIPT_FILENAME stays the requested file.
+        meta.params.push((Cow::Borrowed(b"SCRIPT_FILENAME"), Cow::Borrowed(r.filename())));
+        meta.app.script = path;
+    }
     compat::apply_trusted_proxies(r, &mut meta);
     let group = compat::application_group(r, s.application_group.as_deref(), &meta.script_name);
     meta.app.application_group = Cow::Owned(group.into_bytes());

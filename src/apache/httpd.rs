@@ -747,6 +747,9 @@ impl DirConf {
     pub fn dispatch_script(&self) -> Option<&[u8]> {
         self.text(|c| c.dispatch_script)
     }
+    pub fn handler_scripts(&self) -> Option<&[u8]> {
+        self.text(|c| c.handler_scripts)
+    }
 
     /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
     /// outlives the configuration that points at it.
@@ -783,6 +786,9 @@ impl DirConf {
     }
     pub fn set_trusted_proxy_headers(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.trusted_proxy_headers = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_handler_scripts(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.handler_scripts = cmd.pool().strdup(v).as_ptr();
     }
     pub fn set_dispatch_script(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.dispatch_script = cmd.pool().strdup(v).as_ptr();

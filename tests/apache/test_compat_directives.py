@@ -80,6 +80,20 @@ def callable_object(environ):
 """
 
 
+HANDLER = """
+import json, os
+def handle_request(environ, start_response):
+    path = environ['SCRIPT_FILENAME']
+    body = {'SCRIPT_FILENAME': path, 'handler_script': environ.get('mod_wsgi.handler_script'),
+            'PATH_INFO': environ.get('PATH_INFO'), 'group': environ.get('mod_wsgi.application_group'),
+            'auth': environ.get('HTTP_AUTHORIZATION'),
+            'content': open(path).read() if os.path.isfile(path) else None}
+    start_response('200 OK' if body['content'] is not None else '404 Not Found',
+                   [('Content-Type', 'application/json')])
+    return [json.dumps(body).encode()]
+"""
+
+
 class CompatServer(ApacheServer):
     def __init__(self, wsgi):
         super().__init__(f"compat-{wsgi}", wsgi=wsgi, mpm="event")
@@ -89,6 +103,9 @@ class CompatServer(ApacheServer):
         d.mkdir(exist_ok=True)
         (d / "app.wsgi").write_text(APP)
         (d / "dispatch.py").write_text(DISPATCH)
+        (d / "handler.py").write_text(HANDLER)
+        (d / "static").mkdir(exist_ok=True)
+        (d / "static" / "a.txt").write_text("text of a")
         (d / "handled").mkdir(exist_ok=True)
         (d / "handled" / "h.wsgi").write_text(APP)
         self.script = d / "app.wsgi"
@@ -159,6 +176,11 @@ WSGIScriptAlias /dispatched {d}/app.wsgi
 <Location /dispatched>
     WSGIDispatchScript {d}/dispatch.py
 </Location>
+WSGIHandlerScript text-handler {d}/handler.py application-group=handlers pass-authorization=On
+Alias /hs {d}/static
+<Directory {d}/static>
+    AddHandler text-handler .txt
+</Directory>
 Alias /handled {d}/handled
 Alias /handled-exec {d}/handled
 <Directory {d}/handled>
@@ -325,6 +347,21 @@ def test_dispatch_script_chooses_group_and_callable(srv):
 
 def test_dispatch_script_naming_a_missing_daemon_group_is_500(srv):
     assert get(srv, "/dispatched/?daemon").status_code == 500
+
+
+# -- WSGIHandlerScript ------------------------------------------------------------------------
+
+def test_handler_script_handles_mapped_files(srv):
+    j = js(srv, "/hs/a.txt", headers={"Authorization": "Basic eDp5"})
+    assert j["SCRIPT_FILENAME"] == f"{srv.stage.root}/d/static/a.txt"
+    assert j["handler_script"] == f"{srv.stage.root}/d/handler.py"
+    assert j["content"] == "text of a"
+    assert j["group"] == "handlers"
+    assert j["auth"] == "Basic eDp5"
+    # No Options ExecCGI needed, and the file need not exist: the handler decides.
+    r = get(srv, "/hs/missing.txt")
+    assert r.status_code == 404
+    assert r.json()["content"] is None
 
 
 # -- scripts reached through AddHandler need ExecCGI; AcceptPathInfo Off --------------------
