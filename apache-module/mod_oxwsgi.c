@@ -18,6 +18,8 @@
 #include "apr_strings.h"
 #include "util_filter.h"
 #include "scoreboard.h"
+#include "mod_auth.h"
+#include "ap_provider.h"
 
 #include <unistd.h>
 
@@ -48,6 +50,11 @@ extern int oxwsgi_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 extern void oxwsgi_rs_child_init(apr_pool_t *p, server_rec *s);
 extern int oxwsgi_rs_translate_name(request_rec *r);
 extern int oxwsgi_rs_handler(request_rec *r);
+extern int oxwsgi_rs_allow_access(request_rec *r, const char *host);
+extern int oxwsgi_rs_check_password(request_rec *r, const char *user,
+                                    const char *password);
+extern int oxwsgi_rs_get_realm_hash(request_rec *r, const char *user,
+                                    const char *realm, char **rethash);
 
 
 /* ---- directives --------------------------------------------------------- */
@@ -145,6 +152,13 @@ const command_rec oxwsgi_cmds[] = {
               "On|Off: requests do not count as daemon activity"),
     DIRECTIVE("WSGIPassApacheRequest", OXWSGI_D_PASS_APACHE_REQUEST,
               ACCESS_CONF | RSRC_CONF, "Off only: no request_rec for applications"),
+    DIRECTIVE("WSGIAccessScript", OXWSGI_D_ACCESS_SCRIPT,
+              OR_AUTHCFG | ACCESS_CONF | RSRC_CONF,
+              "script whose allow_access(environ, host) decides access"),
+    DIRECTIVE("WSGIAuthUserScript", OXWSGI_D_AUTH_USER_SCRIPT,
+              OR_AUTHCFG | ACCESS_CONF | RSRC_CONF,
+              "script with check_password(environ, user, password) for "
+              "AuthBasicProvider wsgi"),
     DIRECTIVE("WSGIHandlerScript", OXWSGI_D_HANDLER_SCRIPT, ACCESS_CONF | RSRC_CONF,
               "name script [process-group=...] [application-group=...] "
               "[pass-authorization=...]: handler name whose requests run the "
@@ -161,9 +175,7 @@ const command_rec oxwsgi_cmds[] = {
     UNSUPPORTED("WSGIRestrictProcess"),
     UNSUPPORTED("WSGIPerInterpreterGIL"),
     UNSUPPORTED("WSGIFreeThreading"),
-    UNSUPPORTED("WSGIAuthUserScript"),
     UNSUPPORTED("WSGIAuthGroupScript"),
-    UNSUPPORTED("WSGIAccessScript"),
     UNSUPPORTED("WSGIUserAuthoritative"),
     UNSUPPORTED("WSGIGroupAuthoritative"),
     UNSUPPORTED("WSGINewRelicConfigFile"),
@@ -216,6 +228,9 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
                                               : base->trusted_proxies;
     c->dispatch_script = add->dispatch_script ? add->dispatch_script
                                               : base->dispatch_script;
+    c->access_script = add->access_script ? add->access_script : base->access_script;
+    c->auth_user_script = add->auth_user_script ? add->auth_user_script
+                                                : base->auth_user_script;
     /* Inner definitions first: a look-up takes the first line with the name. */
     c->handler_scripts = add->handler_scripts && base->handler_scripts
                              ? apr_pstrcat(p, add->handler_scripts,
@@ -269,6 +284,77 @@ oxwsgi_handler(request_rec *r)
     }
     return oxwsgi_rs_handler(r);
 }
+
+
+/* ---- access and authentication scripts ---------------------------------- */
+
+static int
+oxwsgi_access_checker(request_rec *r)
+{
+    const oxwsgi_dir_conf *dc = oxwsgi_ap_dir_conf(r);
+    const char *host;
+
+    if (dc == NULL || dc->access_script == NULL) {
+        return DECLINED;
+    }
+    host = ap_get_remote_host(r->connection, r->per_dir_config, REMOTE_HOST, NULL);
+    if (host == NULL) {
+        host = r->useragent_ip;
+    }
+    switch (oxwsgi_rs_allow_access(r, host)) {
+    case OXWSGI_AUTH_GRANTED:
+        return OK;
+    case OXWSGI_AUTH_DECLINED:
+        return DECLINED;
+    default:
+        /* Denied, or the script failed: fail closed. */
+        if (ap_satisfies(r) != SATISFY_ANY || !ap_some_auth_required(r)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "oxwsgi: client denied by WSGIAccessScript: %s", r->filename);
+        }
+        return HTTP_FORBIDDEN;
+    }
+}
+
+
+static authn_status
+oxwsgi_authn_status(int rc)
+{
+    switch (rc) {
+    case OXWSGI_AUTH_GRANTED:
+        return AUTH_GRANTED;
+    case OXWSGI_AUTH_DENIED:
+        return AUTH_DENIED;
+    case OXWSGI_AUTH_USER_NOT_FOUND:
+        return AUTH_USER_NOT_FOUND;
+    default:
+        return AUTH_GENERAL_ERROR;
+    }
+}
+
+
+static authn_status
+oxwsgi_check_password(request_rec *r, const char *user, const char *password)
+{
+    return oxwsgi_authn_status(oxwsgi_rs_check_password(r, user, password));
+}
+
+
+static authn_status
+oxwsgi_get_realm_hash(request_rec *r, const char *user, const char *realm,
+                      char **rethash)
+{
+    int rc = oxwsgi_rs_get_realm_hash(r, user, realm, rethash);
+
+    /* For digest, a found user is AUTH_USER_FOUND with the hash set. */
+    return rc == OXWSGI_AUTH_GRANTED ? AUTH_USER_FOUND : oxwsgi_authn_status(rc);
+}
+
+
+static const authn_provider oxwsgi_authn_provider = {
+    &oxwsgi_check_password,
+    &oxwsgi_get_realm_hash,
+};
 
 
 /* ---- being mod_wsgi for <IfModule> ------------------------------------- */
@@ -362,6 +448,17 @@ oxwsgi_register_hooks(apr_pool_t *p)
     ap_hook_translate_name(oxwsgi_rs_translate_name, after_alias, NULL,
                            APR_HOOK_MIDDLE);
     ap_hook_handler(oxwsgi_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* As mod_wsgi: after mod_ssl, before mod_authz_host. */
+    {
+        static const char *const before_access[] = { "mod_ssl.c", NULL };
+        static const char *const after_access[] = { "mod_authz_host.c", NULL };
+
+        ap_hook_access_checker(oxwsgi_access_checker, before_access, after_access,
+                               APR_HOOK_MIDDLE);
+    }
+    /* AuthBasicProvider wsgi / AuthDigestProvider wsgi (WSGIAuthUserScript). */
+    ap_register_provider(p, AUTHN_PROVIDER_GROUP, "wsgi", AUTHN_PROVIDER_VERSION,
+                         &oxwsgi_authn_provider);
 }
 
 

@@ -32,7 +32,18 @@ typedef struct {
     /* WSGIHandlerScript: "name\tindex\n" lines, innermost context first; the index is
      * into the handler scripts of src/apache/config.rs. */
     const char *handler_scripts;
+    const char *access_script;       /* WSGIAccessScript */
+    const char *auth_user_script;    /* WSGIAuthUserScript */
 } oxwsgi_dir_conf;
+
+/* What the auth scripts decided (src/apache/auth.rs); the shim maps them to httpd's. */
+enum oxwsgi_auth {
+    OXWSGI_AUTH_DENIED = 0,
+    OXWSGI_AUTH_GRANTED = 1,
+    OXWSGI_AUTH_USER_NOT_FOUND = 2,
+    OXWSGI_AUTH_ERROR = 3,
+    OXWSGI_AUTH_DECLINED = 4
+};
 
 /* Directive ids, passed to Rust through cmd->info. */
 enum oxwsgi_directive {
@@ -74,7 +85,9 @@ enum oxwsgi_directive {
     OXWSGI_D_VERBOSE_DEBUGGING,
     OXWSGI_D_SERVER_METRICS,
     OXWSGI_D_DISPATCH_SCRIPT,
-    OXWSGI_D_HANDLER_SCRIPT
+    OXWSGI_D_HANDLER_SCRIPT,
+    OXWSGI_D_ACCESS_SCRIPT,
+    OXWSGI_D_AUTH_USER_SCRIPT
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */

@@ -119,6 +119,8 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
         }),
         OXWSGI_D_DISPATCH_SCRIPT => dispatch_script(cmd, dc, args),
         OXWSGI_D_HANDLER_SCRIPT => handler_script(cmd, dc, args),
+        OXWSGI_D_ACCESS_SCRIPT => auth_script(name, args).map(|p| dc.set_access_script(cmd, p.as_bytes())),
+        OXWSGI_D_AUTH_USER_SCRIPT => auth_script(name, args).map(|p| dc.set_auth_user_script(cmd, p.as_bytes())),
         OXWSGI_D_SERVER_METRICS => {
             global_only(cmd, name).and_then(|_| flag(name, args)).map(|v| with(|c| c.server_metrics = v == 1))
         }
@@ -482,4 +484,15 @@ pub fn handler_script_for<'c>(r: &Request, config: &'c Config) -> Option<&'c Han
         (name == handler).then(|| std::str::from_utf8(&index[1..]).ok()?.parse::<usize>().ok())?
     })?;
     config.handler_scripts.get(index)
+}
+
+/// `WSGIAccessScript` / `WSGIAuthUserScript`: `path [application-group=...]`. The script
+/// must exist (a missing access script would otherwise deny or open by accident).
+fn auth_script<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
+    let Some(path) = args.first() else { return Err(format!("{name} takes a script path")) };
+    if !Path::new(path).is_file() {
+        return Err(format!("{name}: script {path} does not exist"));
+    }
+    parse_options(name, &args[1..], &["application-group"])?;
+    Ok(path)
 }

@@ -10,6 +10,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use super::auth;
 use super::compat;
 use super::config;
 use super::handler;
@@ -223,4 +224,76 @@ pub unsafe extern "C" fn oxwsgi_rs_handler(r: *mut request_rec) -> c_int {
         // thread; it stays live until the handler returns.
         handler::handle(unsafe { Request::from_ptr(r) })
     })
+}
+
+/// A C string argument as text (`None` for NULL).
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid during the call.
+unsafe fn text_arg<'a>(p: *const c_char) -> Option<std::borrow::Cow<'a, str>> {
+    // SAFETY: forwarded contract.
+    unsafe { httpd::opt_bytes(p) }.map(String::from_utf8_lossy)
+}
+
+/// `WSGIAccessScript` (access_checker). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread; `host` NULL or a
+/// string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_allow_access(r: *mut request_rec, host: *const c_char) -> c_int {
+    // SAFETY: host is NULL or a string of the request/connection pool (caller's contract).
+    let host = unsafe { httpd::opt_bytes(host) }.unwrap_or(b"");
+    guard("access_checker", OXWSGI_AUTH_DENIED as c_int, || {
+        // SAFETY: httpd calls the hook with the live request it is processing on this
+        // thread; it stays live until the hook returns.
+        auth::allow_access(unsafe { Request::from_ptr(r) }, host)
+    })
+}
+
+/// `AuthBasicProvider wsgi` (check_password). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request being authenticated, on this thread; `user` and
+/// `password` strings valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_check_password(
+    r: *mut request_rec,
+    user: *const c_char,
+    password: *const c_char,
+) -> c_int {
+    // SAFETY: mod_auth_basic passes the decoded user and password, valid during the call.
+    let (user, password) = unsafe { (text_arg(user), text_arg(password)) };
+    guard("check_password", OXWSGI_AUTH_ERROR as c_int, || {
+        // SAFETY: the live request being authenticated, on this thread (mod_auth_basic).
+        let r = unsafe { Request::from_ptr(r) };
+        auth::check_password(r, user.as_deref().unwrap_or(""), password.as_deref().unwrap_or(""))
+    })
+}
+
+/// `AuthDigestProvider wsgi` (get_realm_hash). Called by the C shim only.
+///
+/// # Safety
+/// As [`oxwsgi_rs_check_password`]; `rethash` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_get_realm_hash(
+    r: *mut request_rec,
+    user: *const c_char,
+    realm: *const c_char,
+    rethash: *mut *mut c_char,
+) -> c_int {
+    // SAFETY: mod_auth_digest passes the user and realm, valid during the call.
+    let (user, realm) = unsafe { (text_arg(user), text_arg(realm)) };
+    // SAFETY: the live request being authenticated, on this thread (mod_auth_digest).
+    let req = unsafe { Request::from_ptr(r) };
+    let (rc, hash) = guard("get_realm_hash", (OXWSGI_AUTH_ERROR as c_int, None), || {
+        auth::get_realm_hash(req, user.as_deref().unwrap_or(""), realm.as_deref().unwrap_or(""))
+    });
+    if let Some(h) = hash {
+        let h = req.pool().strdup(h.as_bytes()).as_ptr() as *mut c_char;
+        // SAFETY: rethash is the provider's out parameter, writable (caller's contract);
+        // the hash lives in the request pool.
+        unsafe { *rethash = h };
+    }
+    rc
 }

@@ -273,6 +273,21 @@ fn body_framing(headers: &[(&[u8], &[u8])], limit: u64) -> Result<bool, (u32, St
     Ok(false)
 }
 
+/// `f` of the request as an auth script sees it (mod_wsgi's auth environ): the CGI
+/// variables and headers, without `Authorization`.
+pub(super) fn with_auth_meta<R>(r: &Request, f: impl FnOnce(&RequestMeta<'_>) -> R) -> R {
+    let s = Settings {
+        callable: String::new(),
+        pass_authorization: false,
+        chunked_request: false,
+        script_reloading: true,
+        application_group: None,
+    };
+    let filename = String::from_utf8_lossy(r.filename()).into_owned();
+    let meta = request_meta(r, r.headers_in().iter().collect(), &s, &filename);
+    f(&meta)
+}
+
 /// The request as the core sees it, borrowing the strings of `r`.
 fn request_meta<'r>(
     r: &'r Request,

@@ -750,6 +750,12 @@ impl DirConf {
     pub fn handler_scripts(&self) -> Option<&[u8]> {
         self.text(|c| c.handler_scripts)
     }
+    pub fn access_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.access_script)
+    }
+    pub fn auth_user_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.auth_user_script)
+    }
 
     /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
     /// outlives the configuration that points at it.
@@ -786,6 +792,12 @@ impl DirConf {
     }
     pub fn set_trusted_proxy_headers(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.trusted_proxy_headers = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_access_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.access_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_auth_user_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.auth_user_script = cmd.pool().strdup(v).as_ptr();
     }
     pub fn set_handler_scripts(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.handler_scripts = cmd.pool().strdup(v).as_ptr();

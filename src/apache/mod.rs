@@ -5,6 +5,7 @@
 //! (`child_init`) and never in the parent, so a graceful restart simply brings up fresh
 //! children (DESIGN.md, "Process and interpreter model").
 
+mod auth;
 mod compat;
 mod config;
 mod entry;

@@ -18,7 +18,7 @@ def application(environ, start_response):
     keys = ('REQUEST_METHOD', 'REMOTE_ADDR', 'HTTP_HOST', 'SERVER_PORT', 'SCRIPT_NAME', 'PATH_INFO',
             'wsgi.url_scheme', 'HTTP_X_FORWARDED_FOR', 'HTTP_X_FORWARDED_PROTO', 'HTTP_X_REAL_IP',
             'HTTP_X_FORWARDED_HOST', 'mod_wsgi.enable_sendfile', 'mod_wsgi.ignore_activity',
-            'mod_wsgi.application_group', 'mod_wsgi.callable_object')
+            'mod_wsgi.application_group', 'mod_wsgi.callable_object', 'REMOTE_USER', 'AUTH_TYPE')
     out = {k: environ.get(k) for k in keys}
     start_response('200 OK', [('Content-Type', 'application/json'),
                               ('X-Method', environ['REQUEST_METHOD'])])
@@ -94,6 +94,28 @@ def handle_request(environ, start_response):
 """
 
 
+AUTH = """
+def check_password(environ, user, password):
+    assert 'HTTP_AUTHORIZATION' not in environ
+    if user == 'alice':
+        return password == 'secret'
+    if user == 'broken':
+        raise RuntimeError('broken auth script')
+    if user == 'silly':
+        return 'yes'
+    return None
+"""
+
+ACCESS = """
+def allow_access(environ, host):
+    assert host == '127.0.0.1', host
+    q = environ.get('QUERY_STRING')
+    if q == 'boom':
+        raise RuntimeError('broken access script')
+    return None if q == 'none' else q != 'deny'
+"""
+
+
 class CompatServer(ApacheServer):
     def __init__(self, wsgi):
         super().__init__(f"compat-{wsgi}", wsgi=wsgi, mpm="event")
@@ -104,6 +126,8 @@ class CompatServer(ApacheServer):
         (d / "app.wsgi").write_text(APP)
         (d / "dispatch.py").write_text(DISPATCH)
         (d / "handler.py").write_text(HANDLER)
+        (d / "auth.py").write_text(AUTH)
+        (d / "access.py").write_text(ACCESS)
         (d / "static").mkdir(exist_ok=True)
         (d / "static" / "a.txt").write_text("text of a")
         (d / "handled").mkdir(exist_ok=True)
@@ -113,6 +137,9 @@ class CompatServer(ApacheServer):
         return super().config_text() + f"""
 LoadModule deflate_module {mods}/mod_deflate.so
 LoadModule filter_module {mods}/mod_filter.so
+LoadModule auth_basic_module {mods}/mod_auth_basic.so
+LoadModule authn_core_module {mods}/mod_authn_core.so
+LoadModule authz_user_module {mods}/mod_authz_user.so
 WSGIRestrictStdout On
 WSGIRestrictStdin On
 WSGIRestrictSignal On
@@ -192,6 +219,18 @@ Alias /handled-exec {d}/handled
 WSGIScriptAlias /nopathinfo {d}/app.wsgi
 <Location /nopathinfo>
     AcceptPathInfo Off
+</Location>
+WSGIScriptAlias /authed {d}/app.wsgi
+<Location /authed>
+    AuthType Basic
+    AuthName "oxwsgi test"
+    AuthBasicProvider wsgi
+    WSGIAuthUserScript {d}/auth.py
+    Require valid-user
+</Location>
+WSGIScriptAlias /access {d}/app.wsgi
+<Location /access>
+    WSGIAccessScript {d}/access.py
 </Location>
 WSGIScriptAlias /override {d}/app.wsgi callable-object=not_found
 <Location /override>
@@ -376,6 +415,37 @@ def test_accept_path_info_off(srv):
     assert js(srv, "/nopathinfo")["PATH_INFO"] == ""
 
 
+# -- WSGIAuthUserScript (AuthBasicProvider wsgi), WSGIAccessScript --------------------------
+
+@pytest.mark.parametrize("auth, status", [
+    (None, 401),
+    (("alice", "secret"), 200),
+    (("alice", "wrong"), 401),
+    (("bob", "x"), 401),
+])
+def test_auth_user_script(srv, auth, status):
+    r = get(srv, "/authed/", auth=auth)
+    assert r.status_code == status, r.text[:200]
+    if status == 200:
+        assert (r.json()["REMOTE_USER"], r.json()["AUTH_TYPE"]) == ("alice", "Basic")
+
+
+def test_auth_user_script_failure_is_500(srv):
+    assert get(srv, "/authed/", auth=("broken", "x")).status_code == 500
+
+
+def test_auth_user_script_result_of_the_wrong_type(srv):
+    # mod_wsgi takes a str from check_password() as "granted"; oxwsgi refuses anything but
+    # True/False/None (500): a truthy mistake must not let a user in.
+    r = get(srv, "/authed/", auth=("silly", "x"))
+    assert r.status_code == (200 if srv.wsgi == "modwsgi" else 500)
+
+
+@pytest.mark.parametrize("query, status", [("", 200), ("deny", 403), ("none", 200), ("boom", 403)])
+def test_access_script(srv, query, status):
+    assert get(srv, f"/access/?{query}").status_code == status
+
+
 # -- WSGIErrorOverride: daemon mode only, embedded responses keep the app's page -------------
 
 def test_error_override_leaves_embedded_responses_alone(srv):
@@ -436,7 +506,8 @@ def test_directive_accepted_as_by_mod_wsgi(tmp_path, wsgi, line):
     ("WSGIAcceptMutex nonsense", "WSGIAcceptMutex must be one of"),
     ("<VirtualHost 127.0.0.1:1>\nWSGIRestrictStdout On\n</VirtualHost>", "cannot occur within a <VirtualHost>"),
     ("WSGIDispatchScript /nonexistent/dispatch.py", "does not exist"),
-    ("WSGIAuthUserScript /tmp/auth.wsgi", "WSGIAuthUserScript is a mod_wsgi directive that oxwsgi does not support yet"),
+    ("WSGIAuthUserScript /nonexistent/auth.wsgi", "WSGIAuthUserScript: script /nonexistent/auth.wsgi does not exist"),
+    ("WSGIAuthGroupScript /tmp/auth.wsgi", "WSGIAuthGroupScript is a mod_wsgi directive that oxwsgi does not support yet"),
     ("WSGINewRelicConfigFile /tmp/newrelic.ini", "WSGINewRelicConfigFile is a mod_wsgi directive"),
 ])
 def test_oxwsgi_refuses_what_it_cannot_do(tmp_path, line, message):
