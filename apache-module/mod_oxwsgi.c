@@ -53,6 +53,8 @@ extern int oxwsgi_rs_handler(request_rec *r);
 extern int oxwsgi_rs_allow_access(request_rec *r, const char *host);
 extern int oxwsgi_rs_check_password(request_rec *r, const char *user,
                                     const char *password);
+extern int oxwsgi_rs_user_in_groups(request_rec *r, const char *user,
+                                    const char *groups);
 extern int oxwsgi_rs_get_realm_hash(request_rec *r, const char *user,
                                     const char *realm, char **rethash);
 
@@ -153,12 +155,18 @@ const command_rec oxwsgi_cmds[] = {
     DIRECTIVE("WSGIPassApacheRequest", OXWSGI_D_PASS_APACHE_REQUEST,
               ACCESS_CONF | RSRC_CONF, "Off only: no request_rec for applications"),
     DIRECTIVE("WSGIAccessScript", OXWSGI_D_ACCESS_SCRIPT,
-              OR_AUTHCFG | ACCESS_CONF | RSRC_CONF,
+              OR_AUTHCFG,
               "script whose allow_access(environ, host) decides access"),
     DIRECTIVE("WSGIAuthUserScript", OXWSGI_D_AUTH_USER_SCRIPT,
-              OR_AUTHCFG | ACCESS_CONF | RSRC_CONF,
+              OR_AUTHCFG,
               "script with check_password(environ, user, password) for "
               "AuthBasicProvider wsgi"),
+    DIRECTIVE("WSGIAuthGroupScript", OXWSGI_D_AUTH_GROUP_SCRIPT,
+              OR_AUTHCFG,
+              "script with groups_for_user(environ, user) for Require wsgi-group"),
+    DIRECTIVE("WSGIGroupAuthoritative", OXWSGI_D_GROUP_AUTHORITATIVE,
+              OR_AUTHCFG,
+              "On|Off: no effect with httpd 2.4's authorization providers"),
     DIRECTIVE("WSGIHandlerScript", OXWSGI_D_HANDLER_SCRIPT, ACCESS_CONF | RSRC_CONF,
               "name script [process-group=...] [application-group=...] "
               "[pass-authorization=...]: handler name whose requests run the "
@@ -175,9 +183,7 @@ const command_rec oxwsgi_cmds[] = {
     UNSUPPORTED("WSGIRestrictProcess"),
     UNSUPPORTED("WSGIPerInterpreterGIL"),
     UNSUPPORTED("WSGIFreeThreading"),
-    UNSUPPORTED("WSGIAuthGroupScript"),
     UNSUPPORTED("WSGIUserAuthoritative"),
-    UNSUPPORTED("WSGIGroupAuthoritative"),
     UNSUPPORTED("WSGINewRelicConfigFile"),
     UNSUPPORTED("WSGINewRelicEnvironment"),
     UNSUPPORTED("WSGITelemetryService"),
@@ -231,6 +237,8 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     c->access_script = add->access_script ? add->access_script : base->access_script;
     c->auth_user_script = add->auth_user_script ? add->auth_user_script
                                                 : base->auth_user_script;
+    c->auth_group_script = add->auth_group_script ? add->auth_group_script
+                                                  : base->auth_group_script;
     /* Inner definitions first: a look-up takes the first line with the name. */
     c->handler_scripts = add->handler_scripts && base->handler_scripts
                              ? apr_pstrcat(p, add->handler_scripts,
@@ -357,6 +365,28 @@ static const authn_provider oxwsgi_authn_provider = {
 };
 
 
+/* Require wsgi-group name...: the user is in one of the groups its script lists. */
+static authz_status
+oxwsgi_check_authorization(request_rec *r, const char *require_args,
+                           const void *parsed_require_line)
+{
+    (void) parsed_require_line;
+    if (r->user == NULL) {
+        return AUTHZ_DENIED_NO_USER;
+    }
+    /* Anything but a match (no script, an error) denies. */
+    return oxwsgi_rs_user_in_groups(r, r->user, require_args) == OXWSGI_AUTH_GRANTED
+               ? AUTHZ_GRANTED
+               : AUTHZ_DENIED;
+}
+
+
+static const authz_provider oxwsgi_authz_provider = {
+    &oxwsgi_check_authorization,
+    NULL,
+};
+
+
 /* ---- being mod_wsgi for <IfModule> ------------------------------------- */
 
 /*
@@ -459,6 +489,9 @@ oxwsgi_register_hooks(apr_pool_t *p)
     /* AuthBasicProvider wsgi / AuthDigestProvider wsgi (WSGIAuthUserScript). */
     ap_register_provider(p, AUTHN_PROVIDER_GROUP, "wsgi", AUTHN_PROVIDER_VERSION,
                          &oxwsgi_authn_provider);
+    /* Require wsgi-group (WSGIAuthGroupScript). */
+    ap_register_provider(p, AUTHZ_PROVIDER_GROUP, "wsgi-group", AUTHZ_PROVIDER_VERSION,
+                         &oxwsgi_authz_provider);
 }
 
 

@@ -34,6 +34,7 @@ typedef struct {
     const char *handler_scripts;
     const char *access_script;       /* WSGIAccessScript */
     const char *auth_user_script;    /* WSGIAuthUserScript */
+    const char *auth_group_script;   /* WSGIAuthGroupScript */
 } oxwsgi_dir_conf;
 
 /* What the auth scripts decided (src/apache/auth.rs); the shim maps them to httpd's. */
@@ -87,7 +88,9 @@ enum oxwsgi_directive {
     OXWSGI_D_DISPATCH_SCRIPT,
     OXWSGI_D_HANDLER_SCRIPT,
     OXWSGI_D_ACCESS_SCRIPT,
-    OXWSGI_D_AUTH_USER_SCRIPT
+    OXWSGI_D_AUTH_USER_SCRIPT,
+    OXWSGI_D_AUTH_GROUP_SCRIPT,
+    OXWSGI_D_GROUP_AUTHORITATIVE
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */

@@ -1,7 +1,8 @@
 //! mod_wsgi's access and authentication scripts: `WSGIAccessScript` (`allow_access(environ,
 //! host)` in the access phase) and `WSGIAuthUserScript` (`check_password(environ, user,
 //! password)` / `get_realm_hash(environ, user, realm)` behind `AuthBasicProvider wsgi` /
-//! `AuthDigestProvider wsgi`).
+//! `AuthDigestProvider wsgi`) and `WSGIAuthGroupScript` (`groups_for_user(environ, user)`
+//! behind `Require wsgi-group`).
 //!
 //! Everything that goes wrong -- no worker, a script that cannot be loaded, a missing
 //! function, an exception, a result of the wrong type -- denies (access) or is an
@@ -140,4 +141,54 @@ pub fn get_realm_hash(r: &Request, user: &str, realm: &str) -> (c_int, Option<St
         }
     });
     (rc, hash)
+}
+
+/// The group names of a `Require wsgi-group` line (words, optionally quoted).
+fn required_groups(args: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = args.trim_start();
+    while let Some(c) = rest.chars().next() {
+        let (word, tail) = if c == '"' || c == '\'' {
+            match rest[1..].find(c) {
+                Some(end) => (&rest[1..end + 1], &rest[end + 2..]),
+                None => (&rest[1..], ""),
+            }
+        } else {
+            rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()))
+        };
+        out.push(word.to_string());
+        rest = tail.trim_start();
+    }
+    out
+}
+
+/// `Require wsgi-group g1 g2`: granted when `groups_for_user(environ, user)` names one of
+/// them; anything else (no script, an error, a result that is not an iterable of str or
+/// bytes) denies.
+pub fn user_in_groups(r: &Request, user: &str, require_args: &str) -> c_int {
+    let Some(script) = r.dir_conf().auth_group_script() else {
+        r.log(Level::Error, "oxwsgi: Require wsgi-group without a WSGIAuthGroupScript for this location");
+        return OXWSGI_AUTH_DENIED as c_int;
+    };
+    let wanted = required_groups(require_args);
+    run(r, script, OXWSGI_AUTH_DENIED as c_int, |_py, module, environ| {
+        let f = match function(module, "groups_for_user") {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = f.call1((environ, user))?;
+        let mut granted = false;
+        for item in result.try_iter()? {
+            let item = item?;
+            let name = match item.extract::<String>() {
+                Ok(s) => s,
+                Err(_) => match item.extract::<Vec<u8>>() {
+                    Ok(b) if item.is_instance_of::<pyo3::types::PyBytes>() => b.iter().map(|&c| c as char).collect(),
+                    _ => return Ok(Err("groups_for_user() must return an iterable of str or bytes".into())),
+                },
+            };
+            granted |= wanted.contains(&name);
+        }
+        Ok(Ok(if granted { OXWSGI_AUTH_GRANTED } else { OXWSGI_AUTH_DENIED } as c_int))
+    })
 }

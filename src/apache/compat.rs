@@ -121,6 +121,13 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
         OXWSGI_D_HANDLER_SCRIPT => handler_script(cmd, dc, args),
         OXWSGI_D_ACCESS_SCRIPT => auth_script(name, args).map(|p| dc.set_access_script(cmd, p.as_bytes())),
         OXWSGI_D_AUTH_USER_SCRIPT => auth_script(name, args).map(|p| dc.set_auth_user_script(cmd, p.as_bytes())),
+        OXWSGI_D_GROUP_AUTHORITATIVE => flag(name, args).map(|_| {
+            notice(format!(
+                "{name} has no effect with httpd 2.4: Require wsgi-group is an authorization provider \
+                 that mod_authz_core combines with the other Require lines (as with mod_wsgi on 2.4)"
+            ))
+        }),
+        OXWSGI_D_AUTH_GROUP_SCRIPT => auth_script(name, args).map(|p| dc.set_auth_group_script(cmd, p.as_bytes())),
         OXWSGI_D_SERVER_METRICS => {
             global_only(cmd, name).and_then(|_| flag(name, args)).map(|v| with(|c| c.server_metrics = v == 1))
         }

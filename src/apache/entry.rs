@@ -271,6 +271,26 @@ pub unsafe extern "C" fn oxwsgi_rs_check_password(
     })
 }
 
+/// `Require wsgi-group` (the authz provider). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request being authorized, on this thread; `user` and `groups`
+/// strings valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_user_in_groups(
+    r: *mut request_rec,
+    user: *const c_char,
+    groups: *const c_char,
+) -> c_int {
+    // SAFETY: mod_authz_core passes r->user and the Require line, valid during the call.
+    let (user, groups) = unsafe { (text_arg(user), text_arg(groups)) };
+    guard("check_authorization", OXWSGI_AUTH_DENIED as c_int, || {
+        // SAFETY: the live request being authorized, on this thread (mod_authz_core).
+        let r = unsafe { Request::from_ptr(r) };
+        auth::user_in_groups(r, user.as_deref().unwrap_or(""), groups.as_deref().unwrap_or(""))
+    })
+}
+
 /// `AuthDigestProvider wsgi` (get_realm_hash). Called by the C shim only.
 ///
 /// # Safety

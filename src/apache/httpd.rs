@@ -756,6 +756,9 @@ impl DirConf {
     pub fn auth_user_script(&self) -> Option<&[u8]> {
         self.text(|c| c.auth_user_script)
     }
+    pub fn auth_group_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.auth_group_script)
+    }
 
     /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
     /// outlives the configuration that points at it.
@@ -795,6 +798,9 @@ impl DirConf {
     }
     pub fn set_access_script(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.access_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_auth_group_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.auth_group_script = cmd.pool().strdup(v).as_ptr();
     }
     pub fn set_auth_user_script(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.auth_user_script = cmd.pool().strdup(v).as_ptr();

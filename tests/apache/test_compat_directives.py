@@ -97,13 +97,20 @@ def handle_request(environ, start_response):
 AUTH = """
 def check_password(environ, user, password):
     assert 'HTTP_AUTHORIZATION' not in environ
-    if user == 'alice':
+    if user in ('alice', 'carol', 'dave'):
         return password == 'secret'
     if user == 'broken':
         raise RuntimeError('broken auth script')
     if user == 'silly':
         return 'yes'
     return None
+"""
+
+GROUPS = """
+def groups_for_user(environ, user):
+    if user == 'dave':
+        raise RuntimeError('broken group script')
+    return {'alice': ['site editors'], 'carol': [b'staff']}.get(user, [])
 """
 
 ACCESS = """
@@ -128,6 +135,7 @@ class CompatServer(ApacheServer):
         (d / "handler.py").write_text(HANDLER)
         (d / "auth.py").write_text(AUTH)
         (d / "access.py").write_text(ACCESS)
+        (d / "groups.py").write_text(GROUPS)
         (d / "static").mkdir(exist_ok=True)
         (d / "static" / "a.txt").write_text("text of a")
         (d / "handled").mkdir(exist_ok=True)
@@ -227,6 +235,15 @@ WSGIScriptAlias /authed {d}/app.wsgi
     AuthBasicProvider wsgi
     WSGIAuthUserScript {d}/auth.py
     Require valid-user
+</Location>
+WSGIScriptAlias /grouped {d}/app.wsgi
+<Location /grouped>
+    AuthType Basic
+    AuthName "oxwsgi groups"
+    AuthBasicProvider wsgi
+    WSGIAuthUserScript {d}/auth.py
+    WSGIAuthGroupScript {d}/groups.py
+    Require wsgi-group "site editors" admins
 </Location>
 WSGIScriptAlias /access {d}/app.wsgi
 <Location /access>
@@ -441,6 +458,12 @@ def test_auth_user_script_result_of_the_wrong_type(srv):
     assert r.status_code == (200 if srv.wsgi == "modwsgi" else 500)
 
 
+@pytest.mark.parametrize("user, status", [("alice", 200), ("carol", 401), ("dave", 401), (None, 401)])
+def test_auth_group_script(srv, user, status):
+    r = get(srv, "/grouped/", auth=(user, "secret") if user else None)
+    assert r.status_code == status
+
+
 @pytest.mark.parametrize("query, status", [("", 200), ("deny", 403), ("none", 200), ("boom", 403)])
 def test_access_script(srv, query, status):
     assert get(srv, f"/access/?{query}").status_code == status
@@ -489,6 +512,7 @@ LOADS = {
     "WSGIAcceptMutex flock", "WSGISocketRotation On", "WSGIIgnoreActivity Off",
     "WSGIErrorOverride Off", "WSGIMapHEADToGET Auto", "WSGIEnableSendfile Off",
     "WSGIPassApacheRequest Off", "WSGIVerboseDebugging Off", "WSGIServerMetrics On",
+    "<Location /x>\nWSGIGroupAuthoritative Off\n</Location>",
     "WSGITrustedProxies 10.0.0.1 10.1.0.0/16 fd00::/8",
     "WSGITrustedProxyHeaders X-Forwarded-For X-Forwarded-Proto X-Forwarded-Host",
 ])
@@ -506,8 +530,9 @@ def test_directive_accepted_as_by_mod_wsgi(tmp_path, wsgi, line):
     ("WSGIAcceptMutex nonsense", "WSGIAcceptMutex must be one of"),
     ("<VirtualHost 127.0.0.1:1>\nWSGIRestrictStdout On\n</VirtualHost>", "cannot occur within a <VirtualHost>"),
     ("WSGIDispatchScript /nonexistent/dispatch.py", "does not exist"),
-    ("WSGIAuthUserScript /nonexistent/auth.wsgi", "WSGIAuthUserScript: script /nonexistent/auth.wsgi does not exist"),
-    ("WSGIAuthGroupScript /tmp/auth.wsgi", "WSGIAuthGroupScript is a mod_wsgi directive that oxwsgi does not support yet"),
+    ("<Location /x>\nWSGIAuthUserScript /nonexistent/auth.wsgi\n</Location>",
+     "WSGIAuthUserScript: script /nonexistent/auth.wsgi does not exist"),
+    ("WSGIUserAuthoritative Off", "WSGIUserAuthoritative is a mod_wsgi directive that oxwsgi does not support yet"),
     ("WSGINewRelicConfigFile /tmp/newrelic.ini", "WSGINewRelicConfigFile is a mod_wsgi directive"),
 ])
 def test_oxwsgi_refuses_what_it_cannot_do(tmp_path, line, message):
