@@ -236,6 +236,16 @@ WSGIScriptAlias /authed {d}/app.wsgi
     WSGIAuthUserScript {d}/auth.py
     Require valid-user
 </Location>
+<AuthnProviderAlias wsgi wsgi-users>
+    WSGIAuthUserScript {d}/auth.py
+</AuthnProviderAlias>
+WSGIScriptAlias /aliased {d}/app.wsgi
+<Location /aliased>
+    AuthType Basic
+    AuthName "oxwsgi alias"
+    AuthBasicProvider wsgi-users
+    Require valid-user
+</Location>
 WSGIScriptAlias /grouped {d}/app.wsgi
 <Location /grouped>
     AuthType Basic
@@ -445,6 +455,11 @@ def test_auth_user_script(srv, auth, status):
     assert r.status_code == status, r.text[:200]
     if status == 200:
         assert (r.json()["REMOTE_USER"], r.json()["AUTH_TYPE"]) == ("alice", "Basic")
+
+
+def test_authn_provider_alias(srv):
+    assert get(srv, "/aliased/", auth=("alice", "secret")).status_code == 200
+    assert get(srv, "/aliased/", auth=("alice", "wrong")).status_code == 401
 
 
 def test_auth_user_script_failure_is_500(srv):
