@@ -149,6 +149,8 @@ impl Worker {
             Ok(ex) => Some(ex),
             Err(e) => {
                 log_exception(py, &*ch.log, &ch.context, "internal error", &e);
+                // The request started (mod_wsgi's counters) but no exchange ends it.
+                super::modwsgi_module::request_finished(py, std::time::Instant::now());
                 None
             }
         }
