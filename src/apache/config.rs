@@ -153,6 +153,9 @@ fn check_process_group(name: &str, v: &str) -> Result<(), String> {
 /// Whether `target` names an existing file, directory, or a file followed by extra path
 /// (`/srv/app.wsgi/accounts`: the rest becomes PATH_INFO, as under mod_wsgi).
 fn target_exists(target: &Path) -> bool {
+    // `/srv/index.py/` (a script with a trailing slash) is the file followed by "/".
+    let trimmed = target.to_str().map(|t| t.trim_end_matches('/')).filter(|t| !t.is_empty());
+    let target = trimmed.map_or(target, Path::new);
     target.exists() || target.ancestors().skip(1).find(|a| a.exists()).is_some_and(Path::is_file)
 }
 

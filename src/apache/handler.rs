@@ -67,16 +67,19 @@ pub fn translate_name(r: &Request) -> c_int {
     if uri.first() != Some(&b'/') {
         return DECLINED as c_int;
     }
+    // A virtual host's aliases first, then the main server's (mod_wsgi merges them so).
     let key = config::server_key(r.server());
-    let list = config.aliases.get(&key).or_else(|| config.aliases.get(&0));
-    let Some(list) = list else { return DECLINED as c_int };
-    for (i, alias) in list.iter().enumerate() {
-        if let Some(filename) = map_alias(r, alias) {
-            r.set_filename_and_handler(&filename, c"wsgi-script");
-            r.set_note(c"alias-forced-type", c"wsgi-script");
-            let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
-            r.set_note(ALIAS_NOTE, &note);
-            return OK as c_int;
+    let keys: &[usize] = if key == 0 { &[0] } else { &[key, 0] };
+    for &key in keys {
+        let Some(list) = config.aliases.get(&key) else { continue };
+        for (i, alias) in list.iter().enumerate() {
+            if let Some(filename) = map_alias(r, alias) {
+                r.set_filename_and_handler(&filename, c"wsgi-script");
+                r.set_note(c"alias-forced-type", c"wsgi-script");
+                let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
+                r.set_note(ALIAS_NOTE, &note);
+                return OK as c_int;
+            }
         }
     }
     DECLINED as c_int
