@@ -17,7 +17,7 @@ use oxwsgi_checks::{Account, can_read};
 
 /// One `WSGIScriptAlias` / `WSGIScriptAliasMatch`.
 pub struct Alias {
-    /// URL prefix without trailing slash ("" for "/"), or the pattern text for a regex.
+    /// URL path as written (matched as mod_alias does), or the pattern text for a regex.
     pub prefix: String,
     pub regex: Option<Regex>,
     /// Script file, or directory of scripts, or a `$1` template for a regex alias.
@@ -53,12 +53,35 @@ pub struct Config {
     pub restrict_embedded: bool,
     /// Daemon groups named by a directive (name, directive), checked once all are read.
     pub named_groups: Vec<(String, String)>,
+    /// One-line notices for accepted directives that do not apply (compat.rs).
+    pub notices: BTreeSet<String>,
+    /// `mod_wsgi.server_metrics()` answers with the scoreboard (`WSGIServerMetrics`).
+    pub server_metrics: bool,
+    /// `WSGIHandlerScript`s; dir configs refer to them by index.
+    pub handler_scripts: Vec<HandlerScript>,
+}
+
+/// One `WSGIHandlerScript`.
+pub struct HandlerScript {
+    pub script: PathBuf,
+    pub application_group: Option<String>,
+    pub pass_authorization: Option<bool>,
 }
 
 impl Config {
     /// The daemon group called `name`.
     pub fn group(&self, name: &str) -> Option<&DaemonGroup> {
         self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// A fresh configuration with Apache's defaults where they differ from the core's.
+    fn new() -> Config {
+        let mut c = Config::default();
+        // As mod_wsgi: signal.signal() from applications is ignored (WSGIRestrictSignal).
+        c.runtime.modwsgi.restrict_signal = true;
+        // As mod_wsgi: the scoreboard is available unless WSGIServerMetrics Off.
+        c.server_metrics = true;
+        c
     }
 }
 
@@ -79,7 +102,7 @@ pub fn child() -> Option<&'static Config> {
 
 /// Start a fresh configuration pass (pre_config).
 pub fn reset() {
-    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::default());
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::new());
 }
 
 /// Free the configuration (the configuration pool is being cleared).
@@ -89,7 +112,7 @@ pub fn clear() {
 
 pub fn with<R>(f: impl FnOnce(&mut Config) -> R) -> R {
     let mut g = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
-    f(g.get_or_insert_with(Config::default))
+    f(g.get_or_insert_with(Config::new))
 }
 
 /// The key under which a server's aliases are stored.
@@ -107,14 +130,14 @@ fn on_off(name: &str, v: &str) -> Result<i32, String> {
 
 /// Options of WSGIScriptAlias / WSGIImportScript (`key=value`).
 #[derive(Default)]
-struct Options {
-    process_group: Option<String>,
-    application_group: Option<String>,
-    callable: Option<String>,
-    pass_authorization: Option<bool>,
+pub(super) struct Options {
+    pub process_group: Option<String>,
+    pub application_group: Option<String>,
+    pub callable: Option<String>,
+    pub pass_authorization: Option<bool>,
 }
 
-fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Options, String> {
+pub(super) fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Options, String> {
     let mut o = Options::default();
     for a in args {
         let Some((k, v)) = a.split_once('=') else {
@@ -148,9 +171,13 @@ fn check_process_group(name: &str, v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A URL prefix as stored: no trailing slash ("/" becomes "").
-fn normalize_prefix(p: &str) -> String {
-    p.trim_end_matches('/').to_string()
+/// Whether `target` names an existing file, directory, or a file followed by extra path
+/// (`/srv/app.wsgi/accounts`: the rest becomes PATH_INFO, as under mod_wsgi).
+fn target_exists(target: &Path) -> bool {
+    // `/srv/index.py/` (a script with a trailing slash) is the file followed by "/".
+    let trimmed = target.to_str().map(|t| t.trim_end_matches('/')).filter(|t| !t.is_empty());
+    let target = trimmed.map_or(target, Path::new);
+    target.exists() || target.ancestors().skip(1).find(|a| a.exists()).is_some_and(Path::is_file)
 }
 
 pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
@@ -162,7 +189,7 @@ pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
     if !target.is_absolute() {
         return Err(format!("{name}: script path {:?} must be absolute", args[1]));
     }
-    if !target.exists() {
+    if !target_exists(target) {
         return Err(format!("{name}: WSGI script {} does not exist", target.display()));
     }
     let o = parse_options(
@@ -175,7 +202,7 @@ pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
             c.application_groups.insert(g.clone());
         }
         c.aliases.entry(server_key(server)).or_default().push(Alias {
-            prefix: normalize_prefix(&args[0]),
+            prefix: args[0].clone(),
             regex: None,
             target: args[1].clone(),
             application_group: o.application_group,
@@ -256,6 +283,9 @@ fn home_readable(home: &Path, found: &oxwsgi_checks::Home) -> Result<(), String>
 /// `apache2 -t`): `User` may come after `WSGIPythonHome`, so the home's readability by the
 /// children's user is checked again once it is known.
 pub fn check() -> Result<(), String> {
+    if let Some(problem) = process::load_problem() {
+        return Err(problem);
+    }
     let home = with(|c| c.runtime.start.home.clone());
     if let Some(home) = home {
         let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
@@ -322,7 +352,11 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
             r
         }
     };
-    match u32::try_from(cmd.info()).unwrap_or(OXWSGI_D_UNSUPPORTED) {
+    let id = u32::try_from(cmd.info()).unwrap_or(OXWSGI_D_UNSUPPORTED);
+    if let Some(r) = super::compat::directive(cmd, dc, id, &name, args) {
+        return r;
+    }
+    match id {
         OXWSGI_D_SCRIPT_ALIAS => script_alias(cmd.server(), args),
         OXWSGI_D_SCRIPT_ALIAS_MATCH => script_alias_match(cmd, args),
         OXWSGI_D_PYTHON_HOME => global_only(Ok(())).and_then(|_| python_home(args)),

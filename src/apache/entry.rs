@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::auth;
+use super::compat;
 use super::config;
 use super::daemons;
 use super::handler;
 use super::httpd::{self, CmdParms, DirConf, Pool, Request, Server};
 use super::io::ServerLog;
-use crate::core::{Level, LogSink, worker};
+use crate::core::{Level, LogSink, modwsgi_module, worker};
 use crate::ffi::guard::guard;
 use crate::ffi::httpd::*;
 
@@ -159,6 +161,9 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
             }
         }
         config::with(|c| {
+            for n in &c.notices {
+                log.log(Level::Notice, &format!("oxwsgi: {n}"));
+            }
             for g in &c.application_groups {
                 if g != "%{GLOBAL}" {
                     log.log(
@@ -253,8 +258,13 @@ fn child_init(s: &'static Server) {
         return; // WSGIRestrictEmbedded On: no Python in Apache's own children
     }
     let imports: Vec<PathBuf> = config.imports.iter().map(|i| i.path.clone()).collect();
+    let mut runtime = config.runtime.clone();
+    (runtime.modwsgi.maximum_processes, runtime.modwsgi.threads_per_process) = compat::server_limits();
+    if config.server_metrics {
+        modwsgi_module::set_server_metrics(compat::server_metrics);
+    }
     let setup = worker::Setup {
-        runtime: &config.runtime,
+        runtime: &runtime,
         imports: &imports,
         import_directive: "WSGIImportScript",
         multithread: httpd::process::mpm_threaded(),
@@ -288,4 +298,96 @@ pub unsafe extern "C" fn oxwsgi_rs_handler(r: *mut request_rec) -> c_int {
         // thread; it stays live until the handler returns.
         handler::handle(unsafe { Request::from_ptr(r) })
     })
+}
+
+/// A C string argument as text (`None` for NULL).
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid during the call.
+unsafe fn text_arg<'a>(p: *const c_char) -> Option<std::borrow::Cow<'a, str>> {
+    // SAFETY: forwarded contract.
+    unsafe { httpd::opt_bytes(p) }.map(String::from_utf8_lossy)
+}
+
+/// `WSGIAccessScript` (access_checker). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread; `host` NULL or a
+/// string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_allow_access(r: *mut request_rec, host: *const c_char) -> c_int {
+    // SAFETY: host is NULL or a string of the request/connection pool (caller's contract).
+    let host = unsafe { httpd::opt_bytes(host) }.unwrap_or(b"");
+    guard("access_checker", OXWSGI_AUTH_DENIED as c_int, || {
+        // SAFETY: httpd calls the hook with the live request it is processing on this
+        // thread; it stays live until the hook returns.
+        auth::allow_access(unsafe { Request::from_ptr(r) }, host)
+    })
+}
+
+/// `AuthBasicProvider wsgi` (check_password). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request being authenticated, on this thread; `user` and
+/// `password` strings valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_check_password(
+    r: *mut request_rec,
+    user: *const c_char,
+    password: *const c_char,
+) -> c_int {
+    // SAFETY: mod_auth_basic passes the decoded user and password, valid during the call.
+    let (user, password) = unsafe { (text_arg(user), text_arg(password)) };
+    guard("check_password", OXWSGI_AUTH_ERROR as c_int, || {
+        // SAFETY: the live request being authenticated, on this thread (mod_auth_basic).
+        let r = unsafe { Request::from_ptr(r) };
+        auth::check_password(r, user.as_deref().unwrap_or(""), password.as_deref().unwrap_or(""))
+    })
+}
+
+/// `Require wsgi-group` (the authz provider). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request being authorized, on this thread; `user` and `groups`
+/// strings valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_user_in_groups(
+    r: *mut request_rec,
+    user: *const c_char,
+    groups: *const c_char,
+) -> c_int {
+    // SAFETY: mod_authz_core passes r->user and the Require line, valid during the call.
+    let (user, groups) = unsafe { (text_arg(user), text_arg(groups)) };
+    guard("check_authorization", OXWSGI_AUTH_DENIED as c_int, || {
+        // SAFETY: the live request being authorized, on this thread (mod_authz_core).
+        let r = unsafe { Request::from_ptr(r) };
+        auth::user_in_groups(r, user.as_deref().unwrap_or(""), groups.as_deref().unwrap_or(""))
+    })
+}
+
+/// `AuthDigestProvider wsgi` (get_realm_hash). Called by the C shim only.
+///
+/// # Safety
+/// As [`oxwsgi_rs_check_password`]; `rethash` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_get_realm_hash(
+    r: *mut request_rec,
+    user: *const c_char,
+    realm: *const c_char,
+    rethash: *mut *mut c_char,
+) -> c_int {
+    // SAFETY: mod_auth_digest passes the user and realm, valid during the call.
+    let (user, realm) = unsafe { (text_arg(user), text_arg(realm)) };
+    // SAFETY: the live request being authenticated, on this thread (mod_auth_digest).
+    let req = unsafe { Request::from_ptr(r) };
+    let (rc, hash) = guard("get_realm_hash", (OXWSGI_AUTH_ERROR as c_int, None), || {
+        auth::get_realm_hash(req, user.as_deref().unwrap_or(""), realm.as_deref().unwrap_or(""))
+    });
+    if let Some(h) = hash {
+        let h = req.pool().strdup(h.as_bytes()).as_ptr() as *mut c_char;
+        // SAFETY: rethash is the provider's out parameter, writable (caller's contract);
+        // the hash lives in the request pool.
+        unsafe { *rethash = h };
+    }
+    rc
 }

@@ -6,14 +6,17 @@
 use std::borrow::Cow;
 use std::ffi::{CStr, CString, c_int};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::prelude::*;
 
+use super::compat;
 use super::config::{self, Alias, Config};
 use super::daemon_conf::{DaemonGroup, ProcessGroup, process_group};
 use super::httpd::{Matches, Request, RequestHandle, regsub};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
 use crate::core::head::ResponseHead;
+use crate::core::modwsgi_module;
 use crate::core::request::{AppSettings, Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::worker::{self, Channel};
@@ -26,10 +29,32 @@ use crate::ffi::httpd::{
 };
 use crate::ffi::python;
 
-/// Does `uri` fall under the alias prefix (whole path segments only)?
-fn prefix_matches(prefix: &str, uri: &[u8]) -> bool {
-    let p = prefix.as_bytes();
-    uri.starts_with(p) && (uri.len() == p.len() || uri[p.len()] == b'/')
+/// How many bytes of `uri` the alias URL path matches, as mod_alias (and mod_wsgi) match:
+/// whole path segments, a run of slashes in the alias matching a run of one or more
+/// slashes in the URI. `None` if it does not match.
+fn alias_matches(alias: &[u8], uri: &[u8]) -> Option<usize> {
+    let (mut a, mut u) = (0, 0);
+    while a < alias.len() {
+        if alias[a] == b'/' {
+            if uri.get(u) != Some(&b'/') {
+                return None;
+            }
+            while alias.get(a) == Some(&b'/') {
+                a += 1;
+            }
+            while uri.get(u) == Some(&b'/') {
+                u += 1;
+            }
+        } else {
+            if uri.get(u) != Some(&alias[a]) {
+                return None;
+            }
+            a += 1;
+            u += 1;
+        }
+    }
+    let whole_segment = alias.last() == Some(&b'/') || u == uri.len() || uri[u] == b'/';
+    (u > 0 && whole_segment).then_some(u)
 }
 
 /// The note that tells the handler which alias matched: "<server key>:<index>".
@@ -72,11 +97,10 @@ fn map_alias(r: &Request, alias: &Alias) -> Option<Vec<u8>> {
     let mut target;
     let rest: &[u8] = match &alias.regex {
         None => {
-            if !prefix_matches(&alias.prefix, uri) {
-                return None;
-            }
+            let n = alias_matches(alias.prefix.as_bytes(), uri)?;
             target = alias.target.clone().into_bytes();
-            &uri[alias.prefix.len()..]
+            // `WSGIScriptAlias / app.wsgi`: the whole URI is the rest (mod_wsgi's rule).
+            if alias.prefix == "/" { uri } else { &uri[n..] }
         }
         Some(re) => {
             let mut m: Matches = [ap_regmatch_t { rm_so: -1, rm_eo: -1 }; _];
@@ -98,7 +122,8 @@ struct Settings {
     pass_authorization: bool,
     chunked_request: bool,
     script_reloading: bool,
-    application_group: String,
+    /// As configured (`%{RESOURCE}` & co. are expanded per request); `None`: not set.
+    application_group: Option<String>,
     /// `process-group=` of the alias, else `WSGIProcessGroup` (unresolved).
     process_group: Option<String>,
 }
@@ -118,10 +143,7 @@ fn settings(r: &Request, config: &Config) -> Settings {
         pass_authorization: alias.and_then(|a| a.pass_authorization).or(dc.pass_authorization()).unwrap_or(false),
         chunked_request: dc.chunked_request().unwrap_or(false),
         script_reloading: dc.script_reloading().unwrap_or(true),
-        application_group: alias
-            .and_then(|a| a.application_group.clone())
-            .or_else(|| text(dc.application_group()))
-            .unwrap_or_else(|| "%{GLOBAL}".into()),
+        application_group: alias.and_then(|a| a.application_group.clone()).or_else(|| text(dc.application_group())),
         process_group: alias.and_then(|a| a.process_group.clone()).or_else(|| text(dc.process_group())),
     }
 }
@@ -161,8 +183,14 @@ pub fn handle(r: &Request) -> c_int {
 
 fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<RequestLog>) -> c_int {
     let filename = String::from_utf8_lossy(r.filename()).into_owned();
+    // A WSGIHandlerScript handles the requested file (which may not exist) itself.
+    let handler_script = compat::handler_script_for(r, config);
+    if let Some((status, why)) = compat::refused(r, handler_script.is_some()) {
+        log.log(Level::Error, &format!("oxwsgi: {why}: {filename}"));
+        return status as c_int;
+    }
     let filetype = r.filetype();
-    if filetype != APR_REG {
+    if filetype != APR_REG && handler_script.is_none() {
         let (status, why) = if filetype == APR_DIR {
             (HTTP_FORBIDDEN, "is a directory, not a WSGI script")
         } else {
@@ -171,7 +199,12 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         log.log(Level::Error, &format!("oxwsgi: target WSGI script {filename} {why}"));
         return status as c_int;
     }
-    let s = settings(r, config);
+    let mut s = settings(r, config);
+    if let Some(h) = handler_script {
+        s.callable = "handle_request".into();
+        s.application_group = h.application_group.clone().or(s.application_group);
+        s.pass_authorization = h.pass_authorization.unwrap_or(s.pass_authorization);
+    }
     let headers: Vec<(&[u8], &[u8])> = r.headers_in().iter().collect();
     let chunked = match body_framing(&headers, r.limit_req_body()) {
         Ok(chunked) => chunked,
@@ -194,7 +227,27 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
             return HTTP_INTERNAL_SERVER_ERROR as c_int;
         }
     };
+    let callable = compat::callable(r, &s.callable);
     let mut meta = request_meta(r, headers, &s, &filename);
+    meta.app.callable = Cow::Owned(callable.into_bytes());
+    let enable_sendfile = compat::enable_sendfile(r);
+    let (script_name, path_info) = (meta.script_name.to_vec(), meta.path_info.to_vec());
+    meta.server_vars.extend(compat::environ_vars(r, &script_name, &path_info, enable_sendfile));
+    let handler_script_path;
+    if let Some(h) = handler_script {
+        handler_script_path = h.script.to_string_lossy().into_owned();
+        let path = Cow::Borrowed(handler_script_path.as_bytes());
+        meta.server_vars.push((Cow::Borrowed(b"mod_wsgi.handler_script"), path.clone()));
+        // The handler script runs; SCRIPT_FILENAME stays the requested file.
+        meta.params.push((Cow::Borrowed(b"SCRIPT_FILENAME"), Cow::Borrowed(r.filename())));
+        meta.app.script = path;
+    }
+    compat::apply_trusted_proxies(r, &mut meta);
+    let app_group = compat::application_group(r, s.application_group.as_deref(), &meta.script_name);
+    meta.app.application_group = Cow::Owned(app_group.into_bytes());
+    if compat::head_as_get(r) {
+        meta.method = Cow::Borrowed(b"GET");
+    }
     if let Some(name) = group {
         let Some(g) = config.group(&name) else {
             log.log(Level::Error, &format!("{filename}: no WSGI daemon process called {name:?} has been configured"));
@@ -227,12 +280,19 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
             log: log.clone(),
             context,
         };
-        let mut ex = w.begin(py, &meta, ch)?;
-        loop {
-            if let Some(outcome) = ex.pump(py, None) {
-                return Some(outcome);
-            }
+        if !compat::dispatch(py, r, w, &mut meta, &**log) {
+            return None;
         }
+        let started = Instant::now();
+        let mut ex = w.begin(py, &meta, ch)?;
+        let outcome = loop {
+            if let Some(outcome) = ex.pump(py, None) {
+                break outcome;
+            }
+        };
+        drop(ex);
+        modwsgi_module::request_finished(py, started);
+        Some(outcome)
     });
     match outcome {
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,
@@ -355,6 +415,22 @@ fn body_framing(headers: &[(&[u8], &[u8])], limit: u64) -> Result<bool, (u32, St
     Ok(false)
 }
 
+/// `f` of the request as an auth script sees it (mod_wsgi's auth environ): the CGI
+/// variables and headers, without `Authorization`.
+pub(super) fn with_auth_meta<R>(r: &Request, f: impl FnOnce(&RequestMeta<'_>) -> R) -> R {
+    let s = Settings {
+        callable: String::new(),
+        pass_authorization: false,
+        chunked_request: false,
+        script_reloading: true,
+        application_group: None,
+        process_group: None,
+    };
+    let filename = String::from_utf8_lossy(r.filename()).into_owned();
+    let meta = request_meta(r, r.headers_in().iter().collect(), &s, &filename);
+    f(&meta)
+}
+
 /// The request as the core sees it, borrowing the strings of `r`.
 fn request_meta<'r>(
     r: &'r Request,
@@ -394,7 +470,7 @@ fn request_meta<'r>(
         app: AppSettings {
             script: b(filename.as_bytes()),
             callable: b(s.callable.as_bytes()),
-            application_group: b(s.application_group.as_bytes()),
+            application_group: b(b""),
             process_group: b(b""),
             script_reloading: s.script_reloading,
         },

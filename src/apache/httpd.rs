@@ -250,6 +250,13 @@ impl Server {
         self.0.is_virtual != 0
     }
 
+    /// `ServerName` (the host part), as the configuration set it.
+    pub fn hostname(&self) -> &[u8] {
+        // SAFETY: server_hostname is NULL or a configuration pool string, which lives as
+        // long as the server_rec.
+        unsafe { as_bytes(self.0.server_hostname) }
+    }
+
     /// Log `msg` to this server's error log.
     pub fn log(&self, level: Level, msg: &str) {
         let m = c_string(msg.as_bytes(), b"\\0");
@@ -378,6 +385,14 @@ impl Connection {
         unsafe { as_bytes(p) }
     }
 
+    /// The port the connection was accepted on (0 if unknown).
+    pub fn local_port(&self) -> u16 {
+        let a = self.get(|c| c.local_addr);
+        // SAFETY: local_addr is NULL or an address in the connection pool, set when the
+        // connection was accepted and never changed.
+        unsafe { a.as_ref() }.map_or(0, |a| a.port)
+    }
+
     /// The client's port, when the address is known.
     pub fn client_port(&self) -> Option<u16> {
         let a = self.get(|c| c.client_addr);
@@ -500,6 +515,34 @@ impl Request {
     }
     pub fn auth_type(&self) -> Option<&[u8]> {
         self.field(|r| r.ap_auth_type)
+    }
+    /// The handler name (`wsgi-script`, `application/x-httpd-wsgi`).
+    pub fn handler(&self) -> &[u8] {
+        self.field(|r| r.handler).unwrap_or(b"")
+    }
+    /// The request's id for the error log (`%L`), if httpd made one.
+    pub fn log_id(&self) -> Option<&[u8]> {
+        self.field(|r| r.log_id)
+    }
+    /// When the request line arrived, in microseconds since the epoch.
+    pub fn request_time(&self) -> i64 {
+        self.get(|r| r.request_time)
+    }
+    /// `Options ExecCGI` is on for the request's directory.
+    pub fn exec_cgi_allowed(&self) -> bool {
+        // SAFETY: the request is live; ap_allow_options only reads its configuration.
+        unsafe { oxwsgi_ap_exec_cgi_allowed(self.as_ptr()) != 0 }
+    }
+    /// `AcceptPathInfo Off` and the request has extra path.
+    pub fn path_info_rejected(&self) -> bool {
+        // SAFETY: the request is live; the shim reads two of its fields.
+        unsafe { oxwsgi_ap_path_info_rejected(self.as_ptr()) != 0 }
+    }
+    /// The first output filter is a content or resource filter (mod_deflate & co.), which
+    /// may need a HEAD response's body to compute its headers.
+    pub fn has_content_filter(&self) -> bool {
+        // SAFETY: the request is live; the shim reads r->output_filters and its frec.
+        unsafe { oxwsgi_ap_has_content_filter(self.as_ptr()) != 0 }
     }
 
     /// What the directory walk found at `filename`.
@@ -787,6 +830,37 @@ impl DirConf {
     pub fn script_reloading(&self) -> Option<bool> {
         flag(self.0.script_reloading)
     }
+    /// 0 Off, 1 On, 2 Auto; `None` when not set.
+    pub fn map_head_to_get(&self) -> Option<i32> {
+        (self.0.map_head_to_get != -1).then_some(self.0.map_head_to_get)
+    }
+    pub fn enable_sendfile(&self) -> Option<bool> {
+        flag(self.0.enable_sendfile)
+    }
+    pub fn ignore_activity(&self) -> Option<bool> {
+        flag(self.0.ignore_activity)
+    }
+    pub fn trusted_proxies(&self) -> Option<&[u8]> {
+        self.text(|c| c.trusted_proxies)
+    }
+    pub fn trusted_proxy_headers(&self) -> Option<&[u8]> {
+        self.text(|c| c.trusted_proxy_headers)
+    }
+    pub fn dispatch_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.dispatch_script)
+    }
+    pub fn handler_scripts(&self) -> Option<&[u8]> {
+        self.text(|c| c.handler_scripts)
+    }
+    pub fn access_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.access_script)
+    }
+    pub fn auth_user_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.auth_user_script)
+    }
+    pub fn auth_group_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.auth_group_script)
+    }
 
     /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
     /// outlives the configuration that points at it.
@@ -807,6 +881,40 @@ impl DirConf {
     }
     pub fn set_script_reloading(&mut self, v: bool) {
         self.0.script_reloading = v as i32;
+    }
+    pub fn set_map_head_to_get(&mut self, v: i32) {
+        self.0.map_head_to_get = v;
+    }
+    pub fn set_enable_sendfile(&mut self, v: bool) {
+        self.0.enable_sendfile = v as i32;
+    }
+    pub fn set_error_override(&mut self, v: bool) {
+        self.0.error_override = v as i32;
+    }
+    pub fn set_ignore_activity(&mut self, v: bool) {
+        self.0.ignore_activity = v as i32;
+    }
+    /// Space-separated lists; repeated directives in one context add to the list.
+    pub fn set_trusted_proxies(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.trusted_proxies = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_trusted_proxy_headers(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.trusted_proxy_headers = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_access_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.access_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_auth_group_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.auth_group_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_auth_user_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.auth_user_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_handler_scripts(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.handler_scripts = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_dispatch_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.dispatch_script = cmd.pool().strdup(v).as_ptr();
     }
 }
 
@@ -872,6 +980,42 @@ pub unsafe fn directive_args<'a>(argc: i32, argv: *const *mut c_char) -> Vec<&'a
         .collect()
 }
 
+/// httpd's scoreboard (shared memory of the parent), copied out one record at a time.
+pub mod scoreboard {
+    use super::*;
+
+    /// The limits and generation, or `None` when httpd has no scoreboard.
+    pub fn global() -> Option<oxwsgi_sb_global> {
+        let mut g = oxwsgi_sb_global { server_limit: 0, thread_limit: 0, running_generation: 0, restart_time: 0 };
+        // SAFETY: the shim copies the global record into g (plain data we own).
+        (unsafe { oxwsgi_ap_sb_global(&mut g) } != 0).then_some(g)
+    }
+
+    /// Process slot `i` (`i < server_limit` of [`global`]).
+    pub fn process(i: i32) -> oxwsgi_sb_process {
+        let mut p = oxwsgi_sb_process { pid: 0, generation: 0, quiescing: 0 };
+        // SAFETY: i is below server_limit (caller), so the slot exists; the shim copies it.
+        unsafe { oxwsgi_ap_sb_process(i, &mut p) };
+        p
+    }
+
+    /// Worker slot `j` of process slot `i` (`j < thread_limit`).
+    pub fn worker(i: i32, j: i32) -> oxwsgi_sb_worker {
+        // SAFETY: all-zero is a valid value of this plain C struct (numbers and char arrays).
+        let mut w: oxwsgi_sb_worker = unsafe { std::mem::zeroed() };
+        // SAFETY: i and j are below the limits (caller), so the slot exists; the shim
+        // copies it, with NUL-terminated strings.
+        unsafe { oxwsgi_ap_sb_worker(i, j, &mut w) };
+        w
+    }
+
+    /// A NUL-terminated `char` array of a copied record, as text.
+    pub fn text(chars: &[c_char]) -> String {
+        let bytes: Vec<u8> = chars.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
 /// httpd's queries that take no object.
 pub mod process {
     use super::*;
@@ -886,6 +1030,24 @@ pub mod process {
     pub fn is_pre_config_pass() -> bool {
         // SAFETY: a plain query of httpd's state.
         unsafe { oxwsgi_ap_is_pre_config_pass() != 0 }
+    }
+
+    /// An `AP_MPMQ_*` value of the MPM (`None` when it does not answer).
+    pub fn mpm_query(code: u32) -> Option<i32> {
+        // SAFETY: a plain query of httpd's MPM.
+        let v = unsafe { oxwsgi_ap_mpm_query(code as i32) };
+        (v != -1).then_some(v)
+    }
+
+    /// Why the module cannot run as loaded (twice, or beside mod_wsgi), if so.
+    pub fn load_problem() -> Option<String> {
+        // SAFETY: a plain query of the shim's state; the result is NULL or a static string.
+        let p = unsafe { oxwsgi_ap_load_problem() };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL results are static NUL-terminated strings of the shim.
+        Some(String::from_utf8_lossy(unsafe { as_bytes(p) }).into_owned())
     }
 
     /// `ServerTokens`' banner, e.g. "Apache/2.4.62 (Debian)".

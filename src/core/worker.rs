@@ -131,6 +131,15 @@ impl Worker {
         }
     }
 
+    /// The environ of `meta` without `wsgi.input`/`wsgi.errors`, for code that decides how
+    /// the request is served before its application runs (mod_wsgi's dispatch scripts).
+    pub fn environ<'py>(&self, py: Python<'py>, meta: &RequestMeta<'_>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        match &self.template {
+            Some(t) => Ok(t.build(py, meta)?.finish()),
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err("Python did not start in this process")),
+        }
+    }
+
     /// Load the request's script and call its application. `None` means the request gets a
     /// 500; what went wrong is in the log already.
     pub fn begin(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel) -> Option<Exchange> {
@@ -161,11 +170,16 @@ impl Worker {
                 return None;
             }
         };
+        if let Err(e) = super::modwsgi_module::request_started(py, environ.dict()) {
+            log_exception(py, &*ch.log, &ch.context, "mod_wsgi request_started event failed", &e);
+        }
         let parts = RequestParts { body: ch.body, sink: ch.sink, log: ch.log.clone(), context: ch.context.clone() };
         match Exchange::begin(py, &app, environ, parts) {
             Ok(ex) => Some(ex),
             Err(e) => {
                 log_exception(py, &*ch.log, &ch.context, "internal error", &e);
+                // The request started (mod_wsgi's counters) but no exchange ends it.
+                super::modwsgi_module::request_finished(py, std::time::Instant::now());
                 None
             }
         }
