@@ -287,12 +287,17 @@ fn handle(state: &State, stream: UnixStream) {
                 context: context.clone(),
             };
             // Never reload a script in place: a change restarts the process (above).
+            let started = std::time::Instant::now();
             state.worker.begin_with(py, &meta, ch, false).map(|mut ex| {
-                loop {
+                let outcome = loop {
                     if let Some(o) = ex.pump(py, None) {
                         break o;
                     }
-                }
+                };
+                drop(ex);
+                // mod_wsgi's request_finished event and metrics, as in embedded mode.
+                crate::core::modwsgi_module::request_finished(py, started);
+                outcome
             })
         } else {
             None
