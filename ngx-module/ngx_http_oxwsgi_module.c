@@ -32,12 +32,11 @@ char *ngx_http_oxwsgi_conf_param(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_oxwsgi_rs_init_process(ngx_cycle_t *cycle,
     ngx_http_oxwsgi_main_conf_t *mcf);
 void ngx_http_oxwsgi_rs_exit_process(ngx_cycle_t *cycle);
-void ngx_http_oxwsgi_rs_runner(void *dispatcher);
-void ngx_http_oxwsgi_rs_notified(void *dispatcher);
-void ngx_http_oxwsgi_rs_tick(void *dispatcher);
+void ngx_http_oxwsgi_rs_dispatch_read(ngx_event_t *ev);
+void ngx_http_oxwsgi_rs_dispatch_timer(ngx_event_t *ev);
 void ngx_http_oxwsgi_rs_task_done(void *state);
 void ngx_http_oxwsgi_rs_write_ready(void *state);
-void ngx_http_oxwsgi_rs_poll(void *state);
+void ngx_http_oxwsgi_rs_poll_handler(ngx_event_t *ev);
 void ngx_http_oxwsgi_rs_cleanup(void *state);
 
 #define NGX_HTTP_OXWSGI_DEFAULT_MAX_IN_FLIGHT  1024
@@ -295,32 +294,6 @@ ngx_http_oxwsgi_job_done(ngx_http_oxwsgi_ctx_t *ctx)
 }
 
 
-/* a job of the request is queued: it cannot be freed until the job is done */
-
-void
-ngx_http_oxwsgi_block(ngx_http_oxwsgi_ctx_t *ctx)
-{
-    ctx->request->main->blocked++;
-}
-
-
-static void
-ngx_http_oxwsgi_poll_handler(ngx_event_t *ev)
-{
-    ngx_connection_t       *c;
-    ngx_http_request_t     *r;
-    ngx_http_oxwsgi_ctx_t  *ctx;
-
-    ctx = ev->data;
-    r = ctx->request;
-    c = r->connection;
-
-    ngx_http_oxwsgi_rs_poll(ctx->state);
-
-    ngx_http_run_posted_requests(c);
-}
-
-
 static void
 ngx_http_oxwsgi_writer(ngx_http_request_t *r)
 {
@@ -374,7 +347,7 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
          ngx_http_get_module_loc_conf(r, ngx_http_oxwsgi_module))->thread_pool;
 
     ctx->poll.data = ctx;
-    ctx->poll.handler = ngx_http_oxwsgi_poll_handler;
+    ctx->poll.handler = ngx_http_oxwsgi_rs_poll_handler;
     ctx->poll.log = r->connection->log;
 
     /*
@@ -393,77 +366,6 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
 
 
 /* ---- dispatch (src/nginx/dispatch.rs) ---------------------------------- */
-
-
-/* runs on a thread of the pool: no nginx structure may be touched here */
-
-static void
-ngx_http_oxwsgi_runner(void *data, ngx_log_t *log)
-{
-    ngx_http_oxwsgi_rs_runner(data);
-}
-
-
-static void
-ngx_http_oxwsgi_runner_done(ngx_event_t *ev)
-{
-    ngx_free(ev->data);
-}
-
-
-/* a runner: a thread task that runs queued jobs until none comes for a while */
-
-ngx_int_t
-ngx_http_oxwsgi_post_runner(ngx_thread_pool_t *tp, void *data)
-{
-    ngx_thread_task_t  *task;
-
-    task = ngx_calloc(sizeof(ngx_thread_task_t), ngx_cycle->log);
-    if (task == NULL) {
-        return NGX_ERROR;
-    }
-
-    task->ctx = data;
-    task->handler = ngx_http_oxwsgi_runner;
-    task->event.data = task;
-    task->event.handler = ngx_http_oxwsgi_runner_done;
-    task->event.log = ngx_cycle->log;
-
-    if (ngx_thread_task_post(tp, task) != NGX_OK) {
-        ngx_free(task);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_oxwsgi_dispatch_read(ngx_event_t *ev)
-{
-    uint64_t                     n;
-    ngx_connection_t            *c;
-    ngx_http_oxwsgi_dispatch_t  *d;
-
-    c = ev->data;
-    d = c->data;
-
-    /* one read resets the counter (level-triggered event methods need it) */
-    if (read(d->fd, &n, sizeof(n)) != sizeof(n)) {
-        /* EAGAIN: nothing written since the last read */
-    }
-
-    ngx_http_oxwsgi_rs_notified(d->data);
-}
-
-
-static void
-ngx_http_oxwsgi_dispatch_timer(ngx_event_t *ev)
-{
-    ngx_http_oxwsgi_dispatch_t  *d = ev->data;
-
-    ngx_http_oxwsgi_rs_tick(d->data);
-}
 
 
 ngx_http_oxwsgi_dispatch_t *
@@ -494,13 +396,13 @@ ngx_http_oxwsgi_dispatch_create(void *data)
     d->conn.log = ngx_cycle->log;
 
     d->read.data = &d->conn;
-    d->read.handler = ngx_http_oxwsgi_dispatch_read;
+    d->read.handler = ngx_http_oxwsgi_rs_dispatch_read;
     d->read.log = ngx_cycle->log;
     d->write.data = &d->conn;
     d->write.log = ngx_cycle->log;
 
     d->tick.data = d;
-    d->tick.handler = ngx_http_oxwsgi_dispatch_timer;
+    d->tick.handler = ngx_http_oxwsgi_rs_dispatch_timer;
     d->tick.log = ngx_cycle->log;
     /* requests keep an exiting worker alive by their own timers */
     d->tick.cancelable = 1;
@@ -514,19 +416,6 @@ ngx_http_oxwsgi_dispatch_create(void *data)
     }
 
     return d;
-}
-
-
-/* any thread: wake the event loop's handler of this dispatcher */
-
-void
-ngx_http_oxwsgi_dispatch_wake(ngx_http_oxwsgi_dispatch_t *d)
-{
-    uint64_t  one = 1;
-
-    if (write(d->fd, &one, sizeof(one)) != sizeof(one)) {
-        /* EAGAIN: the counter is full, so the loop is woken anyway */
-    }
 }
 
 

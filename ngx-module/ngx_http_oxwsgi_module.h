@@ -76,13 +76,10 @@ extern const char   *ngx_http_oxwsgi_nginx_version;
 
 ngx_http_oxwsgi_ctx_t *ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r,
     void *state);
-void ngx_http_oxwsgi_block(ngx_http_oxwsgi_ctx_t *ctx);
 void ngx_http_oxwsgi_job_done(ngx_http_oxwsgi_ctx_t *ctx);
 ngx_http_oxwsgi_dispatch_t *ngx_http_oxwsgi_dispatch_create(void *data);
-void ngx_http_oxwsgi_dispatch_wake(ngx_http_oxwsgi_dispatch_t *d);
 void ngx_http_oxwsgi_dispatch_tick(ngx_http_oxwsgi_dispatch_t *d,
     ngx_msec_t ms);
-ngx_int_t ngx_http_oxwsgi_post_runner(ngx_thread_pool_t *tp, void *data);
 ngx_int_t ngx_http_oxwsgi_wait_write(ngx_http_request_t *r);
 void ngx_http_oxwsgi_stop_write_wait(ngx_http_request_t *r);
 void ngx_http_oxwsgi_poll_timer(ngx_http_oxwsgi_ctx_t *ctx, ngx_msec_t ms);

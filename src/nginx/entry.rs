@@ -218,15 +218,26 @@ pub extern "C" fn ngx_http_oxwsgi_rs_write_ready(state: *mut c_void) {
     unsafe { with_state("write event", state, |st| st.write_ready()) }
 }
 
+/// The request's poll timer (a running job's output is handed over), on the event loop.
+///
+/// # Safety
+/// `ev` is the `poll` event of a request context (`ngx_http_oxwsgi_create_ctx`).
 #[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_poll(state: *mut c_void) {
-    // SAFETY: the shim passes the state of the request whose poll timer fired.
-    unsafe { with_state("poll timer", state, |st| st.poll()) }
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_poll_handler(ev: *mut ngx_event_t) {
+    // SAFETY: the poll event's data is its context (create_ctx), live with its request.
+    let ctx = unsafe { (*ev).data } as *mut ngx_http_oxwsgi_ctx_t;
+    // SAFETY: ctx is live (above); its request is live while its timer can fire.
+    let (state, r) = unsafe { ((*ctx).state, (*ctx).request) };
+    // SAFETY: r is live; its connection outlives the request (handling may free r).
+    let c = unsafe { (*r).connection };
+    // SAFETY: the state of the request whose poll timer fired.
+    unsafe { with_state("poll timer", state, |st| st.poll()) };
+    // SAFETY: c is live (see above); nginx's own event handlers end this way.
+    unsafe { ngx_http_run_posted_requests(c) };
 }
 
 /// A runner (dispatch.rs), on a thread-pool thread.
-#[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_runner(dispatcher: *mut c_void) {
+pub extern "C" fn ngx_http_oxwsgi_rs_runner(dispatcher: *mut c_void, _log: *mut ngx_log_t) {
     guard("runner", (), || {
         // SAFETY: the shim passes the pointer `ThreadPool::post_runner` got: a leaked
         // (process-long) Dispatcher, used only through its Mutex/Condvar members.
@@ -235,10 +246,22 @@ pub extern "C" fn ngx_http_oxwsgi_rs_runner(dispatcher: *mut c_void) {
     })
 }
 
-/// Runners completed jobs (the dispatcher's eventfd), on the event loop.
+/// Runners completed jobs (the dispatcher's eventfd is readable), on the event loop.
+///
+/// # Safety
+/// `ev` is the read event of a dispatcher's connection (`ngx_http_oxwsgi_dispatch_create`).
 #[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_notified(dispatcher: *mut c_void) {
-    // SAFETY: the shim passes the pointer `DispatchEvents::create` got: a leaked Dispatcher.
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_dispatch_read(ev: *mut ngx_event_t) {
+    // SAFETY: the read event's data is the dispatcher's connection, whose data is the
+    // dispatcher's events structure; both live for the worker's life.
+    let d = unsafe { (*((*ev).data as *mut ngx_connection_t)).data } as *mut ngx_http_oxwsgi_dispatch_t;
+    // SAFETY: d is live (above): its eventfd and the Rust dispatcher it was made for.
+    let (fd, dispatcher) = unsafe { ((*d).fd, (*d).data) };
+    let mut n = 0u64;
+    // SAFETY: reads 8 bytes into n; one read resets the counter (level-triggered event
+    // methods need it); EAGAIN means nothing was written since the last read.
+    let _ = unsafe { libc::read(fd, (&raw mut n).cast(), 8) };
+    // SAFETY: dispatcher is the leaked (process-long) Dispatcher `DispatchEvents::create` got.
     let d = guard("job completion", None, || Some(unsafe { &*(dispatcher as *const Dispatcher) }));
     let Some(d) = d else { return };
     for done in guard("job completion", Vec::new(), || d.take_done()) {
@@ -265,10 +288,17 @@ pub extern "C" fn ngx_http_oxwsgi_rs_notified(dispatcher: *mut c_void) {
 }
 
 /// The dispatcher's timer, on the event loop.
+///
+/// # Safety
+/// `ev` is the `tick` event of a dispatcher (`ngx_http_oxwsgi_dispatch_create`).
 #[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_tick(dispatcher: *mut c_void) {
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_dispatch_timer(ev: *mut ngx_event_t) {
+    // SAFETY: the tick event's data is the dispatcher's events structure (worker-long).
+    let d = unsafe { (*ev).data } as *mut ngx_http_oxwsgi_dispatch_t;
+    // SAFETY: d is live; its data is the leaked Dispatcher it was made for.
+    let dispatcher = unsafe { (*d).data };
     guard("dispatch timer", (), || {
-        // SAFETY: as for ngx_http_oxwsgi_rs_notified.
+        // SAFETY: a leaked (process-long) Dispatcher, see above.
         let d = unsafe { &*(dispatcher as *const Dispatcher) };
         d.tick();
     })

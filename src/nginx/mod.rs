@@ -22,6 +22,9 @@ mod testhook;
 
 /// The content handler `wsgi_app` installs (conf.rs). Wired here, where every file of the
 /// adapter is known, so that no lower file reaches up to the entry points.
+/// The thread-task handler of a dispatcher's runner (ngx.rs `ThreadPool::post_runner`).
+const RUNNER: unsafe extern "C" fn(*mut std::ffi::c_void, *mut crate::ffi::ngx::ngx_log_t) =
+    entry::ngx_http_oxwsgi_rs_runner;
 const CONTENT_HANDLER: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_http_request_t) -> crate::ffi::ngx::ngx_int_t =
     entry::ngx_http_oxwsgi_rs_handler;
 

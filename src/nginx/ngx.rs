@@ -508,8 +508,12 @@ impl Ctx {
     /// A job of the request is queued: raise `r->main->blocked`, so that nginx cannot free
     /// the request before the job's completion (`ngx_http_oxwsgi_job_done`) lowers it.
     pub fn block(&self) {
-        // SAFETY: the context and its request are live.
-        unsafe { ngx_http_oxwsgi_block(self.raw()) }
+        // SAFETY: ctx->request is the live request the context belongs to; its `main` is
+        // the live main request (itself, or the parent of a subrequest).
+        let main = unsafe { (*self.get().request).main };
+        // SAFETY: main is live; only the event loop (this thread) touches it.
+        let main = unsafe { &mut *main };
+        main.set_blocked(main.blocked() + 1);
     }
 
     /// What a job carries back to the loop: the context's address, valid until the job's
@@ -685,10 +689,39 @@ impl ThreadPool {
     /// Post a runner task: a pool thread calls `ngx_http_oxwsgi_rs_runner(data)`. On the
     /// event loop only. False if nginx refused (allocation, the pool's queue full).
     pub fn post_runner<T: Sync>(&self, data: &'static T) -> bool {
-        // SAFETY: the pool lives as long as the worker; data outlives the task ('static);
-        // the shim allocates the task outside any request pool and frees it on completion.
-        unsafe { ngx_http_oxwsgi_post_runner(self.0, data as *const T as *mut std::ffi::c_void) == OK }
+        // SAFETY: ngx_cycle is nginx's current cycle, set before any request runs.
+        let log = unsafe { (*ngx_cycle).log };
+        let mut task = Box::new(ngx_thread_task_t::default());
+        task.ctx = data as *const T as *mut std::ffi::c_void;
+        task.handler = Some(super::RUNNER);
+        task.event.handler = Some(runner_done);
+        task.event.log = log;
+        let task = Box::into_raw(task);
+        // SAFETY: task is a live allocation: its event's data is where runner_done finds it.
+        unsafe { (*task).event.data = task.cast() };
+        // SAFETY: the pool lives as long as the worker; the task (outside any request pool)
+        // and data ('static) outlive the task's run; runner_done frees the task after it.
+        if unsafe { ngx_thread_task_post(self.0, task) } != OK {
+            // SAFETY: not posted: the allocation is still ours.
+            drop(unsafe { Box::from_raw(task) });
+            return false;
+        }
+        true
     }
+}
+
+/// The completion of a runner task (event loop): free the task `post_runner` allocated.
+///
+/// # Safety
+/// `ev` is the event of a task made by [`ThreadPool::post_runner`], whose `data` is the task.
+unsafe extern "C" fn runner_done(ev: *mut ngx_event_t) {
+    crate::ffi::guard::guard("runner completion", (), || {
+        // SAFETY: ev is the task's own event (caller), alive until the task is freed here.
+        let task = unsafe { (*ev).data } as *mut ngx_thread_task_t;
+        // SAFETY: task came from Box::into_raw in post_runner and completed: nginx no
+        // longer uses it.
+        drop(unsafe { Box::from_raw(task) });
+    })
 }
 
 /// The event-loop half of a dispatcher, made by the shim (`ngx_http_oxwsgi_dispatch_t`):
@@ -712,8 +745,12 @@ impl DispatchEvents {
 
     /// Wake the event loop's read handler (any thread).
     pub fn wake(&self) {
-        // SAFETY: the structure lives for the worker's life; this only write()s its eventfd.
-        unsafe { ngx_http_oxwsgi_dispatch_wake(self.0.as_ptr()) }
+        // SAFETY: the structure lives for the worker's life; its fd is set once at creation.
+        let fd = unsafe { (*self.0.as_ptr()).fd };
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from `one` to the eventfd. A short write is EAGAIN: the
+        // counter is full, so the loop is woken anyway.
+        let _ = unsafe { libc::write(fd, (&raw const one).cast(), 8) };
     }
 
     /// Arm the timer for `ms` unless it is armed (event loop only).
