@@ -23,7 +23,8 @@ import check
 import contenders
 import procs
 import report
-from workloads import WORKLOADS, run_wrk, write_scripts
+import workloads
+from workloads import WORKLOADS, write_scripts
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -71,17 +72,35 @@ def uptime():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def make_stage():
+def make_stage(tls=False):
+    """The /tmp stage: the app (and bench/apps/ as app/apps/), the ceilings' static files,
+    the wrk scripts' directory, and with tls a self-signed certificate (tls/cert.pem,
+    tls/key.pem) for the h2 workload: its presence makes the contenders listen on TLS too."""
     stage = Path(tempfile.mkdtemp(prefix="oxwsgi-bench-", dir="/tmp"))
     stage.chmod(0o755)
     (stage / "app").mkdir(mode=0o755)
     shutil.copy(BENCH / "app.py", stage / "app/app.py")
+    shutil.copytree(BENCH / "apps", stage / "app/apps",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    site = subprocess.run([str(contenders.VENV / "bin/python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (stage / "app/bench_site.py").write_text(f"SITE = {site!r}\n")
     static = stage / "static"
     static.mkdir(mode=0o755)
+    (static / "flask").mkdir(mode=0o755)
+    (static / "django").mkdir(mode=0o755)
     for name, data in (("hello", check.HELLO), ("post", check.HELLO), ("environ", check.HELLO),
-                       ("64k", check.BODY_64K), ("stream", check.BODY_STREAM)):
+                       ("64k", check.BODY_64K), ("stream", check.BODY_STREAM),
+                       ("flask/page", check.PAGE), ("django/page", check.PAGE)):
         (static / name).write_bytes(data)
     (stage / "wrk").mkdir()
+    if tls:
+        (stage / "tls").mkdir()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-keyout", str(stage / "tls/key.pem"),
+                        "-out", str(stage / "tls/cert.pem")], check=True, capture_output=True)
     for p in stage.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     return stage
@@ -153,7 +172,7 @@ class Running:
         return killed
 
 
-def measure(run, workload, script, seconds):
+def measure(run, workload, scripts, seconds):
     """One measured wrk run with CPU and memory sampling around it."""
     pids = run.pids()
     peak = {"rss": 0, "pss": 0, "procs": 0}
@@ -173,7 +192,7 @@ def measure(run, workload, script, seconds):
     busy0, self0, t0 = procs.machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    r, wrk_cpu, out = run_wrk(run.c.port, workload, script, seconds)
+    r, wrk_cpu, out = workloads.run(run.c.port, run.c.tls_port, workload, scripts, seconds)
     stop.set()
     sampler.join()
     cpu1 = procs.cpu_seconds(run.pids())
@@ -184,7 +203,7 @@ def measure(run, workload, script, seconds):
     harness_cpu = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
     other = (busy1 - busy0) - server_cpu - wrk_cpu - harness_cpu
     r.update(server_cpu_s=server_cpu, wrk_cpu_s=wrk_cpu,
-             cpu_us_per_req=server_cpu / r["requests"] * 1e6 if r["requests"] else None,
+             cpu_us_per_req=server_cpu / r["all_requests"] * 1e6 if r["all_requests"] else None,
              peak_rss_kib=peak["rss"], peak_pss_kib=peak["pss"], procs=peak["procs"],
              other_cpu_pct=max(0.0, other) / ((t1 - t0) * procs.NCPU) * 100)
     return r, out
@@ -198,7 +217,7 @@ def serve(a, allc, modules):
     why = c.missing(modules)
     if why:
         sys.exit(f"{c.name}: {why}")
-    stage = make_stage()
+    stage = make_stage(tls=True)
     write_scripts(str(stage / "wrk"))
     running = Running(c, stage, modules)
     try:
@@ -206,7 +225,8 @@ def serve(a, allc, modules):
         if err:
             print(f"{c.name}: {err}\n{log_tail(running.d)}")
             return 1
-        print(f"{c.name} on http://127.0.0.1:{c.port}/ (hello, 64k, stream, post, environ); "
+        tls = "" if c.unsupported("h2") else f", https://127.0.0.1:{c.tls_port}/ (h2)"
+        print(f"{c.name} on http://127.0.0.1:{c.port}/ (hello, 64k, stream, post, environ){tls}; "
               f"pids {sorted(running.pids())}; wrk scripts in {stage}/wrk; Ctrl-C stops it", flush=True)
         while all(g.alive() for g in running.groups):
             time.sleep(0.5)
@@ -230,6 +250,10 @@ def main(argv):
     if a.list:
         print("contenders:", ", ".join(c.name for c in allc))
         print("workloads: ", ", ".join(WORKLOADS))
+        for c in allc:
+            na = [f"{w} ({c.unsupported(w)})" for w in WORKLOADS if c.unsupported(w)]
+            if na:
+                print(f"  {c.name}: n/a: {'; '.join(na)}")
         return 0
     names = select(a.only, [c.name for c in allc], "contender")
     chosen = [c for c in allc if c.name in names]
@@ -272,9 +296,10 @@ def main(argv):
             "reps": a.reps, "duration": a.duration, "warmup": a.warmup, "workloads": wls,
             "contenders": [c.name for c in chosen], "kinds": {c.name: c.kind for c in allc},
             "ceilings": {c.name: c.ceiling for c in allc},
+            "na": {c.name: {w: c.unsupported(w) for w in wls if c.unsupported(w)} for c in chosen},
             "machine": f"{procs.NCPU} CPUs, {os.uname().release}"}
     print(meta["uptime_before"], flush=True)
-    stage = make_stage()
+    stage = make_stage(tls="h2" in wls)
     scripts = write_scripts(str(stage / "wrk"))
     rows = []
     checked = set()
@@ -286,7 +311,7 @@ def main(argv):
                 running = Running(c, stage, c.modules_dir or modules)
                 err = running.wait_ready()
                 if err is None and c.name not in checked:
-                    failures = [f for f in (check.check(c.port, w, c.kind == "ceiling") for w in wls) if f]
+                    failures = [f for f in (check.check(c, w) for w in wls if not c.unsupported(w)) if f]
                     if failures:
                         err = "failed the correctness check: " + "; ".join(failures)
                     checked.add(c.name)
@@ -300,12 +325,14 @@ def main(argv):
                     (out_dir / f"{c.name}.log").write_text(f"{err}\n{tail}\n")
                     continue
                 for w in wls:
-                    pinned = WORKLOADS[w][4]
+                    if c.unsupported(w):
+                        continue
+                    pinned = WORKLOADS[w].pinned
                     if pinned:
                         procs.pin(running.pids(), {0})
                     if a.warmup:
-                        measure(running, w, scripts[w], a.warmup)
-                    r, out = measure(running, w, scripts[w], a.duration)
+                        measure(running, w, scripts, a.warmup)
+                    r, out = measure(running, w, scripts, a.duration)
                     if pinned:
                         procs.unpin(running.pids())
                     if r is None:

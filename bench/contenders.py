@@ -3,13 +3,18 @@
 Every contender serves bench/app.py (or, for the two ceilings, static content with
 the same bytes) on 127.0.0.1, with 2 processes: Apache event MPM 2 x 32 threads,
 mod_wsgi daemon 2 x 16, nginx 2 workers (+ a 16-thread pool each for oxwsgi),
-uWSGI 2 x 16, gunicorn gthread 2 x 16, Granian 2 workers x 16 blocking threads.
+uWSGI 2 x 16, gunicorn gthread 2 x 16, Granian 2 workers x 16 blocking threads,
+bjoern 2 processes x 1 thread, pyruvate 2 processes x 16 worker threads.
+
+When the run has the h2 workload, the stage has tls/ (a self-signed certificate) and every
+Apache and nginx contender also listens with TLS and HTTP/2 on its tls_port (port + 20).
 """
 
 import copy
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 VENV = Path(os.environ.get("OXWSGI_BENCH_VENV", "/opt/oxwsgi-bench-venv"))
@@ -69,6 +74,23 @@ DocumentRoot "{stage}/static"
     Require all granted
 </Directory>
 {wsgi}
+{tls}
+"""
+
+# The h2 workload: the same server, also on TLS with HTTP/2 (mod_ssl + mod_http2).
+APACHE_TLS = """\
+LoadModule ssl_module {mods}/mod_ssl.so
+LoadModule socache_shmcb_module {mods}/mod_socache_shmcb.so
+LoadModule http2_module {mods}/mod_http2.so
+Listen 127.0.0.1:{tls_port}
+SSLSessionCache shmcb:{d}/run/ssl_scache(512000)
+<VirtualHost 127.0.0.1:{tls_port}>
+    ServerName 127.0.0.1
+    SSLEngine on
+    SSLCertificateFile {stage}/tls/cert.pem
+    SSLCertificateKeyFile {stage}/tls/key.pem
+    Protocols h2 http/1.1
+</VirtualHost>
 """
 
 MODWSGI_EMBEDDED = """\
@@ -119,7 +141,19 @@ http {{
         server_name 127.0.0.1;
 {server}
     }}
+{tls}
 }}
+"""
+
+# The h2 workload: the same locations, also on TLS with HTTP/2.
+NGINX_TLS = """\
+    server {{
+        listen 127.0.0.1:{tls_port} ssl http2;
+        server_name 127.0.0.1;
+        ssl_certificate {stage}/tls/cert.pem;
+        ssl_certificate_key {stage}/tls/key.pem;
+{server}
+    }}
 """
 
 NGINX_STATIC_SERVER = """\
@@ -212,6 +246,7 @@ class Contender:
 
     def __init__(self, name, kind, ceiling, port):
         self.name, self.kind, self.ceiling, self.port = name, kind, ceiling, port
+        self.tls_port = port + 20                 # the h2 workload (TLS + ALPN h2)
         # Where this contender's module comes from, when not the run's --modules.
         self.modules_dir = None
 
@@ -219,12 +254,18 @@ class Contender:
         """Why this contender cannot run here, or None."""
         return None
 
+    def unsupported(self, workload):
+        """Why this contender has no figure for workload ("n/a" in the report), or None."""
+        if workload == "mixed" and self.kind == "ceiling":
+            return "static content: nothing sleeps"
+        return None
+
     def commands(self, stage, d):
         """Write the config under d; return [(argv, stop_signal)] started in order."""
         raise NotImplementedError
 
     def fmt(self, text, stage, d, **kw):
-        return text.format(d=d, stage=stage, port=self.port, user=USER,
+        return text.format(d=d, stage=stage, port=self.port, tls_port=self.tls_port, user=USER,
                            mods=APACHE_MODULES, **kw)
 
 
@@ -248,8 +289,9 @@ class Apache(Contender):
             shutil.copy(modules_dir / self.so, d / self.so)
             load = f"LoadModule oxwsgi_module {d / self.so}"
         conf = d / "httpd.conf"
+        tls = self.fmt(APACHE_TLS, stage, d) if (stage / "tls").exists() else ""
         conf.write_text(self.fmt(APACHE_BASE, stage, d, load=load, loglevel=APACHE_LOGLEVEL,
-                                 wsgi=self.fmt(self.wsgi, stage, d)))
+                                 wsgi=self.fmt(self.wsgi, stage, d), tls=tls))
         # SIGTERM stops Apache at once (children included).
         return [([APACHE, "-f", str(conf), "-DFOREGROUND"], signal.SIGTERM)]
 
@@ -280,9 +322,10 @@ class Nginx(Contender):
             cmds.append(([str(VENV / "bin/gunicorn"), "-c", str(d / "gunicorn.conf.py"),
                           "app:application"], signal.SIGTERM))
         conf = d / "nginx.conf"
+        server = self.fmt(self.server, stage, d)
+        tls = self.fmt(NGINX_TLS, stage, d, server=server) if (stage / "tls").exists() else ""
         conf.write_text(self.fmt(NGINX_BASE, stage, d, main=self.fmt(self.main, stage, d),
-                                 http=self.fmt(self.http, stage, d),
-                                 server=self.fmt(self.server, stage, d)))
+                                 http=self.fmt(self.http, stage, d), server=server, tls=tls))
         # -e keeps Debian's compiled-in /var/log/nginx/error.log out; SIGQUIT = graceful stop.
         cmds.append(([NGINX, "-p", f"{d}/", "-e", str(d / "logs/error.log"), "-c", str(conf)],
                      signal.SIGQUIT))
@@ -298,12 +341,55 @@ class Granian(Contender):
             return f"granian missing ({VENV}: bench/setup.sh)"
         return None
 
+    def unsupported(self, workload):
+        if workload == "h2":
+            # Granian speaks h2 over TLS, but on one address per instance: this one is the
+            # plain HTTP/1 instance of the other workloads (a second, TLS instance is to do).
+            return "runs --http 1 without TLS here; no TLS instance set up yet"
+        return super().unsupported(workload)
+
     def commands(self, stage, d, modules_dir=None):
         argv = ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
                 str(VENV / "bin/granian"), "--interface", "wsgi", "--host", "127.0.0.1",
                 "--port", str(self.port), "--workers", "2", "--blocking-threads", "16",
                 "--http", "1", "--no-ws", "--log-level", "warning",
                 "--working-dir", f"{stage}/app", "app:application"]
+        return [(argv, signal.SIGTERM)]
+
+
+class PyServer(Contender):
+    """bjoern or pyruvate from the bench venv, started by bench/pyserve.py as www-data,
+    serving HTTP/1.1 directly (no front server, as their users and issue 14's table run
+    them): 2 processes with SO_REUSEPORT, compared with nginx-static."""
+
+    def __init__(self, name, server, port, threads=None):
+        super().__init__(name, "peer", "nginx-static", port)
+        self.server, self.threads = server, threads
+
+    def missing(self, modules_dir):
+        p = subprocess.run([str(VENV / "bin/python"), "-c", f"import {self.server}"],
+                           capture_output=True, text=True)
+        if p.returncode == 0:
+            return None
+        why = (p.stderr.strip().splitlines() or ["?"])[-1]
+        log = VENV / "bench-install-failed" / f"{self.server}.log"
+        if log.exists():
+            lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+            errs = [x.strip() for x in lines if "error" in x.lower()]
+            why = f"pip install failed: {(errs or lines or ['?'])[-1]} (full log: {log})"
+        return f"{self.server} missing from {VENV}: {why}"
+
+    def unsupported(self, workload):
+        if workload == "h2":
+            return f"{self.server} speaks HTTP/1.1 only"
+        return super().unsupported(workload)
+
+    def commands(self, stage, d, modules_dir=None):
+        shutil.copy(Path(__file__).resolve().parent / "pyserve.py", d / "pyserve.py")
+        (d / "pyserve.py").chmod(0o644)
+        argv = ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
+                str(VENV / "bin/python"), str(d / "pyserve.py"), self.server, str(self.port),
+                "2", f"{stage}/app"] + ([str(self.threads)] if self.threads else [])
         return [(argv, signal.SIGTERM)]
 
 
@@ -322,6 +408,12 @@ def all_contenders():
         Nginx("nginx-gunicorn", "peer", next(p), http=GUNICORN_HTTP, server=GUNICORN_SERVER,
               backend="gunicorn"),
         Granian("granian", next(p)),
+        PyServer("bjoern", "bjoern", next(p)),
+        PyServer("pyruvate", "pyruvate", next(p), threads=16),
+        # Daemon mode of oxwsgi (another branch builds it): add it here as
+        #   Apache("oxwsgi-apache-daemon", "oxwsgi", next(p), wsgi=OXWSGI_DAEMON, so="mod_oxwsgi.so")
+        # with OXWSGI_DAEMON the module's daemon directives (2 processes x 16 threads, like
+        # MODWSGI_DAEMON), appended at the end so the other contenders keep their ports.
     ]
 
 
