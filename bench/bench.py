@@ -283,8 +283,9 @@ def main(argv):
         if why:
             status[c.name] = why
             print(f"{c.name}: {why}", flush=True)
-        elif not port_free(c.port):
-            status[c.name] = f"port {c.port} already in use"
+        elif not port_free(c.port) or ("h2" in wls and not c.unsupported("h2")
+                                       and not port_free(c.tls_port)):
+            status[c.name] = f"port {c.port} or {c.tls_port} already in use"
             print(f"{c.name}: {status[c.name]}", flush=True)
         else:
             active.append(c)
@@ -343,7 +344,9 @@ def main(argv):
                     print(f"  rep {rep + 1}/{a.reps} {c.name:17} {w:9} {r['rps']:>10,.0f} req/s"
                           + (f"  {r['cpu_us_per_req']:7.1f} us/req  p99 {r['p99_us'] / 1000:.2f} ms"
                              if r.get("cpu_us_per_req") else "")
-                          + (f"  errors {r['errors']}" if r["errors"] else ""), flush=True)
+                          + (f"  errors {r['errors']}" if r["errors"] else "")
+                          + (f"  (+{r['slow_requests']} slow)" if "slow_requests" in r else ""),
+                          flush=True)
                 killed = running.stop()
                 if any(r["errors"] for r in rows if r["contender"] == c.name and r["rep"] == rep):
                     keep = out_dir / "logs" / f"{c.name}-rep{rep + 1}"

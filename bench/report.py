@@ -7,7 +7,7 @@ from pathlib import Path
 COLUMNS_NOTE = """\
 - **req/s**: median over the interleaved repetitions; spread = min-max.
 - **vs best peer**: req/s divided by the best non-oxwsgi WSGI server on that workload
-  (mod_wsgi embedded/daemon, uWSGI, gunicorn, Granian). **vs ceiling**: divided by the static ceiling
+  (mod_wsgi embedded/daemon, uWSGI, gunicorn, Granian, bjoern, pyruvate). **vs ceiling**: divided by the static ceiling
   of the same front server (apache-static for the Apache contenders, nginx-static for the others).
 - **p50/p99**: wrk's latency percentiles (median over reps). At -c32 on 2 CPUs p99 is mostly scheduler noise.
 - **CPU us/req**: utime+stime of all the contender's processes (from /proc/<pid>/stat) during the run,
@@ -110,6 +110,13 @@ def write(out_dir, meta, status, rows):
     for n in names:
         md.append(f"| {n} | " + " | ".join(_fmt(agg[(n, w)]["cpu_us"], 1) if (n, w) in agg
                                           else missing_cell(n, w) for w in wls) + " |")
+    md += ["", "## p50 / p99 latency ms (median); mixed: the fast requests'", ""]
+    md += ["| contender | " + " | ".join(wls) + " |", "|---|" + "---:|" * len(wls)]
+    for n in names:
+        md.append(f"| {n} | " + " | ".join(
+            f"{_fmt(agg[(n, w)]['p50_us'] and agg[(n, w)]['p50_us'] / 1000, 2)} / "
+            f"{_fmt(agg[(n, w)]['p99_us'] and agg[(n, w)]['p99_us'] / 1000, 1)}"
+            if (n, w) in agg else missing_cell(n, w) for w in wls) + " |")
     for w in wls:
         md += ["", f"## {w}", "",
                "| contender | req/s | spread | vs best peer | vs ceiling | p50 ms | p99 ms | errors | "
@@ -149,8 +156,9 @@ def chart(path, meta, names, wls, agg):
     import matplotlib.pyplot as plt
 
     kinds = meta["kinds"]
-    fig, axes = plt.subplots(len(wls), 2, figsize=(12, 2.1 + 0.32 * len(names) * len(wls)),
-                             squeeze=False)
+    rows = [sum(1 for n in names if (n, w) in agg) for w in wls]
+    fig, axes = plt.subplots(len(wls), 2, figsize=(12, 1.0 + sum(max(1.4, 0.32 * r + 0.6) for r in rows)),
+                             squeeze=False, gridspec_kw={"height_ratios": [max(r, 2) for r in rows]})
     for i, w in enumerate(wls):
         ns = [n for n in names if (n, w) in agg]
         ys = list(range(len(ns)))[::-1]
