@@ -64,11 +64,13 @@ WORKLOADS = {
     # One connection, wrk and every server process on CPU 0: a cross-CPU wake-up costs
     # ~60 us per round trip on a 2-vCPU VM and makes unpinned -c1 bimodal.
     "hello-c1": Workload("GET",  "/hello",   1, 1,  True),
-    # Real apps (bench/apps/): a Flask view and a Django view rendering the same template.
-    "flask":    Workload("GET",  "/flask/page",  2, 32, False),
-    "django":   Workload("GET",  "/django/page", 2, 32, False),
     "mixed":    Workload("GET",  "/hello",   2, 32, False, "mixed"),
     "h2":       Workload("GET",  "/hello",   2, 32, False, "h2"),
+    # Real apps (bench/apps/): a Flask view and a Django view rendering the same template.
+    # Last: app.py imports Flask and Django on their first request, and the peak RSS of the
+    # workloads measured after them would include both frameworks.
+    "flask":    Workload("GET",  "/flask/page",  2, 32, False),
+    "django":   Workload("GET",  "/django/page", 2, 32, False),
 }
 
 DONE_LUA = """
