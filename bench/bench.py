@@ -142,12 +142,25 @@ class Running:
         self.c = c
         self.d = contender_dir(stage, c.name)
         self.groups = []
-        for argv, sig in c.commands(stage, self.d, modules):
-            self.groups.append(procs.Group(argv, self.d / f"{Path(argv[0]).name}.out",
-                                           env=contenders.SERVER_ENV, cwd=str(self.d), stop_signal=sig))
+        self.only = {}            # group -> the one workload it serves (contenders.py)
+        self.tls = (stage / "tls").exists() and not c.unsupported("h2")
+        for i, (argv, sig, *only) in enumerate(c.commands(stage, self.d, modules)):
+            name = Path(argv[0]).name
+            if any(Path(g.argv[0]).name == name for g in self.groups):
+                name += str(i)
+            g = procs.Group(argv, self.d / f"{name}.out",
+                            env=contenders.SERVER_ENV, cwd=str(self.d), stop_signal=sig)
+            self.groups.append(g)
+            if only:
+                self.only[g] = only[0]
 
-    def pids(self):
-        return procs.session_pids([g.sid for g in self.groups])
+    def pids(self, workload=None):
+        """Every process of the contender; with workload, those that serve it."""
+        groups = self.groups
+        if workload is not None:
+            own = [g for g in groups if self.only.get(g) == workload]
+            groups = own or [g for g in groups if g not in self.only]
+        return procs.session_pids([g.sid for g in groups])
 
     def wait_ready(self, timeout=60):
         deadline = time.monotonic() + timeout
@@ -158,12 +171,14 @@ class Running:
                 return f"exited at start ({dead[0].argv[0]} status {dead[0].proc.returncode})"
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
+                    # With the h2 workload, the TLS listener must accept connections too.
+                    if r.status == 200 and (not self.tls or not port_free(self.c.tls_port)):
                         return None
             except OSError:
                 pass
             time.sleep(0.1)
-        return f"not answering {url} after {timeout}s"
+        tls = f" (and TLS port {self.c.tls_port})" if self.tls else ""
+        return f"not answering {url}{tls} after {timeout}s"
 
     def stop(self):
         killed = []
@@ -174,13 +189,13 @@ class Running:
 
 def measure(run, workload, scripts, seconds):
     """One measured wrk run with CPU and memory sampling around it."""
-    pids = run.pids()
+    pids = run.pids(workload)
     peak = {"rss": 0, "pss": 0, "procs": 0}
     stop = threading.Event()
 
     def sample():
         while True:
-            ps = run.pids()
+            ps = run.pids(workload)
             rss, pss = procs.memory_kib(ps)
             if rss > peak["rss"]:
                 peak["rss"], peak["procs"] = rss, len(ps)
@@ -195,7 +210,7 @@ def measure(run, workload, scripts, seconds):
     r, wrk_cpu, out = workloads.run(run.c.port, run.c.tls_port, workload, scripts, seconds)
     stop.set()
     sampler.join()
-    cpu1 = procs.cpu_seconds(run.pids())
+    cpu1 = procs.cpu_seconds(run.pids(workload))
     busy1, self1, t1 = procs.machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     if r is None:
         return None, out

@@ -261,7 +261,9 @@ class Contender:
         return None
 
     def commands(self, stage, d):
-        """Write the config under d; return [(argv, stop_signal)] started in order."""
+        """Write the config under d; return [(argv, stop_signal)] started in order. An entry
+        (argv, stop_signal, workload) is a process group that serves only that workload:
+        it is measured alone on it, and left out of the others' measurements."""
         raise NotImplementedError
 
     def fmt(self, text, stage, d, **kw):
@@ -341,20 +343,22 @@ class Granian(Contender):
             return f"granian missing ({VENV}: bench/setup.sh)"
         return None
 
-    def unsupported(self, workload):
-        if workload == "h2":
-            # Granian speaks h2 over TLS, but on one address per instance: this one is the
-            # plain HTTP/1 instance of the other workloads (a second, TLS instance is to do).
-            return "runs --http 1 without TLS here; no TLS instance set up yet"
-        return super().unsupported(workload)
-
     def commands(self, stage, d, modules_dir=None):
-        argv = ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
-                str(VENV / "bin/granian"), "--interface", "wsgi", "--host", "127.0.0.1",
-                "--port", str(self.port), "--workers", "2", "--blocking-threads", "16",
-                "--http", "1", "--no-ws", "--log-level", "warning",
-                "--working-dir", f"{stage}/app", "app:application"]
-        return [(argv, signal.SIGTERM)]
+        def argv(port, *extra):
+            return ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
+                    str(VENV / "bin/granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+                    "--port", str(port), "--workers", "2", "--blocking-threads", "16",
+                    *extra, "--no-ws", "--log-level", "warning",
+                    "--working-dir", f"{stage}/app", "app:application"]
+        cmds = [(argv(self.port, "--http", "1"), signal.SIGTERM)]
+        if (stage / "tls").exists():
+            # One Granian instance has one address: the h2 workload gets a second instance
+            # (2 workers x 16 threads as well) on TLS with HTTP/2 negotiated by ALPN; it is
+            # measured alone on h2, and the first one alone on the other workloads.
+            cmds.append((argv(self.tls_port, "--http", "auto",
+                              "--ssl-certificate", f"{stage}/tls/cert.pem",
+                              "--ssl-keyfile", f"{stage}/tls/key.pem"), signal.SIGTERM, "h2"))
+        return cmds
 
 
 class PyServer(Contender):
