@@ -432,5 +432,6 @@ def with_baseline(allc, modules_dir):
         if c.kind == "oxwsgi":
             b = copy.copy(c)
             b.name, b.port, b.modules_dir = f"{c.name}@baseline", next(ports), modules_dir
+            b.tls_port = b.port + 20
             out.append(b)
     return out
