@@ -141,13 +141,13 @@ def log_tail(d, lines=15):
 class Running:
     """One started contender: its process groups, readiness, and stop."""
 
-    def __init__(self, c, stage, modules):
+    def __init__(self, c, stage, modules, tls=False):
         self.c = c
         self.d = contender_dir(stage, c.name)
         self.groups = []
         self.only = {}            # group -> the one workload it serves (contenders.py)
-        self.tls = (stage / "tls").exists() and not c.unsupported("h2")
-        for i, (argv, sig, *only) in enumerate(c.commands(stage, self.d, modules)):
+        self.tls = tls and not c.unsupported("h2")
+        for i, (argv, sig, *only) in enumerate(c.commands(stage, self.d, modules, tls=self.tls)):
             name = Path(argv[0]).name
             if any(Path(g.argv[0]).name == name for g in self.groups):
                 name += str(i)
@@ -237,7 +237,7 @@ def serve(a, allc, modules):
         sys.exit(f"{c.name}: {why}")
     stage = make_stage(tls=True)
     write_scripts(str(stage / "wrk"))
-    running = Running(c, stage, modules)
+    running = Running(c, stage, modules, tls=True)
     try:
         err = running.wait_ready()
         if err:
@@ -255,6 +255,22 @@ def serve(a, allc, modules):
     finally:
         running.stop()
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def stop_and_keep_logs(running, rows, c, rep, out_dir):
+    """Stop a measured instance; keep its logs when one of its runs had errors."""
+    killed = running.stop()
+    tls = running.tls
+    if any(r["errors"] for r in rows
+           if r["contender"] == c.name and r["rep"] == rep and r.get("tls") == tls):
+        keep = out_dir / "logs" / f"{c.name}-rep{rep + 1}{'-tls' if tls else ''}"
+        (out_dir / "logs").mkdir(exist_ok=True)
+        shutil.copytree(running.d / "logs", keep, dirs_exist_ok=True)
+        for f in running.d.glob("*.out"):
+            shutil.copy(f, keep)
+        print(f"  {c.name}: errors in this repetition; its logs are in {keep}", flush=True)
+    if killed:
+        print(f"  {c.name}: killed {killed} after the stop timeout", flush=True)
 
 
 def main(argv):
@@ -327,61 +343,69 @@ def main(argv):
     try:
         for rep in range(a.reps):
             for c in list(active):
-                running = Running(c, stage, c.modules_dir or modules)
-                err = running.wait_ready()
-                if err is None and c.name not in checked:
-                    failures = [f for f in (check.check(c, w) for w in wls if not c.unsupported(w)) if f]
-                    if failures:
-                        err = "failed the correctness check: " + "; ".join(failures)
+                mods = c.modules_dir or modules
+                # Workloads on a start without TLS, then h2 on a start with it: the TLS listener
+                # (mod_ssl + mod_http2, nginx's ssl server) stays out of the other workloads.
+                phases = [(tls, [w for w in wls if not c.unsupported(w)
+                                 and (WORKLOADS[w].tool == "h2") == tls]) for tls in (False, True)]
+                phases = [(tls, ws) for tls, ws in phases if ws]
+                err = None
+                if c.name not in checked:
                     checked.add(c.name)
-                    if not err and LATE_IMPORTS & set(wls):
-                        # The check imported Flask/Django into a process: measure a fresh start,
-                        # so that the other workloads' RSS does not carry them.
+                    running = Running(c, stage, mods, tls=any(tls for tls, _ in phases))
+                    err = running.wait_ready()
+                    if err is None:
+                        failures = [f for f in (check.check(c, w) for _, ws in phases for w in ws) if f]
+                        if failures:
+                            err = "failed the correctness check: " + "; ".join(failures)
+                    # After a check of flask/django (imported into a process) or with the TLS
+                    # listener, the measured instances are fresh starts.
+                    if err is None and (running.tls or LATE_IMPORTS & set(wls)):
                         running.stop()
-                        running = Running(c, stage, c.modules_dir or modules)
+                        running = None
+                for tls, ws in phases:
+                    if err:
+                        break
+                    if running is not None and running.tls != tls:
+                        stop_and_keep_logs(running, rows, c, rep, out_dir)
+                        running = None
+                    if running is None:
+                        running = Running(c, stage, mods, tls=tls)
                         err = running.wait_ready()
+                        if err:
+                            break
+                    for w in ws:
+                        pinned = WORKLOADS[w].pinned
+                        if pinned:
+                            procs.pin(running.pids(), {0})
+                        if a.warmup:
+                            measure(running, w, scripts, a.warmup)
+                        r, out = measure(running, w, scripts, a.duration)
+                        if pinned:
+                            procs.unpin(running.pids())
+                        if r is None:
+                            print(f"  {c.name} {w}: no result:\n{out}", flush=True)
+                            r = {"rps": 0.0, "requests": 0, "errors": -1}
+                        r.update(contender=c.name, workload=w, rep=rep, tls=tls)
+                        rows.append(r)
+                        print(f"  rep {rep + 1}/{a.reps} {c.name:17} {w:9} {r['rps']:>10,.0f} req/s"
+                              + (f"  {r['cpu_us_per_req']:7.1f} us/req  p99 {r['p99_us'] / 1000:.2f} ms"
+                                 if r.get("cpu_us_per_req") else "")
+                              + (f"  errors {r['errors']}" if r["errors"] else "")
+                              + (f"  (+{r['slow_requests']} slow)" if "slow_requests" in r else ""),
+                              flush=True)
                 if err:
-                    tail = log_tail(running.d)
-                    running.stop()
+                    tail = log_tail(running.d) if running else ""
+                    if running:
+                        running.stop()
                     running = None
                     status[c.name] = err
                     active.remove(c)
                     print(f"{c.name}: {err}\n{tail}", flush=True)
                     (out_dir / f"{c.name}.log").write_text(f"{err}\n{tail}\n")
                     continue
-                for w in wls:
-                    if c.unsupported(w):
-                        continue
-                    pinned = WORKLOADS[w].pinned
-                    if pinned:
-                        procs.pin(running.pids(), {0})
-                    if a.warmup:
-                        measure(running, w, scripts, a.warmup)
-                    r, out = measure(running, w, scripts, a.duration)
-                    if pinned:
-                        procs.unpin(running.pids())
-                    if r is None:
-                        print(f"  {c.name} {w}: wrk gave no result:\n{out}", flush=True)
-                        r = {"rps": 0.0, "requests": 0, "errors": -1}
-                    r.update(contender=c.name, workload=w, rep=rep)
-                    rows.append(r)
-                    print(f"  rep {rep + 1}/{a.reps} {c.name:17} {w:9} {r['rps']:>10,.0f} req/s"
-                          + (f"  {r['cpu_us_per_req']:7.1f} us/req  p99 {r['p99_us'] / 1000:.2f} ms"
-                             if r.get("cpu_us_per_req") else "")
-                          + (f"  errors {r['errors']}" if r["errors"] else "")
-                          + (f"  (+{r['slow_requests']} slow)" if "slow_requests" in r else ""),
-                          flush=True)
-                killed = running.stop()
-                if any(r["errors"] for r in rows if r["contender"] == c.name and r["rep"] == rep):
-                    keep = out_dir / "logs" / f"{c.name}-rep{rep + 1}"
-                    (out_dir / "logs").mkdir(exist_ok=True)
-                    shutil.copytree(running.d / "logs", keep, dirs_exist_ok=True)
-                    for f in running.d.glob("*.out"):
-                        shutil.copy(f, keep)
-                    print(f"  {c.name}: errors in this repetition; its logs are in {keep}", flush=True)
+                stop_and_keep_logs(running, rows, c, rep, out_dir)
                 running = None
-                if killed:
-                    print(f"  {c.name}: killed {killed} after the stop timeout", flush=True)
                 status.setdefault(c.name, "ok")
     except KeyboardInterrupt:
         print("bench: interrupted; stopping the running contender", flush=True)

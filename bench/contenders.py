@@ -6,8 +6,9 @@ mod_wsgi daemon 2 x 16, nginx 2 workers (+ a 16-thread pool each for oxwsgi),
 uWSGI 2 x 16, gunicorn gthread 2 x 16, Granian 2 workers x 16 blocking threads,
 bjoern 2 processes x 1 thread, pyruvate 2 processes x 16 worker threads.
 
-When the run has the h2 workload, the stage has tls/ (a self-signed certificate) and every
-Apache and nginx contender also listens with TLS and HTTP/2 on its tls_port (port + 20).
+When the run has the h2 workload, the stage has tls/ (a self-signed certificate), and for
+h2 (only) every Apache and nginx contender is started again, also listening with TLS and
+HTTP/2 on its tls_port (port + 20).
 """
 
 import copy
@@ -260,8 +261,9 @@ class Contender:
             return "static content: nothing sleeps"
         return None
 
-    def commands(self, stage, d):
-        """Write the config under d; return [(argv, stop_signal)] started in order. An entry
+    def commands(self, stage, d, modules_dir=None, tls=False):
+        """Write the config under d; return [(argv, stop_signal)] started in order; with tls,
+        also listen on tls_port with TLS and HTTP/2 (the h2 workload). An entry
         (argv, stop_signal, workload) is a process group that serves only that workload:
         it is measured alone on it, and left out of the others' measurements."""
         raise NotImplementedError
@@ -283,7 +285,7 @@ class Apache(Contender):
             return "mod_wsgi missing (apt-get install libapache2-mod-wsgi-py3)"
         return None
 
-    def commands(self, stage, d, modules_dir=None):
+    def commands(self, stage, d, modules_dir=None, tls=False):
         load = ""
         if self.so == "mod_wsgi":
             load = f"LoadModule wsgi_module {APACHE_MODULES}/mod_wsgi.so"
@@ -291,7 +293,7 @@ class Apache(Contender):
             shutil.copy(modules_dir / self.so, d / self.so)
             load = f"LoadModule oxwsgi_module {d / self.so}"
         conf = d / "httpd.conf"
-        tls = self.fmt(APACHE_TLS, stage, d) if (stage / "tls").exists() else ""
+        tls = self.fmt(APACHE_TLS, stage, d) if tls else ""
         conf.write_text(self.fmt(APACHE_BASE, stage, d, load=load, loglevel=APACHE_LOGLEVEL,
                                  wsgi=self.fmt(self.wsgi, stage, d), tls=tls))
         # SIGTERM stops Apache at once (children included).
@@ -312,7 +314,7 @@ class Nginx(Contender):
             return f"gunicorn missing ({VENV}: bench/setup.sh)"
         return None
 
-    def commands(self, stage, d, modules_dir=None):
+    def commands(self, stage, d, modules_dir=None, tls=False):
         cmds = []
         if self.so:
             shutil.copy(modules_dir / self.so, d / self.so)
@@ -325,7 +327,7 @@ class Nginx(Contender):
                           "app:application"], signal.SIGTERM))
         conf = d / "nginx.conf"
         server = self.fmt(self.server, stage, d)
-        tls = self.fmt(NGINX_TLS, stage, d, server=server) if (stage / "tls").exists() else ""
+        tls = self.fmt(NGINX_TLS, stage, d, server=server) if tls else ""
         conf.write_text(self.fmt(NGINX_BASE, stage, d, main=self.fmt(self.main, stage, d),
                                  http=self.fmt(self.http, stage, d), server=server, tls=tls))
         # -e keeps Debian's compiled-in /var/log/nginx/error.log out; SIGQUIT = graceful stop.
@@ -343,7 +345,7 @@ class Granian(Contender):
             return f"granian missing ({VENV}: bench/setup.sh)"
         return None
 
-    def commands(self, stage, d, modules_dir=None):
+    def commands(self, stage, d, modules_dir=None, tls=False):
         def argv(port, *extra):
             return ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
                     str(VENV / "bin/granian"), "--interface", "wsgi", "--host", "127.0.0.1",
@@ -351,7 +353,7 @@ class Granian(Contender):
                     *extra, "--no-ws", "--log-level", "warning",
                     "--working-dir", f"{stage}/app", "app:application"]
         cmds = [(argv(self.port, "--http", "1"), signal.SIGTERM)]
-        if (stage / "tls").exists():
+        if tls:
             # One Granian instance has one address: the h2 workload gets a second instance
             # (2 workers x 16 threads as well) on TLS with HTTP/2 negotiated by ALPN; it is
             # measured alone on h2, and the first one alone on the other workloads.
@@ -388,7 +390,7 @@ class PyServer(Contender):
             return f"{self.server} speaks HTTP/1.1 only"
         return super().unsupported(workload)
 
-    def commands(self, stage, d, modules_dir=None):
+    def commands(self, stage, d, modules_dir=None, tls=False):
         shutil.copy(Path(__file__).resolve().parent / "pyserve.py", d / "pyserve.py")
         (d / "pyserve.py").chmod(0o644)
         argv = ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
