@@ -78,7 +78,7 @@ def uptime():
 def make_stage(tls=False):
     """The /tmp stage: the app (and bench/apps/ as app/apps/), the ceilings' static files,
     the wrk scripts' directory, and with tls a self-signed certificate (tls/cert.pem,
-    tls/key.pem) for the h2 workload: its presence makes the contenders listen on TLS too."""
+    tls/key.pem) for the TLS listeners of the h2 workload."""
     stage = Path(tempfile.mkdtemp(prefix="oxwsgi-bench-", dir="/tmp"))
     stage.chmod(0o755)
     (stage / "app").mkdir(mode=0o755)
