@@ -4,7 +4,7 @@ Every contender serves bench/app.py (or, for the two ceilings, static content wi
 the same bytes) on 127.0.0.1, with 2 processes: Apache event MPM 2 x 32 threads,
 mod_wsgi daemon 2 x 16, nginx 2 workers (+ a 16-thread pool each for oxwsgi),
 uWSGI 2 x 16, gunicorn gthread 2 x 16, Granian 2 workers x 16 blocking threads,
-bjoern 2 processes x 1 thread, pyruvate 2 processes x 16 worker threads.
+bjoern 2 processes x 1 thread, pyruvate (behind nginx) 2 processes x 16 worker threads.
 
 When the run has the h2 workload, the stage has tls/ (a self-signed certificate), and for
 h2 (only) every Apache and nginx contender is started again, also listening with TLS and
@@ -224,6 +224,25 @@ GUNICORN_SERVER = """\
             proxy_max_temp_file_size 0;
         }}
 """
+# pyruvate: one unix socket per process (pyserve.py), no upstream keep-alive (pyruvate's
+# keep-alive does not work: pyserve.py says how it fails).
+PYRUVATE_HTTP = """\
+    upstream app {{
+        # max_fails=0: a socket not yet there at start must not take its server out for 10 s.
+        server unix:{d}/sock/pyruvate0.sock max_fails=0;
+        server unix:{d}/sock/pyruvate1.sock max_fails=0;
+    }}
+"""
+PYRUVATE_SERVER = """\
+        location / {{
+            proxy_pass http://app;
+            proxy_set_header Host $host;
+            proxy_buffer_size 16k;
+            proxy_buffers 64 16k;
+            proxy_max_temp_file_size 0;
+        }}
+"""
+
 GUNICORN_CONF = """\
 bind = "unix:{d}/sock/gunicorn.sock"
 workers = 2
@@ -312,6 +331,8 @@ class Nginx(Contender):
             return "uwsgi missing (apt-get install uwsgi-core uwsgi-plugin-python3)"
         if self.backend == "gunicorn" and not (VENV / "bin/gunicorn").exists():
             return f"gunicorn missing ({VENV}: bench/setup.sh)"
+        if self.backend == "pyruvate":
+            return venv_import_missing("pyruvate")
         return None
 
     def commands(self, stage, d, modules_dir=None, tls=False):
@@ -325,6 +346,9 @@ class Nginx(Contender):
             (d / "gunicorn.conf.py").write_text(self.fmt(GUNICORN_CONF, stage, d))
             cmds.append(([str(VENV / "bin/gunicorn"), "-c", str(d / "gunicorn.conf.py"),
                           "app:application"], signal.SIGTERM))
+        elif self.backend == "pyruvate":
+            cmds.append((pyserve_argv(d, "pyruvate", f"{d}/sock", f"{stage}/app", 16),
+                         signal.SIGTERM))
         conf = d / "nginx.conf"
         server = self.fmt(self.server, stage, d)
         tls = self.fmt(NGINX_TLS, stage, d, server=server) if tls else ""
@@ -364,26 +388,16 @@ class Granian(Contender):
 
 
 class PyServer(Contender):
-    """bjoern or pyruvate from the bench venv, started by bench/pyserve.py as www-data,
-    serving HTTP/1.1 directly (no front server, as their users and issue 14's table run
-    them): 2 processes with SO_REUSEPORT, compared with nginx-static."""
+    """bjoern from the bench venv, started by bench/pyserve.py as www-data, serving
+    HTTP/1.1 directly (no front server, as its users and issue 14's table run it):
+    2 processes with SO_REUSEPORT, compared with nginx-static."""
 
     def __init__(self, name, server, port, threads=None):
         super().__init__(name, "peer", "nginx-static", port)
         self.server, self.threads = server, threads
 
     def missing(self, modules_dir):
-        p = subprocess.run([str(VENV / "bin/python"), "-c", f"import {self.server}"],
-                           capture_output=True, text=True)
-        if p.returncode == 0:
-            return None
-        why = (p.stderr.strip().splitlines() or ["?"])[-1]
-        log = VENV / "bench-install-failed" / f"{self.server}.log"
-        if log.exists():
-            lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
-            errs = [x.strip() for x in lines if "error" in x.lower()]
-            why = f"pip install failed: {(errs or lines or ['?'])[-1]} (full log: {log})"
-        return f"{self.server} missing from {VENV}: {why}"
+        return venv_import_missing(self.server)
 
     def unsupported(self, workload):
         if workload == "h2":
@@ -391,12 +405,33 @@ class PyServer(Contender):
         return super().unsupported(workload)
 
     def commands(self, stage, d, modules_dir=None, tls=False):
-        shutil.copy(Path(__file__).resolve().parent / "pyserve.py", d / "pyserve.py")
-        (d / "pyserve.py").chmod(0o644)
-        argv = ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
-                str(VENV / "bin/python"), str(d / "pyserve.py"), self.server, str(self.port),
-                "2", f"{stage}/app"] + ([str(self.threads)] if self.threads else [])
-        return [(argv, signal.SIGTERM)]
+        return [(pyserve_argv(d, self.server, self.port, f"{stage}/app", self.threads),
+                 signal.SIGTERM)]
+
+
+def pyserve_argv(d, server, where, appdir, threads=None):
+    """bench/pyserve.py (copied into d) starting server with 2 processes, as www-data."""
+    shutil.copy(Path(__file__).resolve().parent / "pyserve.py", d / "pyserve.py")
+    (d / "pyserve.py").chmod(0o644)
+    return (["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
+             str(VENV / "bin/python"), str(d / "pyserve.py"), server, str(where), "2", appdir]
+            + ([str(threads)] if threads else []))
+
+
+def venv_import_missing(module):
+    """None if the bench venv's Python imports module, else why not (with the last error
+    line of its failed install, bench/setup.sh)."""
+    p = subprocess.run([str(VENV / "bin/python"), "-c", f"import {module}"],
+                       capture_output=True, text=True)
+    if p.returncode == 0:
+        return None
+    why = (p.stderr.strip().splitlines() or ["?"])[-1]
+    log = VENV / "bench-install-failed" / f"{module}.log"
+    if log.exists():
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+        errs = [x.strip() for x in lines if "error" in x.lower()]
+        why = f"pip install failed: {(errs or lines or ['?'])[-1]} (full log: {log})"
+    return f"{module} missing from {VENV}: {why}"
 
 
 def all_contenders():
@@ -415,7 +450,8 @@ def all_contenders():
               backend="gunicorn"),
         Granian("granian", next(p)),
         PyServer("bjoern", "bjoern", next(p)),
-        PyServer("pyruvate", "pyruvate", next(p), threads=16),
+        Nginx("nginx-pyruvate", "peer", next(p), http=PYRUVATE_HTTP, server=PYRUVATE_SERVER,
+              backend="pyruvate"),
         # Daemon mode of oxwsgi (another branch builds it): add it here as
         #   Apache("oxwsgi-apache-daemon", "oxwsgi", next(p), wsgi=OXWSGI_DAEMON, so="mod_oxwsgi.so")
         # with OXWSGI_DAEMON the module's daemon directives (2 processes x 16 threads, like
