@@ -17,13 +17,26 @@
 #include "ap_mpm.h"
 #include "apr_strings.h"
 #include "util_filter.h"
+#include "scoreboard.h"
+#include "mod_auth.h"
+#include "ap_provider.h"
 
 #include <unistd.h>
 
 #include "oxwsgi_apache.h"
 
+/*
+ * The same module record is exported twice (src/apache/mod.rs): as oxwsgi_module and,
+ * for `LoadModule wsgi_module .../mod_oxwsgi.so`, as wsgi_module. `oxwsgi_self` is the
+ * one httpd loaded (set in register_hooks); per-directory configs and log lines use it.
+ */
 extern module AP_MODULE_DECLARE_DATA oxwsgi_module;
-APLOG_USE_MODULE(oxwsgi);
+extern module AP_MODULE_DECLARE_DATA wsgi_module;
+static module *oxwsgi_self;
+/* Both records were loaded (two LoadModule lines for mod_oxwsgi.so). */
+static int oxwsgi_loaded_twice;
+#undef APLOG_MODULE_INDEX
+#define APLOG_MODULE_INDEX (oxwsgi_self ? oxwsgi_self->module_index : APLOG_NO_MODULE)
 
 /* Rust entry points (src/apache/entry.rs). All of them catch panics. */
 extern const char *oxwsgi_rs_directive(cmd_parms *cmd, void *dconf, int argc,
@@ -37,6 +50,13 @@ extern int oxwsgi_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 extern void oxwsgi_rs_child_init(apr_pool_t *p, server_rec *s);
 extern int oxwsgi_rs_translate_name(request_rec *r);
 extern int oxwsgi_rs_handler(request_rec *r);
+extern int oxwsgi_rs_allow_access(request_rec *r, const char *host);
+extern int oxwsgi_rs_check_password(request_rec *r, const char *user,
+                                    const char *password);
+extern int oxwsgi_rs_user_in_groups(request_rec *r, const char *user,
+                                    const char *groups);
+extern int oxwsgi_rs_get_realm_hash(request_rec *r, const char *user,
+                                    const char *realm, char **rethash);
 
 
 /* ---- directives --------------------------------------------------------- */
@@ -82,9 +102,13 @@ const command_rec oxwsgi_cmds[] = {
               "On|Off: re-import a script whose modification time changed"),
     DIRECTIVE("WSGIProcessGroup", OXWSGI_D_PROCESS_GROUP,
               ACCESS_CONF | RSRC_CONF,
-              "%{GLOBAL} only (daemon mode is not available yet)"),
+              "name of a WSGIDaemonProcess group, %{GLOBAL} or %{ENV:variable}"),
     DIRECTIVE("WSGIRestrictEmbedded", OXWSGI_D_RESTRICT_EMBEDDED, RSRC_CONF,
-              "Off only (daemon mode is not available yet)"),
+              "On|Off: On keeps Python out of Apache's own children"),
+    DIRECTIVE("WSGIDaemonProcess", OXWSGI_D_DAEMON_PROCESS, RSRC_CONF,
+              "name [options]: a daemon process group"),
+    DIRECTIVE("WSGISocketPrefix", OXWSGI_D_SOCKET_PREFIX, RSRC_CONF,
+              "path prefix of the daemon groups' sockets"),
     DIRECTIVE("WSGILazyInitialization", OXWSGI_D_LAZY_INITIALIZATION,
               RSRC_CONF, "On only: Python always starts in the child"),
     DIRECTIVE("WSGIPythonOptimize", OXWSGI_D_PYTHON_OPTIMIZE, RSRC_CONF,
@@ -97,35 +121,76 @@ const command_rec oxwsgi_cmds[] = {
               "a warnings filter, like python -W"),
     DIRECTIVE("WSGISwitchInterval", OXWSGI_D_SWITCH_INTERVAL, RSRC_CONF,
               "seconds, like sys.setswitchinterval()"),
-    UNSUPPORTED("WSGIDaemonProcess"),
-    UNSUPPORTED("WSGIHandlerScript"),
-    UNSUPPORTED("WSGIDispatchScript"),
-    UNSUPPORTED("WSGICaseSensitivity"),
-    UNSUPPORTED("WSGISocketPrefix"),
-    UNSUPPORTED("WSGISocketRotation"),
-    UNSUPPORTED("WSGIAcceptMutex"),
-    UNSUPPORTED("WSGIDestroyInterpreter"),
+    /* mod_wsgi compatibility: src/apache/compat.rs. Contexts as in mod_wsgi 4.9. */
+    DIRECTIVE("WSGIRestrictStdin", OXWSGI_D_RESTRICT_STDIN, RSRC_CONF,
+              "On|Off: sys.stdin raises on use"),
+    DIRECTIVE("WSGIRestrictStdout", OXWSGI_D_RESTRICT_STDOUT, RSRC_CONF,
+              "On|Off: sys.stdout raises on use (print())"),
+    DIRECTIVE("WSGIRestrictSignal", OXWSGI_D_RESTRICT_SIGNAL, RSRC_CONF,
+              "On|Off: signal.signal() registrations are ignored (default On)"),
+    DIRECTIVE("WSGIPythonEggs", OXWSGI_D_PYTHON_EGGS, RSRC_CONF,
+              "directory for PYTHON_EGG_CACHE"),
+    DIRECTIVE("WSGITrustedProxies", OXWSGI_D_TRUSTED_PROXIES,
+              OR_FILEINFO | ACCESS_CONF | RSRC_CONF,
+              "addresses/subnets of proxies whose WSGITrustedProxyHeaders count"),
+    DIRECTIVE("WSGITrustedProxyHeaders", OXWSGI_D_TRUSTED_PROXY_HEADERS,
+              OR_FILEINFO | ACCESS_CONF | RSRC_CONF,
+              "X-Forwarded-* headers to apply to the environ"),
+    DIRECTIVE("WSGIMapHEADToGET", OXWSGI_D_MAP_HEAD_TO_GET,
+              OR_FILEINFO | ACCESS_CONF | RSRC_CONF,
+              "On|Off|Auto: run HEAD requests as GET"),
+    DIRECTIVE("WSGIEnableSendfile", OXWSGI_D_ENABLE_SENDFILE,
+              OR_FILEINFO | ACCESS_CONF | RSRC_CONF,
+              "On|Off: sendfile() for wsgi.file_wrapper"),
+    DIRECTIVE("WSGIErrorOverride", OXWSGI_D_ERROR_OVERRIDE,
+              OR_FILEINFO | ACCESS_CONF | RSRC_CONF,
+              "On|Off: Apache error pages for daemon mode responses"),
+    DIRECTIVE("WSGICaseSensitivity", OXWSGI_D_CASE_SENSITIVITY, RSRC_CONF,
+              "On|Off: whether script file names are case sensitive"),
+    DIRECTIVE("WSGIDestroyInterpreter", OXWSGI_D_DESTROY_INTERPRETER, RSRC_CONF,
+              "On|Off: run exit functions when a child stops"),
+    DIRECTIVE("WSGIAcceptMutex", OXWSGI_D_ACCEPT_MUTEX, RSRC_CONF,
+              "accept mutex of daemon processes"),
+    DIRECTIVE("WSGISocketRotation", OXWSGI_D_SOCKET_ROTATION, RSRC_CONF,
+              "On|Off: daemon socket names change on restart"),
+    DIRECTIVE("WSGIIgnoreActivity", OXWSGI_D_IGNORE_ACTIVITY,
+              OR_FILEINFO | ACCESS_CONF | RSRC_CONF,
+              "On|Off: requests do not count as daemon activity"),
+    DIRECTIVE("WSGIPassApacheRequest", OXWSGI_D_PASS_APACHE_REQUEST,
+              ACCESS_CONF | RSRC_CONF, "Off only: no request_rec for applications"),
+    DIRECTIVE("WSGIAccessScript", OXWSGI_D_ACCESS_SCRIPT,
+              OR_AUTHCFG,
+              "script whose allow_access(environ, host) decides access"),
+    DIRECTIVE("WSGIAuthUserScript", OXWSGI_D_AUTH_USER_SCRIPT,
+              OR_AUTHCFG,
+              "script with check_password(environ, user, password) for "
+              "AuthBasicProvider wsgi"),
+    DIRECTIVE("WSGIAuthGroupScript", OXWSGI_D_AUTH_GROUP_SCRIPT,
+              OR_AUTHCFG,
+              "script with groups_for_user(environ, user) for Require wsgi-group"),
+    DIRECTIVE("WSGIGroupAuthoritative", OXWSGI_D_GROUP_AUTHORITATIVE,
+              OR_AUTHCFG,
+              "On|Off: no effect with httpd 2.4's authorization providers"),
+    DIRECTIVE("WSGIHandlerScript", OXWSGI_D_HANDLER_SCRIPT, ACCESS_CONF | RSRC_CONF,
+              "name script [process-group=...] [application-group=...] "
+              "[pass-authorization=...]: handler name whose requests run the "
+              "script's handle_request"),
+    DIRECTIVE("WSGIDispatchScript", OXWSGI_D_DISPATCH_SCRIPT, ACCESS_CONF | RSRC_CONF,
+              "script whose process_group/application_group/callable_object(environ) "
+              "choose per request"),
+    DIRECTIVE("WSGIServerMetrics", OXWSGI_D_SERVER_METRICS, RSRC_CONF,
+              "On|Off: mod_wsgi.server_metrics() returns the scoreboard"),
+    DIRECTIVE("WSGIVerboseDebugging", OXWSGI_D_VERBOSE_DEBUGGING, RSRC_CONF,
+              "On|Off: extra debug logging (use LogLevel debug)"),
     UNSUPPORTED("WSGIRestrictProcess"),
-    UNSUPPORTED("WSGIIgnoreActivity"),
-    UNSUPPORTED("WSGIServerMetrics"),
-    UNSUPPORTED("WSGIPythonEggs"),
     UNSUPPORTED("WSGIPerInterpreterGIL"),
     UNSUPPORTED("WSGIFreeThreading"),
-    UNSUPPORTED("WSGIAuthUserScript"),
-    UNSUPPORTED("WSGIAuthGroupScript"),
-    UNSUPPORTED("WSGIAccessScript"),
-    UNSUPPORTED("WSGIMapHEADToGET"),
-    UNSUPPORTED("WSGIErrorOverride"),
-    UNSUPPORTED("WSGIEnableSendfile"),
-    UNSUPPORTED("WSGIPassApacheRequest"),
-    UNSUPPORTED("WSGITrustedProxies"),
-    UNSUPPORTED("WSGITrustedProxyHeaders"),
+    UNSUPPORTED("WSGIUserAuthoritative"),
+    UNSUPPORTED("WSGINewRelicConfigFile"),
+    UNSUPPORTED("WSGINewRelicEnvironment"),
     UNSUPPORTED("WSGITelemetryService"),
     UNSUPPORTED("WSGITelemetryOptions"),
     UNSUPPORTED("WSGISlowRequests"),
-    UNSUPPORTED("WSGIRestrictSignal"),
-    UNSUPPORTED("WSGIRestrictStdin"),
-    UNSUPPORTED("WSGIRestrictStdout"),
     { NULL }
 };
 
@@ -141,6 +206,10 @@ oxwsgi_create_dir_conf(apr_pool_t *p, char *dir)
     c->pass_authorization = -1;
     c->chunked_request = -1;
     c->script_reloading = -1;
+    c->map_head_to_get = -1;
+    c->enable_sendfile = -1;
+    c->error_override = -1;
+    c->ignore_activity = -1;
     return c;
 }
 
@@ -154,11 +223,35 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     c->callable = add->callable ? add->callable : base->callable;
     c->application_group = add->application_group ? add->application_group
                                                   : base->application_group;
+    c->process_group = add->process_group ? add->process_group
+                                          : base->process_group;
 #define MERGE_INT(f) c->f = add->f != -1 ? add->f : base->f
     MERGE_INT(pass_authorization);
     MERGE_INT(chunked_request);
     MERGE_INT(script_reloading);
+    MERGE_INT(map_head_to_get);
+    MERGE_INT(enable_sendfile);
+    MERGE_INT(error_override);
+    MERGE_INT(ignore_activity);
 #undef MERGE_INT
+    c->trusted_proxies = add->trusted_proxies ? add->trusted_proxies
+                                              : base->trusted_proxies;
+    c->dispatch_script = add->dispatch_script ? add->dispatch_script
+                                              : base->dispatch_script;
+    c->access_script = add->access_script ? add->access_script : base->access_script;
+    c->auth_user_script = add->auth_user_script ? add->auth_user_script
+                                                : base->auth_user_script;
+    c->auth_group_script = add->auth_group_script ? add->auth_group_script
+                                                  : base->auth_group_script;
+    /* Inner definitions first: a look-up takes the first line with the name. */
+    c->handler_scripts = add->handler_scripts && base->handler_scripts
+                             ? apr_pstrcat(p, add->handler_scripts,
+                                           base->handler_scripts, NULL)
+                             : add->handler_scripts ? add->handler_scripts
+                                                    : base->handler_scripts;
+    c->trusted_proxy_headers = add->trusted_proxy_headers
+                                   ? add->trusted_proxy_headers
+                                   : base->trusted_proxy_headers;
     return c;
 }
 
@@ -166,11 +259,30 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
 oxwsgi_dir_conf *
 oxwsgi_ap_dir_conf(request_rec *r)
 {
-    return ap_get_module_config(r->per_dir_config, &oxwsgi_module);
+    return ap_get_module_config(r->per_dir_config, oxwsgi_self);
 }
 
 
 /* ---- hooks -------------------------------------------------------------- */
+
+/* Whether `name` is a WSGIHandlerScript of the request's context. */
+static int
+oxwsgi_is_handler_script(request_rec *r, const char *name)
+{
+    const oxwsgi_dir_conf *dc = oxwsgi_ap_dir_conf(r);
+    const char *line = dc != NULL ? dc->handler_scripts : NULL;
+    size_t n = strlen(name);
+
+    while (line != NULL && *line != '\0') {
+        if (strncmp(line, name, n) == 0 && line[n] == '\t') {
+            return 1;
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    return 0;
+}
+
 
 static int
 oxwsgi_handler(request_rec *r)
@@ -178,10 +290,167 @@ oxwsgi_handler(request_rec *r)
     /* Cheap check in C first: most requests are not ours. */
     if (r->handler == NULL
         || (strcmp(r->handler, "wsgi-script") != 0
-            && strcmp(r->handler, "application/x-httpd-wsgi") != 0)) {
+            && strcmp(r->handler, "application/x-httpd-wsgi") != 0
+            && !oxwsgi_is_handler_script(r, r->handler))) {
         return DECLINED;
     }
     return oxwsgi_rs_handler(r);
+}
+
+
+/* ---- access and authentication scripts ---------------------------------- */
+
+static int
+oxwsgi_access_checker(request_rec *r)
+{
+    const oxwsgi_dir_conf *dc = oxwsgi_ap_dir_conf(r);
+    const char *host;
+
+    if (dc == NULL || dc->access_script == NULL) {
+        return DECLINED;
+    }
+    host = ap_get_remote_host(r->connection, r->per_dir_config, REMOTE_HOST, NULL);
+    if (host == NULL) {
+        host = r->useragent_ip;
+    }
+    switch (oxwsgi_rs_allow_access(r, host)) {
+    case OXWSGI_AUTH_GRANTED:
+        return OK;
+    case OXWSGI_AUTH_DECLINED:
+        return DECLINED;
+    default:
+        /* Denied, or the script failed: fail closed. */
+        if (ap_satisfies(r) != SATISFY_ANY || !ap_some_auth_required(r)) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                          "oxwsgi: client denied by WSGIAccessScript: %s", r->filename);
+        }
+        return HTTP_FORBIDDEN;
+    }
+}
+
+
+static authn_status
+oxwsgi_authn_status(int rc)
+{
+    switch (rc) {
+    case OXWSGI_AUTH_GRANTED:
+        return AUTH_GRANTED;
+    case OXWSGI_AUTH_DENIED:
+        return AUTH_DENIED;
+    case OXWSGI_AUTH_USER_NOT_FOUND:
+        return AUTH_USER_NOT_FOUND;
+    default:
+        return AUTH_GENERAL_ERROR;
+    }
+}
+
+
+static authn_status
+oxwsgi_check_password(request_rec *r, const char *user, const char *password)
+{
+    return oxwsgi_authn_status(oxwsgi_rs_check_password(r, user, password));
+}
+
+
+static authn_status
+oxwsgi_get_realm_hash(request_rec *r, const char *user, const char *realm,
+                      char **rethash)
+{
+    int rc = oxwsgi_rs_get_realm_hash(r, user, realm, rethash);
+
+    /* For digest, a found user is AUTH_USER_FOUND with the hash set. */
+    return rc == OXWSGI_AUTH_GRANTED ? AUTH_USER_FOUND : oxwsgi_authn_status(rc);
+}
+
+
+static const authn_provider oxwsgi_authn_provider = {
+    &oxwsgi_check_password,
+    &oxwsgi_get_realm_hash,
+};
+
+
+/* Require wsgi-group name...: the user is in one of the groups its script lists. */
+static authz_status
+oxwsgi_check_authorization(request_rec *r, const char *require_args,
+                           const void *parsed_require_line)
+{
+    (void) parsed_require_line;
+    if (r->user == NULL) {
+        return AUTHZ_DENIED_NO_USER;
+    }
+    /* Anything but a match (no script, an error) denies. */
+    return oxwsgi_rs_user_in_groups(r, r->user, require_args) == OXWSGI_AUTH_GRANTED
+               ? AUTHZ_GRANTED
+               : AUTHZ_DENIED;
+}
+
+
+static const authz_provider oxwsgi_authz_provider = {
+    &oxwsgi_check_authorization,
+    NULL,
+};
+
+
+/* ---- being mod_wsgi for <IfModule> ------------------------------------- */
+
+/*
+ * `<IfModule wsgi_module>` holds when a loaded module has that symbol name
+ * (LoadModule wsgi_module ...) or a linked module has that `name`. Loaded as
+ * oxwsgi_module, we add this empty record (no directives, hooks or configs) to
+ * httpd's module list, so that sections written for mod_wsgi are read and an
+ * `<IfModule !wsgi_module> LoadModule wsgi_module mod_wsgi.so` guard does not
+ * load mod_wsgi beside us. It is removed with the configuration pool, before
+ * this file is unloaded.
+ */
+static module oxwsgi_wsgi_marker = {
+    .version = MODULE_MAGIC_NUMBER_MAJOR,
+    .minor_version = MODULE_MAGIC_NUMBER_MINOR,
+    .module_index = -1,
+    .name = "wsgi_module",
+    .magic = MODULE_MAGIC_COOKIE,
+};
+
+
+static apr_status_t
+oxwsgi_forget_self(void *data)
+{
+    (void) data;
+    if (oxwsgi_wsgi_marker.module_index != -1) {
+        ap_remove_module(&oxwsgi_wsgi_marker);
+    }
+    /* ap_remove_module leaves `next` set unless the record was first. */
+    oxwsgi_wsgi_marker.next = NULL;
+    oxwsgi_self = NULL;
+    oxwsgi_loaded_twice = 0;
+    return APR_SUCCESS;
+}
+
+
+static int
+oxwsgi_is_ours(const module *m)
+{
+    return m == &oxwsgi_module || m == &wsgi_module || m == &oxwsgi_wsgi_marker;
+}
+
+
+const char *
+oxwsgi_ap_load_problem(void)
+{
+    const module *m;
+
+    if (oxwsgi_loaded_twice) {
+        return "mod_oxwsgi.so is loaded twice (as oxwsgi_module and as wsgi_module); "
+               "keep one LoadModule line";
+    }
+    for (m = ap_top_module; m != NULL; m = m->next) {
+        if (!oxwsgi_is_ours(m) && m->name != NULL
+            && (strcmp(m->name, "mod_wsgi.c") == 0
+                || strcmp(m->name, "wsgi_module") == 0)) {
+            return "mod_wsgi is loaded as well as mod_oxwsgi; both serve the same "
+                   "directives: remove mod_wsgi's LoadModule line (a2dismod wsgi)";
+        }
+    }
+    return NULL;
 }
 
 
@@ -194,7 +463,17 @@ oxwsgi_register_hooks(apr_pool_t *p)
      */
     static const char *const after_alias[] = { "mod_alias.c", NULL };
 
-    (void) p;
+    if (oxwsgi_self != NULL) {
+        /* The other record of this file is being loaded too: refused at check_config. */
+        oxwsgi_loaded_twice = 1;
+        return;
+    }
+    oxwsgi_self = wsgi_module.module_index != -1 ? &wsgi_module : &oxwsgi_module;
+    apr_pool_cleanup_register(p, NULL, oxwsgi_forget_self, apr_pool_cleanup_null);
+    if (oxwsgi_self == &oxwsgi_module && ap_find_linked_module("wsgi_module") == NULL) {
+        /* Only fails at DYNAMIC_MODULE_LIMIT; the cleanup removes it either way. */
+        (void) ap_add_module(&oxwsgi_wsgi_marker, p, "wsgi_module");
+    }
     ap_hook_pre_config(oxwsgi_rs_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     /* check_config runs for `apache2 -t` too; post_config does not. */
     ap_hook_check_config(oxwsgi_rs_check_config, NULL, NULL, APR_HOOK_MIDDLE);
@@ -203,6 +482,20 @@ oxwsgi_register_hooks(apr_pool_t *p)
     ap_hook_translate_name(oxwsgi_rs_translate_name, after_alias, NULL,
                            APR_HOOK_MIDDLE);
     ap_hook_handler(oxwsgi_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* As mod_wsgi: after mod_ssl, before mod_authz_host. */
+    {
+        static const char *const before_access[] = { "mod_ssl.c", NULL };
+        static const char *const after_access[] = { "mod_authz_host.c", NULL };
+
+        ap_hook_access_checker(oxwsgi_access_checker, before_access, after_access,
+                               APR_HOOK_MIDDLE);
+    }
+    /* AuthBasicProvider wsgi / AuthDigestProvider wsgi (WSGIAuthUserScript). */
+    ap_register_provider(p, AUTHN_PROVIDER_GROUP, "wsgi", AUTHN_PROVIDER_VERSION,
+                         &oxwsgi_authn_provider);
+    /* Require wsgi-group (WSGIAuthGroupScript). */
+    ap_register_provider(p, AUTHZ_PROVIDER_GROUP, "wsgi-group", AUTHZ_PROVIDER_VERSION,
+                         &oxwsgi_authz_provider);
 }
 
 
@@ -281,7 +574,10 @@ oxwsgi_ap_send_file(request_rec *r, apr_bucket_brigade *bb, int fd,
     }
     apr_pool_cleanup_register(r->pool, (void *) (long) own_fd, oxwsgi_close_fd,
                               apr_pool_cleanup_null);
-    if (apr_os_file_put(&file, &own_fd, APR_FOPEN_READ | APR_FOPEN_SENDFILE_ENABLED,
+    if (apr_os_file_put(&file, &own_fd,
+                        (flags & OXWSGI_W_NO_SENDFILE)
+                            ? APR_FOPEN_READ
+                            : APR_FOPEN_READ | APR_FOPEN_SENDFILE_ENABLED,
                         r->pool) != APR_SUCCESS) {
         return -2;
     }
@@ -365,6 +661,89 @@ oxwsgi_ap_mpm_threaded(void)
         return 0;
     }
     return threaded != AP_MPMQ_NOT_SUPPORTED;
+}
+
+
+int
+oxwsgi_ap_mpm_query(int code)
+{
+    int v = -1;
+
+    if (ap_mpm_query(code, &v) != APR_SUCCESS) {
+        return -1;
+    }
+    return v;
+}
+
+
+int
+oxwsgi_ap_exec_cgi_allowed(request_rec *r)
+{
+    return (ap_allow_options(r) & OPT_EXECCGI) != 0;
+}
+
+
+int
+oxwsgi_ap_path_info_rejected(request_rec *r)
+{
+    return r->used_path_info == AP_REQ_REJECT_PATH_INFO && r->path_info != NULL
+           && r->path_info[0] != '\0';
+}
+
+
+int
+oxwsgi_ap_has_content_filter(request_rec *r)
+{
+    return r->output_filters != NULL && r->output_filters->frec != NULL
+           && r->output_filters->frec->ftype < AP_FTYPE_PROTOCOL;
+}
+
+
+/* ---- scoreboard --------------------------------------------------------- */
+
+int
+oxwsgi_ap_sb_global(oxwsgi_sb_global *out)
+{
+    global_score *g;
+
+    if (!ap_exists_scoreboard_image() || (g = ap_get_scoreboard_global()) == NULL) {
+        return 0;
+    }
+    out->server_limit = g->server_limit;
+    out->thread_limit = g->thread_limit;
+    out->running_generation = g->running_generation;
+    out->restart_time = g->restart_time;
+    return 1;
+}
+
+
+void
+oxwsgi_ap_sb_process(int i, oxwsgi_sb_process *out)
+{
+    process_score *p = ap_get_scoreboard_process(i);
+
+    out->pid = p->pid;
+    out->generation = p->generation;
+    out->quiescing = p->quiescing;
+}
+
+
+void
+oxwsgi_ap_sb_worker(int i, int j, oxwsgi_sb_worker *out)
+{
+    worker_score *w = ap_get_scoreboard_worker_from_indexes(i, j);
+
+    out->thread_num = w->thread_num;
+    out->generation = w->generation;
+    out->status = w->status;
+    out->access_count = (apr_int64_t) w->access_count;
+    out->bytes_served = (apr_int64_t) w->bytes_served;
+    out->start_time = w->start_time;
+    out->stop_time = w->stop_time;
+    out->last_used = w->last_used;
+    apr_cpystrn(out->client, w->client64[0] ? w->client64 : w->client, sizeof(out->client));
+    apr_cpystrn(out->request, w->request, sizeof(out->request));
+    apr_cpystrn(out->vhost, w->vhost, sizeof(out->vhost));
 }
 
 

@@ -21,7 +21,31 @@ typedef struct {
     int         pass_authorization;  /* WSGIPassAuthorization */
     int         chunked_request;     /* WSGIChunkedRequest */
     int         script_reloading;    /* WSGIScriptReloading */
+    const char *process_group;       /* WSGIProcessGroup */
+    /* mod_wsgi compatibility (src/apache/compat.rs) */
+    int         map_head_to_get;     /* WSGIMapHEADToGET: 0 Off, 1 On, 2 Auto */
+    int         enable_sendfile;     /* WSGIEnableSendfile */
+    int         error_override;      /* WSGIErrorOverride (daemon mode only) */
+    int         ignore_activity;     /* WSGIIgnoreActivity (daemon mode only) */
+    const char *trusted_proxies;     /* WSGITrustedProxies, space-separated */
+    const char *trusted_proxy_headers; /* WSGITrustedProxyHeaders, space-separated */
+    const char *dispatch_script;     /* WSGIDispatchScript */
+    /* WSGIHandlerScript: "name\tindex\n" lines, innermost context first; the index is
+     * into the handler scripts of src/apache/config.rs. */
+    const char *handler_scripts;
+    const char *access_script;       /* WSGIAccessScript */
+    const char *auth_user_script;    /* WSGIAuthUserScript */
+    const char *auth_group_script;   /* WSGIAuthGroupScript */
 } oxwsgi_dir_conf;
+
+/* What the auth scripts decided (src/apache/auth.rs); the shim maps them to httpd's. */
+enum oxwsgi_auth {
+    OXWSGI_AUTH_DENIED = 0,
+    OXWSGI_AUTH_GRANTED = 1,
+    OXWSGI_AUTH_USER_NOT_FOUND = 2,
+    OXWSGI_AUTH_ERROR = 3,
+    OXWSGI_AUTH_DECLINED = 4
+};
 
 /* Directive ids, passed to Rust through cmd->info. */
 enum oxwsgi_directive {
@@ -43,7 +67,33 @@ enum oxwsgi_directive {
     OXWSGI_D_DONT_WRITE_BYTECODE,
     OXWSGI_D_PYTHON_WARNINGS,
     OXWSGI_D_SWITCH_INTERVAL,
-    OXWSGI_D_UNSUPPORTED
+    OXWSGI_D_DAEMON_PROCESS,
+    OXWSGI_D_SOCKET_PREFIX,
+    OXWSGI_D_UNSUPPORTED,
+    /* mod_wsgi compatibility (src/apache/compat.rs) */
+    OXWSGI_D_RESTRICT_STDIN,
+    OXWSGI_D_RESTRICT_STDOUT,
+    OXWSGI_D_RESTRICT_SIGNAL,
+    OXWSGI_D_PYTHON_EGGS,
+    OXWSGI_D_TRUSTED_PROXIES,
+    OXWSGI_D_TRUSTED_PROXY_HEADERS,
+    OXWSGI_D_MAP_HEAD_TO_GET,
+    OXWSGI_D_ENABLE_SENDFILE,
+    OXWSGI_D_ERROR_OVERRIDE,
+    OXWSGI_D_CASE_SENSITIVITY,
+    OXWSGI_D_DESTROY_INTERPRETER,
+    OXWSGI_D_ACCEPT_MUTEX,
+    OXWSGI_D_SOCKET_ROTATION,
+    OXWSGI_D_IGNORE_ACTIVITY,
+    OXWSGI_D_PASS_APACHE_REQUEST,
+    OXWSGI_D_VERBOSE_DEBUGGING,
+    OXWSGI_D_SERVER_METRICS,
+    OXWSGI_D_DISPATCH_SCRIPT,
+    OXWSGI_D_HANDLER_SCRIPT,
+    OXWSGI_D_ACCESS_SCRIPT,
+    OXWSGI_D_AUTH_USER_SCRIPT,
+    OXWSGI_D_AUTH_GROUP_SCRIPT,
+    OXWSGI_D_GROUP_AUTHORITATIVE
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */
@@ -56,6 +106,35 @@ enum oxwsgi_read_status {
 /* Flags for oxwsgi_ap_write / oxwsgi_ap_send_file. */
 #define OXWSGI_W_FLUSH 1    /* push to the client now (streamed responses) */
 #define OXWSGI_W_EOS   2    /* this is the end of the response */
+#define OXWSGI_W_NO_SENDFILE 4 /* send_file: no sendfile() (WSGIEnableSendfile Off) */
+
+/* The scoreboard, copied out of shared memory (mod_wsgi.server_metrics()). */
+typedef struct {
+    int server_limit;
+    int thread_limit;
+    int running_generation;
+    apr_int64_t restart_time;       /* microseconds since the epoch */
+} oxwsgi_sb_global;
+
+typedef struct {
+    int pid;
+    int generation;
+    int quiescing;
+} oxwsgi_sb_process;
+
+typedef struct {
+    int thread_num;
+    int generation;
+    int status;                     /* SERVER_DEAD, SERVER_READY, ... */
+    apr_int64_t access_count;
+    apr_int64_t bytes_served;
+    apr_int64_t start_time;
+    apr_int64_t stop_time;
+    apr_int64_t last_used;
+    char client[64];
+    char request[64];
+    char vhost[32];
+} oxwsgi_sb_worker;
 
 /* Shim functions called from Rust (the work only C macros can express). */
 oxwsgi_dir_conf *oxwsgi_ap_dir_conf(request_rec *r);
@@ -70,6 +149,20 @@ int oxwsgi_ap_read(request_rec *r, apr_bucket_brigade *bb, char *buf,
 void oxwsgi_ap_log_request(const request_rec *r, int level, const char *msg);
 void oxwsgi_ap_log_server(const server_rec *s, int level, const char *msg);
 int oxwsgi_ap_mpm_threaded(void);
+/* AP_MPMQ_* query (ap_mpm_query), -1 when the MPM does not answer. */
+int oxwsgi_ap_mpm_query(int code);
+/* Options ExecCGI is on for the request's directory. */
+int oxwsgi_ap_exec_cgi_allowed(request_rec *r);
+/* AcceptPathInfo Off and the request has extra path. */
+int oxwsgi_ap_path_info_rejected(request_rec *r);
+/* The first output filter is a content/resource filter (mod_deflate & co.). */
+int oxwsgi_ap_has_content_filter(request_rec *r);
 int oxwsgi_ap_is_pre_config_pass(void);
+/* Why this module cannot run as loaded (twice, or beside mod_wsgi), or NULL. */
+const char *oxwsgi_ap_load_problem(void);
+/* 0 when there is no scoreboard; process/worker indexes must be below the limits. */
+int oxwsgi_ap_sb_global(oxwsgi_sb_global *out);
+void oxwsgi_ap_sb_process(int i, oxwsgi_sb_process *out);
+void oxwsgi_ap_sb_worker(int i, int j, oxwsgi_sb_worker *out);
 
 #endif

@@ -449,13 +449,12 @@ def all_contenders():
         Nginx("nginx-gunicorn", "peer", next(p), http=GUNICORN_HTTP, server=GUNICORN_SERVER,
               backend="gunicorn"),
         Granian("granian", next(p)),
+        # oxwsgi's daemon mode with mod_wsgi's own daemon configuration (drop-in).
+        Apache("oxwsgi-apache-daemon", "oxwsgi", next(p), wsgi=MODWSGI_DAEMON, so="mod_oxwsgi.so"),
         PyServer("bjoern", "bjoern", next(p)),
         Nginx("nginx-pyruvate", "peer", next(p), http=PYRUVATE_HTTP, server=PYRUVATE_SERVER,
               backend="pyruvate"),
-        # Daemon mode of oxwsgi (another branch builds it): add it here as
-        #   Apache("oxwsgi-apache-daemon", "oxwsgi", next(p), wsgi=OXWSGI_DAEMON, so="mod_oxwsgi.so")
-        # with OXWSGI_DAEMON the module's daemon directives (2 processes x 16 threads, like
-        # MODWSGI_DAEMON), appended at the end so the other contenders keep their ports.
+        # New contenders go at the end, so that the others keep their ports.
     ]
 
 

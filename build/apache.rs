@@ -39,7 +39,7 @@ pub fn build() {
     let mut b = super::bindgen_base("apache-module/wrapper.h")
         .allowlist_type("request_rec|server_rec|conn_rec|module|command_rec|cmd_parms|oxwsgi_.*|ap_regex_t|ap_regmatch_t|apr_table_entry_t|apr_array_header_t|apr_finfo_t")
         .allowlist_function("ap_.*|apr_table_.*|apr_p.*|apr_array_.*|apr_pool_.*|apr_brigade_.*|oxwsgi_.*")
-        .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|M_.*|OXWSGI_.*|AP_REG_.*|AP_MAX_REG_MATCH|RSRC_CONF|ACCESS_CONF|OR_.*|AP_SQ_.*|AP_MPMQ_.*|REQUEST_CHUNKED_.*|ap_server_conf|ap_unixd_config")
+        .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|APLOG_.*|M_.*|OXWSGI_.*|AP_REG_.*|AP_MAX_REG_MATCH|RSRC_CONF|ACCESS_CONF|OR_.*|AP_SQ_.*|AP_MPMQ_.*|REQUEST_CHUNKED_.*|APR_OC_REASON_.*|ap_server_conf|ap_unixd_config")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));
     for d in defines {
         b = b.clang_arg(format!("-D{d}"));

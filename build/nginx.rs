@@ -138,9 +138,11 @@ pub fn build() {
              ngx_array_create|ngx_array_push|ngx_conf_full_name|ngx_http_compile_complex_value|ngx_http_complex_value|\
              ngx_connection_local_sockaddr|ngx_inet_get_port|ngx_chain_get_free_buf|ngx_chain_update_chains|\
              ngx_http_output_filter|ngx_pool_cleanup_add|ngx_pool_cleanup_file|ngx_pcalloc|\
-             ngx_http_read_client_request_body",
+             ngx_http_read_client_request_body|ngx_thread_task_post|ngx_http_run_posted_requests",
         )
-        .allowlist_var("NGX_OK|NGX_ERROR|NGX_DONE|NGX_HTTP_.*|NGX_LOG_.*|ngx_http_core_module|ngx_http_oxwsgi_.*")
+        .allowlist_var(
+            "NGX_OK|NGX_ERROR|NGX_DONE|NGX_HTTP_.*|NGX_LOG_.*|ngx_http_core_module|ngx_http_oxwsgi_.*|ngx_cycle",
+        )
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new().rerun_on_header_files(false)));
     for i in &incs {
         b = b.clang_arg(format!("-I{}", i.display()));

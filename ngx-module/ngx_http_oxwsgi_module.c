@@ -14,6 +14,8 @@
 #include <ngx_thread_pool.h>
 #include <nginx.h>
 
+#include <sys/eventfd.h>
+
 #include "ngx_http_oxwsgi_module.h"
 
 
@@ -30,12 +32,12 @@ char *ngx_http_oxwsgi_conf_param(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_oxwsgi_rs_init_process(ngx_cycle_t *cycle,
     ngx_http_oxwsgi_main_conf_t *mcf);
 void ngx_http_oxwsgi_rs_exit_process(ngx_cycle_t *cycle);
-void ngx_http_oxwsgi_rs_task(void *task_side);
+void ngx_http_oxwsgi_rs_dispatch_read(ngx_event_t *ev);
+void ngx_http_oxwsgi_rs_dispatch_timer(ngx_event_t *ev);
 void ngx_http_oxwsgi_rs_task_done(void *state);
 void ngx_http_oxwsgi_rs_write_ready(void *state);
-void ngx_http_oxwsgi_rs_poll(void *state);
+void ngx_http_oxwsgi_rs_poll_handler(ngx_event_t *ev);
 void ngx_http_oxwsgi_rs_cleanup(void *state);
-void ngx_http_oxwsgi_rs_orphan_done(void *task_side);
 
 #define NGX_HTTP_OXWSGI_DEFAULT_MAX_IN_FLIGHT  1024
 
@@ -268,23 +270,17 @@ ngx_http_oxwsgi_cleanup(void *data)
 }
 
 
-/* runs on a thread of the pool: no nginx structure may be touched here */
+/*
+ * The completion of one job of the request (src/nginx/dispatch.rs), on the
+ * event loop: what nginx's thread-task completion did for a posted task.
+ */
 
-static void
-ngx_http_oxwsgi_thread(void *data, ngx_log_t *log)
+void
+ngx_http_oxwsgi_job_done(ngx_http_oxwsgi_ctx_t *ctx)
 {
-    ngx_http_oxwsgi_rs_task(data);
-}
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
-
-static void
-ngx_http_oxwsgi_task_done(ngx_event_t *ev)
-{
-    ngx_connection_t       *c;
-    ngx_http_request_t     *r;
-    ngx_http_oxwsgi_ctx_t  *ctx;
-
-    ctx = ev->data;
     r = ctx->request;
     c = r->connection;
 
@@ -293,23 +289,6 @@ ngx_http_oxwsgi_task_done(ngx_event_t *ev)
     ngx_http_set_log_request(c->log, r);
 
     ngx_http_oxwsgi_rs_task_done(ctx->state);
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_oxwsgi_poll_handler(ngx_event_t *ev)
-{
-    ngx_connection_t       *c;
-    ngx_http_request_t     *r;
-    ngx_http_oxwsgi_ctx_t  *ctx;
-
-    ctx = ev->data;
-    r = ctx->request;
-    c = r->connection;
-
-    ngx_http_oxwsgi_rs_poll(ctx->state);
 
     ngx_http_run_posted_requests(c);
 }
@@ -356,11 +335,6 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
         return NULL;
     }
 
-    ctx->task = ngx_thread_task_alloc(r->pool, 0);
-    if (ctx->task == NULL) {
-        return NULL;
-    }
-
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NULL;
@@ -372,12 +346,8 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
         ((ngx_http_oxwsgi_loc_conf_t *)
          ngx_http_get_module_loc_conf(r, ngx_http_oxwsgi_module))->thread_pool;
 
-    ctx->task->handler = ngx_http_oxwsgi_thread;
-    ctx->task->event.data = ctx;
-    ctx->task->event.handler = ngx_http_oxwsgi_task_done;
-
     ctx->poll.data = ctx;
-    ctx->poll.handler = ngx_http_oxwsgi_poll_handler;
+    ctx->poll.handler = ngx_http_oxwsgi_rs_poll_handler;
     ctx->poll.log = r->connection->log;
 
     /*
@@ -395,64 +365,66 @@ ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r, void *state)
 }
 
 
-/* ctx->task->ctx must point at the Rust task data before the first post */
+/* ---- dispatch (src/nginx/dispatch.rs) ---------------------------------- */
 
-ngx_int_t
-ngx_http_oxwsgi_post_task(ngx_http_oxwsgi_ctx_t *ctx)
+
+ngx_http_oxwsgi_dispatch_t *
+ngx_http_oxwsgi_dispatch_create(void *data)
 {
-    ngx_http_request_t  *r;
+    ngx_uint_t                   flags;
+    ngx_http_oxwsgi_dispatch_t  *d;
 
-    r = ctx->request;
-
-    if (ngx_thread_task_post(ctx->thread_pool, ctx->task) != NGX_OK) {
-        return NGX_ERROR;
+    d = ngx_calloc(sizeof(ngx_http_oxwsgi_dispatch_t), ngx_cycle->log);
+    if (d == NULL) {
+        return NULL;
     }
 
-    /* the request cannot be freed while the task runs */
-    r->main->blocked++;
+    d->fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
+    if (d->fd == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "oxwsgi: eventfd() failed");
+        ngx_free(d);
+        return NULL;
+    }
 
-    return NGX_OK;
+    d->data = data;
+
+    d->conn.fd = d->fd;
+    d->conn.data = d;
+    d->conn.read = &d->read;
+    d->conn.write = &d->write;
+    d->conn.log = ngx_cycle->log;
+
+    d->read.data = &d->conn;
+    d->read.handler = ngx_http_oxwsgi_rs_dispatch_read;
+    d->read.log = ngx_cycle->log;
+    d->write.data = &d->conn;
+    d->write.log = ngx_cycle->log;
+
+    d->tick.data = d;
+    d->tick.handler = ngx_http_oxwsgi_rs_dispatch_timer;
+    d->tick.log = ngx_cycle->log;
+    /* requests keep an exiting worker alive by their own timers */
+    d->tick.cancelable = 1;
+
+    flags = (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT : 0;
+
+    if (ngx_add_event(&d->read, NGX_READ_EVENT, flags) != NGX_OK) {
+        close(d->fd);
+        ngx_free(d);
+        return NULL;
+    }
+
+    return d;
 }
 
 
-static void
-ngx_http_oxwsgi_orphan_done(ngx_event_t *ev)
+void
+ngx_http_oxwsgi_dispatch_tick(ngx_http_oxwsgi_dispatch_t *d, ngx_msec_t ms)
 {
-    ngx_thread_task_t  *task = ev->data;
-
-    ngx_http_oxwsgi_rs_orphan_done(task->ctx);
-
-    ngx_free(task);
-}
-
-
-/*
- * A request ended (terminated by nginx) while its application was still
- * running: one more task, owning only Rust data, closes the iterable.
- */
-
-ngx_int_t
-ngx_http_oxwsgi_post_orphan(ngx_http_oxwsgi_ctx_t *ctx, void *task_side)
-{
-    ngx_thread_task_t  *task;
-
-    task = ngx_calloc(sizeof(ngx_thread_task_t), ngx_cycle->log);
-    if (task == NULL) {
-        return NGX_ERROR;
+    if (!d->tick.timer_set) {
+        ngx_add_timer(&d->tick, ms);
     }
-
-    task->ctx = task_side;
-    task->handler = ngx_http_oxwsgi_thread;
-    task->event.data = task;
-    task->event.handler = ngx_http_oxwsgi_orphan_done;
-    task->event.log = ngx_cycle->log;
-
-    if (ngx_thread_task_post(ctx->thread_pool, task) != NGX_OK) {
-        ngx_free(task);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 

@@ -43,16 +43,31 @@ typedef struct {
 } ngx_http_oxwsgi_loc_conf_t;
 
 
-/* Per-request glue: the thread task and the events the Rust side waits on. */
+/* Per-request glue: the events the Rust side waits on. */
 typedef struct {
     ngx_http_request_t          *request;
     void                        *state;            /* Rust NgxRequest */
-    ngx_thread_task_t           *task;
     ngx_thread_pool_t           *thread_pool;
     ngx_event_t                  poll;             /* drains output while a task runs */
     ngx_chain_t                 *free;
     ngx_chain_t                 *busy;
 } ngx_http_oxwsgi_ctx_t;
+
+
+/*
+ * The event-loop half of a dispatcher (src/nginx/dispatch.rs), one per thread
+ * pool and worker: our own eventfd that runners write when they complete work
+ * (never ngx_notify, whose one handler belongs to the thread pool), and a timer
+ * that looks for runners stuck in one request while work waits.
+ */
+typedef struct {
+    ngx_connection_t             conn;
+    ngx_event_t                  read;
+    ngx_event_t                  write;
+    ngx_event_t                  tick;
+    void                        *data;             /* Rust Dispatcher */
+    ngx_fd_t                     fd;
+} ngx_http_oxwsgi_dispatch_t;
 
 
 extern ngx_module_t  ngx_http_oxwsgi_module;
@@ -61,9 +76,10 @@ extern const char   *ngx_http_oxwsgi_nginx_version;
 
 ngx_http_oxwsgi_ctx_t *ngx_http_oxwsgi_create_ctx(ngx_http_request_t *r,
     void *state);
-ngx_int_t ngx_http_oxwsgi_post_task(ngx_http_oxwsgi_ctx_t *ctx);
-ngx_int_t ngx_http_oxwsgi_post_orphan(ngx_http_oxwsgi_ctx_t *ctx,
-    void *task_side);
+void ngx_http_oxwsgi_job_done(ngx_http_oxwsgi_ctx_t *ctx);
+ngx_http_oxwsgi_dispatch_t *ngx_http_oxwsgi_dispatch_create(void *data);
+void ngx_http_oxwsgi_dispatch_tick(ngx_http_oxwsgi_dispatch_t *d,
+    ngx_msec_t ms);
 ngx_int_t ngx_http_oxwsgi_wait_write(ngx_http_request_t *r);
 void ngx_http_oxwsgi_stop_write_wait(ngx_http_request_t *r);
 void ngx_http_oxwsgi_poll_timer(ngx_http_oxwsgi_ctx_t *ctx, ngx_msec_t ms);

@@ -35,8 +35,12 @@ options:
   --server apache|nginx     web server to run (default apache)
   --host ADDR               address to listen on (default 127.0.0.1)
   --port N                  port (default 8000; 0 picks a free one)
-  --processes N             server worker processes (default 1)
+  --processes N             server worker processes (default 1); with --daemon, the
+                            daemon processes of the app's process group
   --threads N               Python threads per process (default 5)
+  --daemon                  Apache: run the app in a process group of its own
+                            (mod_wsgi's daemon mode: WSGIDaemonProcess, WSGIProcessGroup)
+                            rather than in Apache's children; not built for nginx yet
   --python-home DIR         virtualenv or Python prefix (default: $VIRTUAL_ENV if set)
   --python-path DIR         add DIR to sys.path (repeatable)
   --url-alias URL PATH      serve the file or directory PATH at URL from the web server
@@ -168,6 +172,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 o.mount = normalize_mount(&v);
             }
             "--reload-on-change" | "--reload-on-changes" => o.reload_on_change = true,
+            "--daemon" => o.daemon = true,
             "--access-log" => o.access_log = true,
             "--max-in-flight" => o.max_in_flight = Some(number(n, &take_value(rest, &mut i, n, &mut inline)?, 1u32)?),
             "--module-dir" => o.module_dir = Some(absolute(Path::new(&take_value(rest, &mut i, n, &mut inline)?))),
@@ -183,6 +188,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         i += 1;
     }
+    if o.daemon && o.server == ServerKind::Nginx {
+        return Err(NGINX_DAEMON.into());
+    }
     if o.python_home.is_none() {
         if let Some(v) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
             o.python_home = Some(PathBuf::from(v));
@@ -194,6 +202,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         _ => Command::Doctor(o),
     })
 }
+
+/// A feature that is not built is an error that names it.
+pub const NGINX_DAEMON: &str = "--daemon: process groups (daemon mode) are not built for nginx yet (issue 12); \
+     run without --daemon (the app then runs in nginx's workers), or use --server apache";
 
 fn set_app(o: &mut Options, v: &str) -> Result<(), String> {
     if let Some(prev) = &o.app {
@@ -244,6 +256,9 @@ mod tests {
         assert_eq!(o.python_path, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert!(o.reload_on_change);
         assert_eq!(o.mount, "/app");
+        assert!(!o.daemon);
+        let Command::Serve(o) = p(&["serve", "--daemon", "--processes", "3", "--threads=2"]).unwrap() else { panic!() };
+        assert!(o.daemon && o.processes == 3 && o.threads == 2);
     }
 
     #[test]
@@ -255,6 +270,10 @@ mod tests {
         assert!(p(&["frobnicate"]).unwrap_err().contains("unknown command"));
         assert!(p(&["serve", "--url-alias", "/s"]).unwrap_err().contains("URL and a path"));
         assert!(p(&["serve", "--keep=1"]).unwrap_err().contains("takes no value"));
+        for cmd in ["serve", "config"] {
+            let e = p(&[cmd, "--daemon", "--server", "nginx"]).unwrap_err();
+            assert!(e.contains("not built for nginx yet (issue 12)"), "{e}");
+        }
     }
 
     #[test]

@@ -16,15 +16,38 @@ fn aq(p: &Path) -> String {
     }
 }
 
+/// The daemon process group of `--daemon`: `oxwsgi-<script name>` (letters, digits, `-`,
+/// `_` and `.` kept), so that two pasted apps get two groups.
+pub fn group_name(p: &Plan) -> String {
+    let stem = p.script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    if stem.is_empty() { "oxwsgi".into() } else { format!("oxwsgi-{stem}") }
+}
+
 /// Apache: the oxwsgi part (module, Python, the app, url aliases).
 pub fn apache_app(p: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "LoadModule oxwsgi_module {}", aq(&p.module));
-    if let Some(h) = &p.python_home {
-        let _ = writeln!(s, "WSGIPythonHome {}", aq(h));
-    }
-    if !p.python_path.is_empty() {
-        let _ = writeln!(s, "WSGIPythonPath {}", aq(Path::new(&joined_path(&p.python_path))));
+    if p.daemon {
+        // The group has its own Python: python-home and python-path are its options.
+        let group = group_name(p);
+        let _ = write!(s, "WSGIDaemonProcess {group} processes={} threads={}", p.processes, p.threads);
+        if let Some(h) = &p.python_home {
+            let _ = write!(s, " python-home={}", aq(h));
+        }
+        if !p.python_path.is_empty() {
+            let _ = write!(s, " python-path={}", aq(Path::new(&joined_path(&p.python_path))));
+        }
+        let _ = writeln!(s, " display-name=%{{GROUP}}");
+        let _ = writeln!(s, "WSGIProcessGroup {group}");
+    } else {
+        if let Some(h) = &p.python_home {
+            let _ = writeln!(s, "WSGIPythonHome {}", aq(h));
+        }
+        if !p.python_path.is_empty() {
+            let _ = writeln!(s, "WSGIPythonPath {}", aq(Path::new(&joined_path(&p.python_path))));
+        }
     }
     let _ = writeln!(s, "WSGIApplicationGroup %{{GLOBAL}}");
     let _ = writeln!(s, "WSGIChunkedRequest On");
@@ -108,6 +131,10 @@ pub fn apache_full(p: &Plan) -> String {
         aq(&d.join("htdocs")),
         aq(&d.join("htdocs"))
     );
+    if p.daemon {
+        // Only the process group runs Python: Apache's own children never start it.
+        let _ = writeln!(s, "WSGIRestrictEmbedded On");
+    }
     let _ = writeln!(s, "# --- oxwsgi: the part `oxwsgi config` prints ---");
     s.push_str(&apache_app(p));
     s
@@ -138,6 +165,25 @@ mod tests {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }
         assert!(!t.contains("\nUser "));
+    }
+
+    #[test]
+    fn daemon_text() {
+        let mut p = plan(ServerKind::Apache);
+        p.daemon = true;
+        let t = apache_full(&p);
+        for want in [
+            "WSGIDaemonProcess oxwsgi-app processes=2 threads=4 python-home=/opt/venv python-path=/srv/app:/srv/lib \
+             display-name=%{GROUP}\nWSGIProcessGroup oxwsgi-app\n",
+            "WSGIRestrictEmbedded On",
+            "WSGIScriptAlias / /srv/app/app.wsgi",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        assert!(!t.contains("WSGIPythonHome") && !t.contains("WSGIPythonPath"), "{t}");
+        p.script = "/srv/my app/wsgi.py".into();
+        assert_eq!(group_name(&p), "oxwsgi-wsgi");
+        assert!(!apache_app(&p).contains("WSGIRestrictEmbedded"), "the pasteable part must not restrict others");
     }
 
     #[test]

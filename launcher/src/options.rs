@@ -35,6 +35,9 @@ pub struct Options {
     pub port: u16,
     pub processes: u32,
     pub threads: u32,
+    /// Apache: run the app in a daemon process group (WSGIDaemonProcess) of `processes` x
+    /// `threads`, not in Apache's own children.
+    pub daemon: bool,
     pub python_home: Option<PathBuf>,
     pub python_path: Vec<PathBuf>,
     pub url_aliases: Vec<(String, PathBuf)>,
@@ -61,6 +64,7 @@ impl Default for Options {
             port: 8000,
             processes: 1,
             threads: 5,
+            daemon: false,
             python_home: None,
             python_path: Vec::new(),
             url_aliases: Vec::new(),

@@ -34,8 +34,13 @@ pub fn serve(o: &Options) -> Result<i32, Failure> {
     }
     let port = probe::check_port(&o.host, o.port).map_err(Failure::msg)?;
     let plan = stage::stage(o, &r, port).map_err(Failure::msg)?;
+    let daemon = if plan.daemon {
+        format!(" in daemon process group {}", crate::conf_apache::group_name(&plan))
+    } else {
+        String::new()
+    };
     say(&format!(
-        "workers  {} process{} x {} thread{}, {}",
+        "workers  {} process{} x {} thread{}{daemon}, {}",
         plan.processes,
         if plan.processes == 1 { "" } else { "es" },
         plan.threads,

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use super::daemon_conf::{self, DaemonGroup, ProcessGroup};
 use super::httpd::{CmdParms, DirConf, Regex, Server, process};
 use crate::core::runtime::{RuntimeConfig, check_python_home};
 use crate::ffi::httpd::*;
@@ -16,7 +17,7 @@ use oxwsgi_checks::{Account, can_read};
 
 /// One `WSGIScriptAlias` / `WSGIScriptAliasMatch`.
 pub struct Alias {
-    /// URL prefix without trailing slash ("" for "/"), or the pattern text for a regex.
+    /// URL path as written (matched as mod_alias does), or the pattern text for a regex.
     pub prefix: String,
     pub regex: Option<Regex>,
     /// Script file, or directory of scripts, or a `$1` template for a regex alias.
@@ -24,12 +25,16 @@ pub struct Alias {
     pub application_group: Option<String>,
     pub callable: Option<String>,
     pub pass_authorization: Option<bool>,
+    /// `process-group=` (a daemon group, `%{GLOBAL}` or `%{ENV:variable}`).
+    pub process_group: Option<String>,
 }
 
 /// A `WSGIImportScript` (its application group is recorded for the start-up notice
 /// only: every group is the main interpreter).
 pub struct ImportScript {
     pub path: PathBuf,
+    /// `process-group=<daemon group>`: preloaded there instead of in Apache's children.
+    pub process_group: Option<String>,
 }
 
 #[derive(Default)]
@@ -40,6 +45,44 @@ pub struct Config {
     pub imports: Vec<ImportScript>,
     /// Application groups named anywhere, to say once what they map to.
     pub application_groups: BTreeSet<String>,
+    /// `WSGIDaemonProcess` groups, in the order defined.
+    pub groups: Vec<DaemonGroup>,
+    /// `WSGISocketPrefix` (relative to ServerRoot), if set.
+    pub socket_prefix: Option<String>,
+    /// `WSGIRestrictEmbedded On`: no Python in Apache's own children.
+    pub restrict_embedded: bool,
+    /// Daemon groups named by a directive (name, directive), checked once all are read.
+    pub named_groups: Vec<(String, String)>,
+    /// One-line notices for accepted directives that do not apply (compat.rs).
+    pub notices: BTreeSet<String>,
+    /// `mod_wsgi.server_metrics()` answers with the scoreboard (`WSGIServerMetrics`).
+    pub server_metrics: bool,
+    /// `WSGIHandlerScript`s; dir configs refer to them by index.
+    pub handler_scripts: Vec<HandlerScript>,
+}
+
+/// One `WSGIHandlerScript`.
+pub struct HandlerScript {
+    pub script: PathBuf,
+    pub application_group: Option<String>,
+    pub pass_authorization: Option<bool>,
+}
+
+impl Config {
+    /// The daemon group called `name`.
+    pub fn group(&self, name: &str) -> Option<&DaemonGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// A fresh configuration with Apache's defaults where they differ from the core's.
+    fn new() -> Config {
+        let mut c = Config::default();
+        // As mod_wsgi: signal.signal() from applications is ignored (WSGIRestrictSignal).
+        c.runtime.modwsgi.restrict_signal = true;
+        // As mod_wsgi: the scoreboard is available unless WSGIServerMetrics Off.
+        c.server_metrics = true;
+        c
+    }
 }
 
 pub static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
@@ -59,7 +102,7 @@ pub fn child() -> Option<&'static Config> {
 
 /// Start a fresh configuration pass (pre_config).
 pub fn reset() {
-    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::default());
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config::new());
 }
 
 /// Free the configuration (the configuration pool is being cleared).
@@ -69,7 +112,7 @@ pub fn clear() {
 
 pub fn with<R>(f: impl FnOnce(&mut Config) -> R) -> R {
     let mut g = CONFIG.lock().unwrap_or_else(|p| p.into_inner());
-    f(g.get_or_insert_with(Config::default))
+    f(g.get_or_insert_with(Config::new))
 }
 
 /// The key under which a server's aliases are stored.
@@ -87,13 +130,14 @@ fn on_off(name: &str, v: &str) -> Result<i32, String> {
 
 /// Options of WSGIScriptAlias / WSGIImportScript (`key=value`).
 #[derive(Default)]
-struct Options {
-    application_group: Option<String>,
-    callable: Option<String>,
-    pass_authorization: Option<bool>,
+pub(super) struct Options {
+    pub process_group: Option<String>,
+    pub application_group: Option<String>,
+    pub callable: Option<String>,
+    pub pass_authorization: Option<bool>,
 }
 
-fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Options, String> {
+pub(super) fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Options, String> {
     let mut o = Options::default();
     for a in args {
         let Some((k, v)) = a.split_once('=') else {
@@ -103,7 +147,10 @@ fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Option
             return Err(format!("{name}: option {k:?} is not supported by oxwsgi (supported: {})", allowed.join(", ")));
         }
         match k {
-            "process-group" => check_process_group(name, v)?,
+            "process-group" => {
+                check_process_group(name, v)?;
+                o.process_group = Some(v.to_string());
+            }
             "application-group" => o.application_group = Some(v.to_string()),
             "callable-object" => o.callable = Some(v.to_string()),
             "pass-authorization" => o.pass_authorization = Some(on_off(&format!("{name} pass-authorization"), v)? == 1),
@@ -113,21 +160,24 @@ fn parse_options(name: &str, args: &[String], allowed: &[&str]) -> Result<Option
     Ok(o)
 }
 
-/// Daemon process groups do not exist yet; `%{GLOBAL}` (or empty) means "embedded".
+/// A process-group value: `%{GLOBAL}` (or empty) is embedded mode, `%{ENV:var}` is read per
+/// request, a name must be a `WSGIDaemonProcess` group (checked once every directive is
+/// read: the group may be defined further down).
 fn check_process_group(name: &str, v: &str) -> Result<(), String> {
-    if v.is_empty() || v == "%{GLOBAL}" {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name}: process group {v:?} needs daemon mode (WSGIDaemonProcess), which oxwsgi does not \
-             support yet; remove the process group to run the application embedded in the httpd children"
-        ))
+    match daemon_conf::process_group(v).map_err(|e| format!("{name}: {e}"))? {
+        ProcessGroup::Named(g) => with(|c| c.named_groups.push((g.to_string(), name.to_string()))),
+        ProcessGroup::Embedded | ProcessGroup::Env(_) => {}
     }
+    Ok(())
 }
 
-/// A URL prefix as stored: no trailing slash ("/" becomes "").
-fn normalize_prefix(p: &str) -> String {
-    p.trim_end_matches('/').to_string()
+/// Whether `target` names an existing file, directory, or a file followed by extra path
+/// (`/srv/app.wsgi/accounts`: the rest becomes PATH_INFO, as under mod_wsgi).
+fn target_exists(target: &Path) -> bool {
+    // `/srv/index.py/` (a script with a trailing slash) is the file followed by "/".
+    let trimmed = target.to_str().map(|t| t.trim_end_matches('/')).filter(|t| !t.is_empty());
+    let target = trimmed.map_or(target, Path::new);
+    target.exists() || target.ancestors().skip(1).find(|a| a.exists()).is_some_and(Path::is_file)
 }
 
 pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
@@ -139,7 +189,7 @@ pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
     if !target.is_absolute() {
         return Err(format!("{name}: script path {:?} must be absolute", args[1]));
     }
-    if !target.exists() {
+    if !target_exists(target) {
         return Err(format!("{name}: WSGI script {} does not exist", target.display()));
     }
     let o = parse_options(
@@ -152,12 +202,13 @@ pub fn script_alias(server: &Server, args: &[String]) -> Result<(), String> {
             c.application_groups.insert(g.clone());
         }
         c.aliases.entry(server_key(server)).or_default().push(Alias {
-            prefix: normalize_prefix(&args[0]),
+            prefix: args[0].clone(),
             regex: None,
             target: args[1].clone(),
             application_group: o.application_group,
             callable: o.callable,
             pass_authorization: o.pass_authorization,
+            process_group: o.process_group,
         })
     });
     Ok(())
@@ -193,6 +244,7 @@ pub fn script_alias_match(cmd: &CmdParms, args: &[String]) -> Result<(), String>
             application_group: o.application_group,
             callable: o.callable,
             pass_authorization: o.pass_authorization,
+            process_group: o.process_group,
         })
     });
     Ok(())
@@ -200,7 +252,7 @@ pub fn script_alias_match(cmd: &CmdParms, args: &[String]) -> Result<(), String>
 
 /// The account the children will run as (the User/Group directives, with the
 /// supplementary groups of that user).
-fn worker_account() -> Account {
+pub fn worker_account() -> Account {
     let (uid, gid) = process::unixd_ids();
     // httpd's default before a User directive is #-1.
     if uid != 0 && uid != u32::MAX {
@@ -231,12 +283,61 @@ fn home_readable(home: &Path, found: &oxwsgi_checks::Home) -> Result<(), String>
 /// `apache2 -t`): `User` may come after `WSGIPythonHome`, so the home's readability by the
 /// children's user is checked again once it is known.
 pub fn check() -> Result<(), String> {
+    if let Some(problem) = process::load_problem() {
+        return Err(problem);
+    }
     let home = with(|c| c.runtime.start.home.clone());
     if let Some(home) = home {
         let found = check_python_home(&home).map_err(|e| format!("WSGIPythonHome: {e}"))?;
         home_readable(&home, &found)?;
     }
-    Ok(())
+    with(|c| {
+        for (g, directive) in &c.named_groups {
+            if c.group(g).is_none() {
+                return Err(format!(
+                    "{directive}: process group {g:?} is not defined: add `WSGIDaemonProcess {g} ...` \
+                     (or use %{{GLOBAL}} to run the application embedded in Apache's children)"
+                ));
+            }
+        }
+        // Preloads that name a daemon group go to that group.
+        let imports = std::mem::take(&mut c.imports);
+        for i in imports {
+            match i.process_group.as_deref().map(daemon_conf::process_group) {
+                Some(Ok(ProcessGroup::Named(g))) => {
+                    let g = g.to_string();
+                    if let Some(group) = c.groups.iter_mut().find(|x| x.name == g) {
+                        if !group.imports.contains(&i.path) {
+                            group.imports.push(i.path.clone());
+                        }
+                    }
+                }
+                _ => c.imports.push(i),
+            }
+        }
+        // mod_wsgi preloads a WSGIScriptAlias script when both its process-group and its
+        // application-group are given.
+        let preloads: Vec<(String, PathBuf)> = c
+            .aliases
+            .values()
+            .flatten()
+            .filter(|a| a.regex.is_none() && a.application_group.is_some())
+            .filter_map(|a| match daemon_conf::process_group(a.process_group.as_deref()?) {
+                Ok(ProcessGroup::Named(g)) if Path::new(&a.target).is_file() => {
+                    Some((g.to_string(), PathBuf::from(&a.target)))
+                }
+                _ => None,
+            })
+            .collect();
+        for (g, path) in preloads {
+            if let Some(group) = c.groups.iter_mut().find(|x| x.name == g) {
+                if !group.imports.contains(&path) {
+                    group.imports.push(path);
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Read one directive (`cmd->info` says which) into the process-wide configuration or
@@ -251,7 +352,11 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
             r
         }
     };
-    match u32::try_from(cmd.info()).unwrap_or(OXWSGI_D_UNSUPPORTED) {
+    let id = u32::try_from(cmd.info()).unwrap_or(OXWSGI_D_UNSUPPORTED);
+    if let Some(r) = super::compat::directive(cmd, dc, id, &name, args) {
+        return r;
+    }
+    match id {
         OXWSGI_D_SCRIPT_ALIAS => script_alias(cmd.server(), args),
         OXWSGI_D_SCRIPT_ALIAS_MATCH => script_alias_match(cmd, args),
         OXWSGI_D_PYTHON_HOME => global_only(Ok(())).and_then(|_| python_home(args)),
@@ -265,11 +370,17 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
         OXWSGI_D_PASS_AUTHORIZATION => flag(&name, args).map(|v| dc.set_pass_authorization(v == 1)),
         OXWSGI_D_CHUNKED_REQUEST => flag(&name, args).map(|v| dc.set_chunked_request(v == 1)),
         OXWSGI_D_SCRIPT_RELOADING => flag(&name, args).map(|v| dc.set_script_reloading(v == 1)),
-        OXWSGI_D_PROCESS_GROUP => process_group(args),
-        OXWSGI_D_RESTRICT_EMBEDDED => flag(&name, args).and_then(|v| match v {
-            0 => Ok(()),
-            _ => Err("WSGIRestrictEmbedded On needs daemon mode, which oxwsgi does not support yet".into()),
-        }),
+        OXWSGI_D_PROCESS_GROUP => {
+            let v = one(&name, args)?;
+            check_process_group(&name, v)?;
+            dc.set_process_group(cmd, v.as_bytes());
+            Ok(())
+        }
+        OXWSGI_D_RESTRICT_EMBEDDED => {
+            global_only(flag(&name, args).map(|v| with(|c| c.restrict_embedded = v == 1)))
+        }
+        OXWSGI_D_DAEMON_PROCESS => daemon_process(args),
+        OXWSGI_D_SOCKET_PREFIX => global_only(one(&name, args).map(|v| with(|c| c.socket_prefix = Some(v.to_string())))),
         OXWSGI_D_LAZY_INITIALIZATION => flag(&name, args).and_then(|v| match v {
             1 => Ok(()),
             _ => Err("WSGILazyInitialization Off is not supported: oxwsgi always starts Python in the child processes, never as root in the parent".into()),
@@ -329,9 +440,25 @@ pub fn import_script(args: &[String]) -> Result<(), String> {
         if let Some(g) = &o.application_group {
             c.application_groups.insert(g.clone());
         }
-        c.imports.push(ImportScript { path })
+        c.imports.push(ImportScript { path, process_group: o.process_group })
     });
     Ok(())
+}
+
+/// `WSGIDaemonProcess name [options]`.
+pub fn daemon_process(args: &[String]) -> Result<(), String> {
+    let global_home = with(|c| c.runtime.start.home.clone());
+    let g = daemon_conf::parse(args, &worker_account(), global_home.as_deref())?;
+    with(|c| {
+        if c.group(&g.name).is_some() {
+            return Err(format!(
+                "WSGIDaemonProcess: a process group named {:?} is already defined; group names must be unique",
+                g.name
+            ));
+        }
+        c.groups.push(g);
+        Ok(())
+    })
 }
 
 /// The single argument of a directive.
@@ -344,10 +471,6 @@ pub fn one<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
 
 pub fn flag(name: &str, args: &[String]) -> Result<i32, String> {
     on_off(name, one(name, args)?)
-}
-
-pub fn process_group(args: &[String]) -> Result<(), String> {
-    check_process_group("WSGIProcessGroup", one("WSGIProcessGroup", args)?)
 }
 
 pub fn python_optimize(args: &[String]) -> Result<(), String> {
@@ -384,4 +507,36 @@ pub fn switch_interval(args: &[String]) -> Result<(), String> {
         .ok_or_else(|| format!("WSGISwitchInterval must be a positive number of seconds, not {v:?}"))?;
     with(|c| c.runtime.switch_interval = Some(s));
     Ok(())
+}
+
+/// When several applications will share the interpreter of each Apache child (embedded
+/// mode), say so at start-up, naming them, with the fix: modules they both import (a
+/// `config` or `settings` module) would be the first one's for both.
+pub fn shared_interpreter_notice(c: &Config) -> Option<String> {
+    if c.restrict_embedded || c.named_groups.iter().any(|(_, d)| d == "WSGIProcessGroup") {
+        return None; // a WSGIProcessGroup may move them: per-directory, not known here
+    }
+    let mut apps: Vec<(String, String)> = Vec::new();
+    for a in c.aliases.values().flatten() {
+        let embedded = match a.process_group.as_deref().map(daemon_conf::process_group) {
+            None | Some(Ok(ProcessGroup::Embedded)) => true,
+            Some(_) => false,
+        };
+        if embedded && !apps.iter().any(|(_, t)| *t == a.target) {
+            let url = if a.regex.is_some() { a.prefix.clone() } else { format!("{}/", a.prefix) };
+            apps.push((url, a.target.clone()));
+        }
+    }
+    if apps.len() < 2 {
+        return None;
+    }
+    let list: Vec<String> = apps.iter().map(|(u, t)| format!("{u} ({t})")).collect();
+    Some(format!(
+        "oxwsgi: {} applications run embedded and share one Python interpreter in each Apache child: {}; \
+         a module they both import (e.g. `config` or `settings`) is loaded once, for the first of them. To \
+         isolate them, give each its own process group (WSGIDaemonProcess NAME ... and process-group=NAME on \
+         its WSGIScriptAlias; see docs/daemon-mode.md)",
+        apps.len(),
+        list.join(", ")
+    ))
 }

@@ -8,13 +8,17 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::auth;
+use super::compat;
 use super::config;
+use super::daemons;
 use super::handler;
 use super::httpd::{self, CmdParms, DirConf, Pool, Request, Server};
 use super::io::ServerLog;
-use crate::core::{Level, LogSink, worker};
+use crate::core::{Level, LogSink, modwsgi_module, worker};
 use crate::ffi::guard::guard;
 use crate::ffi::httpd::*;
 
@@ -130,7 +134,7 @@ pub unsafe extern "C" fn oxwsgi_rs_check_config(
 /// `s` must be NULL or httpd's main `server_rec`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn oxwsgi_rs_post_config(
-    _pconf: *mut apr_pool_t,
+    pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
     s: *mut server_rec,
@@ -144,7 +148,22 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
         test_panic("post_config");
         let Some(s) = s else { return OK as c_int };
         let log = ServerLog::new(s);
+        if config::with(|c| !c.groups.is_empty()) {
+            // SAFETY: httpd passes its live configuration pool; this generation's daemon
+            // bookkeeping lives exactly as long as it (the cleanup below ends it).
+            let pool = unsafe { Pool::from_ptr(pconf) };
+            // Registered before the daemons' own registrations, so it runs after them.
+            pool.on_clear(daemons_cleanup);
+            GEN_POOL.store(pconf, Ordering::Release);
+            if let Err(e) = config::with(|c| daemons::start(pool, s, c, daemon_event)) {
+                log.log(Level::Critical, &format!("oxwsgi: daemon mode: {e}"));
+                return 500;
+            }
+        }
         config::with(|c| {
+            for n in &c.notices {
+                log.log(Level::Notice, &format!("oxwsgi: {n}"));
+            }
             for g in &c.application_groups {
                 if g != "%{GLOBAL}" {
                     log.log(
@@ -156,8 +175,44 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
                     );
                 }
             }
+            if let Some(msg) = config::shared_interpreter_notice(c) {
+                log.log(Level::Notice, &msg);
+            }
         });
         OK as c_int
+    })
+}
+
+/// This generation's configuration pool, for the MPM's daemon callbacks (NULL between
+/// generations).
+static GEN_POOL: AtomicPtr<apr_pool_t> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn daemons_cleanup(_data: *mut c_void) -> apr_status_t {
+    guard("daemon cleanup", 0, || {
+        GEN_POOL.store(std::ptr::null_mut(), Ordering::Release);
+        daemons::on_config_cleared(httpd::process::is_exiting());
+        0
+    })
+}
+
+/// The MPM's report about a daemon process (an APR "other child"), in the parent.
+///
+/// # Safety
+/// Called by APR with the registration's opaque key (a number, never dereferenced).
+unsafe extern "C" fn daemon_event(reason: c_int, data: *mut c_void, status: c_int) {
+    guard("daemon event", (), || {
+        let Ok(reason) = u32::try_from(reason) else { return };
+        if reason == APR_OC_REASON_UNREGISTER {
+            return; // the registration ends (pool cleared, or unregistered by on_event)
+        }
+        let pool = GEN_POOL.load(Ordering::Acquire);
+        if pool.is_null() {
+            return;
+        }
+        // SAFETY: GEN_POOL is this generation's live configuration pool (reset to NULL by
+        // its cleanup); the MPM calls back on the parent's only thread.
+        let pool = unsafe { Pool::from_ptr(pool) };
+        daemons::on_event(pool, data as usize, reason, status);
     })
 }
 
@@ -196,9 +251,20 @@ unsafe extern "C" fn child_exit(_data: *mut c_void) -> apr_status_t {
 
 fn child_init(s: &'static Server) {
     let config = config::freeze();
+    if !config.groups.is_empty() {
+        daemons::close_inherited_sockets();
+    }
+    if config.restrict_embedded {
+        return; // WSGIRestrictEmbedded On: no Python in Apache's own children
+    }
     let imports: Vec<PathBuf> = config.imports.iter().map(|i| i.path.clone()).collect();
+    let mut runtime = config.runtime.clone();
+    (runtime.modwsgi.maximum_processes, runtime.modwsgi.threads_per_process) = compat::server_limits();
+    if config.server_metrics {
+        modwsgi_module::set_server_metrics(compat::server_metrics);
+    }
     let setup = worker::Setup {
-        runtime: &config.runtime,
+        runtime: &runtime,
         imports: &imports,
         import_directive: "WSGIImportScript",
         multithread: httpd::process::mpm_threaded(),
@@ -232,4 +298,96 @@ pub unsafe extern "C" fn oxwsgi_rs_handler(r: *mut request_rec) -> c_int {
         // thread; it stays live until the handler returns.
         handler::handle(unsafe { Request::from_ptr(r) })
     })
+}
+
+/// A C string argument as text (`None` for NULL).
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid during the call.
+unsafe fn text_arg<'a>(p: *const c_char) -> Option<std::borrow::Cow<'a, str>> {
+    // SAFETY: forwarded contract.
+    unsafe { httpd::opt_bytes(p) }.map(String::from_utf8_lossy)
+}
+
+/// `WSGIAccessScript` (access_checker). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread; `host` NULL or a
+/// string valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_allow_access(r: *mut request_rec, host: *const c_char) -> c_int {
+    // SAFETY: host is NULL or a string of the request/connection pool (caller's contract).
+    let host = unsafe { httpd::opt_bytes(host) }.unwrap_or(b"");
+    guard("access_checker", OXWSGI_AUTH_DENIED as c_int, || {
+        // SAFETY: httpd calls the hook with the live request it is processing on this
+        // thread; it stays live until the hook returns.
+        auth::allow_access(unsafe { Request::from_ptr(r) }, host)
+    })
+}
+
+/// `AuthBasicProvider wsgi` (check_password). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request being authenticated, on this thread; `user` and
+/// `password` strings valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_check_password(
+    r: *mut request_rec,
+    user: *const c_char,
+    password: *const c_char,
+) -> c_int {
+    // SAFETY: mod_auth_basic passes the decoded user and password, valid during the call.
+    let (user, password) = unsafe { (text_arg(user), text_arg(password)) };
+    guard("check_password", OXWSGI_AUTH_ERROR as c_int, || {
+        // SAFETY: the live request being authenticated, on this thread (mod_auth_basic).
+        let r = unsafe { Request::from_ptr(r) };
+        auth::check_password(r, user.as_deref().unwrap_or(""), password.as_deref().unwrap_or(""))
+    })
+}
+
+/// `Require wsgi-group` (the authz provider). Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request being authorized, on this thread; `user` and `groups`
+/// strings valid during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_user_in_groups(
+    r: *mut request_rec,
+    user: *const c_char,
+    groups: *const c_char,
+) -> c_int {
+    // SAFETY: mod_authz_core passes r->user and the Require line, valid during the call.
+    let (user, groups) = unsafe { (text_arg(user), text_arg(groups)) };
+    guard("check_authorization", OXWSGI_AUTH_DENIED as c_int, || {
+        // SAFETY: the live request being authorized, on this thread (mod_authz_core).
+        let r = unsafe { Request::from_ptr(r) };
+        auth::user_in_groups(r, user.as_deref().unwrap_or(""), groups.as_deref().unwrap_or(""))
+    })
+}
+
+/// `AuthDigestProvider wsgi` (get_realm_hash). Called by the C shim only.
+///
+/// # Safety
+/// As [`oxwsgi_rs_check_password`]; `rethash` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_get_realm_hash(
+    r: *mut request_rec,
+    user: *const c_char,
+    realm: *const c_char,
+    rethash: *mut *mut c_char,
+) -> c_int {
+    // SAFETY: mod_auth_digest passes the user and realm, valid during the call.
+    let (user, realm) = unsafe { (text_arg(user), text_arg(realm)) };
+    // SAFETY: the live request being authenticated, on this thread (mod_auth_digest).
+    let req = unsafe { Request::from_ptr(r) };
+    let (rc, hash) = guard("get_realm_hash", (OXWSGI_AUTH_ERROR as c_int, None), || {
+        auth::get_realm_hash(req, user.as_deref().unwrap_or(""), realm.as_deref().unwrap_or(""))
+    });
+    if let Some(h) = hash {
+        let h = req.pool().strdup(h.as_bytes()).as_ptr() as *mut c_char;
+        // SAFETY: rethash is the provider's out parameter, writable (caller's contract);
+        // the hash lives in the request pool.
+        unsafe { *rethash = h };
+    }
+    rc
 }

@@ -6,26 +6,55 @@
 use std::borrow::Cow;
 use std::ffi::{CStr, CString, c_int};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::prelude::*;
 
+use super::compat;
 use super::config::{self, Alias, Config};
+use super::daemon_conf::{DaemonGroup, ProcessGroup, process_group};
 use super::httpd::{Matches, Request, RequestHandle, regsub};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
+use crate::core::head::ResponseHead;
+use crate::core::modwsgi_module;
 use crate::core::request::{AppSettings, Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::worker::{self, Channel};
-use crate::core::{Level, LogSink};
+use crate::core::{Level, LogSink, ResponseSink, SinkError, WriteFlags};
+use crate::daemon::client::{self, ProxyError};
 use crate::ffi::httpd::{
-    APR_DIR, APR_REG, DECLINED, HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_INTERNAL_SERVER_ERROR, HTTP_LENGTH_REQUIRED,
-    HTTP_NOT_FOUND, HTTP_NOT_IMPLEMENTED, HTTP_REQUEST_ENTITY_TOO_LARGE, OK, ap_regmatch_t,
+    APR_DIR, APR_REG, DECLINED, HTTP_BAD_GATEWAY, HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_GATEWAY_TIME_OUT,
+    HTTP_INTERNAL_SERVER_ERROR, HTTP_LENGTH_REQUIRED, HTTP_NOT_FOUND, HTTP_NOT_IMPLEMENTED,
+    HTTP_REQUEST_ENTITY_TOO_LARGE, HTTP_SERVICE_UNAVAILABLE, OK, ap_regmatch_t,
 };
 use crate::ffi::python;
 
-/// Does `uri` fall under the alias prefix (whole path segments only)?
-fn prefix_matches(prefix: &str, uri: &[u8]) -> bool {
-    let p = prefix.as_bytes();
-    uri.starts_with(p) && (uri.len() == p.len() || uri[p.len()] == b'/')
+/// How many bytes of `uri` the alias URL path matches, as mod_alias (and mod_wsgi) match:
+/// whole path segments, a run of slashes in the alias matching a run of one or more
+/// slashes in the URI. `None` if it does not match.
+fn alias_matches(alias: &[u8], uri: &[u8]) -> Option<usize> {
+    let (mut a, mut u) = (0, 0);
+    while a < alias.len() {
+        if alias[a] == b'/' {
+            if uri.get(u) != Some(&b'/') {
+                return None;
+            }
+            while alias.get(a) == Some(&b'/') {
+                a += 1;
+            }
+            while uri.get(u) == Some(&b'/') {
+                u += 1;
+            }
+        } else {
+            if uri.get(u) != Some(&alias[a]) {
+                return None;
+            }
+            a += 1;
+            u += 1;
+        }
+    }
+    let whole_segment = alias.last() == Some(&b'/') || u == uri.len() || uri[u] == b'/';
+    (u > 0 && whole_segment).then_some(u)
 }
 
 /// The note that tells the handler which alias matched: "<server key>:<index>".
@@ -42,16 +71,20 @@ pub fn translate_name(r: &Request) -> c_int {
     if uri.first() != Some(&b'/') {
         return DECLINED as c_int;
     }
-    let key = config::server_key(r.server());
-    let list = config.aliases.get(&key).or_else(|| config.aliases.get(&0));
-    let Some(list) = list else { return DECLINED as c_int };
-    for (i, alias) in list.iter().enumerate() {
-        if let Some(filename) = map_alias(r, alias) {
-            r.set_filename_and_handler(&filename, c"wsgi-script");
-            r.set_note(c"alias-forced-type", c"wsgi-script");
-            let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
-            r.set_note(ALIAS_NOTE, &note);
-            return OK as c_int;
+    // A virtual host's own aliases first, then the main server's, which every virtual host
+    // inherits (mod_wsgi merges the server configurations the same way).
+    let own = config::server_key(r.server());
+    let keys: &[usize] = if own == 0 { &[0] } else { &[own, 0] };
+    for &key in keys {
+        let Some(list) = config.aliases.get(&key) else { continue };
+        for (i, alias) in list.iter().enumerate() {
+            if let Some(filename) = map_alias(r, alias) {
+                r.set_filename_and_handler(&filename, c"wsgi-script");
+                r.set_note(c"alias-forced-type", c"wsgi-script");
+                let note = CString::new(format!("{key}:{i}")).expect("digits and a colon");
+                r.set_note(ALIAS_NOTE, &note);
+                return OK as c_int;
+            }
         }
     }
     DECLINED as c_int
@@ -64,11 +97,10 @@ fn map_alias(r: &Request, alias: &Alias) -> Option<Vec<u8>> {
     let mut target;
     let rest: &[u8] = match &alias.regex {
         None => {
-            if !prefix_matches(&alias.prefix, uri) {
-                return None;
-            }
+            let n = alias_matches(alias.prefix.as_bytes(), uri)?;
             target = alias.target.clone().into_bytes();
-            &uri[alias.prefix.len()..]
+            // `WSGIScriptAlias / app.wsgi`: the whole URI is the rest (mod_wsgi's rule).
+            if alias.prefix == "/" { uri } else { &uri[n..] }
         }
         Some(re) => {
             let mut m: Matches = [ap_regmatch_t { rm_so: -1, rm_eo: -1 }; _];
@@ -90,7 +122,10 @@ struct Settings {
     pass_authorization: bool,
     chunked_request: bool,
     script_reloading: bool,
-    application_group: String,
+    /// As configured (`%{RESOURCE}` & co. are expanded per request); `None`: not set.
+    application_group: Option<String>,
+    /// `process-group=` of the alias, else `WSGIProcessGroup` (unresolved).
+    process_group: Option<String>,
 }
 
 fn settings(r: &Request, config: &Config) -> Settings {
@@ -108,27 +143,54 @@ fn settings(r: &Request, config: &Config) -> Settings {
         pass_authorization: alias.and_then(|a| a.pass_authorization).or(dc.pass_authorization()).unwrap_or(false),
         chunked_request: dc.chunked_request().unwrap_or(false),
         script_reloading: dc.script_reloading().unwrap_or(true),
-        application_group: alias
-            .and_then(|a| a.application_group.clone())
-            .or_else(|| text(dc.application_group()))
-            .unwrap_or_else(|| "%{GLOBAL}".into()),
+        application_group: alias.and_then(|a| a.application_group.clone()).or_else(|| text(dc.application_group())),
+        process_group: alias.and_then(|a| a.process_group.clone()).or_else(|| text(dc.process_group())),
     }
+}
+
+/// The daemon group a request runs in (`None`: embedded), `%{ENV:var}` resolved.
+fn daemon_group(r: &Request, s: &Settings) -> Result<Option<String>, String> {
+    let Some(v) = &s.process_group else { return Ok(None) };
+    let name = match process_group(v)? {
+        ProcessGroup::Embedded => return Ok(None),
+        ProcessGroup::Named(n) => n.to_string(),
+        ProcessGroup::Env(var) => {
+            let key = CString::new(var).map_err(|_| "NUL in a variable name".to_string())?;
+            match r.subprocess_env().get(&key) {
+                None => return Ok(None),
+                Some(v) => match String::from_utf8_lossy(v).into_owned() {
+                    v if v.is_empty() || v == "%{GLOBAL}" => return Ok(None),
+                    v => v,
+                },
+            }
+        }
+    };
+    Ok(Some(name))
 }
 
 /// The content handler for `wsgi-script`.
 pub fn handle(r: &Request) -> c_int {
-    let (Some(w), Some(config)) = (worker::get(), config::child()) else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
+    let Some(config) = config::child() else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
     // SAFETY: the handle (kept by the log, body and sink) is used on this thread only, and
     // the log is expired below, before this handler returns; the body and sink are dropped
     // with the exchange, which ends inside this function.
     let handle = unsafe { RequestHandle::new(r) };
     let log = Arc::new(RequestLog::new(handle.clone()));
+    let status = serve(r, config, &handle, &log);
+    log.expire();
+    status
+}
+
+fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<RequestLog>) -> c_int {
     let filename = String::from_utf8_lossy(r.filename()).into_owned();
-    if !w.ready(&*log, &filename) {
-        return HTTP_INTERNAL_SERVER_ERROR as c_int;
+    // A WSGIHandlerScript handles the requested file (which may not exist) itself.
+    let handler_script = compat::handler_script_for(r, config);
+    if let Some((status, why)) = compat::refused(r, handler_script.is_some()) {
+        log.log(Level::Error, &format!("oxwsgi: {why}: {filename}"));
+        return status as c_int;
     }
     let filetype = r.filetype();
-    if filetype != APR_REG {
+    if filetype != APR_REG && handler_script.is_none() {
         let (status, why) = if filetype == APR_DIR {
             (HTTP_FORBIDDEN, "is a directory, not a WSGI script")
         } else {
@@ -137,13 +199,17 @@ pub fn handle(r: &Request) -> c_int {
         log.log(Level::Error, &format!("oxwsgi: target WSGI script {filename} {why}"));
         return status as c_int;
     }
-    let s = settings(r, config);
+    let mut s = settings(r, config);
+    if let Some(h) = handler_script {
+        s.callable = "handle_request".into();
+        s.application_group = h.application_group.clone().or(s.application_group);
+        s.pass_authorization = h.pass_authorization.unwrap_or(s.pass_authorization);
+    }
     let headers: Vec<(&[u8], &[u8])> = r.headers_in().iter().collect();
     let chunked = match body_framing(&headers, r.limit_req_body()) {
         Ok(chunked) => chunked,
         Err((status, why)) => {
             log.log(Level::Error, &format!("{filename}: request refused ({status}): {why}"));
-            log.expire();
             return status as c_int;
         }
     };
@@ -152,10 +218,58 @@ pub fn handle(r: &Request) -> c_int {
             Level::Error,
             &format!("{filename}: chunked request body refused (411); set WSGIChunkedRequest On to accept it"),
         );
-        log.expire();
         return HTTP_LENGTH_REQUIRED as c_int;
     }
-    let meta = request_meta(r, headers, &s, &filename);
+    let group = match daemon_group(r, &s) {
+        Ok(g) => g,
+        Err(e) => {
+            log.log(Level::Error, &format!("{filename}: {e}"));
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        }
+    };
+    let callable = compat::callable(r, &s.callable);
+    let mut meta = request_meta(r, headers, &s, &filename);
+    meta.app.callable = Cow::Owned(callable.into_bytes());
+    let enable_sendfile = compat::enable_sendfile(r);
+    let (script_name, path_info) = (meta.script_name.to_vec(), meta.path_info.to_vec());
+    meta.server_vars.extend(compat::environ_vars(r, &script_name, &path_info, enable_sendfile));
+    let handler_script_path;
+    if let Some(h) = handler_script {
+        handler_script_path = h.script.to_string_lossy().into_owned();
+        let path = Cow::Borrowed(handler_script_path.as_bytes());
+        meta.server_vars.push((Cow::Borrowed(b"mod_wsgi.handler_script"), path.clone()));
+        // The handler script runs; SCRIPT_FILENAME stays the requested file.
+        meta.params.push((Cow::Borrowed(b"SCRIPT_FILENAME"), Cow::Borrowed(r.filename())));
+        meta.app.script = path;
+    }
+    compat::apply_trusted_proxies(r, &mut meta);
+    let app_group = compat::application_group(r, s.application_group.as_deref(), &meta.script_name);
+    meta.app.application_group = Cow::Owned(app_group.into_bytes());
+    if compat::head_as_get(r) {
+        meta.method = Cow::Borrowed(b"GET");
+    }
+    if let Some(name) = group {
+        let Some(g) = config.group(&name) else {
+            log.log(Level::Error, &format!("{filename}: no WSGI daemon process called {name:?} has been configured"));
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        };
+        meta.app.process_group = Cow::Borrowed(g.name.as_bytes());
+        return to_daemon(g, &meta, handle, &**log, &filename);
+    }
+    if config.restrict_embedded {
+        log.log(
+            Level::Error,
+            &format!(
+                "{filename}: embedded mode is disabled (WSGIRestrictEmbedded On): give the application a \
+                 process group (WSGIProcessGroup or process-group=)"
+            ),
+        );
+        return HTTP_INTERNAL_SERVER_ERROR as c_int;
+    }
+    let Some(w) = worker::get() else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
+    if !w.ready(&**log, &filename) {
+        return HTTP_INTERNAL_SERVER_ERROR as c_int;
+    }
 
     python::keep_thread_state();
     let context: Arc<str> = Arc::from(filename.as_str());
@@ -166,18 +280,106 @@ pub fn handle(r: &Request) -> c_int {
             log: log.clone(),
             context,
         };
-        let mut ex = w.begin(py, &meta, ch)?;
-        loop {
-            if let Some(outcome) = ex.pump(py, None) {
-                return Some(outcome);
-            }
+        if !compat::dispatch(py, r, w, &mut meta, &**log) {
+            return None;
         }
+        let started = Instant::now();
+        let mut ex = w.begin(py, &meta, ch)?;
+        let outcome = loop {
+            if let Some(outcome) = ex.pump(py, None) {
+                break outcome;
+            }
+        };
+        drop(ex);
+        modwsgi_module::request_finished(py, started);
+        Some(outcome)
     });
-    log.expire();
     match outcome {
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,
         Some(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => OK as c_int,
     }
+}
+
+/// The response sink of a proxied request, remembering whether the head went out (after
+/// that an error can only abort the response) and whether it was aborted (never twice).
+struct Tracked {
+    sink: ApacheSink,
+    head_sent: bool,
+    aborted: bool,
+}
+
+impl ResponseSink for Tracked {
+    fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
+        self.head_sent = true;
+        self.sink.send_head(head)
+    }
+    fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
+        self.sink.write(data, flags)
+    }
+    fn may_block(&self, len: usize, flags: WriteFlags) -> bool {
+        self.sink.may_block(len, flags)
+    }
+    fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
+        self.sink.send_file(fd, offset, len, flags)
+    }
+    fn abort(&mut self) {
+        if !self.aborted {
+            self.aborted = true;
+            self.sink.abort()
+        }
+    }
+}
+
+/// Daemon mode: forward the request to the group's socket and relay the response.
+/// No Python here (the child may not even have started it: WSGIRestrictEmbedded On).
+fn to_daemon(
+    g: &DaemonGroup,
+    meta: &RequestMeta<'_>,
+    handle: &RequestHandle,
+    log: &dyn LogSink,
+    filename: &str,
+) -> c_int {
+    let t = g.client_timeouts();
+    let mut body = ApacheBody::new(handle.clone());
+    let mut sink = Tracked { sink: ApacheSink::new(handle.clone()), head_sent: false, aborted: false };
+    // `forward` sends the request again when the daemon that took it restarts for a
+    // changed script (script reloading).
+    let result = client::forward(&g.socket, meta, &mut body, &mut sink, &t);
+    let name = &g.name;
+    let (status, what) = match result {
+        Ok(Outcome::Failed) => (HTTP_INTERNAL_SERVER_ERROR, None),
+        // Aborted: `proxy` aborted the sink (the client sees a truncated response).
+        Ok(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => (OK, None),
+        Err(ProxyError::Connect(e)) => {
+            (HTTP_SERVICE_UNAVAILABLE, Some(format!("cannot connect to daemon process group {name:?}: {e}")))
+        }
+        Err(ProxyError::Queue) => (
+            HTTP_SERVICE_UNAVAILABLE,
+            Some(format!("queue-timeout: no daemon process of group {name:?} took the request in time")),
+        ),
+        Err(ProxyError::Timeout) => {
+            (HTTP_GATEWAY_TIME_OUT, Some(format!("timeout waiting for daemon process group {name:?}")))
+        }
+        Err(ProxyError::DaemonGone(e)) => {
+            (HTTP_BAD_GATEWAY, Some(format!("the daemon process of group {name:?} went away during the request: {e}")))
+        }
+        Err(ProxyError::Status(code)) => (u32::from(code), None),
+        Err(ProxyError::Restarting) => (
+            HTTP_SERVICE_UNAVAILABLE,
+            Some(format!("the daemon processes of group {name:?} kept restarting (script reloading)")),
+        ),
+        Err(ProxyError::Protocol(e)) => {
+            (HTTP_INTERNAL_SERVER_ERROR, Some(format!("protocol error with daemon process group {name:?}: {e}")))
+        }
+    };
+    if let Some(what) = what {
+        log.log(Level::Error, &format!("{filename}: {what}"));
+    }
+    if status != OK && sink.head_sent {
+        sink.abort(); // the head is out: the client sees a truncated response
+        return OK as c_int;
+    }
+    status as c_int
 }
 
 /// How the request body is framed, checked before the application runs (as mod_wsgi does
@@ -211,6 +413,22 @@ fn body_framing(headers: &[(&[u8], &[u8])], limit: u64) -> Result<bool, (u32, St
         }
     }
     Ok(false)
+}
+
+/// `f` of the request as an auth script sees it (mod_wsgi's auth environ): the CGI
+/// variables and headers, without `Authorization`.
+pub(super) fn with_auth_meta<R>(r: &Request, f: impl FnOnce(&RequestMeta<'_>) -> R) -> R {
+    let s = Settings {
+        callable: String::new(),
+        pass_authorization: false,
+        chunked_request: false,
+        script_reloading: true,
+        application_group: None,
+        process_group: None,
+    };
+    let filename = String::from_utf8_lossy(r.filename()).into_owned();
+    let meta = request_meta(r, r.headers_in().iter().collect(), &s, &filename);
+    f(&meta)
 }
 
 /// The request as the core sees it, borrowing the strings of `r`.
@@ -252,7 +470,7 @@ fn request_meta<'r>(
         app: AppSettings {
             script: b(filename.as_bytes()),
             callable: b(s.callable.as_bytes()),
-            application_group: b(s.application_group.as_bytes()),
+            application_group: b(b""),
             process_group: b(b""),
             script_reloading: s.script_reloading,
         },

@@ -250,12 +250,118 @@ impl Server {
         self.0.is_virtual != 0
     }
 
+    /// `ServerName` (the host part), as the configuration set it.
+    pub fn hostname(&self) -> &[u8] {
+        // SAFETY: server_hostname is NULL or a configuration pool string, which lives as
+        // long as the server_rec.
+        unsafe { as_bytes(self.0.server_hostname) }
+    }
+
     /// Log `msg` to this server's error log.
     pub fn log(&self, level: Level, msg: &str) {
         let m = c_string(msg.as_bytes(), b"\\0");
         // SAFETY: the server_rec is live; the shim logs "%s" with the NUL-terminated m.
         unsafe { oxwsgi_ap_log_server(self.as_ptr(), aplog_level(level), m.as_ptr()) }
     }
+
+    /// `Timeout` of this server.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(u64::try_from(self.0.timeout).unwrap_or(0))
+    }
+}
+
+// ---- processes the parent owns (daemon mode) ------------------------------------------
+
+/// A listening socket kept across configuration reloads (the module is unloaded and loaded
+/// again on every restart; httpd's retained memory is not).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RetainedSocket {
+    /// The group definition's hash; 0 = a free slot.
+    pub hash: u64,
+    pub fd: i32,
+    pub path_len: u32,
+    pub path: [u8; 108],
+}
+
+/// A daemon process started by a previous configuration generation.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RetainedPid {
+    pub pid: i32,
+    pub hash: u64,
+}
+
+/// What the parent keeps across restarts: plain numbers only (no pointer into the module,
+/// which is unloaded).
+#[repr(C)]
+pub struct Retained {
+    pub sockets: [RetainedSocket; 64],
+    pub pids: [RetainedPid; 1024],
+}
+
+/// Run `f` on this process's retained daemon data (created zeroed the first time). Only
+/// the parent's configuration and maintenance code (one thread) and a child right after
+/// fork call this; a nested call panics instead of aliasing.
+pub fn with_retained<R>(f: impl FnOnce(&mut Retained) -> R) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static BUSY: AtomicBool = AtomicBool::new(false);
+    const KEY: &CStr = c"oxwsgi-daemons-v1";
+    assert!(!BUSY.swap(true, Ordering::Acquire), "retained daemon data borrowed twice");
+    struct Release<'a>(&'a AtomicBool);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
+        }
+    }
+    let _release = Release(&BUSY);
+    // SAFETY: a lookup by a NUL-terminated key in httpd's global pool.
+    let mut p = unsafe { ap_retained_data_get(KEY.as_ptr()) };
+    if p.is_null() {
+        // SAFETY: allocates size bytes for the key in httpd's global pool, which lives as
+        // long as the process.
+        p = unsafe { ap_retained_data_create(KEY.as_ptr(), std::mem::size_of::<Retained>()) };
+        // SAFETY: p is a fresh allocation of size_of::<Retained>() bytes; all-zero bytes are
+        // a valid Retained (integers and byte arrays only).
+        unsafe { std::ptr::write_bytes(p as *mut u8, 0, std::mem::size_of::<Retained>()) };
+    }
+    // SAFETY: p points to a Retained (created above with its size, zeroed, only ever
+    // written through this function); BUSY makes this the only reference.
+    f(unsafe { &mut *(p as *mut Retained) })
+}
+
+/// The callback httpd's MPM calls about an "other child" (`APR_OC_REASON_*`).
+pub type OtherChildFn = unsafe extern "C" fn(reason: i32, data: *mut std::ffi::c_void, status: i32);
+
+/// Have the MPM watch process `pid`: when its main loop reaps it, `cb(APR_OC_REASON_DEATH,
+/// key, status)` runs in the parent. The registration ends with `pool` or with
+/// [`unregister_other_child`]; `key` must be unique among live registrations.
+pub fn register_other_child(pool: &Pool, pid: i32, key: usize, cb: OtherChildFn) {
+    // SAFETY: the pool is live; apr_palloc returns memory for one apr_proc_t (suitably
+    // aligned, as every pool allocation).
+    let proc_ = unsafe { apr_palloc(pool.as_ptr(), std::mem::size_of::<apr_proc_t>()) } as *mut apr_proc_t;
+    let value = apr_proc_t { pid, in_: std::ptr::null_mut(), out: std::ptr::null_mut(), err: std::ptr::null_mut() };
+    // SAFETY: proc_ is the fresh allocation of one apr_proc_t (it lives as long as the
+    // pool, like the registration that points at it).
+    unsafe { proc_.write(value) };
+    // SAFETY: proc_ and the pool outlive the registration (the pool's cleanup ends it);
+    // key is an opaque number APR only compares; no write pipe is watched (NULL).
+    unsafe {
+        apr_proc_other_child_register(
+            proc_,
+            Some(cb),
+            key as *mut std::ffi::c_void,
+            std::ptr::null_mut(),
+            pool.as_ptr(),
+        )
+    };
+}
+
+/// End the registration made with `key` (the callback runs once more with
+/// `APR_OC_REASON_UNREGISTER`).
+pub fn unregister_other_child(key: usize) {
+    // SAFETY: APR looks the registration up by this opaque value and ignores unknown ones.
+    unsafe { apr_proc_other_child_unregister(key as *mut std::ffi::c_void) };
 }
 
 /// A `conn_rec`. httpd's filters change it (`aborted`) while the request runs, hence the
@@ -277,6 +383,14 @@ impl Connection {
         // SAFETY: local_ip is NULL or a string of the connection pool, which outlives
         // &self and is never changed.
         unsafe { as_bytes(p) }
+    }
+
+    /// The port the connection was accepted on (0 if unknown).
+    pub fn local_port(&self) -> u16 {
+        let a = self.get(|c| c.local_addr);
+        // SAFETY: local_addr is NULL or an address in the connection pool, set when the
+        // connection was accepted and never changed.
+        unsafe { a.as_ref() }.map_or(0, |a| a.port)
     }
 
     /// The client's port, when the address is known.
@@ -401,6 +515,34 @@ impl Request {
     }
     pub fn auth_type(&self) -> Option<&[u8]> {
         self.field(|r| r.ap_auth_type)
+    }
+    /// The handler name (`wsgi-script`, `application/x-httpd-wsgi`).
+    pub fn handler(&self) -> &[u8] {
+        self.field(|r| r.handler).unwrap_or(b"")
+    }
+    /// The request's id for the error log (`%L`), if httpd made one.
+    pub fn log_id(&self) -> Option<&[u8]> {
+        self.field(|r| r.log_id)
+    }
+    /// When the request line arrived, in microseconds since the epoch.
+    pub fn request_time(&self) -> i64 {
+        self.get(|r| r.request_time)
+    }
+    /// `Options ExecCGI` is on for the request's directory.
+    pub fn exec_cgi_allowed(&self) -> bool {
+        // SAFETY: the request is live; ap_allow_options only reads its configuration.
+        unsafe { oxwsgi_ap_exec_cgi_allowed(self.as_ptr()) != 0 }
+    }
+    /// `AcceptPathInfo Off` and the request has extra path.
+    pub fn path_info_rejected(&self) -> bool {
+        // SAFETY: the request is live; the shim reads two of its fields.
+        unsafe { oxwsgi_ap_path_info_rejected(self.as_ptr()) != 0 }
+    }
+    /// The first output filter is a content or resource filter (mod_deflate & co.), which
+    /// may need a HEAD response's body to compute its headers.
+    pub fn has_content_filter(&self) -> bool {
+        // SAFETY: the request is live; the shim reads r->output_filters and its frec.
+        unsafe { oxwsgi_ap_has_content_filter(self.as_ptr()) != 0 }
     }
 
     /// What the directory walk found at `filename`.
@@ -675,6 +817,9 @@ impl DirConf {
     pub fn application_group(&self) -> Option<&[u8]> {
         self.text(|c| c.application_group)
     }
+    pub fn process_group(&self) -> Option<&[u8]> {
+        self.text(|c| c.process_group)
+    }
     /// `None`: not set in any context (the C side stores -1).
     pub fn pass_authorization(&self) -> Option<bool> {
         flag(self.0.pass_authorization)
@@ -685,6 +830,37 @@ impl DirConf {
     pub fn script_reloading(&self) -> Option<bool> {
         flag(self.0.script_reloading)
     }
+    /// 0 Off, 1 On, 2 Auto; `None` when not set.
+    pub fn map_head_to_get(&self) -> Option<i32> {
+        (self.0.map_head_to_get != -1).then_some(self.0.map_head_to_get)
+    }
+    pub fn enable_sendfile(&self) -> Option<bool> {
+        flag(self.0.enable_sendfile)
+    }
+    pub fn ignore_activity(&self) -> Option<bool> {
+        flag(self.0.ignore_activity)
+    }
+    pub fn trusted_proxies(&self) -> Option<&[u8]> {
+        self.text(|c| c.trusted_proxies)
+    }
+    pub fn trusted_proxy_headers(&self) -> Option<&[u8]> {
+        self.text(|c| c.trusted_proxy_headers)
+    }
+    pub fn dispatch_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.dispatch_script)
+    }
+    pub fn handler_scripts(&self) -> Option<&[u8]> {
+        self.text(|c| c.handler_scripts)
+    }
+    pub fn access_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.access_script)
+    }
+    pub fn auth_user_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.auth_user_script)
+    }
+    pub fn auth_group_script(&self) -> Option<&[u8]> {
+        self.text(|c| c.auth_group_script)
+    }
 
     /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
     /// outlives the configuration that points at it.
@@ -694,6 +870,9 @@ impl DirConf {
     pub fn set_application_group(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.application_group = cmd.pool().strdup(v).as_ptr();
     }
+    pub fn set_process_group(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.process_group = cmd.pool().strdup(v).as_ptr();
+    }
     pub fn set_pass_authorization(&mut self, v: bool) {
         self.0.pass_authorization = v as i32;
     }
@@ -702,6 +881,40 @@ impl DirConf {
     }
     pub fn set_script_reloading(&mut self, v: bool) {
         self.0.script_reloading = v as i32;
+    }
+    pub fn set_map_head_to_get(&mut self, v: i32) {
+        self.0.map_head_to_get = v;
+    }
+    pub fn set_enable_sendfile(&mut self, v: bool) {
+        self.0.enable_sendfile = v as i32;
+    }
+    pub fn set_error_override(&mut self, v: bool) {
+        self.0.error_override = v as i32;
+    }
+    pub fn set_ignore_activity(&mut self, v: bool) {
+        self.0.ignore_activity = v as i32;
+    }
+    /// Space-separated lists; repeated directives in one context add to the list.
+    pub fn set_trusted_proxies(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.trusted_proxies = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_trusted_proxy_headers(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.trusted_proxy_headers = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_access_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.access_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_auth_group_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.auth_group_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_auth_user_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.auth_user_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_handler_scripts(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.handler_scripts = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_dispatch_script(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.dispatch_script = cmd.pool().strdup(v).as_ptr();
     }
 }
 
@@ -767,6 +980,42 @@ pub unsafe fn directive_args<'a>(argc: i32, argv: *const *mut c_char) -> Vec<&'a
         .collect()
 }
 
+/// httpd's scoreboard (shared memory of the parent), copied out one record at a time.
+pub mod scoreboard {
+    use super::*;
+
+    /// The limits and generation, or `None` when httpd has no scoreboard.
+    pub fn global() -> Option<oxwsgi_sb_global> {
+        let mut g = oxwsgi_sb_global { server_limit: 0, thread_limit: 0, running_generation: 0, restart_time: 0 };
+        // SAFETY: the shim copies the global record into g (plain data we own).
+        (unsafe { oxwsgi_ap_sb_global(&mut g) } != 0).then_some(g)
+    }
+
+    /// Process slot `i` (`i < server_limit` of [`global`]).
+    pub fn process(i: i32) -> oxwsgi_sb_process {
+        let mut p = oxwsgi_sb_process { pid: 0, generation: 0, quiescing: 0 };
+        // SAFETY: i is below server_limit (caller), so the slot exists; the shim copies it.
+        unsafe { oxwsgi_ap_sb_process(i, &mut p) };
+        p
+    }
+
+    /// Worker slot `j` of process slot `i` (`j < thread_limit`).
+    pub fn worker(i: i32, j: i32) -> oxwsgi_sb_worker {
+        // SAFETY: all-zero is a valid value of this plain C struct (numbers and char arrays).
+        let mut w: oxwsgi_sb_worker = unsafe { std::mem::zeroed() };
+        // SAFETY: i and j are below the limits (caller), so the slot exists; the shim
+        // copies it, with NUL-terminated strings.
+        unsafe { oxwsgi_ap_sb_worker(i, j, &mut w) };
+        w
+    }
+
+    /// A NUL-terminated `char` array of a copied record, as text.
+    pub fn text(chars: &[c_char]) -> String {
+        let bytes: Vec<u8> = chars.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
 /// httpd's queries that take no object.
 pub mod process {
     use super::*;
@@ -783,10 +1032,61 @@ pub mod process {
         unsafe { oxwsgi_ap_is_pre_config_pass() != 0 }
     }
 
+    /// An `AP_MPMQ_*` value of the MPM (`None` when it does not answer).
+    pub fn mpm_query(code: u32) -> Option<i32> {
+        // SAFETY: a plain query of httpd's MPM.
+        let v = unsafe { oxwsgi_ap_mpm_query(code as i32) };
+        (v != -1).then_some(v)
+    }
+
+    /// Why the module cannot run as loaded (twice, or beside mod_wsgi), if so.
+    pub fn load_problem() -> Option<String> {
+        // SAFETY: a plain query of the shim's state; the result is NULL or a static string.
+        let p = unsafe { oxwsgi_ap_load_problem() };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL results are static NUL-terminated strings of the shim.
+        Some(String::from_utf8_lossy(unsafe { as_bytes(p) }).into_owned())
+    }
+
     /// `ServerTokens`' banner, e.g. "Apache/2.4.62 (Debian)".
     pub fn server_banner() -> String {
         // SAFETY: ap_get_server_banner returns a static NUL-terminated string.
         String::from_utf8_lossy(unsafe { as_bytes(ap_get_server_banner()) }).into_owned()
+    }
+
+    /// The parent is exiting (`apachectl stop`): its pools are being destroyed for good,
+    /// not cleared for a restart.
+    pub fn is_exiting() -> bool {
+        // SAFETY: a plain query of httpd's state.
+        unsafe { ap_state_query(AP_SQ_MAIN_STATE as i32) == AP_SQ_MS_EXITING as i32 }
+    }
+
+    /// The MPM is stopping (shutdown or restart under way).
+    pub fn mpm_stopping() -> bool {
+        let mut state = 0;
+        // SAFETY: state is a writable int for the query's answer.
+        let rc = unsafe { ap_mpm_query(AP_MPMQ_MPM_STATE as i32, &mut state) };
+        rc == 0 && state == AP_MPMQ_STOPPING as i32
+    }
+
+    /// `fname` relative to `DefaultRuntimeDir` (absolute names are kept).
+    pub fn runtime_dir_relative(pool: &Pool, fname: &str) -> Option<String> {
+        let f = std::ffi::CString::new(fname).ok()?;
+        // SAFETY: the pool is live and f NUL-terminated; the result is a pool string.
+        let p = unsafe { ap_runtime_dir_relative(pool.as_ptr(), f.as_ptr()) };
+        // SAFETY: NULL or a NUL-terminated string of the pool, which outlives this call.
+        unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// `fname` relative to `ServerRoot` (absolute names are kept).
+    pub fn server_root_relative(pool: &Pool, fname: &str) -> Option<String> {
+        let f = std::ffi::CString::new(fname).ok()?;
+        // SAFETY: the pool is live and f NUL-terminated; the result is a pool string.
+        let p = unsafe { ap_server_root_relative(pool.as_ptr(), f.as_ptr()) };
+        // SAFETY: NULL or a NUL-terminated string of the pool, which outlives this call.
+        unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     /// The uid and gid `User`/`Group` configured (0 when not yet).

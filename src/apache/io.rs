@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use super::httpd::{Brigade, Read, RequestHandle, SendFile, Server};
 use crate::core::head::ResponseHead;
 use crate::core::{Level, LogSink, RequestBody, ResponseSink, SinkError, WriteFlags};
-use crate::ffi::httpd::{OXWSGI_W_EOS, OXWSGI_W_FLUSH};
+use crate::ffi::httpd::{OXWSGI_W_EOS, OXWSGI_W_FLUSH, OXWSGI_W_NO_SENDFILE};
 
 /// The error log of a server (virtual host), usable from any thread.
 pub struct ServerLog {
@@ -166,7 +166,11 @@ impl ResponseSink for ApacheSink {
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
-        match self.r.get().send_file(&self.bb, fd, offset, len, flag_bits(flags)) {
+        let mut bits = flag_bits(flags);
+        if !super::compat::enable_sendfile(self.r.get()) {
+            bits |= OXWSGI_W_NO_SENDFILE as i32;
+        }
+        match self.r.get().send_file(&self.bb, fd, offset, len, bits) {
             SendFile::Sent => Ok(true),
             SendFile::Unsupported => Ok(false),
             SendFile::Failed => Err(self.failure()),

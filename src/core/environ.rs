@@ -203,6 +203,7 @@ impl EnvironTemplate {
         d.set_item("GATEWAY_INTERFACE", "CGI/1.1")?;
         d.set_item("SERVER_SOFTWARE", server_software)?;
         d.set_item("oxwsgi.version", env!("CARGO_PKG_VERSION"))?;
+        d.set_item("mod_wsgi.version", super::modwsgi_module::VERSION)?;
         Ok(EnvironTemplate { dict: d.unbind() })
     }
 
@@ -395,6 +396,11 @@ impl<'py> EnvironBuilder<'py> {
             None => self.dict.set_item(key, value)?,
         }
         Ok(true)
+    }
+
+    /// The dict being filled.
+    pub fn dict(&self) -> &Bound<'py, PyDict> {
+        &self.dict
     }
 
     pub fn finish(self) -> Bound<'py, PyDict> {

@@ -19,6 +19,8 @@ pub mod file_wrapper;
 pub mod head;
 pub mod input;
 pub mod log;
+pub mod modwsgi_module;
+pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod runtime;

@@ -20,6 +20,8 @@ pub struct RuntimeConfig {
     pub python_path: Vec<PathBuf>,
     /// `sys.setswitchinterval`.
     pub switch_interval: Option<f64>,
+    /// mod_wsgi's `mod_wsgi` module and process settings (`WSGIRestrict*`, eggs).
+    pub modwsgi: super::modwsgi_module::ModWsgiConfig,
 }
 
 static PROCESS_LOG: OnceLock<Arc<dyn LogSink>> = OnceLock::new();
@@ -108,6 +110,7 @@ fn prepare(py: Python<'_>, cfg: &RuntimeConfig, log: Arc<dyn LogSink>) -> PyResu
     // Inside a request they write to the request's log (see log::RequestScope).
     sys.setattr("stdout", Py::new(py, ErrorStream::process_wide(log.clone(), Level::Error))?)?;
     sys.setattr("stderr", Py::new(py, ErrorStream::process_wide(log, Level::Error))?)?;
+    super::modwsgi_module::install(py, &cfg.modwsgi)?;
 
     if !cfg.python_path.is_empty() {
         add_python_path(py, &cfg.python_path)?;

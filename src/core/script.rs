@@ -82,6 +82,18 @@ pub fn module<'py>(py: Python<'py>, path: &Path, reload: bool) -> PyResult<Bound
     Ok(module)
 }
 
+/// Whether the script at `path` was loaded in this process and its file changed since
+/// (its modification time differs, or it is gone). Stats the file on every call, without
+/// embedded mode's once-a-second limit: daemon mode asks once per request and restarts
+/// the process rather than reloading the module in place (mod_wsgi's rule).
+pub fn changed(py: Python<'_>, path: &Path) -> bool {
+    let guard = SCRIPTS.lock_py_attached(py).unwrap_or_else(|p| p.into_inner());
+    match guard.as_ref().and_then(|m| m.get(path)) {
+        Some(entry) => entry.mtime != mtime(path),
+        None => false,
+    }
+}
+
 /// The WSGI callable `name` of the script at `path`.
 pub fn application<'py>(py: Python<'py>, path: &Path, name: &str, reload: bool) -> PyResult<Bound<'py, PyAny>> {
     let module = module(py, path, reload)?;

@@ -486,7 +486,7 @@ lg = logging.getLogger('oxwsgi-exit-test')
 lg.addHandler(buffered)
 lg.warning('buffered until shutdown')
 stop = threading.Event()
-hang = threading.Thread(target=stop.wait, name='never-ends')
+hang = threading.Thread(target=stop.wait, name='never-ends', daemon=False)
 hang.start()
 ";
     let globals = Python::attach(|py| {
@@ -508,7 +508,9 @@ hang.start()
     });
     assert!(took < Duration::from_millis(1400), "the hanging thread held the exit for {took:?}");
     let text = log.0.lock().unwrap().join("\n");
-    // (Other tests of this process may run non-daemon threads too: the list can be longer.)
+    // (Other tests of this process may run non-daemon threads too: the list can be longer.
+    // daemon=False above: a thread started from a test thread, a "dummy" thread to Python,
+    // would otherwise inherit daemon=True.)
     let alive = text.lines().find(|l| l.contains("non-daemon threads were still running:"));
     assert!(alive.is_some_and(|l| l.contains("never-ends")), "{text}");
 

@@ -131,15 +131,31 @@ impl Worker {
         }
     }
 
+    /// The environ of `meta` without `wsgi.input`/`wsgi.errors`, for code that decides how
+    /// the request is served before its application runs (mod_wsgi's dispatch scripts).
+    pub fn environ<'py>(&self, py: Python<'py>, meta: &RequestMeta<'_>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        match &self.template {
+            Some(t) => Ok(t.build(py, meta)?.finish()),
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err("Python did not start in this process")),
+        }
+    }
+
     /// Load the request's script and call its application. `None` means the request gets a
     /// 500; what went wrong is in the log already.
     pub fn begin(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel) -> Option<Exchange> {
+        self.begin_with(py, meta, ch, meta.app.script_reloading)
+    }
+
+    /// [`Worker::begin`], reloading a changed script in place only if `reload` (daemon mode
+    /// passes `false`: it restarts the process instead; `meta.app.script_reloading` still
+    /// goes into the environ).
+    pub fn begin_with(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel, reload: bool) -> Option<Exchange> {
         let template = self.template.as_ref()?;
         // What the script prints or logs while it loads belongs to this request too.
         let _scope = super::log::RequestScope::enter(ch.log.clone());
         let script = Path::new(OsStr::from_bytes(&meta.app.script));
         let callable = std::str::from_utf8(&meta.app.callable).unwrap_or("application");
-        let app = match script::application(py, script, callable, meta.app.script_reloading) {
+        let app = match script::application(py, script, callable, reload) {
             Ok(app) => app,
             Err(e) => {
                 let what = "failed to load the WSGI script";
@@ -154,11 +170,16 @@ impl Worker {
                 return None;
             }
         };
+        if let Err(e) = super::modwsgi_module::request_started(py, environ.dict()) {
+            log_exception(py, &*ch.log, &ch.context, "mod_wsgi request_started event failed", &e);
+        }
         let parts = RequestParts { body: ch.body, sink: ch.sink, log: ch.log.clone(), context: ch.context.clone() };
         match Exchange::begin(py, &app, environ, parts) {
             Ok(ex) => Some(ex),
             Err(e) => {
                 log_exception(py, &*ch.log, &ch.context, "internal error", &e);
+                // The request started (mod_wsgi's counters) but no exchange ends it.
+                super::modwsgi_module::request_finished(py, std::time::Instant::now());
                 None
             }
         }

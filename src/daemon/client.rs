@@ -45,13 +45,16 @@ pub enum ProxyError {
     /// The daemon answered this status before any head, other than 500 (which comes back
     /// as `Ok(Outcome::Failed)`), 503 (`Queue`) and 504 (`Timeout`).
     Status(u16),
+    /// The daemon process is restarting (its script changed) and did not run the request:
+    /// send it again on a new connection ([`forward`] does). 503 if that is not possible.
+    Restarting,
 }
 
 impl ProxyError {
     /// The status to answer when nothing was sent yet.
     pub fn status(&self) -> u16 {
         match self {
-            ProxyError::Connect(_) | ProxyError::Queue => 503,
+            ProxyError::Connect(_) | ProxyError::Queue | ProxyError::Restarting => 503,
             ProxyError::Timeout => 504,
             ProxyError::DaemonGone(_) => 502,
             ProxyError::Protocol(_) => 500,
@@ -69,6 +72,7 @@ impl std::fmt::Display for ProxyError {
             ProxyError::DaemonGone(m) => write!(f, "the daemon process went away mid-request: {m}"),
             ProxyError::Protocol(m) => write!(f, "daemon protocol error: {m}"),
             ProxyError::Status(s) => write!(f, "the daemon answered {s}"),
+            ProxyError::Restarting => f.write_str("the daemon processes kept restarting (script reloading)"),
         }
     }
 }
@@ -96,6 +100,34 @@ pub fn connect(socket: &Path, t: &ClientTimeouts) -> Result<UnixStream, ProxyErr
     }
 }
 
+/// At most this many new connections for one request whose daemon restarts (each
+/// restarting process stops accepting before it answers RETRY, so one or two are usual).
+const MAX_RETRIES: u32 = 64;
+
+/// Connect to the group's socket and [`proxy`] the request; when the daemon that took it
+/// is restarting (script reloading: it answers RETRY before reading the body or sending a
+/// head), send it again on a new connection, which the group's other processes or the
+/// replacement accept, until the connect timeout. Never returns
+/// [`ProxyError::Restarting`] unless that time or its 64 attempts ran out.
+pub fn forward(
+    socket: &Path,
+    meta: &RequestMeta<'_>,
+    body: &mut dyn RequestBody,
+    sink: &mut dyn ResponseSink,
+    t: &ClientTimeouts,
+) -> Result<Outcome, ProxyError> {
+    let deadline = Instant::now() + t.connect;
+    let mut tries = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stream = connect(socket, &ClientTimeouts { connect: left, ..t.clone() })?;
+        match proxy(stream, meta, body, sink, t) {
+            Err(ProxyError::Restarting) if tries < MAX_RETRIES && Instant::now() < deadline => tries += 1,
+            r => return r,
+        }
+    }
+}
+
 /// Microseconds since the UNIX epoch (the queue deadline crosses processes).
 pub(crate) fn now_us() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
@@ -111,8 +143,10 @@ fn wire_error(e: WireError) -> ProxyError {
 
 /// Forward one request over `stream` and relay the response into `sink`, pulling the body
 /// from `body` when the daemon asks. Blocking; runs on a server thread WITHOUT the GIL.
-/// Returns the outcome as the core defines it, or an error the adapter maps to a status
-/// (when no head was sent yet) or an abort.
+/// Returns the outcome as the core defines it (`Ok(Outcome::Aborted)`: the sink was
+/// aborted here, as the core does embedded), or an error the adapter maps to a status
+/// (when no head was sent yet) or an abort (after the head: `proxy` does not abort the
+/// sink on an error).
 pub fn proxy(
     stream: UnixStream,
     meta: &RequestMeta<'_>,
@@ -152,7 +186,7 @@ pub fn proxy(
     }
     reader.stream().set_read_timeout(Some(t.socket)).map_err(io)?;
 
-    let mut relay = Relay { sink, head_sent: false, body_done: false, buf: Vec::new() };
+    let mut relay = Relay { sink, head_sent: false, body_asked: false, body_done: false, buf: Vec::new() };
     loop {
         let (kind, p) = reader.next().map_err(wire_error)?;
         let step = match kind {
@@ -167,7 +201,14 @@ pub fn proxy(
                 }
             }
             Kind::End if relay.head_sent => return Ok(Outcome::Complete),
-            Kind::Abort if relay.head_sent => return Ok(Outcome::Aborted),
+            Kind::Abort if relay.head_sent => {
+                // As `Outcome::Aborted` means in embedded mode: the sink was aborted, so
+                // the client sees the response truncated.
+                relay.sink.abort();
+                return Ok(Outcome::Aborted);
+            }
+            // Nothing of the request was consumed: the caller may send it again.
+            Kind::Retry if !relay.head_sent && !relay.body_asked => return Err(ProxyError::Restarting),
             Kind::Fail if !relay.head_sent => {
                 let (status, _msg) = protocol::decode_fail(p).map_err(|e| ProxyError::Protocol(e.0))?;
                 return match status {
@@ -201,6 +242,8 @@ enum Step {
 struct Relay<'s> {
     sink: &'s mut dyn ResponseSink,
     head_sent: bool,
+    /// The daemon asked for body bytes (the request can no longer be sent again).
+    body_asked: bool,
     body_done: bool,
     /// Reused for body reads and file copies.
     buf: Vec<u8>,
@@ -209,6 +252,7 @@ struct Relay<'s> {
 impl Relay<'_> {
     /// The daemon wants at most `n` body bytes: answer with one read's worth.
     fn read(&mut self, n: usize, body: &mut dyn RequestBody) -> Result<Step, ProxyError> {
+        self.body_asked = true;
         let mut frame = Vec::with_capacity(protocol::HEADER_LEN + n);
         if self.body_done {
             protocol::frame(&mut frame, Kind::Body, b"");

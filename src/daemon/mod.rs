@@ -62,6 +62,9 @@ pub enum Exit {
     RequestTimeout,
     Deadlock,
     Signal,
+    /// A WSGI script this process loaded changed on disk (script reloading restarts the
+    /// process in daemon mode rather than reloading the module in place).
+    ScriptChanged,
     Failed(String),
 }
 
@@ -81,8 +84,10 @@ pub fn serve(settings: &GroupSettings, listener: UnixListener, log: Arc<dyn LogS
     let grace = settings.shutdown_timeout;
     let _ = std::thread::Builder::new().name("oxwsgi-exit-watchdog".into()).spawn(move || {
         std::thread::sleep(grace);
-        sys::exit_now(1);
+        crate::ffi::os::exit_now(1);
     });
+    // Python's exit work (atexit, logging.shutdown, ...), as an embedded worker runs it.
+    worker.exit();
     exit
 }
 

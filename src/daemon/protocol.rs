@@ -6,7 +6,7 @@
 use crate::core::head::ResponseHead;
 
 /// Protocol version carried by both sides' HELLO; bump on any incompatible change.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// First bytes of every HELLO payload: a peer that is not oxwsgi fails here.
 pub const MAGIC: &[u8; 6] = b"OXWSGI";
@@ -47,6 +47,9 @@ pub enum Kind {
     Abort = 0x15,
     /// Daemon: status u16 and a message, before any head; the client answers the status.
     Fail = 0x16,
+    /// Daemon, before any READ or HEAD: this process is restarting (its script changed)
+    /// and will not run the request; the client sends it again on a new connection.
+    Retry = 0x17,
 }
 
 impl Kind {
@@ -63,6 +66,7 @@ impl Kind {
             0x14 => Kind::End,
             0x15 => Kind::Abort,
             0x16 => Kind::Fail,
+            0x17 => Kind::Retry,
             _ => return None,
         })
     }
@@ -73,7 +77,7 @@ impl Kind {
             Kind::Request | Kind::Head => MAX_META_PAYLOAD,
             Kind::Data => MAX_PAYLOAD + 1,
             Kind::File => 17,
-            Kind::End | Kind::Abort => 0,
+            Kind::End | Kind::Abort | Kind::Retry => 0,
             Kind::Read => 4,
             Kind::Hello | Kind::BodyError | Kind::Fail => 4096,
             Kind::Body => MAX_PAYLOAD,

@@ -4,8 +4,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -18,6 +21,7 @@ use super::protocol::{Hello, Kind};
 use super::wire::{FrameReader, FrameWriter};
 use super::{Exit, GroupSettings, sys};
 use crate::core::request::RequestMeta;
+use crate::core::script;
 use crate::core::worker::{Channel, Worker};
 use crate::core::{Level, LogSink};
 
@@ -65,6 +69,8 @@ struct State {
     control: Arc<Control>,
     reason: Mutex<Option<Exit>>,
     stopping: AtomicBool,
+    /// A script changed: every request this process still takes is answered RETRY.
+    reloading: AtomicBool,
     accepted: AtomicU64,
     next_id: AtomicU64,
     in_flight: Mutex<HashMap<u64, InFlight>>,
@@ -121,6 +127,7 @@ pub fn serve_with(
         control,
         reason: Mutex::new(None),
         stopping: AtomicBool::new(false),
+        reloading: AtomicBool::new(false),
         accepted: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
         in_flight: Mutex::new(HashMap::new()),
@@ -265,6 +272,13 @@ fn handle(state: &State, stream: UnixStream) {
         .insert(id, InFlight { started: Instant::now(), thread, out: out.clone(), sock, what, timed_out: None });
     let context: Arc<str> = Arc::from(String::from_utf8_lossy(&meta.app.script).as_ref());
     Python::attach(|py| {
+        if restarting(state, py, &meta) {
+            // Nothing of the request was read: the client sends it to another process of
+            // the group or to this one's replacement, which loads the new script.
+            lock(&out).finish(Kind::Retry);
+            locked(&state.in_flight).remove(&id);
+            return;
+        }
         let outcome = if state.worker.ready(&*state.log, &context) {
             let ch = Channel {
                 body: Box::new(DaemonBody::new(reader, out.clone())),
@@ -272,12 +286,18 @@ fn handle(state: &State, stream: UnixStream) {
                 log: state.log.clone(),
                 context: context.clone(),
             };
-            state.worker.begin(py, &meta, ch).map(|mut ex| {
-                loop {
+            // Never reload a script in place: a change restarts the process (above).
+            let started = std::time::Instant::now();
+            state.worker.begin_with(py, &meta, ch, false).map(|mut ex| {
+                let outcome = loop {
                     if let Some(o) = ex.pump(py, None) {
                         break o;
                     }
-                }
+                };
+                drop(ex);
+                // mod_wsgi's request_finished event and metrics, as in embedded mode.
+                crate::core::modwsgi_module::request_finished(py, started);
+                outcome
             })
         } else {
             None
@@ -299,6 +319,24 @@ fn handle(state: &State, stream: UnixStream) {
             }
         }
     });
+}
+
+/// Script reloading, daemon mode's way (mod_wsgi's): when the request's script changed
+/// since this process loaded it, the process stops accepting, finishes what it has and is
+/// replaced; this request and any other it still takes go elsewhere (`true`: answer RETRY).
+fn restarting(state: &State, py: Python<'_>, meta: &RequestMeta<'_>) -> bool {
+    if state.reloading.load(Ordering::SeqCst) {
+        return true;
+    }
+    let path = Path::new(OsStr::from_bytes(&meta.app.script));
+    if !meta.app.script_reloading || !script::changed(py, path) {
+        return false;
+    }
+    if !state.reloading.swap(true, Ordering::SeqCst) {
+        let what = format!("WSGI script {} changed (script reloading)", path.display());
+        state.stop(Exit::ScriptChanged, &format!("{what}; restarting the process"));
+    }
+    true
 }
 
 /// The watcher: recycling limits, request timeouts, deadlock, stop requests.

@@ -385,6 +385,68 @@ fn exception_before_the_head_is_a_500() {
     assert!(g.log.has("ValueError: broken app"));
 }
 
+#[test]
+fn abort_after_the_head_aborts_the_sink() {
+    let g = Group::start(
+        settings("abortgroup"),
+        "def application(environ, start_response):\n    start_response('200 OK', [])\n    yield b'part'\n    raise ValueError('late failure')\n",
+    );
+    let (r, rec) = g.get("/");
+    assert_eq!(r, Ok(Outcome::Aborted));
+    assert_eq!(rec.head.as_ref().map(|h| h.status), Some(200));
+    assert_eq!(rec.body, b"part");
+    assert!(rec.aborted, "proxy returned Aborted without aborting the sink");
+    assert!(g.log.has("ValueError: late failure"));
+}
+
+const VERSIONED: &str = "import os\nVERSION = 1\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'v%d' % VERSION]\n";
+
+/// Change the script's code and push its mtime forward (a same-second rewrite keeps it).
+fn bump_script(g: &Group, version: u32) {
+    let code = VERSIONED.replace("VERSION = 1", &format!("VERSION = {version}"));
+    std::fs::write(&g.script, code).unwrap();
+    let f = std::fs::File::options().write(true).open(&g.script).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
+}
+
+fn get_reloading(g: &Group, reloading: bool) -> (Result<Outcome, ProxyError>, Rec) {
+    let t = timeouts();
+    let mut meta = g.meta("/");
+    meta.app.script_reloading = reloading;
+    let mut rec = Rec::default();
+    let r = client::proxy(client::connect(&g.socket, &t).unwrap(), &meta, &mut crate::core::EmptyBody, &mut rec, &t);
+    (r, rec)
+}
+
+#[test]
+fn a_changed_script_restarts_the_process_instead_of_reloading_it() {
+    let mut g = Group::start(settings("reloadgroup"), VERSIONED);
+    for _ in 0..3 {
+        let (r, rec) = get_reloading(&g, true);
+        assert_eq!(r, Ok(Outcome::Complete));
+        assert_eq!(rec.body, b"v1");
+    }
+    bump_script(&g, 2);
+    // Not run here (nothing read, no head): the client sends it again elsewhere.
+    let (r, rec) = get_reloading(&g, true);
+    assert_eq!(r, Err(ProxyError::Restarting));
+    assert!(rec.head.is_none());
+    assert_eq!(g.join(), Exit::ScriptChanged);
+    assert!(g.log.has("app.wsgi changed (script reloading); restarting the process"));
+}
+
+#[test]
+fn without_script_reloading_a_change_is_ignored() {
+    let g = Group::start(settings("noreloadgroup"), VERSIONED);
+    assert_eq!(get_reloading(&g, false).1.body, b"v1");
+    bump_script(&g, 2);
+    std::thread::sleep(Duration::from_millis(1100)); // past embedded mode's check interval
+    let (r, rec) = get_reloading(&g, false);
+    assert_eq!(r, Ok(Outcome::Complete));
+    assert_eq!(rec.body, b"v1", "the module was reloaded in place");
+    assert_eq!(g.stop(), Exit::Signal);
+}
+
 const SPIN: &str = r#"
 import time
 def application(environ, start_response):

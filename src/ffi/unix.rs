@@ -176,13 +176,6 @@ pub fn stop_signalled() -> bool {
     STOP_SIGNALLED.load(Ordering::SeqCst)
 }
 
-/// End the process now, without running exit handlers (the shutdown watchdog, when a
-/// normal exit hangs).
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit has no preconditions and does not return.
-    unsafe { libc::_exit(code) }
-}
-
 /// The calling thread's identifier as CPython knows it (what `threading.get_ident()` and
 /// `PyThreadState_SetAsyncExc` use).
 pub fn python_thread_ident() -> u64 {

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::dispatch::{Dispatcher, Done};
 use super::io::{CycleLog, RequestLog, request_context};
 use super::ngx::{Ctx, NgxStr, Request};
 use super::request::{After, IN_FLIGHT, InFlightSlot, NgxRequest};
-use super::task::{self, TaskSide};
 use crate::core::runtime::RuntimeConfig;
 use crate::core::{Level, LogSink, worker};
 use crate::ffi::ngx::*;
@@ -147,11 +147,6 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     // SAFETY: state is live (freed only by the pool cleanup), and not borrowed elsewhere.
     let st = unsafe { &mut *state };
-    // SAFETY: ctx was just allocated by the shim, with its task.
-    let task = unsafe { (*ctx).task };
-    // SAFETY: task is live (see above); task->ctx points at the Arc'ed task side that the
-    // state keeps alive for as long as tasks may run.
-    unsafe { (*task).ctx = Arc::as_ptr(&st.task) as *mut c_void };
     // SAFETY: the shim made ctx for r, which lives until its pool's cleanup frees the state
     // (and with it the Ctx); the state is used on the event loop only.
     st.ctx = unsafe { Ctx::new(ctx) };
@@ -223,21 +218,89 @@ pub extern "C" fn ngx_http_oxwsgi_rs_write_ready(state: *mut c_void) {
     unsafe { with_state("write event", state, |st| st.write_ready()) }
 }
 
+/// The request's poll timer (a running job's output is handed over), on the event loop.
+///
+/// # Safety
+/// `ev` is the `poll` event of a request context (`ngx_http_oxwsgi_create_ctx`).
 #[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_poll(state: *mut c_void) {
-    // SAFETY: the shim passes the state of the request whose poll timer fired.
-    unsafe { with_state("poll timer", state, |st| st.poll()) }
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_poll_handler(ev: *mut ngx_event_t) {
+    // SAFETY: the poll event's data is its context (create_ctx), live with its request.
+    let ctx = unsafe { (*ev).data } as *mut ngx_http_oxwsgi_ctx_t;
+    // SAFETY: ctx is live (above); its request is live while its timer can fire.
+    let (state, r) = unsafe { ((*ctx).state, (*ctx).request) };
+    // SAFETY: r is live; its connection outlives the request (handling may free r).
+    let c = unsafe { (*r).connection };
+    // SAFETY: the state of the request whose poll timer fired.
+    unsafe { with_state("poll timer", state, |st| st.poll()) };
+    // SAFETY: c is live (see above); nginx's own event handlers end this way.
+    unsafe { ngx_http_run_posted_requests(c) };
 }
 
-/// Runs on a thread-pool thread.
+/// A runner (dispatch.rs), on a thread-pool thread.
+pub extern "C" fn ngx_http_oxwsgi_rs_runner(dispatcher: *mut c_void, _log: *mut ngx_log_t) {
+    guard("runner", (), || {
+        // SAFETY: the shim passes the pointer `ThreadPool::post_runner` got: a leaked
+        // (process-long) Dispatcher, used only through its Mutex/Condvar members.
+        let d = unsafe { &*(dispatcher as *const Dispatcher) };
+        d.run();
+    })
+}
+
+/// Runners completed jobs (the dispatcher's eventfd is readable), on the event loop.
+///
+/// # Safety
+/// `ev` is the read event of a dispatcher's connection (`ngx_http_oxwsgi_dispatch_create`).
 #[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_task(task_side: *mut c_void) {
-    guard("thread task", (), || {
-        // SAFETY: task->ctx points at the TaskSide kept alive by the request state, which
-        // cannot be freed while the task runs (r->main->blocked); it is only used through
-        // its Mutex/Arc members.
-        let ts = unsafe { &*(task_side as *const TaskSide) };
-        task::run(ts);
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_dispatch_read(ev: *mut ngx_event_t) {
+    // SAFETY: the read event's data is the dispatcher's connection, whose data is the
+    // dispatcher's events structure; both live for the worker's life.
+    let d = unsafe { (*((*ev).data as *mut ngx_connection_t)).data } as *mut ngx_http_oxwsgi_dispatch_t;
+    // SAFETY: d is live (above): its eventfd and the Rust dispatcher it was made for.
+    let (fd, dispatcher) = unsafe { ((*d).fd, (*d).data) };
+    let mut n = 0u64;
+    // SAFETY: reads 8 bytes into n; one read resets the counter (level-triggered event
+    // methods need it); EAGAIN means nothing was written since the last read.
+    let _ = unsafe { libc::read(fd, (&raw mut n).cast(), 8) };
+    // SAFETY: dispatcher is the leaked (process-long) Dispatcher `DispatchEvents::create` got.
+    let d = guard("job completion", None, || Some(unsafe { &*(dispatcher as *const Dispatcher) }));
+    let Some(d) = d else { return };
+    for done in guard("job completion", Vec::new(), || d.take_done()) {
+        match done {
+            Done::Request(token) => {
+                let ctx = token as *mut ngx_http_oxwsgi_ctx_t;
+                // SAFETY: the token is the context of a live request: posting the job raised
+                // r->main->blocked, which only this completion lowers; its handler
+                // (ngx_http_oxwsgi_rs_task_done) catches panics.
+                unsafe { ngx_http_oxwsgi_job_done(ctx) }
+            }
+            Done::Orphan(ts) => guard("orphan job completion", (), || {
+                let unfinished = ts.job.lock().map(|j| j.exchange.is_some()).unwrap_or(false);
+                if unfinished {
+                    // The application ignored the closed connection for a whole batch; give
+                    // up on it rather than loop (its objects are released by pyo3's pool).
+                    if let Some(w) = worker::get() {
+                        w.log().log(Level::Warning, "oxwsgi: a terminated request's iterable did not stop; abandoned");
+                    }
+                }
+            }),
+        }
+    }
+}
+
+/// The dispatcher's timer, on the event loop.
+///
+/// # Safety
+/// `ev` is the `tick` event of a dispatcher (`ngx_http_oxwsgi_dispatch_create`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_dispatch_timer(ev: *mut ngx_event_t) {
+    // SAFETY: the tick event's data is the dispatcher's events structure (worker-long).
+    let d = unsafe { (*ev).data } as *mut ngx_http_oxwsgi_dispatch_t;
+    // SAFETY: d is live; its data is the leaked Dispatcher it was made for.
+    let dispatcher = unsafe { (*d).data };
+    guard("dispatch timer", (), || {
+        // SAFETY: a leaked (process-long) Dispatcher, see above.
+        let d = unsafe { &*(dispatcher as *const Dispatcher) };
+        d.tick();
     })
 }
 
@@ -248,23 +311,5 @@ pub extern "C" fn ngx_http_oxwsgi_rs_cleanup(state: *mut c_void) {
         // is the only owner of the state.
         let mut st = unsafe { Box::from_raw(state as *mut NgxRequest) };
         st.orphan();
-    })
-}
-
-/// Completion of an orphan task (see `NgxRequest::orphan`): release its reference.
-#[unsafe(no_mangle)]
-pub extern "C" fn ngx_http_oxwsgi_rs_orphan_done(task_side: *mut c_void) {
-    guard("orphan task completion", (), || {
-        // SAFETY: the pointer came from Arc::into_raw in NgxRequest::orphan; the task
-        // that used it has completed.
-        let ts = unsafe { Arc::from_raw(task_side as *const TaskSide) };
-        let unfinished = ts.job.lock().map(|j| j.exchange.is_some()).unwrap_or(false);
-        if unfinished {
-            // The application ignored the closed connection for a whole batch; give up
-            // on it rather than loop (its objects are released by pyo3's pool).
-            if let Some(w) = worker::get() {
-                w.log().log(Level::Warning, "oxwsgi: a terminated request's iterable did not stop; abandoned");
-            }
-        }
     })
 }

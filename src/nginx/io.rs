@@ -188,6 +188,8 @@ pub struct Batch {
     pub client_gone: bool,
     /// Set by the task when the exchange is over.
     pub outcome: Option<Outcome>,
+    /// A writer waits for the event loop to take the batch (`Shared::notify` wakes it).
+    writer_waits: bool,
     /// Buffers nginx has finished sending, for the sink to fill again: a streamed
     /// response then reuses a few buffers instead of allocating (and page-faulting) a fresh
     /// one for every batch.
@@ -239,8 +241,14 @@ impl Shared {
         self.batch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn notify(&self) {
-        self.drained.notify_all();
+    /// Wake a writer waiting for the batch to be taken; `b` is the batch's guard, released
+    /// here. Without a waiter this costs nothing (a condvar's notify is a syscall).
+    pub fn notify(&self, b: MutexGuard<'_, Batch>) {
+        let waits = b.writer_waits;
+        drop(b);
+        if waits {
+            self.drained.notify_all();
+        }
     }
 }
 
@@ -270,7 +278,9 @@ impl ResponseSink for NgxSink {
     fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
         let mut b = self.shared.lock();
         while b.bytes >= WRITE_LIMIT && !b.client_gone {
+            b.writer_waits = true;
             b = self.shared.drained.wait(b).unwrap_or_else(|p| p.into_inner());
+            b.writer_waits = false;
         }
         if b.client_gone {
             return Err(SinkError::ClientGone);

@@ -6,10 +6,12 @@
 //! fresh workers (DESIGN.md, "Process and interpreter model").
 //!
 //! Execution model: Python never runs on the event loop. The loop copies the request into
-//! owned data and posts nginx thread tasks (`thread_pool`, `wsgi_thread_pool`); each task
-//! produces a batch of the response, which the loop sends (request.rs, task.rs).
+//! owned data and queues jobs for runner threads of the `thread_pool` (`wsgi_thread_pool`;
+//! dispatch.rs); each job produces a batch of the response, which the loop sends
+//! (request.rs, task.rs).
 
 mod conf;
+mod dispatch;
 mod entry;
 mod io;
 mod ngx;
@@ -20,6 +22,9 @@ mod testhook;
 
 /// The content handler `wsgi_app` installs (conf.rs). Wired here, where every file of the
 /// adapter is known, so that no lower file reaches up to the entry points.
+/// The thread-task handler of a dispatcher's runner (ngx.rs `ThreadPool::post_runner`).
+const RUNNER: unsafe extern "C" fn(*mut std::ffi::c_void, *mut crate::ffi::ngx::ngx_log_t) =
+    entry::ngx_http_oxwsgi_rs_runner;
 const CONTENT_HANDLER: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_http_request_t) -> crate::ffi::ngx::ngx_int_t =
     entry::ngx_http_oxwsgi_rs_handler;
 

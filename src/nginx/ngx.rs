@@ -500,21 +500,26 @@ impl Ctx {
         unsafe { (*self.get().request).pool }
     }
 
-    /// Post the request's thread task (`task->ctx` must be set); false if the pool refused.
-    pub fn post_task(&self) -> bool {
-        // SAFETY: the context and its task are live; the shim raises r->main->blocked.
-        unsafe { ngx_http_oxwsgi_post_task(self.raw()) == OK }
+    /// The thread pool of the request's location (its dispatcher's key).
+    pub fn thread_pool(&self) -> ThreadPool {
+        ThreadPool(self.get().thread_pool)
     }
 
-    /// Post a task that owns only `task_side` (see `NgxRequest::orphan`); false if refused,
-    /// in which case `task_side` is still the caller's.
-    ///
-    /// # Safety
-    /// `task_side` must be a pointer from `Arc::into_raw` of a `TaskSide`, released by the
-    /// task's completion (`ngx_http_oxwsgi_rs_orphan_done`).
-    pub unsafe fn post_orphan(&self, task_side: *mut std::ffi::c_void) -> bool {
-        // SAFETY: the context is live; the shim allocates the task outside the pool.
-        unsafe { ngx_http_oxwsgi_post_orphan(self.raw(), task_side) == OK }
+    /// A job of the request is queued: raise `r->main->blocked`, so that nginx cannot free
+    /// the request before the job's completion (`ngx_http_oxwsgi_job_done`) lowers it.
+    pub fn block(&self) {
+        // SAFETY: ctx->request is the live request the context belongs to; its `main` is
+        // the live main request (itself, or the parent of a subrequest).
+        let main = unsafe { (*self.get().request).main };
+        // SAFETY: main is live; only the event loop (this thread) touches it.
+        let main = unsafe { &mut *main };
+        main.set_blocked(main.blocked() + 1);
+    }
+
+    /// What a job carries back to the loop: the context's address, valid until the job's
+    /// completion because of [`Ctx::block`].
+    pub fn token(&self) -> usize {
+        self.raw() as usize
     }
 
     /// (Re)arm the poll timer, or stop it with 0.
@@ -667,5 +672,90 @@ impl Ctx {
         // ours to free.
         unsafe { ngx_chain_update_chains(self.pool(), &raw mut (*ctx).free, &raw mut (*ctx).busy, &mut chain, tag) };
         rc
+    }
+}
+
+/// A thread pool of the configuration (`thread_pool`), alive for the life of the worker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ThreadPool(*mut ngx_thread_pool_t);
+
+// SAFETY: the pointer is only compared on any thread; tasks are posted to it on the event
+// loop only (`post_runner`), as nginx requires.
+unsafe impl Send for ThreadPool {}
+// SAFETY: see Send.
+unsafe impl Sync for ThreadPool {}
+
+impl ThreadPool {
+    /// Post a runner task: a pool thread calls `ngx_http_oxwsgi_rs_runner(data)`. On the
+    /// event loop only. False if nginx refused (allocation, the pool's queue full).
+    pub fn post_runner<T: Sync>(&self, data: &'static T) -> bool {
+        // SAFETY: ngx_cycle is nginx's current cycle, set before any request runs.
+        let log = unsafe { (*ngx_cycle).log };
+        let mut task = Box::new(ngx_thread_task_t::default());
+        task.ctx = data as *const T as *mut std::ffi::c_void;
+        task.handler = Some(super::RUNNER);
+        task.event.handler = Some(runner_done);
+        task.event.log = log;
+        let task = Box::into_raw(task);
+        // SAFETY: task is a live allocation: its event's data is where runner_done finds it.
+        unsafe { (*task).event.data = task.cast() };
+        // SAFETY: the pool lives as long as the worker; the task (outside any request pool)
+        // and data ('static) outlive the task's run; runner_done frees the task after it.
+        if unsafe { ngx_thread_task_post(self.0, task) } != OK {
+            // SAFETY: not posted: the allocation is still ours.
+            drop(unsafe { Box::from_raw(task) });
+            return false;
+        }
+        true
+    }
+}
+
+/// The completion of a runner task (event loop): free the task `post_runner` allocated.
+///
+/// # Safety
+/// `ev` is the event of a task made by [`ThreadPool::post_runner`], whose `data` is the task.
+unsafe extern "C" fn runner_done(ev: *mut ngx_event_t) {
+    crate::ffi::guard::guard("runner completion", (), || {
+        // SAFETY: ev is the task's own event (caller), alive until the task is freed here.
+        let task = unsafe { (*ev).data } as *mut ngx_thread_task_t;
+        // SAFETY: task came from Box::into_raw in post_runner and completed: nginx no
+        // longer uses it.
+        drop(unsafe { Box::from_raw(task) });
+    })
+}
+
+/// The event-loop half of a dispatcher, made by the shim (`ngx_http_oxwsgi_dispatch_t`):
+/// an eventfd in the loop's event set, and a timer. Lives for the life of the worker.
+pub struct DispatchEvents(NonNull<ngx_http_oxwsgi_dispatch_t>);
+
+// SAFETY: from other threads only `wake` is used, which only write()s to the eventfd; the
+// timer and the event structures are touched on the event loop only.
+unsafe impl Send for DispatchEvents {}
+// SAFETY: see Send.
+unsafe impl Sync for DispatchEvents {}
+
+impl DispatchEvents {
+    /// Make the events of a dispatcher whose handlers get `data` (on the event loop).
+    pub fn create<T: Sync>(data: &'static T) -> Option<DispatchEvents> {
+        // SAFETY: called on the event loop, after the event module's init (requests run);
+        // data outlives the events ('static).
+        NonNull::new(unsafe { ngx_http_oxwsgi_dispatch_create(data as *const T as *mut std::ffi::c_void) })
+            .map(DispatchEvents)
+    }
+
+    /// Wake the event loop's read handler (any thread).
+    pub fn wake(&self) {
+        // SAFETY: the structure lives for the worker's life; its fd is set once at creation.
+        let fd = unsafe { (*self.0.as_ptr()).fd };
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from `one` to the eventfd. A short write is EAGAIN: the
+        // counter is full, so the loop is woken anyway.
+        let _ = unsafe { libc::write(fd, (&raw const one).cast(), 8) };
+    }
+
+    /// Arm the timer for `ms` unless it is armed (event loop only).
+    pub fn tick(&self, ms: ngx_msec_t) {
+        // SAFETY: the structure is live; the caller is on the event loop.
+        unsafe { ngx_http_oxwsgi_dispatch_tick(self.0.as_ptr(), ms) }
     }
 }

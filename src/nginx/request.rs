@@ -2,9 +2,10 @@
 //!
 //! Flow (DESIGN.md, "Request flow — nginx"):
 //! 1. the content handler checks the in-flight cap and has nginx read the body;
-//! 2. once it is read, the request is copied into owned data and a thread task is posted;
-//! 3. the task (task.rs) runs the application for one batch of body data;
-//! 4. its completion handler, here, sends the head and pushes the batch through the
+//! 2. once it is read, the request is copied into owned data and a job is queued for the
+//!    runner threads (dispatch.rs);
+//! 3. the job (task.rs) runs the application for one batch of body data;
+//! 4. its completion, here, sends the head and pushes the batch through the
 //!    output filters; the next task is posted only when nginx has sent what it was given,
 //!    else when the write event says the client took it. A slow client therefore holds
 //!    back the application instead of growing memory.
@@ -13,8 +14,8 @@
 //! response that streams slowly (a chunk, then a pause) is not held back until a batch
 //! fills, and a `write()`-heavy app that waits on a full batch can go on.
 //!
-//! The request cannot be freed while a task runs: the shim raises `r->main->blocked` for
-//! every posted task, and the body reading holds a reference (`r->main->count`) until the
+//! The request cannot be freed while a job is queued or runs: the shim raises
+//! `r->main->blocked` for every queued job (`Ctx::block`), and the body reading holds a reference (`r->main->count`) until the
 //! single final `ngx_http_finalize_request`. This state is freed by a request-pool cleanup.
 
 use std::collections::VecDeque;
@@ -22,6 +23,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::dispatch::{Dispatcher, Job};
 use super::io::{Item, NgxBody, Part};
 use super::ngx::{BufData, Ctx, ERROR, OK, Request};
 use super::state::{Client, Head, State, Task};
@@ -144,6 +146,8 @@ pub struct NgxRequest {
     /// Set by the content handler right after the shim made it.
     pub ctx: Option<Ctx>,
     pub task: Arc<TaskSide>,
+    /// The dispatcher of the location's thread pool (found on the first post).
+    dispatcher: Option<&'static Dispatcher>,
     log: Arc<dyn LogSink>,
     context: Arc<str>,
     _slot: InFlightSlot,
@@ -159,6 +163,7 @@ impl NgxRequest {
             _slot: slot,
             ctx: None,
             task: Arc::new(TaskSide::default()),
+            dispatcher: None,
             log,
             context,
             state: State::default(),
@@ -242,15 +247,25 @@ impl NgxRequest {
         Ok(Start { meta: d, body: NgxBody::new(parts), log, context })
     }
 
+    /// The dispatcher of the location's thread pool.
+    fn dispatcher(&mut self) -> Option<&'static Dispatcher> {
+        if self.dispatcher.is_none() {
+            self.dispatcher = Dispatcher::of(self.ctx().thread_pool());
+        }
+        self.dispatcher
+    }
+
     fn post(&mut self) -> After {
-        if !self.ctx().post_task() {
+        let Some(d) = self.dispatcher() else {
             if !self.state.post_failed() {
-                self.log(Level::Error, "cannot post to the thread pool (queue full?): 503");
+                self.log(Level::Error, "cannot set up the dispatch of requests to the thread pool: 503");
                 return self.finalize(NGX_HTTP_SERVICE_UNAVAILABLE as ngx_int_t);
             }
             self.ctx().poll_timer(10);
             return After::Nothing;
-        }
+        };
+        self.ctx().block();
+        d.post(Job::Request { ts: self.task.clone(), token: self.ctx().token() });
         self.state.posted();
         self.ctx().poll_timer(POLL_MS);
         After::Nothing
@@ -273,8 +288,7 @@ impl NgxRequest {
             b.client_gone = true;
             b.items.clear();
             b.bytes = 0;
-            drop(b);
-            self.task.shared.notify();
+            self.task.shared.notify(b);
         }
     }
 
@@ -310,9 +324,9 @@ impl NgxRequest {
                 if final_ { b.outcome.take() } else { None },
             );
             b.bytes = 0;
+            self.task.shared.notify(b);
             out
         };
-        self.task.shared.notify();
         let mut rc = OK;
         if let Some(h) = head.filter(|_| !self.state.head_sent()) {
             rc = self.send_head(&h);
@@ -529,14 +543,9 @@ impl NgxRequest {
             return;
         }
         self.gone();
-        let ts = Arc::into_raw(self.task.clone()) as *mut std::ffi::c_void;
-        // SAFETY: ts comes from Arc::into_raw and is released by the orphan task's
-        // completion (ngx_http_oxwsgi_rs_orphan_done); the context is still live (pool
-        // cleanups run before the pool is freed).
-        if !unsafe { self.ctx().post_orphan(ts) } {
-            // SAFETY: not posted: the reference is still ours.
-            drop(unsafe { Arc::from_raw(ts as *const TaskSide) });
-            self.log(Level::Warning, "cannot post the task that closes a terminated request's iterable");
+        match self.dispatcher() {
+            Some(d) => d.post(Job::Orphan(self.task.clone())),
+            None => self.log(Level::Warning, "cannot post the task that closes a terminated request's iterable"),
         }
     }
 

@@ -13,11 +13,11 @@ use crate::ffi::ngx::ngx_int_t;
 pub enum Task {
     /// Nothing posted yet (nginx reads the body).
     NotStarted,
-    /// A thread task is posted and has not completed.
+    /// A job is queued or running (dispatch.rs) and has not completed.
     Running,
     /// No task: nginx holds unsent data of ours; the write event resumes.
     WaitingForClient,
-    /// Posting failed (queue full): the poll timer retries.
+    /// Queuing failed (no dispatcher could be set up): the poll timer retries.
     RepostPending,
     /// The request was handed to `ngx_http_finalize_request`.
     Finished,

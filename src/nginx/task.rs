@@ -3,11 +3,13 @@
 //! data (`RequestData`, `NgxBody`, the shared batch), never an nginx structure.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use pyo3::prelude::*;
 
 use super::io::{NgxBody, NgxSink, Shared};
 use crate::core::LogSink;
+use crate::core::modwsgi_module;
 use crate::core::request::RequestMeta;
 use crate::core::response::{Exchange, Outcome};
 use crate::core::worker::{self, Channel};
@@ -29,6 +31,8 @@ pub struct Start {
 pub struct Job {
     pub start: Option<Start>,
     pub exchange: Option<Exchange>,
+    /// When the exchange began (mod_wsgi's request metrics and events).
+    pub started: Option<Instant>,
 }
 
 /// The part of a request the pool thread uses; `task->ctx` points at it.
@@ -44,8 +48,9 @@ pub fn run(ts: &TaskSide) {
     let mut job = ts.job.lock().unwrap_or_else(|p| p.into_inner());
     let outcome = Python::attach(|py| {
         if let Some(start) = job.start.take() {
+            let started = Instant::now();
             match begin(py, start, &ts.shared) {
-                Some(ex) => job.exchange = Some(ex),
+                Some(ex) => (job.exchange, job.started) = (Some(ex), Some(started)),
                 None => return Some(Outcome::Failed),
             }
         }
@@ -54,6 +59,9 @@ pub fn run(ts: &TaskSide) {
         if r.is_some() {
             // Python objects are released here, with the GIL held.
             job.exchange = None;
+            if let Some(started) = job.started.take() {
+                modwsgi_module::request_finished(py, started);
+            }
         }
         r
     });

@@ -62,6 +62,8 @@ WSGIProcessGroup %{{GLOBAL}}
 WSGIScriptReloading Off
 WSGIImportScript {stage}/app.wsgi process-group=%{{GLOBAL}} application-group=%{{GLOBAL}}
 WSGIRestrictEmbedded Off
+WSGIDaemonProcess site processes=2 threads=15 display-name=%{{GROUP}}
+WSGISocketPrefix run/wsgi
 WSGIPythonOptimize 1
 WSGIPythonHashSeed 42
 WSGIDontWriteBytecode On
@@ -77,7 +79,7 @@ AddHandler wsgi-script .wsgi
     ("WSGIScriptAlias /app {d}/missing.wsgi", "WSGI script {d}/missing.wsgi does not exist"),
     ("WSGIScriptAlias /app relative.wsgi", "must be absolute"),
     ("WSGIScriptAlias /app", "takes a URL path and a script path"),
-    ("WSGIScriptAlias /app {d}/app.wsgi process-group=daemon1", "needs daemon mode"),
+    ("WSGIScriptAlias /app {d}/app.wsgi process-group=daemon1", 'process group "daemon1" is not defined'),
     ("WSGIScriptAlias /app {d}/app.wsgi bogus=1", "option \"bogus\" is not supported"),
     ("WSGIScriptAliasMatch ^/(unclosed {d}/app.wsgi", "is not a valid regular expression"),
     ("WSGIPythonHome {d}/nowhere", "{d}/nowhere is not a directory"),
@@ -85,11 +87,8 @@ AddHandler wsgi-script .wsgi
     ("WSGIPythonPath {d}/nowhere", "WSGIPythonPath: {d}/nowhere is not a directory"),
     ("WSGIChunkedRequest Maybe", "must be On or Off"),
     ("WSGIImportScript {d}/missing.py", "does not exist"),
-    ("WSGIProcessGroup mygroup", "needs daemon mode"),
-    ("WSGIRestrictEmbedded On", "needs daemon mode"),
+    ("WSGIProcessGroup mygroup", 'process group "mygroup" is not defined'),
     ("WSGIPythonOptimize 3", "must be 0, 1 or 2"),
-    ("WSGIDaemonProcess mysite processes=2 threads=15", "WSGIDaemonProcess is a mod_wsgi directive that oxwsgi does not support yet"),
-    ("WSGISocketPrefix /var/run/wsgi", "WSGISocketPrefix is a mod_wsgi directive that oxwsgi does not support yet"),
     ("<VirtualHost 127.0.0.1:1>\nWSGIPythonHome {venv}\n</VirtualHost>", "cannot occur within a <VirtualHost>"),
 ])
 def test_mistakes_fail_configtest_with_a_precise_message(stage, directive, message):

@@ -1,15 +1,20 @@
-"""A child's exit runs Python's exit work (atexit, logging.shutdown, weakref.finalize) on
+"""A child's (or daemon process's) exit runs Python's exit work (atexit, logging.shutdown, weakref.finalize) on
 graceful restart and on stop, and a non-daemon thread that never ends does not keep a child
 alive past the limit (tests/harness/exit_checks.py)."""
 
 import subprocess
 import time
 
+import pytest
+
 from harness import exit_checks, paths, servers
 
 
-def test_graceful_restart_runs_exit_handlers():
-    srv = servers.create("apache")
+# apache-daemon: every mount in one daemon process group; the daemons retire on a graceful
+# restart and run the same exit work.
+@pytest.mark.parametrize("flavour", ["apache", "apache-daemon"])
+def test_graceful_restart_runs_exit_handlers(flavour):
+    srv = servers.create(flavour)
     srv.start()
     try:
         pids = exit_checks.worker_pids(srv)
@@ -28,8 +33,9 @@ def test_graceful_restart_runs_exit_handlers():
         srv.cleanup()
 
 
-def test_stop_runs_exit_handlers():
-    srv = servers.create("apache")
+@pytest.mark.parametrize("flavour", ["apache", "apache-daemon"])
+def test_stop_runs_exit_handlers(flavour):
+    srv = servers.create(flavour)
     srv.start()
     try:
         pids = exit_checks.worker_pids(srv)

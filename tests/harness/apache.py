@@ -95,8 +95,10 @@ WSGIApplicationGroup %{{GLOBAL}}
 class ApacheServer(Server):
     kind = "apache"
 
-    def __init__(self, name, wsgi, mpm):
+    def __init__(self, name, wsgi, mpm, daemon=False):
         super().__init__(name)
+        # daemon: every mount runs in one WSGIDaemonProcess group (processes=2, threads=15).
+        self.daemon = daemon
         if mpm not in MPM_TUNING:
             raise ValueError(f"unknown MPM {mpm!r}")
         self.wsgi = wsgi
@@ -118,6 +120,9 @@ class ApacheServer(Server):
     def config_text(self):
         aliases = "\n".join(f"WSGIScriptAlias {prefix} {self.stage.root}/{script}"
                             for prefix, script in MOUNTS)
+        if self.daemon:
+            aliases = (f"WSGIDaemonProcess conformance processes=2 threads=15 python-path={self.stage.root}/apps "
+                       f"display-name=%{{GROUP}}\nWSGIProcessGroup conformance\n" + aliases)
         return TEMPLATE.format(
             name=self.name, stage=self.stage.root, port=self.port, user=paths.RUN_USER,
             group=paths.RUN_GROUP, mpm=self.mpm, modules=paths.APACHE_MODULES,

@@ -15,6 +15,7 @@ MOUNTS = [
     ("/valid", "apps/validated.wsgi"),
     ("/nobody", "apps/nobody.wsgi"),
     ("/exit", "apps/exiting.wsgi"),
+    ("/modwsgi-api", "apps/modwsgi_api.wsgi"),
     ("/flask", "frameworks/flask.wsgi"),
     ("/django", "frameworks/django.wsgi"),
     ("/bottle", "frameworks/bottle.wsgi"),

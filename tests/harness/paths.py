@@ -12,8 +12,9 @@ FRAMEWORKS_DIR = TESTS_DIR / "frameworks"
 VENV = Path(os.environ.get("OXWSGI_TEST_VENV", "/opt/oxwsgi-test-venv"))
 VENV_PYTHON = VENV / "bin" / "python"
 
-# Where the Rust build leaves mod_oxwsgi.so and ngx_http_oxwsgi_module.so.
-MODULE_DIR = Path(os.environ.get("OXWSGI_MODULE_DIR", "/work/main/target/modules"))
+# Where the Rust build leaves mod_oxwsgi.so and ngx_http_oxwsgi_module.so: this
+# checkout's own build (a fixed path would silently test another checkout's modules).
+MODULE_DIR = Path(os.environ.get("OXWSGI_MODULE_DIR", str(TESTS_DIR.parent / "target" / "modules")))
 
 APACHE_BIN = os.environ.get("OXWSGI_APACHE_BIN", "/usr/sbin/apache2")
 APACHE_MODULES = Path("/usr/lib/apache2/modules")

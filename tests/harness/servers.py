@@ -4,6 +4,8 @@ Names accepted in OXWSGI_SERVERS (comma separated, default "apache,nginx"):
 
     modwsgi[-MPM]   Debian's apache2 + Debian's mod_wsgi 4.9 (the reference)
     apache[-MPM]    Debian's apache2 + our mod_oxwsgi.so
+    apache-daemon   the same (event MPM), every mount in one WSGIDaemonProcess group
+                    (processes=2, threads=15)
     nginx           Debian's nginx + our ngx_http_oxwsgi_module.so
 
 MPM is event, worker or prefork; without a suffix OXWSGI_APACHE_MPM decides
@@ -199,13 +201,16 @@ def create(name):
     from .apache import ApacheServer
     from .nginx import NginxServer
     base, mpm = parse_name(name)
+    if name in ("apache-daemon", "modwsgi-daemon"):
+        return ApacheServer(name, wsgi="modwsgi" if base == "modwsgi" else "oxwsgi", mpm="event", daemon=True)
     if base in ("modwsgi", "apache"):
         return ApacheServer(name, wsgi="modwsgi" if base == "modwsgi" else "oxwsgi",
                             mpm=mpm or os.environ.get("OXWSGI_APACHE_MPM", "event"))
     if base == "nginx" and mpm is None:
         return NginxServer(name)
     raise ValueError(f"unknown server {name!r} in OXWSGI_SERVERS "
-                     f"(known: modwsgi[-MPM], apache[-MPM], nginx; MPM = event|worker|prefork)")
+                     f"(known: modwsgi[-MPM], apache[-MPM], apache-daemon, modwsgi-daemon, nginx; "
+                     f"MPM = event|worker|prefork)")
 
 
 def selected():
@@ -214,6 +219,8 @@ def selected():
     if not names:
         raise ValueError("OXWSGI_SERVERS selects no server")
     for n in names:
+        if n in ("apache-daemon", "modwsgi-daemon"):
+            continue
         base, mpm = parse_name(n)
         if base not in ("modwsgi", "apache", "nginx") or (
                 mpm is not None and (base == "nginx" or mpm not in ("event", "worker", "prefork"))):

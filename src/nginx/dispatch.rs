@@ -1,0 +1,207 @@
+//! How requests reach Python: a per-worker queue of jobs and a few "runner" threads that
+//! pay the hand-offs only when they must.
+//!
+//! A job is one step of a request (start it and produce a batch, or one more batch; or the
+//! closing of an orphaned iterable). The event loop queues jobs here instead of posting an
+//! nginx thread task per job. A runner is an nginx thread task (so the threads are still
+//! those of `thread_pool`, and nginx joins them at exit) that runs queued jobs back to back
+//! for as long as there are any, then waits a little ([`LINGER`]) for more before it gives
+//! its thread back to the pool.
+//!
+//! - **Waking runners.** A queued job wakes (or starts) a runner only when no runner is
+//!   both busy and *fresh* (inside its current job for less than [`STUCK_AFTER`]) and no
+//!   runner is already on its way: a busy fresh runner will take the job when it is done.
+//!   So a fast application is served by one runner, which keeps the GIL to itself, while an
+//!   application that blocks (sleep, I/O, a full output batch) makes the next job wake
+//!   another runner — and while work waits, a timer on the loop ([`TICK_MS`]) checks again,
+//!   so queued jobs never wait behind a runner that blocks. More runners than the pool has
+//!   threads simply queue in nginx's pool.
+//! - **Completions** go back on our own eventfd (never `ngx_notify`, whose handler belongs
+//!   to the thread pool), written only when the loop has not been woken already: the loop
+//!   takes every completion since its last wake-up at once.
+//!
+//! Runner threads run only Python on owned data (task.rs); everything that touches nginx
+//! (posting runners, the timer, completions) happens on the event loop.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::ngx::{DispatchEvents, ThreadPool};
+use super::task::{self, TaskSide};
+use crate::ffi::guard::guard;
+use crate::ffi::ngx::ngx_msec_t;
+
+/// A runner inside one job for longer than this counts as blocked: queued work wakes
+/// another runner.
+const STUCK_AFTER: Duration = Duration::from_millis(2);
+
+/// While jobs wait, the loop checks for blocked runners this often (milliseconds).
+const TICK_MS: ngx_msec_t = 2;
+
+/// How long an idle runner waits for more work before it returns its pool thread.
+const LINGER: Duration = Duration::from_millis(50);
+
+/// One step of a request, for a runner.
+pub enum Job {
+    /// A request's next step; `token` identifies it to the loop (entry.rs).
+    Request { ts: Arc<TaskSide>, token: usize },
+    /// The last step of a request nginx terminated: close its iterable.
+    Orphan(Arc<TaskSide>),
+}
+
+/// A finished job, for the event loop.
+pub enum Done {
+    Request(usize),
+    Orphan(Arc<TaskSide>),
+}
+
+#[derive(Default)]
+struct Queues {
+    pending: VecDeque<Job>,
+    done: Vec<Done>,
+    /// When each busy runner started its current job (unordered).
+    busy: Vec<Instant>,
+    /// Runners waiting for work.
+    idle: usize,
+    /// Idle runners signalled and not yet awake (never more than `idle`).
+    notified: usize,
+    /// Runner tasks posted to the pool that have not started yet.
+    spawning: usize,
+    /// The eventfd was written and the loop has not taken the completions since.
+    loop_woken: bool,
+}
+
+/// The dispatcher of one thread pool in this worker; lives for the life of the process.
+pub struct Dispatcher {
+    pool: ThreadPool,
+    q: Mutex<Queues>,
+    work: Condvar,
+    events: OnceLock<DispatchEvents>,
+}
+
+static DISPATCHERS: Mutex<Vec<&'static Dispatcher>> = Mutex::new(Vec::new());
+
+impl Dispatcher {
+    /// The dispatcher of `pool` (made on first use, on the event loop).
+    pub fn of(pool: ThreadPool) -> Option<&'static Dispatcher> {
+        let mut all = DISPATCHERS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = all.iter().find(|d| d.pool == pool) {
+            return Some(d);
+        }
+        let d: &'static Dispatcher = Box::leak(Box::new(Dispatcher {
+            pool,
+            q: Mutex::new(Queues::default()),
+            work: Condvar::new(),
+            events: OnceLock::new(),
+        }));
+        let events = DispatchEvents::create(d)?;
+        let _ = d.events.set(events);
+        all.push(d);
+        Some(d)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.q.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn events(&self) -> &DispatchEvents {
+        self.events.get().expect("set before the dispatcher is used")
+    }
+
+    /// Queue a job (event loop).
+    pub fn post(&'static self, job: Job) {
+        let mut q = self.lock();
+        q.pending.push_back(job);
+        self.wake_runner(q);
+    }
+
+    /// The timer (event loop): wake a runner if the queued work waits behind blocked ones.
+    pub fn tick(&'static self) {
+        let q = self.lock();
+        self.wake_runner(q);
+    }
+
+    /// The completions since the last call (event loop).
+    pub fn take_done(&self) -> Vec<Done> {
+        let mut q = self.lock();
+        q.loop_woken = false;
+        std::mem::take(&mut q.done)
+    }
+
+    /// Make sure some runner will take the queued work; keep the timer armed while it waits.
+    fn wake_runner(&'static self, mut q: MutexGuard<'_, Queues>) {
+        if q.pending.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let fresh = q.busy.iter().any(|t| now.duration_since(*t) < STUCK_AFTER);
+        if !fresh && q.notified == 0 && q.spawning == 0 {
+            if q.idle > q.notified {
+                q.notified += 1;
+                // Outside the lock: the runner woken takes it at once.
+                drop(q);
+                self.work.notify_one();
+                q = self.lock();
+            } else {
+                q.spawning += 1;
+                drop(q);
+                let posted = self.pool.post_runner(self);
+                q = self.lock();
+                if !posted {
+                    // The timer tries again.
+                    q.spawning -= 1;
+                }
+            }
+        }
+        drop(q);
+        self.events().tick(TICK_MS);
+    }
+
+    /// A runner, on a pool thread: run jobs until none comes for [`LINGER`].
+    pub fn run(&self) {
+        let mut q = self.lock();
+        q.spawning = q.spawning.saturating_sub(1);
+        loop {
+            if let Some(job) = q.pending.pop_front() {
+                let started = Instant::now();
+                q.busy.push(started);
+                drop(q);
+                let done = match job {
+                    Job::Request { ts, token } => {
+                        run_job(&ts);
+                        Done::Request(token)
+                    }
+                    Job::Orphan(ts) => {
+                        run_job(&ts);
+                        Done::Orphan(ts)
+                    }
+                };
+                q = self.lock();
+                if let Some(i) = q.busy.iter().position(|t| *t == started) {
+                    q.busy.swap_remove(i);
+                }
+                q.done.push(done);
+                if !std::mem::replace(&mut q.loop_woken, true) {
+                    drop(q);
+                    self.events().wake();
+                    q = self.lock();
+                }
+                continue;
+            }
+            q.idle += 1;
+            let (g, waited) = self.work.wait_timeout(q, LINGER).unwrap_or_else(|p| p.into_inner());
+            q = g;
+            q.idle -= 1;
+            q.notified = q.notified.saturating_sub(1).min(q.idle);
+            if waited.timed_out() && q.pending.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// One job; a panic in it (a bug) must not take the runner's bookkeeping with it.
+fn run_job(ts: &TaskSide) {
+    guard("thread task", (), || task::run(ts));
+}
