@@ -388,7 +388,7 @@ def main(argv):
                             r = {"rps": 0.0, "requests": 0, "errors": -1}
                         r.update(contender=c.name, workload=w, rep=rep, tls=tls)
                         rows.append(r)
-                        print(f"  rep {rep + 1}/{a.reps} {c.name:17} {w:9} {r['rps']:>10,.0f} req/s"
+                        print(f"  rep {rep + 1}/{a.reps} {c.name:20} {w:9} {r['rps']:>10,.0f} req/s"
                               + (f"  {r['cpu_us_per_req']:7.1f} us/req  p99 {r['p99_us'] / 1000:.2f} ms"
                                  if r.get("cpu_us_per_req") else "")
                               + (f"  errors {r['errors']}" if r["errors"] else "")
