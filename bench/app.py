@@ -1,13 +1,46 @@
 """The one WSGI app every contender serves (bench/README.md lists the workloads).
 
-Dispatches on PATH_INFO. Every response sets Content-Length. Standard library only.
+Dispatches on PATH_INFO. Every response sets Content-Length. Standard library only, but
+for the real-app workloads: /flask/... and /django/... go to the Flask and Django apps of
+bench/apps/ (staged as apps/ beside this file), imported on their first request in each
+process, from the bench venv's site-packages (bench_site.py, written at stage time), so
+that every contender mounts them the same way and the other workloads do not carry them.
 """
+
+import os
+import sys
+import threading
+import time
 
 HELLO = b"Hello world!\n"                 # 13 bytes
 BODY_64K = b"x" * 65536
 PIECE = b"s" * 16384                      # /stream: 64 x 16 KiB = 1 MiB
 STREAM_PIECES = 64
 READ_SIZE = 65536
+SLEEP_S = 0.1                             # /sleep100, the slow requests of the mixed workload
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_real_apps = {}
+_real_apps_lock = threading.Lock()
+
+
+def _real_app(name):
+    """The WSGI callable of bench/apps/<name>app.py, imported once per process."""
+    app = _real_apps.get(name)
+    if app is None:
+        with _real_apps_lock:
+            app = _real_apps.get(name)
+            if app is None:
+                import importlib
+                # Not every server puts the script's directory on sys.path (Apache does not).
+                if _HERE not in sys.path:
+                    sys.path.insert(0, _HERE)
+                from bench_site import SITE
+                for d in (SITE, os.path.join(_HERE, "apps")):
+                    if d not in sys.path:
+                        sys.path.insert(0, d)
+                app = _real_apps[name] = importlib.import_module(name + "app").application
+    return app
 
 
 def _stream():
@@ -34,7 +67,15 @@ def _read(environ, keep):
 
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "")
+    if path.startswith("/flask/"):
+        return _real_app("flask")(environ, start_response)
+    if path.startswith("/django/"):
+        return _real_app("django")(environ, start_response)
     if path == "/hello":
+        body = [HELLO]
+        length = len(HELLO)
+    elif path == "/sleep100":
+        time.sleep(SLEEP_S)
         body = [HELLO]
         length = len(HELLO)
     elif path == "/64k":

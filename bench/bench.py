@@ -23,9 +23,13 @@ import check
 import contenders
 import procs
 import report
-from workloads import WORKLOADS, run_wrk, write_scripts
+import workloads
+from workloads import WORKLOADS, write_scripts
 
 BENCH = Path(__file__).resolve().parent
+# Workloads whose first request imports a framework into the process (app.py): after a check
+# of them, the contender is started afresh before it is measured.
+LATE_IMPORTS = {"flask", "django"}
 ROOT = BENCH.parent
 
 
@@ -71,17 +75,35 @@ def uptime():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def make_stage():
+def make_stage(tls=False):
+    """The /tmp stage: the app (and bench/apps/ as app/apps/), the ceilings' static files,
+    the wrk scripts' directory, and with tls a self-signed certificate (tls/cert.pem,
+    tls/key.pem) for the TLS listeners of the h2 workload."""
     stage = Path(tempfile.mkdtemp(prefix="oxwsgi-bench-", dir="/tmp"))
     stage.chmod(0o755)
     (stage / "app").mkdir(mode=0o755)
     shutil.copy(BENCH / "app.py", stage / "app/app.py")
+    shutil.copytree(BENCH / "apps", stage / "app/apps",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    site = subprocess.run([str(contenders.VENV / "bin/python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (stage / "app/bench_site.py").write_text(f"SITE = {site!r}\n")
     static = stage / "static"
     static.mkdir(mode=0o755)
+    (static / "flask").mkdir(mode=0o755)
+    (static / "django").mkdir(mode=0o755)
     for name, data in (("hello", check.HELLO), ("post", check.HELLO), ("environ", check.HELLO),
-                       ("64k", check.BODY_64K), ("stream", check.BODY_STREAM)):
+                       ("64k", check.BODY_64K), ("stream", check.BODY_STREAM),
+                       ("flask/page", check.PAGE), ("django/page", check.PAGE)):
         (static / name).write_bytes(data)
     (stage / "wrk").mkdir()
+    if tls:
+        (stage / "tls").mkdir()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-keyout", str(stage / "tls/key.pem"),
+                        "-out", str(stage / "tls/cert.pem")], check=True, capture_output=True)
     for p in stage.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     return stage
@@ -119,16 +141,29 @@ def log_tail(d, lines=15):
 class Running:
     """One started contender: its process groups, readiness, and stop."""
 
-    def __init__(self, c, stage, modules):
+    def __init__(self, c, stage, modules, tls=False):
         self.c = c
         self.d = contender_dir(stage, c.name)
         self.groups = []
-        for argv, sig in c.commands(stage, self.d, modules):
-            self.groups.append(procs.Group(argv, self.d / f"{Path(argv[0]).name}.out",
-                                           env=contenders.SERVER_ENV, cwd=str(self.d), stop_signal=sig))
+        self.only = {}            # group -> the one workload it serves (contenders.py)
+        self.tls = tls and not c.unsupported("h2")
+        for i, (argv, sig, *only) in enumerate(c.commands(stage, self.d, modules, tls=self.tls)):
+            name = Path(argv[0]).name
+            if any(Path(g.argv[0]).name == name for g in self.groups):
+                name += str(i)
+            g = procs.Group(argv, self.d / f"{name}.out",
+                            env=contenders.SERVER_ENV, cwd=str(self.d), stop_signal=sig)
+            self.groups.append(g)
+            if only:
+                self.only[g] = only[0]
 
-    def pids(self):
-        return procs.session_pids([g.sid for g in self.groups])
+    def pids(self, workload=None):
+        """Every process of the contender; with workload, those that serve it."""
+        groups = self.groups
+        if workload is not None:
+            own = [g for g in groups if self.only.get(g) == workload]
+            groups = own or [g for g in groups if g not in self.only]
+        return procs.session_pids([g.sid for g in groups])
 
     def wait_ready(self, timeout=60):
         deadline = time.monotonic() + timeout
@@ -139,12 +174,14 @@ class Running:
                 return f"exited at start ({dead[0].argv[0]} status {dead[0].proc.returncode})"
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
+                    # With the h2 workload, the TLS listener must accept connections too.
+                    if r.status == 200 and (not self.tls or not port_free(self.c.tls_port)):
                         return None
             except OSError:
                 pass
             time.sleep(0.1)
-        return f"not answering {url} after {timeout}s"
+        tls = f" (and TLS port {self.c.tls_port})" if self.tls else ""
+        return f"not answering {url}{tls} after {timeout}s"
 
     def stop(self):
         killed = []
@@ -153,15 +190,15 @@ class Running:
         return killed
 
 
-def measure(run, workload, script, seconds):
+def measure(run, workload, scripts, seconds):
     """One measured wrk run with CPU and memory sampling around it."""
-    pids = run.pids()
+    pids = run.pids(workload)
     peak = {"rss": 0, "pss": 0, "procs": 0}
     stop = threading.Event()
 
     def sample():
         while True:
-            ps = run.pids()
+            ps = run.pids(workload)
             rss, pss = procs.memory_kib(ps)
             if rss > peak["rss"]:
                 peak["rss"], peak["procs"] = rss, len(ps)
@@ -173,10 +210,10 @@ def measure(run, workload, script, seconds):
     busy0, self0, t0 = procs.machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    r, wrk_cpu, out = run_wrk(run.c.port, workload, script, seconds)
+    r, wrk_cpu, out = workloads.run(run.c.port, run.c.tls_port, workload, scripts, seconds)
     stop.set()
     sampler.join()
-    cpu1 = procs.cpu_seconds(run.pids())
+    cpu1 = procs.cpu_seconds(run.pids(workload))
     busy1, self1, t1 = procs.machine_busy_seconds(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     if r is None:
         return None, out
@@ -184,7 +221,7 @@ def measure(run, workload, script, seconds):
     harness_cpu = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
     other = (busy1 - busy0) - server_cpu - wrk_cpu - harness_cpu
     r.update(server_cpu_s=server_cpu, wrk_cpu_s=wrk_cpu,
-             cpu_us_per_req=server_cpu / r["requests"] * 1e6 if r["requests"] else None,
+             cpu_us_per_req=server_cpu / r["all_requests"] * 1e6 if r["all_requests"] else None,
              peak_rss_kib=peak["rss"], peak_pss_kib=peak["pss"], procs=peak["procs"],
              other_cpu_pct=max(0.0, other) / ((t1 - t0) * procs.NCPU) * 100)
     return r, out
@@ -198,15 +235,16 @@ def serve(a, allc, modules):
     why = c.missing(modules)
     if why:
         sys.exit(f"{c.name}: {why}")
-    stage = make_stage()
+    stage = make_stage(tls=True)
     write_scripts(str(stage / "wrk"))
-    running = Running(c, stage, modules)
+    running = Running(c, stage, modules, tls=True)
     try:
         err = running.wait_ready()
         if err:
             print(f"{c.name}: {err}\n{log_tail(running.d)}")
             return 1
-        print(f"{c.name} on http://127.0.0.1:{c.port}/ (hello, 64k, stream, post, environ); "
+        tls = "" if c.unsupported("h2") else f", https://127.0.0.1:{c.tls_port}/ (h2)"
+        print(f"{c.name} on http://127.0.0.1:{c.port}/ (hello, 64k, stream, post, environ){tls}; "
               f"pids {sorted(running.pids())}; wrk scripts in {stage}/wrk; Ctrl-C stops it", flush=True)
         while all(g.alive() for g in running.groups):
             time.sleep(0.5)
@@ -217,6 +255,22 @@ def serve(a, allc, modules):
     finally:
         running.stop()
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def stop_and_keep_logs(running, rows, c, rep, out_dir):
+    """Stop a measured instance; keep its logs when one of its runs had errors."""
+    killed = running.stop()
+    tls = running.tls
+    if any(r["errors"] for r in rows
+           if r["contender"] == c.name and r["rep"] == rep and r.get("tls") == tls):
+        keep = out_dir / "logs" / f"{c.name}-rep{rep + 1}{'-tls' if tls else ''}"
+        (out_dir / "logs").mkdir(exist_ok=True)
+        shutil.copytree(running.d / "logs", keep, dirs_exist_ok=True)
+        for f in running.d.glob("*.out"):
+            shutil.copy(f, keep)
+        print(f"  {c.name}: errors in this repetition; its logs are in {keep}", flush=True)
+    if killed:
+        print(f"  {c.name}: killed {killed} after the stop timeout", flush=True)
 
 
 def main(argv):
@@ -230,6 +284,10 @@ def main(argv):
     if a.list:
         print("contenders:", ", ".join(c.name for c in allc))
         print("workloads: ", ", ".join(WORKLOADS))
+        for c in allc:
+            na = [f"{w} ({c.unsupported(w)})" for w in WORKLOADS if c.unsupported(w)]
+            if na:
+                print(f"  {c.name}: n/a: {'; '.join(na)}")
         return 0
     names = select(a.only, [c.name for c in allc], "contender")
     chosen = [c for c in allc if c.name in names]
@@ -259,8 +317,9 @@ def main(argv):
         if why:
             status[c.name] = why
             print(f"{c.name}: {why}", flush=True)
-        elif not port_free(c.port):
-            status[c.name] = f"port {c.port} already in use"
+        elif not port_free(c.port) or ("h2" in wls and not c.unsupported("h2")
+                                       and not port_free(c.tls_port)):
+            status[c.name] = f"port {c.port} or {c.tls_port} already in use"
             print(f"{c.name}: {status[c.name]}", flush=True)
         else:
             active.append(c)
@@ -272,9 +331,10 @@ def main(argv):
             "reps": a.reps, "duration": a.duration, "warmup": a.warmup, "workloads": wls,
             "contenders": [c.name for c in chosen], "kinds": {c.name: c.kind for c in allc},
             "ceilings": {c.name: c.ceiling for c in allc},
+            "na": {c.name: {w: c.unsupported(w) for w in wls if c.unsupported(w)} for c in chosen},
             "machine": f"{procs.NCPU} CPUs, {os.uname().release}"}
     print(meta["uptime_before"], flush=True)
-    stage = make_stage()
+    stage = make_stage(tls="h2" in wls)
     scripts = write_scripts(str(stage / "wrk"))
     rows = []
     checked = set()
@@ -283,51 +343,69 @@ def main(argv):
     try:
         for rep in range(a.reps):
             for c in list(active):
-                running = Running(c, stage, c.modules_dir or modules)
-                err = running.wait_ready()
-                if err is None and c.name not in checked:
-                    failures = [f for f in (check.check(c.port, w, c.kind == "ceiling") for w in wls) if f]
-                    if failures:
-                        err = "failed the correctness check: " + "; ".join(failures)
+                mods = c.modules_dir or modules
+                # Workloads on a start without TLS, then h2 on a start with it: the TLS listener
+                # (mod_ssl + mod_http2, nginx's ssl server) stays out of the other workloads.
+                phases = [(tls, [w for w in wls if not c.unsupported(w)
+                                 and (WORKLOADS[w].tool == "h2") == tls]) for tls in (False, True)]
+                phases = [(tls, ws) for tls, ws in phases if ws]
+                err = None
+                if c.name not in checked:
                     checked.add(c.name)
+                    running = Running(c, stage, mods, tls=any(tls for tls, _ in phases))
+                    err = running.wait_ready()
+                    if err is None:
+                        failures = [f for f in (check.check(c, w) for _, ws in phases for w in ws) if f]
+                        if failures:
+                            err = "failed the correctness check: " + "; ".join(failures)
+                    # After a check of flask/django (imported into a process) or with the TLS
+                    # listener, the measured instances are fresh starts.
+                    if err is None and (running.tls or LATE_IMPORTS & set(wls)):
+                        running.stop()
+                        running = None
+                for tls, ws in phases:
+                    if err:
+                        break
+                    if running is not None and running.tls != tls:
+                        stop_and_keep_logs(running, rows, c, rep, out_dir)
+                        running = None
+                    if running is None:
+                        running = Running(c, stage, mods, tls=tls)
+                        err = running.wait_ready()
+                        if err:
+                            break
+                    for w in ws:
+                        pinned = WORKLOADS[w].pinned
+                        if pinned:
+                            procs.pin(running.pids(), {0})
+                        if a.warmup:
+                            measure(running, w, scripts, a.warmup)
+                        r, out = measure(running, w, scripts, a.duration)
+                        if pinned:
+                            procs.unpin(running.pids())
+                        if r is None:
+                            print(f"  {c.name} {w}: no result:\n{out}", flush=True)
+                            r = {"rps": 0.0, "requests": 0, "errors": -1}
+                        r.update(contender=c.name, workload=w, rep=rep, tls=tls)
+                        rows.append(r)
+                        print(f"  rep {rep + 1}/{a.reps} {c.name:20} {w:9} {r['rps']:>10,.0f} req/s"
+                              + (f"  {r['cpu_us_per_req']:7.1f} us/req  p99 {r['p99_us'] / 1000:.2f} ms"
+                                 if r.get("cpu_us_per_req") else "")
+                              + (f"  errors {r['errors']}" if r["errors"] else "")
+                              + (f"  (+{r['slow_requests']} slow)" if "slow_requests" in r else ""),
+                              flush=True)
                 if err:
-                    tail = log_tail(running.d)
-                    running.stop()
+                    tail = log_tail(running.d) if running else ""
+                    if running:
+                        running.stop()
                     running = None
                     status[c.name] = err
                     active.remove(c)
                     print(f"{c.name}: {err}\n{tail}", flush=True)
                     (out_dir / f"{c.name}.log").write_text(f"{err}\n{tail}\n")
                     continue
-                for w in wls:
-                    pinned = WORKLOADS[w][4]
-                    if pinned:
-                        procs.pin(running.pids(), {0})
-                    if a.warmup:
-                        measure(running, w, scripts[w], a.warmup)
-                    r, out = measure(running, w, scripts[w], a.duration)
-                    if pinned:
-                        procs.unpin(running.pids())
-                    if r is None:
-                        print(f"  {c.name} {w}: wrk gave no result:\n{out}", flush=True)
-                        r = {"rps": 0.0, "requests": 0, "errors": -1}
-                    r.update(contender=c.name, workload=w, rep=rep)
-                    rows.append(r)
-                    print(f"  rep {rep + 1}/{a.reps} {c.name:17} {w:9} {r['rps']:>10,.0f} req/s"
-                          + (f"  {r['cpu_us_per_req']:7.1f} us/req  p99 {r['p99_us'] / 1000:.2f} ms"
-                             if r.get("cpu_us_per_req") else "")
-                          + (f"  errors {r['errors']}" if r["errors"] else ""), flush=True)
-                killed = running.stop()
-                if any(r["errors"] for r in rows if r["contender"] == c.name and r["rep"] == rep):
-                    keep = out_dir / "logs" / f"{c.name}-rep{rep + 1}"
-                    (out_dir / "logs").mkdir(exist_ok=True)
-                    shutil.copytree(running.d / "logs", keep, dirs_exist_ok=True)
-                    for f in running.d.glob("*.out"):
-                        shutil.copy(f, keep)
-                    print(f"  {c.name}: errors in this repetition; its logs are in {keep}", flush=True)
+                stop_and_keep_logs(running, rows, c, rep, out_dir)
                 running = None
-                if killed:
-                    print(f"  {c.name}: killed {killed} after the stop timeout", flush=True)
                 status.setdefault(c.name, "ok")
     except KeyboardInterrupt:
         print("bench: interrupted; stopping the running contender", flush=True)

@@ -2,12 +2,20 @@
 
 import http.client
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from workloads import ENVIRON_HEADERS, POST_SIZE
+from workloads import ENVIRON_HEADERS, MIXED_SLOW_PATH, POST_SIZE, WORKLOADS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
+import pagedata  # noqa: E402  (bench/apps/pagedata.py: the real apps' data)
 
 HELLO = b"Hello world!\n"
 BODY_64K = b"x" * 65536
 BODY_STREAM = b"s" * (1 << 20)
+PAGE = pagedata.expected_page()          # what the Flask and Django views must render
 
 
 def _request(port, method, path, body=None, headers=None):
@@ -28,11 +36,39 @@ def _expect(what, status, got, want):
     return None
 
 
-def check(port, workload, ceiling):
-    """None if the contender serves workload correctly, else what is wrong.
+def _h2(tls_port, path):
+    """(status, body, HTTP version) of one GET over TLS with HTTP/2 only (curl, ALPN)."""
+    p = subprocess.run(["curl", "-sk", "--http2", "--max-time", "20", "-o", "-",
+                        "-w", "\n%{http_code} %{http_version}",
+                        f"https://127.0.0.1:{tls_port}{path}"], capture_output=True)
+    body, _, tail = p.stdout.rpartition(b"\n")
+    status, _, version = tail.decode(errors="replace").partition(" ")
+    if p.returncode:
+        raise OSError(f"curl exit {p.returncode}: {p.stderr.decode(errors='replace').strip()}")
+    return int(status or 0), body, version
+
+
+def check(c, workload):
+    """None if contender c serves workload correctly, else what is wrong.
 
     The ceilings serve static bytes: their POST and environ answers are the hello body."""
+    port, ceiling = c.port, c.kind == "ceiling"
     try:
+        if workload in ("flask", "django"):
+            return _expect(f"GET {WORKLOADS[workload].path}",
+                           *_request(port, "GET", WORKLOADS[workload].path), PAGE)
+        if workload == "mixed":
+            t0 = time.monotonic()
+            err = _expect(f"GET {MIXED_SLOW_PATH}", *_request(port, "GET", MIXED_SLOW_PATH), HELLO)
+            took = time.monotonic() - t0
+            if not err and took < 0.1:
+                err = f"GET {MIXED_SLOW_PATH}: answered in {took * 1000:.0f} ms, want >= 100"
+            return err or _expect("GET /hello", *_request(port, "GET", "/hello"), HELLO)
+        if workload == "h2":
+            status, body, version = _h2(c.tls_port, WORKLOADS[workload].path)
+            if version != "2":
+                return f"GET https://...{WORKLOADS[workload].path}: HTTP version {version!r}, want 2"
+            return _expect(f"GET https://...{WORKLOADS[workload].path} (h2)", status, body, HELLO)
         if workload in ("hello", "hello-c1"):
             return _expect("GET /hello", *_request(port, "GET", "/hello"), HELLO)
         if workload == "64k":

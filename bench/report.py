@@ -7,7 +7,7 @@ from pathlib import Path
 COLUMNS_NOTE = """\
 - **req/s**: median over the interleaved repetitions; spread = min-max.
 - **vs best peer**: req/s divided by the best non-oxwsgi WSGI server on that workload
-  (mod_wsgi embedded/daemon, uWSGI, gunicorn, Granian). **vs ceiling**: divided by the static ceiling
+  (mod_wsgi embedded/daemon, uWSGI, gunicorn, Granian, bjoern, pyruvate). **vs ceiling**: divided by the static ceiling
   of the same front server (apache-static for the Apache contenders, nginx-static for the others).
 - **p50/p99**: wrk's latency percentiles (median over reps). At -c32 on 2 CPUs p99 is mostly scheduler noise.
 - **CPU us/req**: utime+stime of all the contender's processes (from /proc/<pid>/stat) during the run,
@@ -16,6 +16,10 @@ COLUMNS_NOTE = """\
   (/proc/<pid>/smaps_rollup); procs = how many processes. PSS splits shared pages fairly.
 - **other CPU %**: machine CPU busy time not used by the contender, wrk or the harness, as % of all CPUs
   (max over reps): noise from anything else running on the box.
+- **n/a**: the contender cannot serve that workload (see the status lines); not a failure.
+- **mixed**: req/s and p50/p99 of the fast requests (GET /hello, -c32) while a second wrk keeps
+  4 requests to /sleep100 (100 ms) in flight; CPU us/req divides by fast + slow requests.
+- **h2**: h2load over TLS, ALPN h2, 8 connections x 4 streams; p50/p99 from its per-request log.
 """
 
 
@@ -42,6 +46,8 @@ def summarize(rows):
             "pss": max(r.get("peak_pss_kib", 0) for r in rs) / 1024,
             "procs": max(r.get("procs", 0) for r in rs),
             "other": max(r.get("other_cpu_pct", 0) for r in rs),
+            "slow_rps": _med([r["slow_requests"] / (r["duration_us"] / 1e6)
+                              for r in rs if r.get("slow_requests") is not None]),
         }
     return agg
 
@@ -61,6 +67,11 @@ def write(out_dir, meta, status, rows):
     (out_dir / "rows.json").write_text(json.dumps({"meta": meta, "status": status, "rows": rows}, indent=1))
     agg = summarize(rows)
     kinds, ceilings = meta["kinds"], meta["ceilings"]
+    na = meta.get("na", {})
+
+    def missing_cell(n, w):
+        return "n/a" if na.get(n, {}).get(w) else "-"
+
     names = [n for n in meta["contenders"] if any((n, w) in agg for w in meta["workloads"])]
     wls = [w for w in meta["workloads"] if any((n, w) in agg for n in names)]
 
@@ -78,7 +89,9 @@ def write(out_dir, meta, status, rows):
           f"- uptime before: `{meta['uptime_before']}`",
           f"- uptime after: `{meta.get('uptime_after', '?')}`", ""]
     md += ["| contender | status |", "|---|---|"]
-    md += [f"| {n} | {status.get(n, 'not run')} |" for n in meta["contenders"]]
+    md += [f"| {n} | {status.get(n, 'not run')}"
+           + "".join(f"; {w}: n/a ({why})" for w, why in na.get(n, {}).items()) + " |"
+           for n in meta["contenders"]]
     md += ["", "## Requests/sec (median); in brackets: vs best peer / vs ceiling", ""]
     md += ["| contender | " + " | ".join(wls) + " |", "|---|" + "---:|" * len(wls)]
     for n in names:
@@ -86,7 +99,7 @@ def write(out_dir, meta, status, rows):
         for w in wls:
             a = agg.get((n, w))
             if not a:
-                cells.append("-")
+                cells.append(missing_cell(n, w))
                 continue
             extra = "" if kinds[n] == "ceiling" else \
                 f" ({_ratio(a['rps'], best_peer(w))} / {_ratio(a['rps'], ceiling(n, w))})"
@@ -95,8 +108,15 @@ def write(out_dir, meta, status, rows):
     md += ["", "## Server CPU us/request (median)", ""]
     md += ["| contender | " + " | ".join(wls) + " |", "|---|" + "---:|" * len(wls)]
     for n in names:
-        md.append(f"| {n} | " + " | ".join(_fmt(agg[(n, w)]["cpu_us"], 1) if (n, w) in agg else "-"
-                                          for w in wls) + " |")
+        md.append(f"| {n} | " + " | ".join(_fmt(agg[(n, w)]["cpu_us"], 1) if (n, w) in agg
+                                          else missing_cell(n, w) for w in wls) + " |")
+    md += ["", "## p50 / p99 latency ms (median); mixed: the fast requests'", ""]
+    md += ["| contender | " + " | ".join(wls) + " |", "|---|" + "---:|" * len(wls)]
+    for n in names:
+        md.append(f"| {n} | " + " | ".join(
+            f"{_fmt(agg[(n, w)]['p50_us'] and agg[(n, w)]['p50_us'] / 1000, 2)} / "
+            f"{_fmt(agg[(n, w)]['p99_us'] and agg[(n, w)]['p99_us'] / 1000, 1)}"
+            if (n, w) in agg else missing_cell(n, w) for w in wls) + " |")
     for w in wls:
         md += ["", f"## {w}", "",
                "| contender | req/s | spread | vs best peer | vs ceiling | p50 ms | p99 ms | errors | "
@@ -113,6 +133,10 @@ def write(out_dir, meta, status, rows):
                       f"{ratio_ceil} | {_fmt(a['p50_us'] and a['p50_us'] / 1000, 3)} | "
                       f"{_fmt(a['p99_us'] and a['p99_us'] / 1000, 3)} | {errs} | {_fmt(a['cpu_us'], 1)} | "
                       f"{_fmt(a['rss'], 1)} ({a['procs']}) | {_fmt(a['pss'], 1)} | {_fmt(a['other'], 1)} |")
+        if w == "mixed":
+            md += ["", "Slow requests (GET /sleep100, 4 in flight) served per second, median: "
+                   + ", ".join(f"{n} {_fmt(agg[(n, w)]['slow_rps'], 1)}" for n in names if (n, w) in agg)
+                   + " (at most 40/s: 4 connections x 10 per second)."]
     md += ["", "## Columns", "", COLUMNS_NOTE]
     (out_dir / "results.md").write_text("\n".join(md) + "\n")
     if not names or not wls:
@@ -132,8 +156,9 @@ def chart(path, meta, names, wls, agg):
     import matplotlib.pyplot as plt
 
     kinds = meta["kinds"]
-    fig, axes = plt.subplots(len(wls), 2, figsize=(12, 2.1 + 0.32 * len(names) * len(wls)),
-                             squeeze=False)
+    rows = [sum(1 for n in names if (n, w) in agg) for w in wls]
+    fig, axes = plt.subplots(len(wls), 2, figsize=(12, 1.0 + sum(max(1.4, 0.32 * r + 0.6) for r in rows)),
+                             squeeze=False, gridspec_kw={"height_ratios": [max(r, 2) for r in rows]})
     for i, w in enumerate(wls):
         ns = [n for n in names if (n, w) in agg]
         ys = list(range(len(ns)))[::-1]
@@ -149,10 +174,15 @@ def chart(path, meta, names, wls, agg):
         for y, r in zip(ys, rps):
             ax.text(r, y, f" {r:,.0f}", va="center", fontsize=7)
         ax = axes[i][1]
-        cpu = [agg[(n, w)]["cpu_us"] or 0 for n in ns]
+        if w == "mixed":      # what issue 14 asks of mixed: the fast requests' p99
+            cpu = [(agg[(n, w)]["p99_us"] or 0) / 1000 for n in ns]
+            title = f"{w}: fast requests' p99 ms (lower is better)"
+        else:
+            cpu = [agg[(n, w)]["cpu_us"] or 0 for n in ns]
+            title = f"{w}: server CPU us/request (lower is better)"
         ax.barh(ys, cpu, color=colors)
         ax.set_yticks(ys, ns, fontsize=8)
-        ax.set_title(f"{w}: server CPU us/request (lower is better)", fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
         for y, c in zip(ys, cpu):
             ax.text(c, y, f" {c:,.1f}", va="center", fontsize=7)

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Install what bench/run.sh needs: Debian packages (wrk, uWSGI, mod_wsgi, apache2, nginx)
-# through scripts/deps.sh --bench, and a venv from Debian's CPython 3.11 with gunicorn,
-# Granian and matplotlib. Idempotent; the venv sits where www-data can read it.
+# Install what bench/run.sh needs: Debian packages (wrk, h2load, uWSGI, mod_wsgi, apache2,
+# nginx, libev-dev and gcc for bjoern) through scripts/deps.sh --bench, and a venv from
+# Debian's CPython 3.11 with bench/requirements.txt (gunicorn, Granian, bjoern, pyruvate,
+# Flask, Django, matplotlib). Idempotent; the venv sits where www-data can read it.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 VENV=${OXWSGI_BENCH_VENV:-/opt/oxwsgi-bench-venv}
@@ -22,6 +23,21 @@ for line in open(sys.argv[1]):
 PY
 then
     echo "bench: installing $here/requirements.txt into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+    failed="$VENV/bench-install-failed"
+    rm -rf "$failed"
+    if ! "$VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"; then
+        # One package at a time: one that cannot be installed here takes only its own
+        # contender out (bench/contenders.py reports the last error line of its log).
+        mkdir -p "$failed"
+        grep -v '^ *#' "$here/requirements.txt" | grep . | while read -r req; do
+            name=${req%%==*}
+            if ! "$VENV/bin/pip" install -q --disable-pip-version-check "$req" \
+                    >"$failed/$name.log" 2>&1; then
+                echo "bench: pip install $req failed (log: $failed/$name.log)" >&2
+            else
+                rm -f "$failed/$name.log"
+            fi
+        done
+    fi
 fi
 chmod -R a+rX "$VENV"

@@ -8,7 +8,8 @@ libpcre2-dev zlib1g-dev libssl-dev python3.11 python3.11-dev python3.11-venv \
 curl libapache2-mod-wsgi-py3"
 # For `make bench` only.
 if [ "${1:-}" = "--bench" ]; then
-    PACKAGES="$PACKAGES wrk uwsgi uwsgi-plugin-python3"
+    # nghttp2-client: h2load (the h2 workload); libev-dev + gcc: bjoern's build (PyPI sdist).
+    PACKAGES="$PACKAGES wrk uwsgi uwsgi-plugin-python3 nghttp2-client libev-dev gcc openssl"
 fi
 
 missing=""
