@@ -274,22 +274,25 @@ pub fn environ_vars<'r>(
     path_info: &[u8],
     enable_sendfile: bool,
 ) -> Vec<(Bytes<'r>, Bytes<'r>)> {
-    let s = |v: &str| -> Bytes<'r> { Cow::Owned(v.as_bytes().to_vec()) };
+    // Static keys and constant values are borrowed: no allocation for them per request.
+    let k = |v: &'static [u8]| -> Bytes<'r> { Cow::Borrowed(v) };
     let b = |v: &[u8]| -> Bytes<'r> { Cow::Owned(v.to_vec()) };
+    let flag = |on: bool| k(if on { b"1" } else { b"0" });
     let dc = r.dir_conf();
-    let mut v = vec![
-        (s("mod_wsgi.script_name"), b(script_name)),
-        (s("mod_wsgi.path_info"), b(path_info)),
-        (s("mod_wsgi.request_handler"), Cow::Borrowed(r.handler())),
-        (s("mod_wsgi.handler_script"), s("")),
-        (s("mod_wsgi.listener_host"), s("")),
-        (s("mod_wsgi.listener_port"), s(&r.connection().local_port().to_string())),
-        (s("mod_wsgi.enable_sendfile"), s(if enable_sendfile { "1" } else { "0" })),
-        (s("mod_wsgi.ignore_activity"), s(if dc.ignore_activity() == Some(true) { "1" } else { "0" })),
-        (s("mod_wsgi.request_start"), s(&r.request_time().to_string())),
-    ];
+    let mut v = Vec::with_capacity(10);
+    v.extend([
+        (k(b"mod_wsgi.script_name"), b(script_name)),
+        (k(b"mod_wsgi.path_info"), b(path_info)),
+        (k(b"mod_wsgi.request_handler"), Cow::Borrowed(r.handler())),
+        (k(b"mod_wsgi.handler_script"), k(b"")),
+        (k(b"mod_wsgi.listener_host"), k(b"")),
+        (k(b"mod_wsgi.listener_port"), b(r.connection().local_port().to_string().as_bytes())),
+        (k(b"mod_wsgi.enable_sendfile"), flag(enable_sendfile)),
+        (k(b"mod_wsgi.ignore_activity"), flag(dc.ignore_activity() == Some(true))),
+        (k(b"mod_wsgi.request_start"), b(r.request_time().to_string().as_bytes())),
+    ]);
     if let Some(id) = r.log_id() {
-        v.push((s("mod_wsgi.request_id"), Cow::Borrowed(id)));
+        v.push((k(b"mod_wsgi.request_id"), Cow::Borrowed(id)));
     }
     v
 }

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule};
+use pyo3::types::{PyDict, PyModule, PyString};
 
 /// The mod_wsgi release whose interface oxwsgi offers (`mod_wsgi.version`).
 pub const VERSION: (u32, u32, u32) = (4, 9, 4);
@@ -283,10 +283,11 @@ pub fn request_started(py: Python<'_>, environ: &Bound<'_, PyDict>) -> PyResult<
     environ.set_item(intern!(py, "mod_wsgi.thread_id"), thread_id)?;
     environ.set_item(intern!(py, "mod_wsgi.thread_requests"), thread_requests)?;
     environ.set_item(intern!(py, "mod_wsgi.total_requests"), total)?;
-    environ.set_item(intern!(py, "mod_wsgi.script_start"), start.to_string())?;
+    let start_str = PyString::new(py, &start.to_string());
     if !environ.contains(intern!(py, "mod_wsgi.request_start"))? {
-        environ.set_item(intern!(py, "mod_wsgi.request_start"), start.to_string())?;
+        environ.set_item(intern!(py, "mod_wsgi.request_start"), &start_str)?;
     }
+    environ.set_item(intern!(py, "mod_wsgi.script_start"), start_str)?;
     if !environ.contains(intern!(py, "mod_wsgi.request_id"))? {
         let id = format!("{:x}-{total:x}-{thread_id:x}", std::process::id());
         environ.set_item(intern!(py, "mod_wsgi.request_id"), id)?;
