@@ -270,26 +270,27 @@ pub fn head_as_get(r: &Request) -> bool {
 /// the core, `crate::core::modwsgi_module`).
 pub fn environ_vars<'r>(
     r: &'r Request,
-    script_name: &[u8],
-    path_info: &[u8],
+    script_name: Bytes<'r>,
+    path_info: Bytes<'r>,
     enable_sendfile: bool,
 ) -> Vec<(Bytes<'r>, Bytes<'r>)> {
-    // Static keys and constant values are borrowed: no allocation for them per request.
+    // Static keys and constant values are borrowed, and the request's own values shared
+    // with its metadata: no allocation for them per request.
     let k = |v: &'static [u8]| -> Bytes<'r> { Cow::Borrowed(v) };
-    let b = |v: &[u8]| -> Bytes<'r> { Cow::Owned(v.to_vec()) };
+    let number = |n: String| -> Bytes<'r> { Cow::Owned(n.into_bytes()) };
     let flag = |on: bool| k(if on { b"1" } else { b"0" });
     let dc = r.dir_conf();
     let mut v = Vec::with_capacity(10);
     v.extend([
-        (k(b"mod_wsgi.script_name"), b(script_name)),
-        (k(b"mod_wsgi.path_info"), b(path_info)),
+        (k(b"mod_wsgi.script_name"), script_name),
+        (k(b"mod_wsgi.path_info"), path_info),
         (k(b"mod_wsgi.request_handler"), Cow::Borrowed(r.handler())),
         (k(b"mod_wsgi.handler_script"), k(b"")),
         (k(b"mod_wsgi.listener_host"), k(b"")),
-        (k(b"mod_wsgi.listener_port"), b(r.connection().local_port().to_string().as_bytes())),
+        (k(b"mod_wsgi.listener_port"), number(r.connection().local_port().to_string())),
         (k(b"mod_wsgi.enable_sendfile"), flag(enable_sendfile)),
         (k(b"mod_wsgi.ignore_activity"), flag(dc.ignore_activity() == Some(true))),
-        (k(b"mod_wsgi.request_start"), b(r.request_time().to_string().as_bytes())),
+        (k(b"mod_wsgi.request_start"), number(r.request_time().to_string())),
     ]);
     if let Some(id) = r.log_id() {
         v.push((k(b"mod_wsgi.request_id"), Cow::Borrowed(id)));

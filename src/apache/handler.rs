@@ -231,8 +231,9 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
     let mut meta = request_meta(r, headers, &s, &filename);
     meta.app.callable = Cow::Owned(callable.into_bytes());
     let enable_sendfile = compat::enable_sendfile(r);
-    let (script_name, path_info) = (meta.script_name.to_vec(), meta.path_info.to_vec());
-    meta.server_vars.extend(compat::environ_vars(r, &script_name, &path_info, enable_sendfile));
+    // Cow clones: the metadata borrows these from the request, so nothing is copied.
+    let (script_name, path_info) = (meta.script_name.clone(), meta.path_info.clone());
+    meta.server_vars.extend(compat::environ_vars(r, script_name, path_info, enable_sendfile));
     let handler_script_path;
     if let Some(h) = handler_script {
         handler_script_path = h.script.to_string_lossy().into_owned();
