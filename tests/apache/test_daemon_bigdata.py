@@ -75,20 +75,12 @@ def download(srv, mib, stall=0.0):
         time.sleep(stall)
         head = c.read_head()
         assert head.status == 200
-        h = hashlib.sha256(c.buf)
-        got = len(c.buf)
-        c.buf = b""
-        while True:
-            data = c.sock.recv(1 << 20)
-            if not data:
-                break
-            h.update(data)
-            got += len(data)
+        got, digest = c.drain_hashed()
     assert got == mib * MIB
     want = hashlib.sha256()
     for _ in range(mib):
         want.update(CHUNK)
-    assert h.hexdigest() == want.hexdigest()
+    assert digest == want.hexdigest()
 
 
 def upload(srv, mib):

@@ -49,17 +49,9 @@ def test_stream_100mib_with_slow_start_keeps_rss_flat(server, token):
         head = c.read_head()
         assert head.status == 200
         assert int(head.header("Content-Length")) == SIZE_MIB * MIB
-        h = hashlib.sha256(c.buf)
-        got = len(c.buf)
-        c.buf = b""
-        while True:
-            data = c.sock.recv(1 << 20)
-            if not data:
-                break
-            h.update(data)
-            got += len(data)
+        got, digest = c.drain_hashed()
     assert got == SIZE_MIB * MIB
-    assert h.hexdigest() == expected_stream_sha(SIZE_MIB)
+    assert digest == expected_stream_sha(SIZE_MIB)
     st = wait_state(server, token)
     assert st is not None and st["chunks"] == SIZE_MIB
     growth = st["peak_kb"] - st["start_kb"]

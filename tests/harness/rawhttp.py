@@ -7,6 +7,7 @@ Content-Length, a chunked body that never got its terminating chunk, a body
 sent in answer to HEAD, interim 100 responses, pipelined responses, trailers.
 """
 
+import hashlib
 import socket
 import time
 from dataclasses import dataclass, field
@@ -165,6 +166,20 @@ class RawConnection:
         return Response(version=parts[0], status=status,
                         reason=parts[2] if len(parts) > 2 else "",
                         headers=headers, raw_head=head + b"\r\n\r\n")
+
+    def drain_hashed(self):
+        """Read until the server closes the connection, without keeping the data (a
+        large body): (bytes read, their sha256 hexdigest), counting what is buffered."""
+        h = hashlib.sha256(self.buf)
+        got = len(self.buf)
+        self.buf = b""
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                break
+            h.update(data)
+            got += len(data)
+        return got, h.hexdigest()
 
     def read_response(self, method="GET", skip_interim=True):
         """Parse one response. With skip_interim, 1xx responses (100 Continue)
