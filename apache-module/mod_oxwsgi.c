@@ -178,11 +178,12 @@ const command_rec oxwsgi_cmds[] = {
     DIRECTIVE("WSGIDispatchScript", OXWSGI_D_DISPATCH_SCRIPT, ACCESS_CONF | RSRC_CONF,
               "script whose process_group/application_group/callable_object(environ) "
               "choose per request"),
+    DIRECTIVE("WSGIRestrictProcess", OXWSGI_D_RESTRICT_PROCESS, ACCESS_CONF | RSRC_CONF,
+              "group ...: the only process groups WSGIProcessGroup may select here"),
     DIRECTIVE("WSGIServerMetrics", OXWSGI_D_SERVER_METRICS, RSRC_CONF,
               "On|Off: mod_wsgi.server_metrics() returns the scoreboard"),
     DIRECTIVE("WSGIVerboseDebugging", OXWSGI_D_VERBOSE_DEBUGGING, RSRC_CONF,
               "On|Off: extra debug logging (use LogLevel debug)"),
-    UNSUPPORTED("WSGIRestrictProcess"),
     UNSUPPORTED("WSGIPerInterpreterGIL"),
     UNSUPPORTED("WSGIFreeThreading"),
     UNSUPPORTED("WSGIUserAuthoritative"),
@@ -249,6 +250,8 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
                                            base->handler_scripts, NULL)
                              : add->handler_scripts ? add->handler_scripts
                                                     : base->handler_scripts;
+    c->restrict_process = add->restrict_process ? add->restrict_process
+                                                : base->restrict_process;
     c->trusted_proxy_headers = add->trusted_proxy_headers
                                    ? add->trusted_proxy_headers
                                    : base->trusted_proxy_headers;

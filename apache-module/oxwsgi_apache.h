@@ -36,6 +36,9 @@ typedef struct {
     const char *access_script;       /* WSGIAccessScript */
     const char *auth_user_script;    /* WSGIAuthUserScript */
     const char *auth_group_script;   /* WSGIAuthGroupScript */
+    /* WSGIRestrictProcess: the groups a request here may select, each followed by '\n'
+     * (%{GLOBAL} is an empty line); NULL: no restriction. */
+    const char *restrict_process;
 } oxwsgi_dir_conf;
 
 /* What the auth scripts decided (src/apache/auth.rs); the shim maps them to httpd's. */
@@ -93,7 +96,8 @@ enum oxwsgi_directive {
     OXWSGI_D_ACCESS_SCRIPT,
     OXWSGI_D_AUTH_USER_SCRIPT,
     OXWSGI_D_AUTH_GROUP_SCRIPT,
-    OXWSGI_D_GROUP_AUTHORITATIVE
+    OXWSGI_D_GROUP_AUTHORITATIVE,
+    OXWSGI_D_RESTRICT_PROCESS
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */

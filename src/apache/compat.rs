@@ -117,6 +117,21 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
                  (one kept past its request crashes the child); read what you need from the environ"
             )),
         }),
+        OXWSGI_D_RESTRICT_PROCESS => {
+            // As mod_wsgi: the list replaces an outer one; `%{GLOBAL}` is embedded mode; the
+            // names are not checked against WSGIDaemonProcess (a group may be defined later,
+            // or in another virtual host that shares this directory).
+            let mut list = Vec::new();
+            for a in args {
+                if a.contains('\n') {
+                    return Some(Err(format!("{name}: invalid process group name {a:?}")));
+                }
+                list.extend_from_slice(if a == "%{GLOBAL}" { b"" } else { a.as_bytes() });
+                list.push(b'\n');
+            }
+            dc.set_restrict_process(cmd, &list);
+            Ok(())
+        }
         OXWSGI_D_DISPATCH_SCRIPT => dispatch_script(cmd, dc, args),
         OXWSGI_D_HANDLER_SCRIPT => handler_script(cmd, dc, args),
         OXWSGI_D_ACCESS_SCRIPT => auth_script(name, args).map(|p| dc.set_access_script(cmd, p.as_bytes())),
@@ -367,7 +382,7 @@ pub fn server_metrics(py: Python<'_>) -> PyResult<Py<PyAny>> {
     Ok(sb.into_any().unbind())
 }
 
-/// `WSGIDispatchScript path [process-group=%{GLOBAL}] [application-group=...]`.
+/// `WSGIDispatchScript path [application-group=...]`.
 fn dispatch_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<(), String> {
     let name = "WSGIDispatchScript";
     let Some(path) = args.first() else { return Err(format!("{name} takes a script path")) };
@@ -376,17 +391,17 @@ fn dispatch_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<
     }
     for a in &args[1..] {
         match a.split_once('=') {
-            Some(("process-group", "" | "%{GLOBAL}")) => {}
-            Some(("process-group", g)) => {
+            Some(("process-group", _)) => {
+                // mod_wsgi 4.9 refuses it too: the dispatch script always runs in Apache's child.
                 return Err(format!(
-                    "{name}: process group {g:?} needs daemon mode (WSGIDaemonProcess), which oxwsgi does \
-                     not support yet"
+                    "{name}: option process-group= is not accepted (as in mod_wsgi 4.9): the dispatch \
+                     script always runs in Apache's children; its process_group() picks the request's group"
                 ));
             }
             // Every group is the main interpreter: the dispatch script runs there.
             Some(("application-group", _)) => {}
             _ => {
-                return Err(format!("{name}: unexpected argument {a:?} (options: process-group=, application-group=)"));
+                return Err(format!("{name}: unexpected argument {a:?} (the only option is application-group=)"));
             }
         }
     }
@@ -410,26 +425,50 @@ fn dispatch_result(module: &Bound<'_, PyModule>, name: &str, environ: &Bound<'_,
     Ok(Some(s))
 }
 
+/// `WSGIRestrictProcess`: `Err` (logged by the caller, answered with 500 as mod_wsgi does)
+/// when the request's context lists the groups it may select and `group` (`""` for
+/// embedded mode) is not one of them.
+pub fn restrict_process(r: &Request, group: &str) -> Result<(), String> {
+    let Some(list) = r.dir_conf().restrict_process() else { return Ok(()) };
+    if list.split_inclusive(|&b| b == b'\n').any(|g| g.strip_suffix(b"\n") == Some(group.as_bytes())) {
+        return Ok(());
+    }
+    let shown = if group.is_empty() { "%{GLOBAL}" } else { group };
+    Err(format!(
+        "process group {shown:?} cannot be selected here: it is not one of the groups WSGIRestrictProcess \
+         allows for this location"
+    ))
+}
+
+/// What `WSGIDispatchScript` decided for a request.
+pub enum Dispatched {
+    /// No dispatch script, or its `process_group()` kept the configured group.
+    Keep,
+    /// `process_group()` chose this group (unresolved: `%{GLOBAL}`, `%{ENV:...}` or a name).
+    Group(String),
+    /// The script failed or returned a bad value (logged): the request gets 500.
+    Failed,
+}
+
 /// `WSGIDispatchScript`: its `process_group(environ)`, `application_group(environ)` and
 /// `callable_object(environ)`, where defined, choose for this request (a returned None
-/// keeps the configured value). `false`: the request fails with 500 (logged here).
-pub fn dispatch(py: Python<'_>, r: &Request, w: &Worker, meta: &mut RequestMeta<'_>, log: &dyn LogSink) -> bool {
-    let Some(path) = r.dir_conf().dispatch_script() else { return true };
+/// keeps the configured value). As in mod_wsgi, the script runs in Apache's child before
+/// the request goes to a daemon group, so the group it returns is where the request runs.
+pub fn dispatch(py: Python<'_>, r: &Request, w: &Worker, meta: &mut RequestMeta<'_>, log: &dyn LogSink) -> Dispatched {
+    let Some(path) = r.dir_conf().dispatch_script() else { return Dispatched::Keep };
     let path = Path::new(OsStr::from_bytes(path));
     let context = path.display().to_string();
-    let run = |meta: &mut RequestMeta<'_>| -> PyResult<Result<(), String>> {
+    let run = |meta: &mut RequestMeta<'_>| -> PyResult<Dispatched> {
         let module = script::module(py, path, meta.app.script_reloading)?;
         let environ = w.environ(py, meta)?;
         // As mod_wsgi: the dispatch script's own context, no callable yet.
         environ.set_item("mod_wsgi.process_group", "")?;
         environ.set_item("mod_wsgi.application_group", "")?;
         environ.del_item("mod_wsgi.callable_object")?;
-        if let Some(g) = dispatch_result(&module, "process_group", &environ)? {
-            if !(g.is_empty() || g == "%{GLOBAL}") {
-                return Ok(Err(format!(
-                    "process_group() chose {g:?}: daemon process groups need daemon mode (WSGIDaemonProcess), \
-                     which oxwsgi does not support yet"
-                )));
+        let group = dispatch_result(&module, "process_group", &environ)?;
+        if let Some(g) = &group {
+            if let Err(e) = super::daemon_conf::process_group(g) {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!("process_group() returned {g:?}: {e}")));
             }
         }
         if let Some(g) = dispatch_result(&module, "application_group", &environ)? {
@@ -439,17 +478,13 @@ pub fn dispatch(py: Python<'_>, r: &Request, w: &Worker, meta: &mut RequestMeta<
         if let Some(c) = dispatch_result(&module, "callable_object", &environ)? {
             meta.app.callable = Cow::Owned(c.into_bytes());
         }
-        Ok(Ok(()))
+        Ok(group.map_or(Dispatched::Keep, Dispatched::Group))
     };
     match run(meta) {
-        Ok(Ok(())) => true,
-        Ok(Err(why)) => {
-            log.log(crate::core::Level::Error, &format!("{context}: {why}"));
-            false
-        }
+        Ok(d) => d,
         Err(e) => {
             log_exception(py, log, &context, "WSGIDispatchScript failed", &e);
-            false
+            Dispatched::Failed
         }
     }
 }
@@ -475,6 +510,7 @@ fn handler_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<(
         }
         c.handler_scripts.push(HandlerScript {
             script: PathBuf::from(script),
+            process_group: o.process_group,
             application_group: o.application_group,
             pass_authorization: o.pass_authorization,
         });

@@ -64,6 +64,8 @@ pub struct Config {
 /// One `WSGIHandlerScript`.
 pub struct HandlerScript {
     pub script: PathBuf,
+    /// `process-group=` (a daemon group, `%{GLOBAL}` or `%{ENV:variable}`).
+    pub process_group: Option<String>,
     pub application_group: Option<String>,
     pub pass_authorization: Option<bool>,
 }

@@ -149,8 +149,8 @@ fn settings(r: &Request, config: &Config) -> Settings {
 }
 
 /// The daemon group a request runs in (`None`: embedded), `%{ENV:var}` resolved.
-fn daemon_group(r: &Request, s: &Settings) -> Result<Option<String>, String> {
-    let Some(v) = &s.process_group else { return Ok(None) };
+fn daemon_group(r: &Request, v: Option<&str>) -> Result<Option<String>, String> {
+    let Some(v) = v else { return Ok(None) };
     let name = match process_group(v)? {
         ProcessGroup::Embedded => return Ok(None),
         ProcessGroup::Named(n) => n.to_string(),
@@ -204,6 +204,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         s.callable = "handle_request".into();
         s.application_group = h.application_group.clone().or(s.application_group);
         s.pass_authorization = h.pass_authorization.unwrap_or(s.pass_authorization);
+        s.process_group = h.process_group.clone().or(s.process_group);
     }
     let headers: Vec<(&[u8], &[u8])> = r.headers_in().iter().collect();
     let chunked = match body_framing(&headers, r.limit_req_body()) {
@@ -220,13 +221,6 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         );
         return HTTP_LENGTH_REQUIRED as c_int;
     }
-    let group = match daemon_group(r, &s) {
-        Ok(g) => g,
-        Err(e) => {
-            log.log(Level::Error, &format!("{filename}: {e}"));
-            return HTTP_INTERNAL_SERVER_ERROR as c_int;
-        }
-    };
     let callable = compat::callable(r, &s.callable);
     let mut meta = request_meta(r, headers, &s, &filename);
     meta.app.callable = Cow::Owned(callable.into_bytes());
@@ -249,6 +243,33 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
     if compat::head_as_get(r) {
         meta.method = Cow::Borrowed(b"GET");
     }
+    // As mod_wsgi: the dispatch script (in this child) may choose the group, then
+    // WSGIRestrictProcess checks the choice, then the request goes where it says.
+    let mut chosen = s.process_group.clone();
+    if r.dir_conf().dispatch_script().is_some() {
+        let Some(w) = worker::get().filter(|w| w.ready(&**log, &filename)) else {
+            log.log(
+                Level::Error,
+                &format!("{filename}: WSGIDispatchScript needs Python in Apache's children (WSGIRestrictEmbedded Off)"),
+            );
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        };
+        python::keep_thread_state();
+        match Python::attach(|py| compat::dispatch(py, r, w, &mut meta, &**log)) {
+            compat::Dispatched::Keep => {}
+            compat::Dispatched::Group(g) => chosen = Some(g),
+            compat::Dispatched::Failed => return HTTP_INTERNAL_SERVER_ERROR as c_int,
+        }
+    }
+    let group = match daemon_group(r, chosen.as_deref())
+        .and_then(|g| compat::restrict_process(r, g.as_deref().unwrap_or("")).map(|_| g))
+    {
+        Ok(g) => g,
+        Err(e) => {
+            log.log(Level::Error, &format!("{filename}: {e}"));
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        }
+    };
     if let Some(name) = group {
         let Some(g) = config.group(&name) else {
             log.log(Level::Error, &format!("{filename}: no WSGI daemon process called {name:?} has been configured"));
@@ -281,9 +302,6 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
             log: log.clone(),
             context,
         };
-        if !compat::dispatch(py, r, w, &mut meta, &**log) {
-            return None;
-        }
         let started = Instant::now();
         let mut ex = w.begin(py, &meta, ch)?;
         let outcome = loop {

@@ -861,6 +861,9 @@ impl DirConf {
     pub fn auth_group_script(&self) -> Option<&[u8]> {
         self.text(|c| c.auth_group_script)
     }
+    pub fn restrict_process(&self) -> Option<&[u8]> {
+        self.text(|c| c.restrict_process)
+    }
 
     /// Store a string that lives in the configuration pool (`CmdParms::pool`), which
     /// outlives the configuration that points at it.
@@ -915,6 +918,9 @@ impl DirConf {
     }
     pub fn set_dispatch_script(&mut self, cmd: &CmdParms, v: &[u8]) {
         self.0.dispatch_script = cmd.pool().strdup(v).as_ptr();
+    }
+    pub fn set_restrict_process(&mut self, cmd: &CmdParms, v: &[u8]) {
+        self.0.restrict_process = cmd.pool().strdup(v).as_ptr();
     }
 }
 
