@@ -126,6 +126,9 @@ fn settings(g: &DaemonGroup, c: &Config) -> GroupSettings {
     if g.python_home.is_some() {
         runtime.start.home = g.python_home.clone();
     }
+    // The `mod_wsgi` module of a daemon process describes its group, as in mod_wsgi.
+    runtime.modwsgi.process_group = g.name.clone();
+    (runtime.modwsgi.maximum_processes, runtime.modwsgi.threads_per_process) = (g.processes, g.threads);
     GroupSettings {
         name: g.name.clone(),
         processes: g.processes,

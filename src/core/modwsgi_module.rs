@@ -37,6 +37,9 @@ pub struct ModWsgiConfig {
     /// `threads_per_process`), as the server configures them.
     pub maximum_processes: u32,
     pub threads_per_process: u32,
+    /// `mod_wsgi.process_group`: the daemon process group this process belongs to (`""`
+    /// in the server's own processes, embedded mode).
+    pub process_group: String,
 }
 
 impl Default for ModWsgiConfig {
@@ -48,6 +51,7 @@ impl Default for ModWsgiConfig {
             python_eggs: None,
             maximum_processes: 1,
             threads_per_process: 1,
+            process_group: String::new(),
         }
     }
 }
@@ -244,7 +248,7 @@ fn _oxwsgi_counters() -> (u64, u64, f64, Vec<(u64, u64)>) {
 pub fn install(py: Python<'_>, cfg: &ModWsgiConfig) -> PyResult<()> {
     let m = PyModule::new(py, "mod_wsgi")?;
     m.add("version", VERSION)?;
-    m.add("process_group", "")?;
+    m.add("process_group", cfg.process_group.as_str())?;
     m.add("application_group", "")?;
     m.add("maximum_processes", cfg.maximum_processes.max(1))?;
     m.add("threads_per_process", cfg.threads_per_process.max(1))?;
