@@ -91,7 +91,8 @@ _local = threading.local()
 _start_time = time.time()
 
 def subscribe_events(callback):
-    """Call callback(name, **event) for request_started, request_finished, process_stopping."""
+    """Call callback(name, **event) for request_started, response_started,
+    request_finished and process_stopping (mod_wsgi 4.9's events)."""
     event_callbacks.append(callback)
     _oxwsgi_subscribed()
 
@@ -109,24 +110,48 @@ def _publish(name, event, callbacks=None):
             print('Exception in mod_wsgi event callback for %r:' % name, file=sys.stderr)
             traceback.print_exc()
 
+def _thread_cpu():
+    try:
+        import resource
+        u = resource.getrusage(resource.RUSAGE_THREAD)
+        return u.ru_utime, u.ru_stime
+    except (ImportError, AttributeError, OSError):
+        return 0.0, 0.0
+
 def _request_started(environ, request_start, application_start):
     data = {}
     _local.data = data
-    event = dict(request_environ=environ, request_id=environ.get('mod_wsgi.request_id'),
+    _local.request_id = environ.get('mod_wsgi.request_id')
+    _local.cpu = _thread_cpu()
+    event = dict(request_environ=environ, request_id=_local.request_id,
                  thread_id=environ.get('mod_wsgi.thread_id'), request_start=request_start,
                  application_start=application_start, request_data=data)
     _publish('request_started', event)
 
+def _response_started(status, headers, exc_info):
+    data = getattr(_local, 'data', None)
+    if data is None:
+        return
+    _publish('response_started', dict(request_id=getattr(_local, 'request_id', None),
+                                      response_status=status, response_headers=headers,
+                                      exception_info=exc_info, request_data=data))
+
 def _request_finished(application_finish, application_time):
-    data = getattr(_local, 'data', {})
+    data = getattr(_local, 'data', None)
     _local.data = None
-    _publish('request_finished', dict(application_finish=application_finish,
-                                      application_time=application_time, request_data=data))
+    user, system = _thread_cpu()
+    user0, system0 = getattr(_local, 'cpu', (user, system))
+    _publish('request_finished', dict(request_id=getattr(_local, 'request_id', None),
+                                      application_finish=application_finish,
+                                      application_time=application_time,
+                                      cpu_user_time=user - user0, cpu_system_time=system - system0,
+                                      request_data=data if data is not None else {}))
 
 def _process_stopping(reason):
+    # As mod_wsgi: one event dict, seen by the event subscribers then the shutdown ones.
     event = dict(shutdown_reason=reason)
     _publish('process_stopping', event)
-    _publish('process_stopping', dict(event), shutdown_callbacks)
+    _publish('process_stopping', event, shutdown_callbacks)
 
 def request_data():
     """The dict shared by the event callbacks of the current request."""
@@ -325,7 +350,28 @@ pub fn request_finished(py: Python<'_>, started: Instant) {
     }
 }
 
-/// The process stops: `process_stopping` to event and shutdown subscribers.
+/// The application called `start_response`: the `response_started` event, when an
+/// application subscribed (mod_wsgi 4.9 publishes it from start_response too).
+pub fn response_started(
+    py: Python<'_>,
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+    exc_info: Option<&Bound<'_, PyAny>>,
+) {
+    if !SUBSCRIBED.load(Ordering::Relaxed) {
+        return;
+    }
+    let none = py.None();
+    let exc_info = exc_info.unwrap_or_else(|| none.bind(py));
+    let r = py.import("mod_wsgi").and_then(|m| m.getattr("_response_started")?.call1((status, headers, exc_info)));
+    if let Err(e) = r {
+        e.print(py);
+    }
+}
+
+/// The process stops: `process_stopping` to event and shutdown subscribers. `reason` is
+/// mod_wsgi's `shutdown_reason` (`""` when the server stops or restarts the process,
+/// `inactivity_timeout`, `restart_interval`, `request_timeout`, ... in daemon mode).
 pub fn process_stopping(py: Python<'_>, reason: &str) {
     if let Err(e) = py.import("mod_wsgi").and_then(|m| m.getattr("_process_stopping")?.call1((reason,))) {
         e.print(py);

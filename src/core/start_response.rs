@@ -234,6 +234,7 @@ impl Responder {
             }
             me.pending = Some(head::from_python(status, headers)?);
         }
+        super::modwsgi_module::response_started(slf.py(), status, headers, exc_info);
         Ok(slf.getattr(intern!(slf.py(), "write"))?.unbind())
     }
 

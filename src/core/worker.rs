@@ -108,9 +108,18 @@ impl Worker {
     /// `logging.shutdown`, `weakref.finalize`) within [`super::exit::DEFAULT_LIMIT`]. Once;
     /// nothing to do when Python did not start. Call without the GIL, after serving stopped.
     pub fn exit(&self) {
+        self.exit_because("")
+    }
+
+    /// [`Worker::exit`], first publishing mod_wsgi's `process_stopping` event with
+    /// `shutdown_reason` = `reason` to the applications that subscribed.
+    pub fn exit_because(&self, reason: &str) {
         static ONCE: std::sync::Once = std::sync::Once::new();
         if self.startup_error.is_none() {
-            ONCE.call_once(|| super::exit::run_exit_handlers(super::exit::DEFAULT_LIMIT, self.log.clone()));
+            ONCE.call_once(|| {
+                Python::attach(|py| super::modwsgi_module::process_stopping(py, reason));
+                super::exit::run_exit_handlers(super::exit::DEFAULT_LIMIT, self.log.clone())
+            });
         }
     }
 

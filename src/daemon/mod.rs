@@ -68,6 +68,19 @@ pub enum Exit {
     Failed(String),
 }
 
+impl Exit {
+    /// mod_wsgi's `shutdown_reason` for the `process_stopping` event (`""` where mod_wsgi
+    /// gives none: the server stopping the process, maximum-requests, a changed script).
+    pub fn shutdown_reason(&self) -> &'static str {
+        match self {
+            Exit::RestartInterval => "restart_interval",
+            Exit::InactivityTimeout => "inactivity_timeout",
+            Exit::RequestTimeout => "request_timeout",
+            _ => "",
+        }
+    }
+}
+
 /// Runs inside a freshly forked daemon process (privileges already dropped by the caller).
 /// Starts Python (core::worker), accepts requests on `listener` with `threads` threads,
 /// and returns why it stopped; the caller exits the process. SIGTERM/SIGINT: stop
@@ -86,8 +99,9 @@ pub fn serve(settings: &GroupSettings, listener: UnixListener, log: Arc<dyn LogS
         std::thread::sleep(grace);
         crate::ffi::os::exit_now(1);
     });
-    // Python's exit work (atexit, logging.shutdown, ...), as an embedded worker runs it.
-    worker.exit();
+    // mod_wsgi's process_stopping event, then Python's exit work (atexit,
+    // logging.shutdown, ...), as an embedded worker runs it.
+    worker.exit_because(exit.shutdown_reason());
     exit
 }
 
