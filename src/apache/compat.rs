@@ -16,12 +16,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule};
 
 use super::httpd::{CmdParms, DirConf, Request, process, scoreboard};
-use crate::core::LogSink;
+use crate::core::head::ResponseHead;
 use crate::core::proxy::{self, Subnet, Trust};
 use crate::core::request::{Bytes, RequestMeta};
 use crate::core::response::log_exception;
 use crate::core::script;
 use crate::core::worker::Worker;
+use crate::core::{LogSink, ResponseSink, SinkError, WriteFlags};
 use crate::ffi::httpd::*;
 
 /// Remember a start-up notice (logged once, by post_config).
@@ -95,12 +96,21 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
             if !MECHS.contains(&v.to_ascii_lowercase().as_str()) {
                 return Err(format!("{name} must be one of {}, not {v:?}", MECHS.join(", ")));
             }
-            notice(format!("{name} applies to daemon process groups only (issue 10); none is configured"));
+            notice(format!(
+                "{name} {v} is accepted and has no effect: oxwsgi's daemon processes take connections without \
+                 an accept mutex (each polls the group's socket, then accepts without blocking; the kernel gives \
+                 a connection to one process), so requests are served the same with any mechanism"
+            ));
             Ok(())
         }),
-        OXWSGI_D_SOCKET_ROTATION => global_only(cmd, name)
-            .and_then(|_| flag(name, args))
-            .map(|_| notice(format!("{name} applies to daemon process groups only (issue 10); none is configured"))),
+        OXWSGI_D_SOCKET_ROTATION => global_only(cmd, name).and_then(|_| flag(name, args)).map(|v| {
+            notice(format!(
+                "{name} {}: oxwsgi keeps a daemon group's socket across graceful restarts while the group's \
+                 definition is unchanged (what mod_wsgi does with Off) and binds a new one when it changed \
+                 (as with On); requests in flight during a restart reach a daemon either way",
+                if v == 1 { "On" } else { "Off" }
+            ))
+        }),
         OXWSGI_D_IGNORE_ACTIVITY => flag(name, args).map(|v| {
             dc.set_ignore_activity(v == 1);
             if v == 1 {
@@ -542,4 +552,50 @@ fn auth_script<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
     }
     parse_options(name, &args[1..], &["application-group"])?;
     Ok(path)
+}
+
+/// `WSGIErrorOverride On` for a request proxied to a daemon group: an error status (4xx,
+/// 5xx) from the application is not sent; its body is discarded and the handler returns
+/// the status, so httpd answers with its own error page (`ErrorDocument`), as mod_wsgi
+/// does. Transparent when the directive is not On for the request.
+pub struct ErrorOverride<'a> {
+    inner: &'a mut dyn ResponseSink,
+    on: bool,
+    /// The application's error status, once its response was overridden.
+    status: Option<u16>,
+}
+
+pub fn error_override<'a>(r: &Request, inner: &'a mut dyn ResponseSink) -> ErrorOverride<'a> {
+    ErrorOverride { inner, on: r.dir_conf().error_override() == Some(true), status: None }
+}
+
+impl ErrorOverride<'_> {
+    /// The error status to hand to httpd, when the application's response was overridden.
+    pub fn overridden(&self) -> Option<u16> {
+        self.status
+    }
+}
+
+impl ResponseSink for ErrorOverride<'_> {
+    fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
+        if self.on && head.status >= 400 {
+            self.status = Some(head.status);
+            return Ok(());
+        }
+        self.inner.send_head(head)
+    }
+    fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
+        if self.status.is_some() { Ok(()) } else { self.inner.write(data, flags) }
+    }
+    fn may_block(&self, len: usize, flags: WriteFlags) -> bool {
+        self.status.is_none() && self.inner.may_block(len, flags)
+    }
+    fn send_file(&mut self, fd: i32, offset: u64, len: u64, flags: WriteFlags) -> Result<bool, SinkError> {
+        if self.status.is_some() { Ok(true) } else { self.inner.send_file(fd, offset, len, flags) }
+    }
+    fn abort(&mut self) {
+        if self.status.is_none() {
+            self.inner.abort()
+        }
+    }
 }

@@ -276,7 +276,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
             return HTTP_INTERNAL_SERVER_ERROR as c_int;
         };
         meta.app.process_group = Cow::Borrowed(g.name.as_bytes());
-        return to_daemon(g, &meta, handle, &**log, &filename);
+        return to_daemon(g, &meta, handle, &**log, &filename, r);
     }
     if config.restrict_embedded {
         log.log(
@@ -357,13 +357,19 @@ fn to_daemon(
     handle: &RequestHandle,
     log: &dyn LogSink,
     filename: &str,
+    r: &Request,
 ) -> c_int {
     let t = g.client_timeouts();
     let mut body = ApacheBody::new(handle.clone());
     let mut sink = Tracked { sink: ApacheSink::new(handle.clone()), head_sent: false, aborted: false };
+    // WSGIErrorOverride On: an error status becomes httpd's own error page.
+    let mut overriding = compat::error_override(r, &mut sink);
     // `forward` sends the request again when the daemon that took it restarts for a
     // changed script (script reloading).
-    let result = client::forward(&g.socket, meta, &mut body, &mut sink, &t);
+    let result = client::forward(&g.socket, meta, &mut body, &mut overriding, &t);
+    if let (Some(code), Ok(_)) = (overriding.overridden(), &result) {
+        return c_int::from(code);
+    }
     let name = &g.name;
     let (status, what) = match result {
         Ok(Outcome::Failed) => (HTTP_INTERNAL_SERVER_ERROR, None),

@@ -840,6 +840,9 @@ impl DirConf {
     pub fn ignore_activity(&self) -> Option<bool> {
         flag(self.0.ignore_activity)
     }
+    pub fn error_override(&self) -> Option<bool> {
+        flag(self.0.error_override)
+    }
     pub fn trusted_proxies(&self) -> Option<&[u8]> {
         self.text(|c| c.trusted_proxies)
     }

@@ -593,5 +593,5 @@ WSGICaseSensitivity Off
         subprocess.run([paths.APACHE_BIN, "-f", str(conf), "-k", "stop"], env=env, timeout=60)
         procs.kill_survivors(procs.with_cmdline(str(conf)))
     assert "WSGIErrorOverride On applies to responses of daemon process groups only" in log, log
-    assert "WSGIAcceptMutex applies to daemon process groups only" in log, log
+    assert "WSGIAcceptMutex flock is accepted and has no effect" in log, log
     assert "WSGICaseSensitivity Off is ignored" in log, log
