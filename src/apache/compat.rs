@@ -86,8 +86,9 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
         OXWSGI_D_DESTROY_INTERPRETER => global_only(cmd, name).and_then(|_| flag(name, args)).map(|v| {
             if v == 1 {
                 notice(format!(
-                    "{name} On: oxwsgi never finalizes Python in a child (as with Off), so atexit \
-                     functions do not run when a child stops; requests are unaffected"
+                    "{name} On: oxwsgi never finalizes Python in a child; when a child stops it runs \
+                     the exit work instead (process_stopping, non-daemon threads, atexit); requests are \
+                     unaffected"
                 ));
             }
         }),

@@ -121,17 +121,34 @@ impl DaemonGroup {
     }
 }
 
-/// mod_wsgi options oxwsgi does not implement: refused by name.
+/// mod_wsgi 4.9's options oxwsgi does not implement: refused by name, with why and what
+/// to do instead (docs/mod_wsgi-migration.md has the same list).
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "script-user",
+        "mod_wsgi refuses scripts not owned by that user; ignoring it would serve them. Own the scripts with \
+         the group's user= and keep others from writing to their directory",
+    ),
+    ("script-group", "as script-user, for the scripts' group; remove it and restrict the directory's permissions"),
+    ("chroot", "run Apache in a container or with systemd's RootDirectory= instead"),
+    ("cpu-priority", "set the priority of Apache itself (systemd Nice=, or nice when starting it)"),
+    ("socket-user", "the group's socket is owned by Apache's User with mode 0600; only Apache's children can connect"),
+    ("send-buffer-size", "the daemon socket uses the kernel's buffer sizes; remove it"),
+    ("receive-buffer-size", "the daemon socket uses the kernel's buffer sizes; remove it"),
+    (
+        "startup-timeout",
+        "a process whose start-up hangs is not restarted for it; use request-timeout and deadlock-timeout",
+    ),
+    ("response-socket-timeout", "socket-timeout applies to the response as well; remove it or set socket-timeout"),
+    ("server-metrics", "mod_wsgi.server_metrics() answers None in a daemon process; remove it"),
+    ("newrelic-config-file", "initialize the agent from the WSGI script (newrelic.agent.initialize())"),
+    ("newrelic-environment", "initialize the agent from the WSGI script (newrelic.agent.initialize())"),
+];
+
+/// Options of later mod_wsgi releases (or misspellings seen in the wild) that oxwsgi does
+/// not implement: refused by name.
 const NOT_SUPPORTED: &[&str] = &[
-    "script-user",
-    "cpu-priority",
-    "chroot",
-    "send-buffer-size",
-    "receive-buffer-size",
-    "startup-timeout",
     "startup-time-limit",
-    "response-socket-timeout",
-    "server-metrics",
     "error-override",
     "proxy-buffer-size",
     "max-requests-per-child",
@@ -143,7 +160,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "python-homes",
     "maximum-requests-per-process",
     "threads-per-process",
-    "socket-user",
     "graceful-shutdown",
     "enable-sendfile",
     "map-head-to-get",
@@ -295,6 +311,10 @@ pub fn parse(args: &[String], worker: &Account, global_home: Option<&Path>) -> R
             "memory-limit" => g.memory_limit = Some(number(&k, v, 1)?),
             "virtual-memory-limit" => g.virtual_memory_limit = Some(number(&k, v, 1)?),
             "cpu-time-limit" => g.cpu_time_limit = Some(number(&k, v, 1)?),
+            _ if REFUSED.iter().any(|(o, _)| *o == k) => {
+                let why = REFUSED.iter().find(|(o, _)| *o == k).map_or("", |(_, w)| *w);
+                return Err(format!("{d} {name}: option {k:?} is not supported by oxwsgi: {why}"));
+            }
             _ if NOT_SUPPORTED.contains(&k.as_str()) => {
                 return Err(format!(
                     "{d} {name}: option {k:?} is not supported by oxwsgi; remove it (see docs/daemon-mode.md)"
