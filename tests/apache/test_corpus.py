@@ -162,51 +162,83 @@ WSGIScriptAlias /websys/ {d}/websys/index.py/
         [("/websys/", {}), ("/websys/page", {}), ("/websys", {})],
     ),
     "reviewboard": Entry(
-        "Review Board 5.0 rb-site's generated apache-wsgi.conf (reviewboard/cmdline/conf/"
-        "apache-wsgi.conf.in): WSGIScriptAlias \"/reviews\" \".../reviewboard.wsgi/reviews\", "
-        "WSGIPassAuthorization On, AllowOverride All",
-        "paths",
-        {"htdocs/reviewboard.wsgi": DUMP},
+        "Review Board, rb-site's template reviewboard/cmdline/conf/apache-wsgi.conf.in "
+        "(github.com/reviewboard/reviewboard, 92d6b804): WSGIScriptAlias \"/reviews\" "
+        "\".../reviewboard.wsgi/reviews\", WSGIPassAuthorization On, static Aliases under the mount",
+        "paths (@sitedir@), port (@port@), @sitedomain@ = reviews.example.com, @siteroot@ = /reviews/, "
+        "@apache_auth@ = Require all granted (what rb-site writes for httpd 2.4)",
+        {"htdocs/reviewboard.wsgi": DUMP, "htdocs/media/uploaded/files/x.html": "<p>uploaded</p>\n",
+         "htdocs/static/rb/app.css": "rb {}\n", "htdocs/errordocs/500.html": "<p>500</p>\n"},
         """
-WSGIPassAuthorization On
-WSGIScriptAlias "/reviews" "{d}/htdocs/reviewboard.wsgi/reviews"
-<Directory "{d}/htdocs">
-    AllowOverride All
-    Options -Indexes +FollowSymLinks
-    Require all granted
-</Directory>
+<VirtualHost *:{port}>
+	ServerName reviews.example.com
+	DocumentRoot "{d}/htdocs"
+
+	# Error handlers
+	ErrorDocument 500 /errordocs/500.html
+
+	WSGIPassAuthorization On
+	WSGIScriptAlias "/reviews" "{d}/htdocs/reviewboard.wsgi/reviews"
+
+	<Directory "{d}/htdocs">
+		AllowOverride All
+		Options -Indexes +FollowSymLinks
+		Require all granted
+	</Directory>
+
+	# Prevent the server from processing or allowing the rendering of
+	# certain file types.
+	<Location "/reviews/media/uploaded">
+		SetHandler None
+		Options None
+
+		AddType text/plain .html .htm .shtml .php .php3 .php4 .php5 .phps .asp
+		AddType text/plain .pl .py .fcgi .cgi .phtml .phtm .pht .jsp .sh .rb
+
+		<IfModule mod_php5.c>
+			php_flag engine off
+		</IfModule>
+
+		# Force all uploaded media files to download.
+		<IfModule mod_headers.c>
+			Header set Content-Disposition "attachment"
+		</IfModule>
+	</Location>
+
+	# Alias static media requests to filesystem
+	Alias /reviews/media "{d}/htdocs/media"
+	Alias /reviews/static "{d}/htdocs/static"
+	Alias /reviews/errordocs "{d}/htdocs/errordocs"
+	Alias /reviews/favicon.ico "{d}/htdocs/static/rb/images/favicon.png"
+</VirtualHost>
 """,
-        [("/reviews/", {}), ("/reviews/r/1/", {"Authorization": "Basic eDp5"})],
+        [("/reviews/", {}), ("/reviews/r/1/", {"Authorization": "Basic eDp5"}),
+         ("/reviews/media/uploaded/files/x.html", {}), ("/reviews/static/rb/app.css", {}),
+         ("/reviews/errordocs/500.html", {}), ("/reviews/favicon.ico", {})],
+        modules=("headers",),
     ),
     "trac-global-group": Entry(
-        "Trac wiki, TracModWSGI (trac.edgewall.org/wiki/TracModWSGI): WSGIScriptAlias /trac + "
-        "WSGIApplicationGroup %{GLOBAL} in the script's <Directory>",
-        "paths",
-        {"trac/trac.wsgi": DUMP},
+        "Trac 1.6, trac/wiki/default-pages/TracModWSGI (github.com/edgewall/trac, 25c4b3a86), "
+        "Mapping requests to the script: the cgi-bin directory that trac-admin deploy generates",
+        "paths (/usr/share/trac/cgi-bin)",
+        {"trac/cgi-bin/trac.wsgi": DUMP},
         """
-WSGIScriptAlias /trac {d}/trac/trac.wsgi
-<Directory {d}/trac>
+WSGIScriptAlias /trac {d}/trac/cgi-bin/trac.wsgi
+
+<Directory {d}/trac/cgi-bin>
     WSGIApplicationGroup %{{GLOBAL}}
-    Require all granted
+    # For Apache 2.2
+    <IfModule !mod_authz_core.c>
+        Order deny,allow
+        Allow from all
+    </IfModule>
+    # For Apache 2.4
+    <IfModule mod_authz_core.c>
+        Require all granted
+    </IfModule>
 </Directory>
 """,
-        [("/trac", {}), ("/trac/wiki/WikiStart", {})],
-    ),
-    "debian-ifmodule": Entry(
-        "Debian package snippets guarded by <IfModule mod_wsgi.c> (e.g. graphite-web's "
-        "Debian packaging), here with the default application group",
-        "paths",
-        {"guarded/app.wsgi": DUMP},
-        """
-<IfModule mod_wsgi.c>
-    WSGIScriptAlias /guarded {d}/guarded/app.wsgi
-    <Directory {d}/guarded>
-        WSGIApplicationGroup %{{RESOURCE}}
-        Require all granted
-    </Directory>
-</IfModule>
-""",
-        [("/guarded/x", {})],
+        [("/trac", {}), ("/trac/wiki/WikiStart", {}), ("/trac/chrome/common/trac.css", {})],
     ),
     "koji-hub": Entry(
         "Koji 1.35.3, kojihub/app/httpd.conf (github.com/koji-project/koji): Alias onto the "
@@ -799,6 +831,78 @@ Alias /koji-static/ "{d}/koji-web/static/"
 </Directory>
 """,
         [("/koji", {}), ("/koji/packageinfo?packageID=1", {}), ("/koji-static/koji.css", {})],
+    ),
+    "moinmoin": Entry(
+        "MoinMoin 1.9.11, wiki/server/moin.wsgi (github.com/moinwiki/moin-1.9, 8fa67f1a): the "
+        "statements its docstring says to add to the VirtualHost",
+        "paths (/some/path), accounts (someuser/somegroup); the VirtualHost they go into is "
+        "written around them (ServerName wiki.example.com, the test's port); env: the grant of the "
+        "script's directory",
+        {"moin/moin.wsgi": DUMP},
+        """
+<VirtualHost *:{port}>
+    ServerName wiki.example.com
+
+    # you will invoke your moin wiki at the root url, like http://servername/FrontPage:
+    WSGIScriptAlias / {d}/moin/moin.wsgi
+
+    # create some wsgi daemons - use someuser.somegroup same as your data_dir:
+    WSGIDaemonProcess daemonname user={user} group={group} processes=5 threads=10 maximum-requests=1000 umask=0007
+
+    # use the daemons we defined above to process requests!
+    WSGIProcessGroup daemonname
+</VirtualHost>
+""",
+        [("/FrontPage", {"Host": "wiki.example.com"}), ("/", {"Host": "wiki.example.com"}),
+         ("/RecentChanges?action=rss_rc", {"Host": "wiki.example.com"})],
+        env="<Directory {d}/moin>\n    Require all granted\n</Directory>\n",
+    ),
+    "roundup": Entry(
+        "Roundup 2.6.0, doc/installation.txt (github.com/roundup-tracker/roundup, 3ed0c6de), "
+        "mod_wsgi with a daemon process per tracker",
+        "paths (/srv/roundup/foo, /home/roundup, /var/www, /var/log/apache2: the server's own "
+        "error log), port, accounts (roundup-foo); env: the grants of /srv/roundup and the docs "
+        "directory (Debian's apache2.conf leaves /srv commented out)",
+        {"srv/roundup/foo/roundup.wsgi": DUMP, "srv/roundup/foo/html/style.css": "s {}\n",
+         "home/roundup/install/share/doc/roundup/html/index.html": "<p>docs</p>\n", "www/.keep": ""},
+        """
+    ServerAdmin webmaster@example.com
+    ErrorLog {stage}/logs/error.log
+
+    LogLevel notice
+
+    DocumentRoot {d}/www/
+
+    <VirtualHost *:{port}>
+            CustomLog {stage}/logs/access.log vhost_combined
+
+            # allow access to roundup docs
+            Alias /doc/ {d}/home/roundup/install/share/doc/roundup/html/
+
+            # make apache serve static assets like css rather than
+            # having roundup serve the files
+            Alias /foo/@@file/ {d}/srv/roundup/foo/html/
+
+            # make /foo into /foo/
+            RedirectMatch permanent ^/(foo)$ /$1/
+
+            # start a wsgi daemon process running as user roundup-foo
+            # in group roundup-foo. This also changes directory to
+            # ~roundup-foo before it starts roundup.wsgi.
+            WSGIDaemonProcess roundup-foo display-name=roundup-foo user={user} group={group} threads=25
+
+            # make tracker available at /foo and tie it into the
+            # wsgi script below.
+            WSGIScriptAlias /foo {d}/srv/roundup/foo/roundup.wsgi
+            <Location /foo>
+                    WSGIProcessGroup roundup-foo
+            </Location>
+    </VirtualHost>
+""",
+        [("/foo", {}), ("/foo/", {}), ("/foo/issue1?@template=item", {}), ("/foo/@@file/style.css", {}),
+         ("/doc/index.html", {})],
+        env="<Directory {d}/srv/roundup>\n    Require all granted\n</Directory>\n"
+            "<Directory {d}/home/roundup/install/share/doc/roundup/html>\n    Require all granted\n</Directory>\n",
     ),
     "modwsgi-restrict-process": Entry(
         "mod_wsgi 4.9.4 docs/configuration-directives/WSGIRestrictProcess.rst: per-user groups "
