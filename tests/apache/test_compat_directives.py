@@ -95,6 +95,16 @@ def handle_request(environ, start_response):
 
 
 AUTH = """
+import hashlib
+
+def get_realm_hash(environ, user, realm):
+    # mod_auth_digest's HA1: md5("user:realm:password"), hex.
+    if user == 'alice':
+        return hashlib.md5(('%s:%s:secret' % (user, realm)).encode()).hexdigest()
+    if user == 'broken':
+        raise RuntimeError('broken digest script')
+    return None
+
 def check_password(environ, user, password):
     assert 'HTTP_AUTHORIZATION' not in environ
     if user in ('alice', 'carol', 'dave'):
@@ -148,6 +158,7 @@ LoadModule filter_module {mods}/mod_filter.so
 LoadModule auth_basic_module {mods}/mod_auth_basic.so
 LoadModule authn_core_module {mods}/mod_authn_core.so
 LoadModule authz_user_module {mods}/mod_authz_user.so
+LoadModule auth_digest_module {mods}/mod_auth_digest.so
 WSGIRestrictStdout On
 WSGIRestrictStdin On
 WSGIRestrictSignal On
@@ -233,6 +244,14 @@ WSGIScriptAlias /authed {d}/app.wsgi
     AuthType Basic
     AuthName "oxwsgi test"
     AuthBasicProvider wsgi
+    WSGIAuthUserScript {d}/auth.py
+    Require valid-user
+</Location>
+WSGIScriptAlias /digest {d}/app.wsgi
+<Location /digest>
+    AuthType Digest
+    AuthName "oxwsgi digest"
+    AuthDigestProvider wsgi
     WSGIAuthUserScript {d}/auth.py
     Require valid-user
 </Location>
@@ -455,6 +474,20 @@ def test_auth_user_script(srv, auth, status):
     assert r.status_code == status, r.text[:200]
     if status == 200:
         assert (r.json()["REMOTE_USER"], r.json()["AUTH_TYPE"]) == ("alice", "Basic")
+
+
+@pytest.mark.parametrize("user, password, status", [
+    ("alice", "secret", 200),
+    ("alice", "wrong", 401),
+    ("bob", "secret", 401),
+    ("broken", "x", 500),
+])
+def test_auth_digest_provider(srv, user, password, status):
+    from requests.auth import HTTPDigestAuth
+    r = get(srv, "/digest/", auth=HTTPDigestAuth(user, password))
+    assert r.status_code == status, r.text[:200]
+    if status == 200:
+        assert (r.json()["REMOTE_USER"], r.json()["AUTH_TYPE"]) == ("alice", "Digest")
 
 
 def test_authn_provider_alias(srv):
