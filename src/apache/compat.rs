@@ -451,6 +451,22 @@ pub fn restrict_process(r: &Request, group: &str) -> Result<(), String> {
     ))
 }
 
+/// As mod_wsgi: a daemon group defined in a virtual host serves only requests of that
+/// virtual host or of one with the same `ServerName`; a group defined at global scope
+/// serves every request. `Err` (logged by the caller, answered with 500) otherwise.
+pub fn group_reachable(r: &Request, g: &super::daemon_conf::DaemonGroup) -> Result<(), String> {
+    let Some((key, host)) = &g.vhost else { return Ok(()) };
+    let server = r.server();
+    if *key == super::config::server_key(server) || host.as_deref().map(str::as_bytes) == Some(server.hostname()) {
+        return Ok(());
+    }
+    Err(format!(
+        "daemon process group {:?} cannot be selected here: it is defined in another virtual host ({})",
+        g.name,
+        host.as_deref().unwrap_or("?")
+    ))
+}
+
 /// What `WSGIDispatchScript` decided for a request.
 pub enum Dispatched {
     /// No dispatch script, or its `process_group()` kept the configured group.

@@ -284,7 +284,19 @@ fn home_readable(home: &Path, found: &oxwsgi_checks::Home) -> Result<(), String>
 /// The checks that need the whole configuration (`check_config`, also run by
 /// `apache2 -t`): `User` may come after `WSGIPythonHome`, so the home's readability by the
 /// children's user is checked again once it is known.
-pub fn check() -> Result<(), String> {
+pub fn check(main: Option<&Server>) -> Result<(), String> {
+    // The ServerName of each virtual host that defines a daemon group, now that every
+    // directive of the virtual host has been read.
+    let mut s = main;
+    while let Some(server) = s {
+        let key = server_key(server);
+        with(|c| {
+            for g in c.groups.iter_mut().filter(|g| g.vhost.as_ref().is_some_and(|(k, _)| *k == key)) {
+                g.vhost = Some((key, Some(String::from_utf8_lossy(server.hostname()).into_owned())));
+            }
+        });
+        s = server.next();
+    }
     if let Some(problem) = process::load_problem() {
         return Err(problem);
     }
@@ -381,7 +393,7 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
         OXWSGI_D_RESTRICT_EMBEDDED => {
             global_only(flag(&name, args).map(|v| with(|c| c.restrict_embedded = v == 1)))
         }
-        OXWSGI_D_DAEMON_PROCESS => daemon_process(args),
+        OXWSGI_D_DAEMON_PROCESS => daemon_process(cmd.server(), args),
         OXWSGI_D_SOCKET_PREFIX => global_only(one(&name, args).map(|v| with(|c| c.socket_prefix = Some(v.to_string())))),
         OXWSGI_D_LAZY_INITIALIZATION => flag(&name, args).and_then(|v| match v {
             1 => Ok(()),
@@ -448,9 +460,12 @@ pub fn import_script(args: &[String]) -> Result<(), String> {
 }
 
 /// `WSGIDaemonProcess name [options]`.
-pub fn daemon_process(args: &[String]) -> Result<(), String> {
+pub fn daemon_process(server: &Server, args: &[String]) -> Result<(), String> {
     let global_home = with(|c| c.runtime.start.home.clone());
-    let g = daemon_conf::parse(args, &worker_account(), global_home.as_deref())?;
+    let mut g = daemon_conf::parse(args, &worker_account(), global_home.as_deref())?;
+    if server.is_virtual() {
+        g.vhost = Some((server_key(server), None));
+    }
     with(|c| {
         if c.group(&g.name).is_some() {
             return Err(format!(

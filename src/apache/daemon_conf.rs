@@ -63,12 +63,18 @@ pub struct DaemonGroup {
     pub socket: PathBuf,
     /// Apache's `Timeout`, the default socket-timeout (set with the socket).
     pub server_timeout: Duration,
+    /// Where the group was defined: `None` at global scope, else the virtual host (its
+    /// key, see `config::server_key`, and its `ServerName`, known once the configuration
+    /// is read). As in mod_wsgi, only requests of that virtual host, or of one with the
+    /// same `ServerName`, may select a group defined in a virtual host.
+    pub vhost: Option<(usize, Option<String>)>,
 }
 
 /// mod_wsgi's defaults (docs/configuration-directives/WSGIDaemonProcess.rst).
 impl DaemonGroup {
     fn new(name: &str, definition: String) -> DaemonGroup {
         DaemonGroup {
+            vhost: None,
             name: name.to_string(),
             definition,
             processes: 1,

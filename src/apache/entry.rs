@@ -115,7 +115,7 @@ pub unsafe extern "C" fn oxwsgi_rs_check_config(
     let s = unsafe { server(s) };
     guard("check_config", 500, || {
         test_panic("check_config");
-        match config::check() {
+        match config::check(s) {
             Ok(()) => OK as c_int,
             Err(msg) => {
                 match s {

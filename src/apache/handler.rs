@@ -275,6 +275,10 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
             log.log(Level::Error, &format!("{filename}: no WSGI daemon process called {name:?} has been configured"));
             return HTTP_INTERNAL_SERVER_ERROR as c_int;
         };
+        if let Err(e) = compat::group_reachable(r, g) {
+            log.log(Level::Error, &format!("{filename}: {e}"));
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        }
         meta.app.process_group = Cow::Borrowed(g.name.as_bytes());
         return to_daemon(g, &meta, handle, &**log, &filename, r);
     }

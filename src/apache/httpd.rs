@@ -250,6 +250,13 @@ impl Server {
         self.0.is_virtual != 0
     }
 
+    /// The next server of httpd's list (the main server is first, then the virtual hosts).
+    pub fn next(&self) -> Option<&Server> {
+        // SAFETY: s->next is NULL or a live server_rec of the same configuration, which
+        // lives as long as this one.
+        unsafe { Server::from_ptr(self.0.next) }
+    }
+
     /// `ServerName` (the host part), as the configuration set it.
     pub fn hostname(&self) -> &[u8] {
         // SAFETY: server_hostname is NULL or a configuration pool string, which lives as

@@ -233,3 +233,83 @@ def test_same_answers_on_both_servers(srv):
     print(srv.wsgi, json.dumps(out))
     assert out == {"/users/bob/evil.wsgi": 500, "/users/joe/app.wsgi": 200,
                    "/dispatched-locked/?beta": 500, "/handled/page.txt": 200}
+
+
+# -- a group defined in a virtual host --------------------------------------------------------
+
+class VhostServer(ApacheServer):
+    """mod_wsgi: a group defined in a virtual host serves that virtual host, and others with
+    the same ServerName (here: the same name on a second port), never another one."""
+
+    def __init__(self, wsgi):
+        super().__init__(f"vhostgroup-{wsgi}", wsgi=wsgi, mpm="event")
+        from harness import procs
+        self.port2 = procs.free_port()
+
+    def config_text(self):
+        d = self.stage.root / "vh"
+        d.mkdir(exist_ok=True)
+        (d / "app.wsgi").write_text(APP)
+        return super().config_text() + f"""
+Listen 127.0.0.1:{self.port2}
+WSGIDaemonProcess global processes=1 threads=2
+<VirtualHost *:{self.port}>
+    ServerName a.example
+    WSGIDaemonProcess vha processes=1 threads=2
+    WSGIScriptAlias /own {d}/app.wsgi process-group=vha
+    WSGIScriptAlias /global {d}/app.wsgi process-group=global
+</VirtualHost>
+<VirtualHost *:{self.port}>
+    ServerName b.example
+    WSGIScriptAlias /steal {d}/app.wsgi process-group=vha
+    WSGIScriptAlias /global {d}/app.wsgi process-group=global
+</VirtualHost>
+<VirtualHost *:{self.port2}>
+    ServerName a.example
+    WSGIScriptAlias /twin {d}/app.wsgi process-group=vha
+</VirtualHost>
+<Directory {d}>
+    Require all granted
+</Directory>
+"""
+
+    def wait_ready(self, timeout=40.0):
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url("/own"), headers={"Host": "a.example"}, timeout=5)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: no answer\n{self.log_tail()}")
+
+
+@pytest.fixture(scope="module", params=["modwsgi", "oxwsgi"])
+def vsrv(request):
+    s = VhostServer(request.param)
+    s.start()
+    yield s
+    s.stop()
+    s.check_log()
+    s.cleanup()
+
+
+def test_group_of_a_virtual_host_serves_it(vsrv):
+    r = requests.get(vsrv.url("/own"), headers={"Host": "a.example"}, timeout=20)
+    assert (r.status_code, r.json()["process"]) == (200, "vha")
+    # The same ServerName on another port may use it too.
+    r = requests.get(f"http://127.0.0.1:{vsrv.port2}/twin", headers={"Host": "a.example"}, timeout=20)
+    assert (r.status_code, r.json()["process"]) == (200, "vha")
+
+
+def test_group_of_another_virtual_host_is_refused(vsrv):
+    r = requests.get(vsrv.url("/steal"), headers={"Host": "b.example"}, timeout=20)
+    assert r.status_code == 500
+    vsrv.wait_for_test_log(r"vha.? cannot be (accessed|selected)")
+
+
+def test_global_group_serves_every_virtual_host(vsrv):
+    for host in ("a.example", "b.example"):
+        r = requests.get(vsrv.url("/global"), headers={"Host": host}, timeout=20)
+        assert (r.status_code, r.json()["process"]) == (200, "global")
