@@ -247,13 +247,16 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
     // WSGIRestrictProcess checks the choice, then the request goes where it says.
     let mut chosen = s.process_group.clone();
     if r.dir_conf().dispatch_script().is_some() {
-        let Some(w) = worker::get().filter(|w| w.ready(&**log, &filename)) else {
+        let Some(w) = worker::get() else {
             log.log(
                 Level::Error,
                 &format!("{filename}: WSGIDispatchScript needs Python in Apache's children (WSGIRestrictEmbedded Off)"),
             );
             return HTTP_INTERNAL_SERVER_ERROR as c_int;
         };
+        if !w.ready(&**log, &filename) {
+            return HTTP_INTERNAL_SERVER_ERROR as c_int;
+        }
         python::keep_thread_state();
         match Python::attach(|py| compat::dispatch(py, r, w, &mut meta, &**log)) {
             compat::Dispatched::Keep => {}
