@@ -24,6 +24,7 @@ typedef struct {
     ngx_array_t                 *python_path;      /* of ngx_str_t */
     ngx_array_t                 *imports;          /* of ngx_str_t */
     ngx_flag_t                   enabled;          /* some location has wsgi_app */
+    void                        *daemons;          /* Rust: daemon_conf.rs */
 } ngx_http_oxwsgi_main_conf_t;
 
 
@@ -38,6 +39,7 @@ typedef struct {
     ngx_array_t                 *params;           /* of ngx_http_oxwsgi_param_t */
     ngx_flag_t                   pass_authorization;
     ngx_uint_t                   max_in_flight;
+    ngx_str_t                    process_group;    /* "" or "off": embedded */
     /* requests of this location in this worker (the event loop's only) */
     ngx_uint_t                   in_flight;
 } ngx_http_oxwsgi_loc_conf_t;

@@ -19,8 +19,10 @@ use crate::core::runtime::RuntimeConfig;
 use crate::core::worker::Setup;
 use crate::ffi::unix as sys;
 
+pub mod accounts;
 pub mod client;
 mod conn;
+pub mod definition;
 pub mod protocol;
 mod serve;
 mod wire;

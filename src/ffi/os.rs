@@ -189,6 +189,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// This process's effective gid.
+pub fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions.
+    unsafe { libc::getegid() }
+}
+
 /// Send `sig` to `pid`; `false` if it does not exist.
 pub fn kill(pid: i32, sig: i32) -> bool {
     if pid <= 0 {

@@ -10,7 +10,9 @@
 //! dispatch.rs); each job produces a batch of the response, which the loop sends
 //! (request.rs, task.rs).
 
+mod commands;
 mod conf;
+mod daemon_conf;
 mod dispatch;
 mod entry;
 mod io;

@@ -759,3 +759,37 @@ impl DispatchEvents {
         unsafe { ngx_http_oxwsgi_dispatch_tick(self.0.as_ptr(), ms) }
     }
 }
+
+/// An nginx time (`30s`, `1m30s`, `500ms`; a bare number is seconds), by nginx's own
+/// parser, so that the daemon options read exactly like nginx's timeouts.
+pub fn parse_time(v: &str) -> Option<std::time::Duration> {
+    let mut s = ngx_str_t { len: v.len(), data: v.as_ptr() as *mut u_char };
+    // SAFETY: ngx_parse_time only reads `len` bytes of `data`, which `v` keeps alive.
+    let ms = unsafe { ngx_parse_time(&mut s, 0) };
+    (ms >= 0).then(|| std::time::Duration::from_millis(ms as u64))
+}
+
+/// An nginx size (`512m`, `2g`, `100k`, bytes without a suffix), by nginx's parser.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let mut s = ngx_str_t { len: v.len(), data: v.as_ptr() as *mut u_char };
+    // SAFETY: ngx_parse_offset only reads `len` bytes of `data`, which `v` keeps alive.
+    let n = unsafe { ngx_parse_offset(&mut s) };
+    (n >= 0).then_some(n as u64)
+}
+
+/// The uid and gid nginx's workers will run as, when the `user` directive has been read
+/// (`None`: not given, or not yet parsed: nginx's default applies).
+///
+/// # Safety
+/// `cycle` must be the cycle being configured, after the core module created its
+/// configuration (true for any http-level directive or hook).
+pub unsafe fn configured_worker_ids(cycle: *mut ngx_cycle_t) -> Option<(u32, u32)> {
+    // SAFETY: conf_ctx has one entry per core module, indexed by the module's index.
+    let p = unsafe { *(*cycle).conf_ctx.add(ngx_core_module.index) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the core module's entry is its ngx_core_conf_t (created before any parse).
+    let ccf = unsafe { &*(p as *const ngx_core_conf_t) };
+    (ccf.user != u32::MAX).then_some((ccf.user, ccf.group))
+}

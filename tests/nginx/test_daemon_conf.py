@@ -1,0 +1,115 @@
+"""Daemon mode on nginx, the directives (issue 12, step a): `wsgi_daemon_process` and
+`wsgi_process_group` are parsed and checked by the real `nginx -t`; each mistake fails it
+with one precise message naming the file and line. Until the supervisor and the workers'
+client are built, a valid daemon configuration fails `nginx -t` with a message naming what
+is missing (docs/nginx-daemon.md), never a silent fallback to embedded mode."""
+
+import re
+import shutil
+
+import pytest
+
+from harness import paths
+from test_configtest import nginx_t, stage  # noqa: F401 (the fixture)
+
+NOT_BUILT = "daemon mode on nginx is not built yet"
+
+
+def emerg_lines(out):
+    return [line for line in out.splitlines() if "[emerg]" in line]
+
+
+def private_venv(d):
+    """A virtualenv of the linked Python inside a directory only root can enter."""
+    private = d / "private"
+    venv = private / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    shutil.copy(paths.VENV / "pyvenv.cfg", venv / "pyvenv.cfg")
+    private.chmod(0o700)
+    return venv
+
+
+@pytest.mark.parametrize("http, server, message", [
+    ("wsgi_daemon_process site processes=0;", "", 'processes="0" is not a whole number of at least 1'),
+    ("wsgi_daemon_process site threads=many;", "", 'threads="many" is not a whole number'),
+    ("wsgi_daemon_process site request_timeout=soon;", "", 'request_timeout="soon" is not a time'),
+    ("wsgi_daemon_process site memory_limit=lots;", "", 'memory_limit="lots" is not a size'),
+    ("wsgi_daemon_process site user=no-such-user-oxwsgi;", "", 'user "no-such-user-oxwsgi" does not exist'),
+    ("wsgi_daemon_process site group=no-such-group-oxwsgi;", "", 'group "no-such-group-oxwsgi" does not exist'),
+    ("wsgi_daemon_process site python-home={venv};", "", 'nginx spells it "python_home"'),
+    ("wsgi_daemon_process site python_home={d};", "", "python_home="),
+    ("wsgi_daemon_process site python_path={d}/nowhere;", "", "nowhere is not a directory"),
+    ("wsgi_daemon_process site stack_size=524288;", "", '"stack_size" would have no effect'),
+    ("wsgi_daemon_process site chroot=/;", "", '"chroot" is not supported by oxwsgi'),
+    ("wsgi_daemon_process site frobnicate=1;", "", 'unknown option "frobnicate"'),
+    ("wsgi_daemon_process site processes;", "", 'unexpected argument "processes"'),
+    ("wsgi_daemon_process site threads=2 threads=3;", "", 'option "threads" is given twice'),
+    ("wsgi_daemon_process off;", "", '"off" is not a valid process group name'),
+    ("wsgi_daemon_process site; wsgi_daemon_process site threads=2;", "",
+     'group "site" is defined twice (first in {d}/nginx.conf:'),
+    ("", "location /a {{ wsgi_app {d}/app.wsgi; wsgi_process_group nope; }}",
+     'wsgi_process_group "nope" in {d}/nginx.conf:'),
+    ("", "location /a {{ wsgi_app {d}/app.wsgi; wsgi_process_group '%{{GLOBAL}}'; }}", "mod_wsgi's spelling"),
+    ("", "location /a {{ wsgi_app {d}/app.wsgi; wsgi_process_group $host; }}", "variables are not supported"),
+    ("wsgi_daemon_process site;",
+     "location /a {{ wsgi_app {d}/app.wsgi; wsgi_process_group site; wsgi_process_group site; }}",
+     '"wsgi_process_group" directive is duplicate'),
+    ("", "wsgi_daemon_process site;", '"wsgi_daemon_process" directive is not allowed here'),
+    ("wsgi_daemon_process;", "", 'invalid number of arguments in "wsgi_daemon_process"'),
+])
+def test_each_mistake_fails_nginx_t_with_one_message(stage, http, server, message):
+    rc, out = nginx_t(stage, http=http, server=server)
+    assert rc != 0, out
+    assert message.format(d=stage) in out, out
+    assert len(emerg_lines(out)) == 1, out
+    assert "test is successful" not in out
+
+
+def test_mistake_names_file_and_line(stage):
+    rc, out = nginx_t(stage, http="wsgi_daemon_process site processes=0;")
+    assert rc != 0
+    # nginx's own position suffix: "in /path/nginx.conf:N"
+    assert re.search(rf'"wsgi_daemon_process": group "site": .* in {re.escape(str(stage))}/nginx.conf:\d+', out), out
+
+
+def test_python_home_the_group_user_cannot_read_fails(stage):
+    venv = private_venv(stage)
+    rc, out = nginx_t(stage, http=f"wsgi_daemon_process site user=nobody python_home={venv};")
+    assert rc != 0, out
+    assert "is not accessible to nobody" in out, out
+    # the same directory is fine for root's own group: the check is per account
+    rc, out = nginx_t(stage, http=f"wsgi_daemon_process site user=root python_home={venv};")
+    assert "is not accessible" not in out and NOT_BUILT in out, out
+
+
+def test_global_python_home_is_checked_for_the_group_user(stage):
+    venv = private_venv(stage)
+    rc, out = nginx_t(stage, http=f"wsgi_python_home {venv}; wsgi_daemon_process site user=nobody;")
+    assert rc != 0, out
+    assert "is not accessible to nobody" in out, out
+
+
+def test_valid_daemon_configuration_fails_naming_what_is_not_built(stage):
+    rc, out = nginx_t(stage, http="""
+    wsgi_daemon_process site processes=2 threads=15 user=nobody group=nogroup python_home={venv}
+        python_path={d}:{d}/tmp maximum_requests=1000 request_timeout=30s graceful_timeout=15s
+        inactivity_timeout=5m queue_timeout=2s shutdown_timeout=5s deadlock_timeout=300
+        connect_timeout=15s socket_timeout=1m listen_backlog=200 memory_limit=1g umask=0007
+        display_name=site-daemon lang=C.UTF-8 cpu_time_limit=1h restart_interval=1d;
+    wsgi_daemon_process other;
+    wsgi_process_group site;""", server="""
+        location /a {{ wsgi_app {d}/app.wsgi; }}
+        location /b {{ wsgi_app {d}/app.wsgi; wsgi_process_group other; }}
+        location /c {{ wsgi_app {d}/app.wsgi; wsgi_process_group off; }}""")
+    assert rc != 0, out
+    lines = emerg_lines(out)
+    assert len(lines) == 1 and NOT_BUILT in lines[0], out
+    assert "2 process group(s)" in lines[0]
+    assert "supervisor" in lines[0] and "client" in lines[0]
+
+
+def test_process_group_off_alone_is_embedded_and_valid(stage):
+    rc, out = nginx_t(stage, server="location /a {{ wsgi_app {d}/app.wsgi; wsgi_process_group off; }}")
+    assert rc == 0, out
+    assert "test is successful" in out
