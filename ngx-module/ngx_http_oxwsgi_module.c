@@ -22,6 +22,9 @@
 /* Rust: the directives (src/nginx/commands.rs) and entry points (entry.rs). */
 extern ngx_command_t  ngx_http_oxwsgi_commands[];
 ngx_int_t ngx_http_oxwsgi_rs_postconfiguration(ngx_conf_t *cf);
+ngx_int_t ngx_http_oxwsgi_rs_init_module(ngx_cycle_t *cycle);
+void ngx_http_oxwsgi_rs_exit_master(ngx_cycle_t *cycle);
+void ngx_http_oxwsgi_rs_child_init(void);
 ngx_int_t ngx_http_oxwsgi_rs_init_process(ngx_cycle_t *cycle,
     ngx_http_oxwsgi_main_conf_t *mcf);
 void ngx_http_oxwsgi_rs_exit_process(ngx_cycle_t *cycle);
@@ -63,12 +66,12 @@ ngx_module_t  ngx_http_oxwsgi_module = {
     ngx_http_oxwsgi_commands,              /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_oxwsgi_rs_init_module,        /* init module */
     ngx_http_oxwsgi_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_oxwsgi_rs_exit_process,       /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_oxwsgi_rs_exit_master,        /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -161,6 +164,8 @@ static ngx_int_t
 ngx_http_oxwsgi_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_oxwsgi_main_conf_t  *mcf;
+
+    ngx_http_oxwsgi_rs_child_init();
 
     /* Python starts in workers only: never in the master, cache processes */
 

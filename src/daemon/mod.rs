@@ -23,6 +23,8 @@ pub mod accounts;
 pub mod client;
 mod conn;
 pub mod definition;
+pub mod keeper;
+pub mod launch;
 pub mod protocol;
 mod serve;
 mod wire;

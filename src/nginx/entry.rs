@@ -109,6 +109,16 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let req = unsafe { Request::from_ptr(r) };
     let lcf = req.loc_conf();
     let script = path_of(&lcf.script().raw());
+    if let Some(group) = lcf.process_group() {
+        // Only reachable in the processes-only test mode (daemon_conf.rs): a daemon
+        // location must never run embedded.
+        eprintln!(
+            "[oxwsgi] {}: process group {:?}: the workers' client of daemon mode is not built yet: 500",
+            script.display(),
+            String::from_utf8_lossy(group)
+        );
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    }
     let Some(w) = worker::get() else {
         eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;

@@ -13,6 +13,7 @@
 mod commands;
 mod conf;
 mod daemon_conf;
+mod daemons;
 mod dispatch;
 mod entry;
 mod io;

@@ -247,6 +247,12 @@ impl LocConf {
     pub fn pass_authorization(&self) -> bool {
         self.0.pass_authorization == 1
     }
+    /// `wsgi_process_group`: the daemon group's name, or `None` (embedded: unset or `off`).
+    pub fn process_group(&self) -> Option<&[u8]> {
+        // SAFETY: configuration strings live in the cycle pool.
+        let g = unsafe { NgxStr::from_raw(&self.0.process_group) }.as_bytes();
+        (!g.is_empty() && g != b"off").then_some(g)
+    }
     pub fn max_in_flight(&self) -> usize {
         self.0.max_in_flight
     }
@@ -792,4 +798,89 @@ pub unsafe fn configured_worker_ids(cycle: *mut ngx_cycle_t) -> Option<(u32, u32
     // SAFETY: the core module's entry is its ngx_core_conf_t (created before any parse).
     let ccf = unsafe { &*(p as *const ngx_core_conf_t) };
     (ccf.user != u32::MAX).then_some((ccf.user, ccf.group))
+}
+
+/// Our main configuration in `cycle`, if it has an http block.
+///
+/// # Safety
+/// `cycle` must be a live, configured cycle (its pools alive while the result is used).
+pub unsafe fn main_conf_of<'a>(cycle: *mut ngx_cycle_t) -> Option<&'a ngx_http_oxwsgi_main_conf_t> {
+    // SAFETY: conf_ctx has one entry per core module (caller: configured cycle).
+    let http = unsafe { *(*cycle).conf_ctx.add(ngx_http_module.index) };
+    if http.is_null() {
+        return None;
+    }
+    // SAFETY: the http module's entry is its ngx_http_conf_ctx_t.
+    let ctx = unsafe { &*(http as *const ngx_http_conf_ctx_t) };
+    // SAFETY: main_conf holds one configuration per HTTP module, indexed by ctx_index.
+    let p = unsafe { *ctx.main_conf.add(ngx_http_oxwsgi_module.ctx_index) };
+    // SAFETY: our entry is our main configuration (create_main_conf), NULL-checked.
+    (!p.is_null()).then(|| unsafe { &*(p as *const ngx_http_oxwsgi_main_conf_t) })
+}
+
+/// The directory of nginx's pid file (`pid`, resolved against the prefix by nginx).
+///
+/// # Safety
+/// `cycle` must be a live cycle whose core module's configuration is initialised.
+pub unsafe fn pid_dir(cycle: *mut ngx_cycle_t) -> Option<std::path::PathBuf> {
+    // SAFETY: conf_ctx has one entry per core module, indexed by the module's index.
+    let p = unsafe { *(*cycle).conf_ctx.add(ngx_core_module.index) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the core module's entry is its ngx_core_conf_t; pid lives in the cycle pool.
+    let pid = unsafe { NgxStr::from_raw(&(*(p as *const ngx_core_conf_t)).pid) };
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(pid.as_bytes()).into_owned());
+    path.parent().map(|d| d.to_path_buf())
+}
+
+/// The cycle's log, to hand to [`super::io::CycleLog`].
+///
+/// # Safety
+/// `cycle` must be live.
+pub unsafe fn cycle_log(cycle: *mut ngx_cycle_t) -> *mut ngx_log_t {
+    // SAFETY: cycle is live (caller).
+    unsafe { (*cycle).log }
+}
+
+/// The cycle's pool.
+///
+/// # Safety
+/// `cycle` must be live.
+pub unsafe fn cycle_pool(cycle: *mut ngx_cycle_t) -> *mut ngx_pool_t {
+    // SAFETY: cycle is live (caller).
+    unsafe { (*cycle).pool }
+}
+
+/// What kind of nginx process this is, and whether this is `nginx -t`.
+pub struct ProcessKind {
+    pub testing: bool,
+    /// A worker or a cache helper: a child of the master.
+    pub child: bool,
+}
+
+pub fn process_kind() -> ProcessKind {
+    // SAFETY: nginx's process globals, written by the master's only thread before any
+    // module hook runs and read here on that same thread (or in a child after fork).
+    let (test, process) = unsafe { (ngx_test_config, ngx_process) };
+    ProcessKind {
+        testing: test != 0,
+        child: process == NGX_PROCESS_WORKER as ngx_uint_t || process == NGX_PROCESS_HELPER as ngx_uint_t,
+    }
+}
+
+/// Refresh nginx's cached time (the keeper and the daemons have no event loop to do it,
+/// and nginx's log lines carry the cached time).
+pub fn time_update() {
+    // SAFETY: ngx_time_update takes its own lock (ngx_time_lock) and may be called from
+    // any thread; a concurrent caller makes it return without updating.
+    unsafe { ngx_time_update() }
+}
+
+/// Set nginx's idea of this process's pid (`ngx_pid`, in every log line) after a fork
+/// that nginx did not make (the keeper, a daemon).
+pub fn set_pid() {
+    // SAFETY: called first thing in a freshly forked, still single-threaded process;
+    // ngx_pid is a plain global nothing else writes there.
+    unsafe { ngx_pid = std::process::id() as ngx_pid_t };
 }

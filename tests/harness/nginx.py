@@ -55,6 +55,8 @@ http {{
 class NginxServer(Server):
     kind = "nginx"
     wsgi = "oxwsgi"
+    # Extra environment for the master (and `nginx -t`), e.g. a test-only switch.
+    env_extra = {}
 
     def __init__(self, name):
         super().__init__(name)
@@ -79,7 +81,7 @@ class NginxServer(Server):
         self.conf.write_text(self.config_text())
 
     def launch(self):
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **self.env_extra}
         t = subprocess.run([paths.NGINX_BIN, "-t", "-p", f"{self.stage.root}/",
                             "-e", str(self.error_log_path), "-c", str(self.conf)],
                            env=env, capture_output=True, text=True, timeout=60)
