@@ -21,6 +21,7 @@ use crate::ffi::unix as sys;
 
 pub mod accounts;
 pub mod client;
+pub mod codec;
 mod conn;
 pub mod definition;
 pub mod keeper;
