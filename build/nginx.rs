@@ -140,11 +140,12 @@ pub fn build() {
              ngx_http_output_filter|ngx_pool_cleanup_add|ngx_pool_cleanup_file|ngx_pcalloc|\
              ngx_http_read_client_request_body|ngx_thread_task_post|ngx_http_run_posted_requests|\
              ngx_conf_set_num_slot|ngx_conf_set_str_slot|ngx_conf_set_flag_slot|ngx_conf_check_num_bounds|\
-             ngx_parse_time|ngx_parse_offset|ngx_time_update",
+             ngx_parse_time|ngx_parse_offset|ngx_time_update|\
+             ngx_get_connection|ngx_close_connection|ngx_handle_read_event|ngx_handle_write_event",
         )
         .allowlist_var(
             "NGX_OK|NGX_ERROR|NGX_DONE|NGX_HTTP_.*|NGX_LOG_.*|NGX_CONF_.*|ngx_http_core_module|ngx_http_oxwsgi_.*|ngx_cycle|\
-             ngx_core_module|ngx_http_module|ngx_test_config|ngx_process|ngx_pid|NGX_PROCESS_.*",
+             ngx_core_module|ngx_http_module|ngx_test_config|ngx_process|ngx_pid|NGX_PROCESS_.*|ngx_event_actions",
         )
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new().rerun_on_header_files(false)));
     for i in &incs {

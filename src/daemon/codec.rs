@@ -101,6 +101,21 @@ impl ClientCodec {
         Ok((codec, out))
     }
 
+    /// A fresh codec for the same request on a new connection (after `RETRY`; the caller
+    /// sends the same first bytes again).
+    pub fn again(&self) -> ClientCodec {
+        ClientCodec {
+            input: Vec::new(),
+            start: 0,
+            fds: VecDeque::new(),
+            phase: Phase::Hello,
+            head_sent: false,
+            body_asked: false,
+            read_pending: false,
+            body_done: false,
+        }
+    }
+
     /// Bytes read from the daemon.
     pub fn received(&mut self, bytes: &[u8]) {
         if self.start > 0 && self.start == self.input.len() {

@@ -8,10 +8,8 @@
 //! (postconfiguration), every group a `wsgi_process_group` names must exist and every
 //! group's python home must be readable by the group's account.
 //!
-//! Status (issue 12): the processes are built (daemons.rs, a keeper forked from the
-//! master) but the workers' client is not, so a configuration that uses daemon mode fails
-//! `nginx -t` with a message saying so, after all of the checks above
-//! (docs/nginx-daemon.md).
+//! The processes are daemons.rs (a keeper forked from the master), the workers' client
+//! daemon_client.rs (docs/nginx-daemon.md).
 
 use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
@@ -144,16 +142,7 @@ fn check_all(c: &mut Conf) -> Result<(), String> {
         definition::check_access(g, &g.account(&worker), global_home.as_deref())
             .map_err(|e| format!("wsgi_daemon_process in {at}: {e}"))?;
     }
-    if processes_only_test_mode() {
-        return Ok(());
-    }
-    Err(format!(
-        "daemon mode on nginx is not built yet: the configuration of {} process group(s) is valid and their \
-         processes can be started, but the workers' client that forwards requests to them is missing \
-         (docs/nginx-daemon.md); remove wsgi_daemon_process and wsgi_process_group to run the applications \
-         embedded",
-        d.groups.len()
-    ))
+    Ok(())
 }
 
 /// The http module's postconfiguration hook.
@@ -180,12 +169,4 @@ pub extern "C" fn ngx_http_oxwsgi_rs_postconfiguration(cf: *mut ngx_conf_t) -> n
 pub(super) unsafe fn daemons_in(mcf: &ngx_http_oxwsgi_main_conf_t) -> Option<&Daemons> {
     // SAFETY: daemons is NULL or our Box, freed only with the pool (caller).
     (!mcf.daemons.is_null()).then(|| unsafe { &*(mcf.daemons as *const Daemons) })
-}
-
-/// Test-only: `OXWSGI_TEST_DAEMONS_WITHOUT_CLIENT=1` in the master's environment lets a
-/// daemon configuration load although the workers' client is not built, so that the
-/// tests can check the processes (tests/nginx/test_daemon_processes.py). Requests of a
-/// daemon location then answer 500, naming what is missing. Never set it outside tests.
-fn processes_only_test_mode() -> bool {
-    std::env::var("OXWSGI_TEST_DAEMONS_WITHOUT_CLIENT").as_deref() == Ok("1")
 }

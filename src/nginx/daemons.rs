@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use oxwsgi_checks::Account;
 
+use super::daemon_client::Target;
 use super::daemon_conf::daemons_in;
 use super::io::CycleLog;
 use super::ngx::{self, ERROR, OK};
@@ -30,6 +31,7 @@ use crate::core::runtime::RuntimeConfig;
 use crate::core::{Level, LogSink};
 use crate::daemon::GroupSettings;
 use crate::daemon::accounts::{fnv64, lookup_user};
+use crate::daemon::client::ClientTimeouts;
 use crate::daemon::definition::Definition;
 use crate::daemon::keeper;
 use crate::daemon::launch::Launch;
@@ -59,13 +61,21 @@ struct Master {
     keepers: Vec<KeeperHandle>,
     /// `exit_master` ran: the next pool cleanup is the last one.
     exiting: bool,
+    /// Where the newest configuration's groups listen (workers inherit it).
+    targets: Vec<Target>,
     /// The pid that first loaded a configuration (names the sockets; the master's pid
     /// changes when nginx daemonizes after the first load).
     creator: u32,
 }
 
-static MASTER: Mutex<Master> =
-    Mutex::new(Master { sockets: Vec::new(), current: Vec::new(), keepers: Vec::new(), exiting: false, creator: 0 });
+static MASTER: Mutex<Master> = Mutex::new(Master {
+    sockets: Vec::new(),
+    current: Vec::new(),
+    keepers: Vec::new(),
+    exiting: false,
+    targets: Vec::new(),
+    creator: 0,
+});
 
 fn lock() -> MutexGuard<'static, Master> {
     MASTER.lock().unwrap_or_else(|p| p.into_inner())
@@ -184,6 +194,7 @@ fn start(cycle: *mut ngx_cycle_t) -> Result<(), String> {
     // SAFETY: as above.
     let groups = mcf.and_then(|c| unsafe { daemons_in(c) }).map(|d| &d.groups[..]).unwrap_or(&[]);
     m.current.clear();
+    m.targets.clear();
     if groups.is_empty() {
         return Ok(());
     }
@@ -213,6 +224,12 @@ fn start(cycle: *mut ngx_cycle_t) -> Result<(), String> {
         m.current.push(hash);
         let socket = m.sockets.iter().find(|s| s.hash == hash).ok_or("socket just bound is missing")?;
         launches.push(launch(g, &worker, global_home.clone(), &nginx, socket));
+        let path = socket.path.clone();
+        m.targets.push(Target {
+            group: g.name.clone(),
+            socket: path,
+            timeouts: ClientTimeouts { connect: g.connect_timeout, socket: g.socket_timeout, queue: g.queue_timeout },
+        });
     }
     // SAFETY: the cycle's log lives in its pool, which a forked keeper never frees.
     let log: Arc<dyn LogSink> = Arc::new(DaemonLog(unsafe { CycleLog::new(ngx::cycle_log(cycle)) }));
@@ -289,4 +306,9 @@ pub extern "C" fn ngx_http_oxwsgi_rs_child_init() {
             os::close(s.fd);
         }
     })
+}
+
+/// Where a group of this process's configuration listens (a worker: its cycle's groups).
+pub fn target(group: &[u8]) -> Option<Target> {
+    lock().targets.iter().find(|t| t.group.as_bytes() == group).cloned()
 }

@@ -109,21 +109,26 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let req = unsafe { Request::from_ptr(r) };
     let lcf = req.loc_conf();
     let script = path_of(&lcf.script().raw());
-    if let Some(group) = lcf.process_group() {
-        // Only reachable in the processes-only test mode (daemon_conf.rs): a daemon
-        // location must never run embedded.
-        eprintln!(
-            "[oxwsgi] {}: process group {:?}: the workers' client of daemon mode is not built yet: 500",
-            script.display(),
-            String::from_utf8_lossy(group)
-        );
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    }
+    // Daemon mode: the location's group (none: embedded).
+    let target = match lcf.process_group() {
+        None => None,
+        Some(g) => match super::daemons::target(g) {
+            Some(t) => Some(t),
+            None => {
+                eprintln!(
+                    "[oxwsgi] {}: process group {:?} has no socket in this configuration: 500",
+                    script.display(),
+                    String::from_utf8_lossy(g)
+                );
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+        },
+    };
     let Some(w) = worker::get() else {
         eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
-    if !w.ready(&**w.log(), &script.to_string_lossy()) {
+    if target.is_none() && !w.ready(&**w.log(), &script.to_string_lossy()) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
     let max = lcf.max_in_flight();
@@ -160,6 +165,9 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: the shim made ctx for r, which lives until its pool's cleanup frees the state
     // (and with it the Ctx); the state is used on the event loop only.
     st.ctx = unsafe { Ctx::new(ctx) };
+    if let Some(t) = target {
+        st.set_target(t);
+    }
     // SAFETY: r is live, and no other borrow of it is used any more in this function.
     let rc = unsafe { Request::from_ptr(r) }.read_body(body_read);
     if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
@@ -242,6 +250,25 @@ pub unsafe extern "C" fn ngx_http_oxwsgi_rs_poll_handler(ev: *mut ngx_event_t) {
     let c = unsafe { (*r).connection };
     // SAFETY: the state of the request whose poll timer fired.
     unsafe { with_state("poll timer", state, |st| st.poll()) };
+    // SAFETY: c is live (see above); nginx's own event handlers end this way.
+    unsafe { ngx_http_run_posted_requests(c) };
+}
+
+/// An event of a request's daemon connection (daemon_client.rs), on the event loop.
+///
+/// # Safety
+/// `ev` is an event of a daemon connection made by `DaemonConn` (its data is the request's
+/// context, live while the connection is: the request's state closes it first).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_daemon_event(ev: *mut ngx_event_t) {
+    // SAFETY: the connection's data is the request's context (above).
+    let ctx = unsafe { super::ngx::peer_data(ev) } as *mut ngx_http_oxwsgi_ctx_t;
+    // SAFETY: ctx is live; its request is live while the connection exists.
+    let (state, r) = unsafe { ((*ctx).state, (*ctx).request) };
+    // SAFETY: r is live; its connection outlives the request (handling may free r).
+    let c = unsafe { (*r).connection };
+    // SAFETY: the state of the request whose daemon connection has an event.
+    unsafe { with_state("daemon event", state, |st| st.daemon_event()) };
     // SAFETY: c is live (see above); nginx's own event handlers end this way.
     unsafe { ngx_http_run_posted_requests(c) };
 }

@@ -884,3 +884,146 @@ pub fn set_pid() {
     // ngx_pid is a plain global nothing else writes there.
     unsafe { ngx_pid = std::process::id() as ngx_pid_t };
 }
+
+/// A UNIX stream socket connected to `path` without blocking: `Ok(fd)` connected (a UNIX
+/// connect completes at once or fails), `Err` with `WouldBlock` when the listen backlog is
+/// full, `NotFound`/`ConnectionRefused` when no daemon listens (yet).
+pub fn unix_connect_nonblocking(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: an all-zero sockaddr_un is valid; the path is copied in below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path too long"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket() has no memory preconditions.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socket() returned a new descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // SAFETY: addr is a valid sockaddr_un of at least `len` bytes.
+    let rc = unsafe { libc::connect(raw, (&raw const addr).cast(), len) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// `send` without blocking and without SIGPIPE: bytes written, or an error (`WouldBlock`:
+/// the socket buffer is full).
+pub fn send_nonblocking(fd: std::os::fd::BorrowedFd<'_>, data: &[u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: data is readable for its length during the call.
+    let n = unsafe {
+        libc::send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    };
+    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+/// An event handler nginx calls with the event.
+pub type EventHandler = unsafe extern "C" fn(*mut ngx_event_t);
+
+/// A connection of ours on the event loop (to a daemon): an `ngx_connection_t` from
+/// nginx's connection pool over our socket, its read and write events registered with the
+/// event method. Dropping it closes it (`ngx_close_connection`: events, timers, socket).
+pub struct PeerConn(NonNull<ngx_connection_t>);
+
+impl PeerConn {
+    /// Wrap `fd`; the events call `handler` with `c->data == data`.
+    ///
+    /// # Safety
+    /// `log` must outlive the connection; `data` must stay valid for the handler while the
+    /// connection lives (the owner drops the connection first).
+    pub unsafe fn new(
+        fd: OwnedFd,
+        log: *mut ngx_log_t,
+        data: *mut std::ffi::c_void,
+        handler: EventHandler,
+    ) -> Option<PeerConn> {
+        let raw = fd.into_raw_fd();
+        // SAFETY: raw is an open socket of ours; nginx takes it over.
+        let c = unsafe { ngx_get_connection(raw, log) };
+        let Some(c) = NonNull::new(c) else {
+            // SAFETY: nginx did not take the descriptor (no free connection): close it.
+            unsafe { libc::close(raw) };
+            return None;
+        };
+        let conn = PeerConn(c);
+        // SAFETY: c is a fresh connection from nginx's pool with its two events.
+        unsafe {
+            let c = c.as_ptr();
+            (*c).data = data;
+            (*c).log = log;
+            (*(*c).read).handler = Some(handler);
+            (*(*c).read).log = log;
+            (*(*c).write).handler = Some(handler);
+            (*(*c).write).log = log;
+        }
+        // SAFETY: the event module's actions are set for the worker's whole life.
+        let add_conn = unsafe { ngx_event_actions.add_conn };
+        let ok = match add_conn {
+            // SAFETY: c is a live connection with its events (epoll: both, edge-triggered).
+            Some(add) => (unsafe { add(c.as_ptr()) }) == OK,
+            None => conn.want_read() && conn.want_write(),
+        };
+        ok.then_some(conn)
+    }
+
+    fn c(&self) -> &ngx_connection_t {
+        // SAFETY: the connection is live until drop; used on the event loop only.
+        unsafe { self.0.as_ref() }
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the socket stays open until the connection is closed (drop).
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.c().fd) }
+    }
+
+    /// The read side found nothing more (EAGAIN): wait for the next read event.
+    pub fn read_drained(&self) {
+        // SAFETY: the read event of the live connection.
+        unsafe { (*self.c().read).set_ready(0) };
+        self.want_read();
+    }
+
+    /// The write side is full (EAGAIN): wait for the next write event.
+    pub fn write_full(&self) {
+        // SAFETY: the write event of the live connection.
+        unsafe { (*self.c().write).set_ready(0) };
+        self.want_write();
+    }
+
+    fn want_read(&self) -> bool {
+        // SAFETY: the read event of the live connection.
+        unsafe { ngx_handle_read_event(self.c().read, 0) == OK }
+    }
+
+    fn want_write(&self) -> bool {
+        // SAFETY: the write event of the live connection.
+        unsafe { ngx_handle_write_event(self.c().write, 0) == OK }
+    }
+}
+
+impl Drop for PeerConn {
+    fn drop(&mut self) {
+        // SAFETY: the connection is ours and live; this closes it exactly once.
+        unsafe { ngx_close_connection(self.0.as_ptr()) }
+    }
+}
+
+/// The `data` of a connection whose event fired (see [`PeerConn::new`]).
+///
+/// # Safety
+/// `ev` must be an event of a live [`PeerConn`].
+pub unsafe fn peer_data(ev: *mut ngx_event_t) -> *mut std::ffi::c_void {
+    // SAFETY: an event's data is its connection (ngx_get_connection), live (caller).
+    unsafe { (*((*ev).data as *mut ngx_connection_t)).data }
+}

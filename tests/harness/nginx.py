@@ -41,6 +41,7 @@ http {{
 
     wsgi_python_home {venv};
     wsgi_python_path {stage}/apps;
+{daemon}
 
     server {{
         listen 127.0.0.1:{port};
@@ -58,8 +59,11 @@ class NginxServer(Server):
     # Extra environment for the master (and `nginx -t`), e.g. a test-only switch.
     env_extra = {}
 
-    def __init__(self, name):
+    def __init__(self, name, daemon=False):
         super().__init__(name)
+        # daemon (nginx-daemon): every location runs in one wsgi_daemon_process group
+        # (processes=2, threads=15), as apache-daemon does with WSGIDaemonProcess.
+        self.daemon = daemon
         self.conf = self.stage.root / "nginx.conf"
         self.proc = None
         self.stdout_path = self.stage.root / "nginx.stdout"
@@ -73,9 +77,13 @@ class NginxServer(Server):
             f"            wsgi_app {self.stage.root}/{script};\n"
             f"        }}"
             for prefix, script in MOUNTS)
+        daemon = ""
+        if self.daemon:
+            daemon = (f"    wsgi_daemon_process conformance processes=2 threads=15 "
+                      f"python_path={self.stage.root}/apps;\n    wsgi_process_group conformance;")
         return TEMPLATE.format(name=self.name, stage=self.stage.root, port=self.port,
                                user=paths.RUN_USER, group=paths.RUN_GROUP, module=self.module,
-                               venv=paths.VENV, locations=locations)
+                               venv=paths.VENV, locations=locations, daemon=daemon)
 
     def write_config(self):
         self.conf.write_text(self.config_text())
