@@ -255,15 +255,16 @@ fn the_real_daemon_through_the_codec() {
     let got = drive(&socket, &meta(script_s, "GET", "/"), b"").unwrap();
     assert_eq!((got.status, &got.body[..]), (200, &b"group=codec"[..]));
 
-    // A 3 MiB body, pulled by the application in READs of at most 256 KiB.
-    let up: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    // A 1.5 MiB body, pulled by the application in READs of at most 256 KiB (kept small:
+    // the daemon tests beside this one measure the process's RSS).
+    let up: Vec<u8> = (0..3 * 512 * 1024).map(|i| (i % 251) as u8).collect();
     let mut m = meta(script_s, "POST", "/echo");
     m.headers.push((Cow::Borrowed(b"Content-Length"), Cow::Owned(up.len().to_string().into_bytes())));
     m.content_length = Some(up.len() as u64);
     let got = drive(&socket, &m, &up).unwrap();
     assert_eq!(got.status, 200);
     assert!(got.body == up, "echoed body differs ({} bytes)", got.body.len());
-    assert!(got.reads >= 12, "{} reads", got.reads);
+    assert!(got.reads >= 6, "{} reads", got.reads);
 
     let got = drive(&socket, &meta(script_s, "GET", "/file"), b"").unwrap();
     assert_eq!(got.files.concat(), APP.as_bytes());
