@@ -117,8 +117,9 @@ ngx_http_oxwsgi_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_oxwsgi_loc_conf_t  *prev = parent;
-    ngx_http_oxwsgi_loc_conf_t  *conf = child;
+    ngx_http_oxwsgi_loc_conf_t   *prev = parent;
+    ngx_http_oxwsgi_loc_conf_t   *conf = child;
+    ngx_http_oxwsgi_main_conf_t  *mcf;
 
     ngx_conf_merge_str_value(conf->thread_pool_name, prev->thread_pool_name,
                              "default");
@@ -135,6 +136,15 @@ ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->callable.data == NULL) {
         ngx_str_set(&conf->callable, "application");
+    }
+
+    /* workers start Python only if some wsgi_app runs embedded (daemons.rs) */
+    if (conf->process_group.len == 0
+        || (conf->process_group.len == 3
+            && ngx_strncmp(conf->process_group.data, "off", 3) == 0))
+    {
+        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_oxwsgi_module);
+        mcf->enabled = 1;
     }
 
     /* an undeclared pool other than "default" fails in thread_pool's init */

@@ -23,7 +23,7 @@ typedef struct {
     ngx_str_t                    python_home;
     ngx_array_t                 *python_path;      /* of ngx_str_t */
     ngx_array_t                 *imports;          /* of ngx_str_t */
-    ngx_flag_t                   enabled;          /* some location has wsgi_app */
+    ngx_flag_t                   enabled;          /* a wsgi_app runs embedded */
     void                        *daemons;          /* Rust: daemon_conf.rs */
 } ngx_http_oxwsgi_main_conf_t;
 

@@ -264,7 +264,8 @@ fn app(c: &mut Conf, lcf: &mut ngx_http_oxwsgi_loc_conf_t) -> Result<(), Failure
         prefix.len = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
         lcf.prefix = prefix;
     }
-    c.main_conf().enabled = 1;
+    // Whether workers start Python (main conf `enabled`) is decided when the location's
+    // process group is known: the shim's merge.
     Ok(())
 }
 

@@ -124,16 +124,26 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             }
         },
     };
-    let Some(w) = worker::get() else {
-        eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    // The worker's log: Python's when it runs here (embedded locations), else the cycle's
+    // (a worker whose every application runs in a group never starts Python).
+    let base_log: Arc<dyn LogSink> = match (worker::get(), &target) {
+        (Some(w), None) => {
+            if !w.ready(&**w.log(), &script.to_string_lossy()) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            w.log().clone()
+        }
+        (Some(w), Some(_)) => w.log().clone(),
+        // SAFETY: ngx_cycle is this worker's live cycle; its log lives as long as it.
+        (None, Some(_)) => Arc::new(unsafe { CycleLog::new((*ngx_cycle).log) }),
+        (None, None) => {
+            eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
     };
-    if target.is_none() && !w.ready(&**w.log(), &script.to_string_lossy()) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    }
     let max = lcf.max_in_flight();
     if lcf.in_flight() >= max {
-        w.log().log(
+        base_log.log(
             Level::Warning,
             &format!(
                 "{}: {max} requests of this location in flight in this worker (wsgi_max_in_flight): 503",
@@ -147,7 +157,7 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     let context: Arc<str> = Arc::from(script.to_string_lossy().as_ref());
     let tail = request_context(&req.log_handler_text());
-    let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(w.log().clone(), tail));
+    let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(base_log, tail));
     // SAFETY: the location's counter, on the event loop; the slot lives in the request
     // state, which the request pool's cleanup drops on the loop, before the cycle ends.
     let slot = unsafe { InFlightSlot::take(lcf.in_flight_counter()) };

@@ -1,14 +1,19 @@
 """Daemon mode on nginx, the directives: `wsgi_daemon_process` and `wsgi_process_group`
 are parsed and checked by the real `nginx -t`; each mistake fails it with one precise
-message naming the file and line (docs/nginx-daemon.md)."""
+message naming the file and line (docs/nginx-daemon.md). Workers start Python only when
+some application runs embedded."""
 
 import re
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
+import requests
 
-from harness import paths
-from test_configtest import nginx_t, stage  # noqa: F401 (the fixture)
+from harness import paths, procs
+from test_configtest import BASE, nginx_t, stage  # noqa: F401 (the fixture)
 
 
 def emerg_lines(out):
@@ -108,3 +113,45 @@ def test_process_group_off_alone_is_embedded_and_valid(stage):
     rc, out = nginx_t(stage, server="location /a {{ wsgi_app {d}/app.wsgi; wsgi_process_group off; }}")
     assert rc == 0, out
     assert "test is successful" in out
+
+
+def run_nginx(d, http, server):
+    """Start nginx on `d`'s configuration; (process, port)."""
+    port = procs.free_port()
+    conf = d / "nginx.conf"
+    conf.write_text(BASE.replace("listen 127.0.0.1:1;", f"listen 127.0.0.1:{port};").format(
+        d=d, main="master_process on; worker_processes 1;",
+        http=http.format(d=d, venv=paths.VENV), server=server.format(d=d)))
+    p = subprocess.Popen([paths.NGINX_BIN, "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return p, port
+
+
+@pytest.mark.parametrize("group, python_in_workers", [("g", False), ("off", True)])
+def test_workers_start_python_only_for_embedded_apps(stage, group, python_in_workers):
+    marks = stage / "marks"
+    marks.write_text("")
+    marks.chmod(0o666)
+    (stage / "mark.py").write_text(f"import os\nopen({str(marks)!r}, 'a').write('%d\\n' % os.getpid())\n")
+    p, port = run_nginx(stage, http="""
+    wsgi_python_home {venv};
+    wsgi_import {d}/mark.py;
+    wsgi_daemon_process g processes=1 threads=2;""",
+                        server=f"location /app/ {{{{ wsgi_app {{d}}/app.wsgi; wsgi_process_group {group}; }}}}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/app/", timeout=5)
+                if r.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, (stage / "error.log").read_text()[-2000:]
+            time.sleep(0.1)
+        assert r.text == "ok"
+        # wsgi_import runs where Python starts: in the workers only if an app runs there
+        assert bool(marks.read_text().strip()) == python_in_workers, marks.read_text()
+    finally:
+        p.send_signal(signal.SIGQUIT)
+        p.wait(30)
