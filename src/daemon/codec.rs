@@ -118,11 +118,18 @@ impl ClientCodec {
 
     /// Bytes read from the daemon.
     pub fn received(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.input.len() {
-            self.input.clear();
+        // Drop what was taken: only the unparsed rest (at most one partial frame) moves,
+        // so the buffer never grows with the stream.
+        if self.start > 0 {
+            self.input.drain(..self.start);
             self.start = 0;
         }
         self.input.extend_from_slice(bytes);
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.input.capacity()
     }
 
     /// Descriptors that came with those bytes (`SCM_RIGHTS`), in arrival order.

@@ -6,6 +6,8 @@ keep their applications apart (processes, users, interpreters)."""
 
 import concurrent.futures
 import os
+import socket
+from pathlib import Path
 import pwd
 import re
 import signal
@@ -31,6 +33,22 @@ def application(environ, start_response):
         time.sleep(30)
     elif path == '/mark':
         MARK.append(environ['mod_wsgi.process_group'])
+    elif path == '/down':
+        piece = bytes(range(256)) * 1024
+        n = int(q) * 4
+        start_response('200 OK', [('Content-Type', 'application/octet-stream'),
+                                  ('Content-Length', str(n * len(piece)))])
+        return (piece for _ in range(n))
+    elif path == '/up':
+        total, inp = 0, environ['wsgi.input']
+        while True:
+            c = inp.read(65536)
+            if not c:
+                break
+            total += len(c)
+        body = str(total).encode()
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [body]
     body = ('group=%s pid=%d uid=%d prefix=%s marks=%s' % (
         environ.get('mod_wsgi.process_group'), os.getpid(), os.getuid(), sys.prefix, ','.join(MARK))).encode()
     start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
@@ -247,5 +265,71 @@ def test_two_groups_keep_their_applications_apart():
         assert a["marks"] == "a,a,a" and b["marks"] == "", (a, b)
         # each group its interpreter's prefix: the test venv vs the system Python
         assert a["prefix"] != b["prefix"] and b["prefix"] == "/usr", (a, b)
+    finally:
+        stop(s)
+
+
+def status(pid):
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            out[k] = int(v.split()[0])
+    return out
+
+
+class Peaks:
+    """Peak RSS growth (kB) of processes from now on: the kernel's peak mark is reset
+    (clear_refs <- 5), the growth is VmHWM afterwards minus VmRSS at the reset."""
+
+    def __init__(self, pids):
+        self.base = {}
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            self.base[pid] = status(pid)["VmRSS"]
+
+    def growth(self):
+        return max(status(pid)["VmHWM"] - base for pid, base in self.base.items())
+
+
+def test_100_mib_both_ways_with_bounded_memory():
+    s = start("ngx-d-big", "    wsgi_daemon_process big processes=1 threads=2;\n",
+              "        location /big/ { wsgi_app {d}/fault.wsgi; wsgi_process_group big; "
+              "client_max_body_size 200m; }\n")
+    try:
+        keeper = [p for p in procs.children(s.proc.pid) if open(f"/proc/{p}/comm").read().strip() == "oxwsgi-keeper"]
+        workers = [p for p in procs.children(s.proc.pid) if p not in keeper]
+        daemons = [p for k in keeper for p in procs.children(k)]
+        assert workers and daemons
+        # warm up both sides
+        assert requests.get(s.url("/big/down?1"), timeout=30).status_code == 200
+        mib100 = 100 * 1024 * 1024
+
+        peaks = Peaks(workers + daemons)
+        # Down, the client stalling first: a side that buffered would race ahead.
+        with socket.create_connection(("127.0.0.1", s.port), timeout=60) as c:
+            c.sendall(b"GET /big/down?100 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            time.sleep(1.5)
+            got = 0
+            while True:
+                b = c.recv(1 << 20)
+                if not b:
+                    break
+                got += len(b)
+        assert got > mib100, got
+        down = {p: status(p)["VmHWM"] - peaks.base[p] for p in peaks.base}
+
+        peaks = Peaks(workers + daemons)
+        chunk = b"x" * (1 << 20)
+        r = requests.post(s.url("/big/up"), data=(chunk for _ in range(100)), timeout=120)
+        assert r.status_code == 200 and r.text == str(mib100), (r.status_code, r.text[:200])
+        up = {p: status(p)["VmHWM"] - peaks.base[p] for p in peaks.base}
+
+        w_down, w_up = max(down[p] for p in workers), max(up[p] for p in workers)
+        d_down, d_up = max(down[p] for p in daemons), max(up[p] for p in daemons)
+        print(f"100 MiB down: worker peak growth {w_down} kB, daemon {d_down} kB; "
+              f"100 MiB up: worker {w_up} kB, daemon {d_up} kB")
+        for v in (w_down, w_up, d_down, d_up):
+            assert v < 32 * 1024, (down, up)
     finally:
         stop(s)

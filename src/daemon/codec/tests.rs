@@ -94,6 +94,34 @@ fn a_response_arrives_byte_by_byte() {
 }
 
 #[test]
+fn a_long_stream_in_unaligned_pieces_keeps_the_buffer_small() {
+    let mut c = codec();
+    let mut wire = hello();
+    wire.extend(head(200));
+    let mut data = vec![0u8; 256 * 1024 + 1];
+    data[0] = 0;
+    let frame_bytes = frame(Kind::Data, &data);
+    let mut got = 0usize;
+    let mut feed = |c: &mut ClientCodec, bytes: &[u8]| {
+        // 64 KiB - 1: never aligned with the frames
+        for piece in bytes.chunks(64 * 1024 - 1) {
+            c.received(piece);
+            while let Some(e) = c.next_event().unwrap() {
+                if let Event::Data(d, _) = e {
+                    got += d.len();
+                }
+            }
+            assert!(c.capacity() < 1024 * 1024, "buffer capacity {}", c.capacity());
+        }
+    };
+    feed(&mut c, &wire);
+    for _ in 0..100 {
+        feed(&mut c, &frame_bytes);
+    }
+    assert_eq!(got, 100 * 256 * 1024);
+}
+
+#[test]
 fn protocol_violations_are_errors() {
     let proto = |wire: Vec<u8>| match events(&mut codec(), &wire) {
         Err(ProxyError::Protocol(m)) => m,
