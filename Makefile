@@ -74,7 +74,7 @@ unit:
 # Every server flavour runs the same conformance suite (modwsgi = Debian's mod_wsgi, the
 # reference: its known PEP 3333 deviations are strict xfails); then the Apache-only,
 # nginx-only and launcher tests.
-TEST_SERVERS ?= apache,apache-prefork,apache-worker,apache-daemon,nginx,modwsgi
+TEST_SERVERS ?= apache,apache-prefork,apache-worker,apache-daemon,nginx,nginx-daemon,modwsgi
 conformance: modules launcher
 	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) OXWSGI_SERVERS=$(TEST_SERVERS) ./tests/run-conformance.sh
 	OXWSGI_MODULE_DIR=$(CURDIR)/$(MODULES) ./tests/run-apache.sh

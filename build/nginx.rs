@@ -131,17 +131,21 @@ pub fn build() {
             "ngx_http_request_t|ngx_module_t|ngx_cycle_t|ngx_table_elt_t|ngx_list_part_t|ngx_http_oxwsgi_.*|\
              ngx_thread_task_t|ngx_chain_t|ngx_buf_t|ngx_event_t|ngx_conf_t|ngx_command_t|ngx_http_conf_ctx_t|\
              ngx_http_core_loc_conf_t|ngx_http_core_srv_conf_t|ngx_http_compile_complex_value_t|\
-             ngx_pool_cleanup_file_t|ngx_file_t",
+             ngx_pool_cleanup_file_t|ngx_file_t|ngx_conf_num_bounds_t|ngx_core_conf_t",
         )
         .allowlist_function(
             "ngx_http_oxwsgi_.*|ngx_http_send_header|ngx_http_finalize_request|ngx_pnalloc|ngx_list_push|\
              ngx_array_create|ngx_array_push|ngx_conf_full_name|ngx_http_compile_complex_value|ngx_http_complex_value|\
              ngx_connection_local_sockaddr|ngx_inet_get_port|ngx_chain_get_free_buf|ngx_chain_update_chains|\
              ngx_http_output_filter|ngx_pool_cleanup_add|ngx_pool_cleanup_file|ngx_pcalloc|\
-             ngx_http_read_client_request_body|ngx_thread_task_post|ngx_http_run_posted_requests",
+             ngx_http_read_client_request_body|ngx_thread_task_post|ngx_http_run_posted_requests|\
+             ngx_conf_set_num_slot|ngx_conf_set_str_slot|ngx_conf_set_flag_slot|ngx_conf_check_num_bounds|\
+             ngx_parse_time|ngx_parse_offset|ngx_time_update|\
+             ngx_get_connection|ngx_close_connection|ngx_handle_read_event|ngx_handle_write_event",
         )
         .allowlist_var(
-            "NGX_OK|NGX_ERROR|NGX_DONE|NGX_HTTP_.*|NGX_LOG_.*|ngx_http_core_module|ngx_http_oxwsgi_.*|ngx_cycle",
+            "NGX_OK|NGX_ERROR|NGX_DONE|NGX_HTTP_.*|NGX_LOG_.*|NGX_CONF_.*|ngx_http_core_module|ngx_http_oxwsgi_.*|ngx_cycle|\
+             ngx_core_module|ngx_http_module|ngx_test_config|ngx_process|ngx_pid|NGX_PROCESS_.*|ngx_event_actions",
         )
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new().rerun_on_header_files(false)));
     for i in &incs {

@@ -1,7 +1,7 @@
 
 /*
- * The C half of the nginx module: what needs nginx's C macros (the module,
- * context and command tables, conf create/merge with NGX_CONF_UNSET, the
+ * The C half of the nginx module: what needs nginx's C macros (the module
+ * and context tables, conf create/merge with NGX_CONF_UNSET, the
  * thread-task and event trampolines, the variadic log calls). Everything else
  * is Rust (src/nginx/); its entry points catch panics. The ngx_modules arrays
  * are defined in Rust: a cdylib exports only Rust items.
@@ -19,16 +19,12 @@
 #include "ngx_http_oxwsgi_module.h"
 
 
-/* Rust entry points (src/nginx/entry.rs, src/nginx/conf.rs). */
-char *ngx_http_oxwsgi_conf_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_oxwsgi_conf_python_home(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_oxwsgi_conf_python_path(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_oxwsgi_conf_import(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_oxwsgi_conf_param(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+/* Rust: the directives (src/nginx/commands.rs) and entry points (entry.rs). */
+extern ngx_command_t  ngx_http_oxwsgi_commands[];
+ngx_int_t ngx_http_oxwsgi_rs_postconfiguration(ngx_conf_t *cf);
+ngx_int_t ngx_http_oxwsgi_rs_init_module(ngx_cycle_t *cycle);
+void ngx_http_oxwsgi_rs_exit_master(ngx_cycle_t *cycle);
+void ngx_http_oxwsgi_rs_child_init(void);
 ngx_int_t ngx_http_oxwsgi_rs_init_process(ngx_cycle_t *cycle,
     ngx_http_oxwsgi_main_conf_t *mcf);
 void ngx_http_oxwsgi_rs_exit_process(ngx_cycle_t *cycle);
@@ -49,76 +45,9 @@ static char *ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_http_oxwsgi_init_process(ngx_cycle_t *cycle);
 
 
-static ngx_conf_num_bounds_t  ngx_http_oxwsgi_max_in_flight_bounds = {
-    ngx_conf_check_num_bounds, 1, 1000000
-};
-
-
-static ngx_command_t  ngx_http_oxwsgi_commands[] = {
-
-    { ngx_string("wsgi_app"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_oxwsgi_conf_app,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("wsgi_python_home"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_oxwsgi_conf_python_home,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("wsgi_python_path"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_http_oxwsgi_conf_python_path,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("wsgi_import"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_http_oxwsgi_conf_import,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("wsgi_max_in_flight"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_oxwsgi_loc_conf_t, max_in_flight),
-      &ngx_http_oxwsgi_max_in_flight_bounds },
-
-    { ngx_string("wsgi_thread_pool"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_oxwsgi_loc_conf_t, thread_pool_name),
-      NULL },
-
-    { ngx_string("wsgi_param"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
-      ngx_http_oxwsgi_conf_param,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("wsgi_pass_authorization"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_oxwsgi_loc_conf_t, pass_authorization),
-      NULL },
-
-      ngx_null_command
-};
-
-
 static ngx_http_module_t  ngx_http_oxwsgi_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_oxwsgi_rs_postconfiguration,  /* postconfiguration */
 
     ngx_http_oxwsgi_create_main_conf,      /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -137,12 +66,12 @@ ngx_module_t  ngx_http_oxwsgi_module = {
     ngx_http_oxwsgi_commands,              /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_oxwsgi_rs_init_module,        /* init module */
     ngx_http_oxwsgi_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_oxwsgi_rs_exit_process,       /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_oxwsgi_rs_exit_master,        /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -188,11 +117,13 @@ ngx_http_oxwsgi_create_loc_conf(ngx_conf_t *cf)
 static char *
 ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_oxwsgi_loc_conf_t  *prev = parent;
-    ngx_http_oxwsgi_loc_conf_t  *conf = child;
+    ngx_http_oxwsgi_loc_conf_t   *prev = parent;
+    ngx_http_oxwsgi_loc_conf_t   *conf = child;
+    ngx_http_oxwsgi_main_conf_t  *mcf;
 
     ngx_conf_merge_str_value(conf->thread_pool_name, prev->thread_pool_name,
                              "default");
+    ngx_conf_merge_str_value(conf->process_group, prev->process_group, "");
     ngx_conf_merge_ptr_value(conf->params, prev->params, NULL);
     ngx_conf_merge_value(conf->pass_authorization, prev->pass_authorization,
                          0);
@@ -205,6 +136,15 @@ ngx_http_oxwsgi_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->callable.data == NULL) {
         ngx_str_set(&conf->callable, "application");
+    }
+
+    /* workers start Python only if some wsgi_app runs embedded (daemons.rs) */
+    if (conf->process_group.len == 0
+        || (conf->process_group.len == 3
+            && ngx_strncmp(conf->process_group.data, "off", 3) == 0))
+    {
+        mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_oxwsgi_module);
+        mcf->enabled = 1;
     }
 
     /* an undeclared pool other than "default" fails in thread_pool's init */
@@ -234,6 +174,8 @@ static ngx_int_t
 ngx_http_oxwsgi_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_oxwsgi_main_conf_t  *mcf;
+
+    ngx_http_oxwsgi_rs_child_init();
 
     /* Python starts in workers only: never in the master, cache processes */
 

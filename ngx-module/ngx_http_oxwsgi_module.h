@@ -23,7 +23,8 @@ typedef struct {
     ngx_str_t                    python_home;
     ngx_array_t                 *python_path;      /* of ngx_str_t */
     ngx_array_t                 *imports;          /* of ngx_str_t */
-    ngx_flag_t                   enabled;          /* some location has wsgi_app */
+    ngx_flag_t                   enabled;          /* a wsgi_app runs embedded */
+    void                        *daemons;          /* Rust: daemon_conf.rs */
 } ngx_http_oxwsgi_main_conf_t;
 
 
@@ -38,6 +39,7 @@ typedef struct {
     ngx_array_t                 *params;           /* of ngx_http_oxwsgi_param_t */
     ngx_flag_t                   pass_authorization;
     ngx_uint_t                   max_in_flight;
+    ngx_str_t                    process_group;    /* "" or "off": embedded */
     /* requests of this location in this worker (the event loop's only) */
     ngx_uint_t                   in_flight;
 } ngx_http_oxwsgi_loc_conf_t;

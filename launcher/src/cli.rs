@@ -38,9 +38,9 @@ options:
   --processes N             server worker processes (default 1); with --daemon, the
                             daemon processes of the app's process group
   --threads N               Python threads per process (default 5)
-  --daemon                  Apache: run the app in a process group of its own
-                            (mod_wsgi's daemon mode: WSGIDaemonProcess, WSGIProcessGroup)
-                            rather than in Apache's children; not built for nginx yet
+  --daemon                  run the app in a process group of its own (mod_wsgi's daemon
+                            mode: WSGIDaemonProcess / wsgi_daemon_process) rather than in
+                            the server's worker processes
   --python-home DIR         virtualenv or Python prefix (default: $VIRTUAL_ENV if set)
   --python-path DIR         add DIR to sys.path (repeatable)
   --url-alias URL PATH      serve the file or directory PATH at URL from the web server
@@ -188,9 +188,6 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         i += 1;
     }
-    if o.daemon && o.server == ServerKind::Nginx {
-        return Err(NGINX_DAEMON.into());
-    }
     if o.python_home.is_none() {
         if let Some(v) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
             o.python_home = Some(PathBuf::from(v));
@@ -202,10 +199,6 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         _ => Command::Doctor(o),
     })
 }
-
-/// A feature that is not built is an error that names it.
-pub const NGINX_DAEMON: &str = "--daemon: process groups (daemon mode) are not built for nginx yet (issue 12); \
-     run without --daemon (the app then runs in nginx's workers), or use --server apache";
 
 fn set_app(o: &mut Options, v: &str) -> Result<(), String> {
     if let Some(prev) = &o.app {
@@ -270,10 +263,6 @@ mod tests {
         assert!(p(&["frobnicate"]).unwrap_err().contains("unknown command"));
         assert!(p(&["serve", "--url-alias", "/s"]).unwrap_err().contains("URL and a path"));
         assert!(p(&["serve", "--keep=1"]).unwrap_err().contains("takes no value"));
-        for cmd in ["serve", "config"] {
-            let e = p(&[cmd, "--daemon", "--server", "nginx"]).unwrap_err();
-            assert!(e.contains("not built for nginx yet (issue 12)"), "{e}");
-        }
     }
 
     #[test]

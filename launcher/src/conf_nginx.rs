@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::plan::Plan;
+use crate::plan::{Plan, joined_path};
 
 /// Quote for nginx.conf when needed.
 fn nq(s: &str) -> String {
@@ -30,7 +30,16 @@ pub fn nginx_http(p: &Plan) -> String {
     if let Some(h) = &p.python_home {
         let _ = writeln!(s, "wsgi_python_home {};", np(h));
     }
-    if !p.python_path.is_empty() {
+    if p.daemon {
+        // The app runs in a process group (docs/nginx-daemon.md); the group's python home
+        // is wsgi_python_home, its python_path its own.
+        let group = crate::conf_apache::group_name(p);
+        let _ = write!(s, "wsgi_daemon_process {group} processes={} threads={}", p.processes, p.threads);
+        if !p.python_path.is_empty() {
+            let _ = write!(s, " python_path={}", nq(&joined_path(&p.python_path)));
+        }
+        let _ = writeln!(s, ";\nwsgi_process_group {group};");
+    } else if !p.python_path.is_empty() {
         let dirs: Vec<String> = p.python_path.iter().map(|d| np(d)).collect();
         let _ = writeln!(s, "wsgi_python_path {};", dirs.join(" "));
     }
@@ -135,6 +144,20 @@ mod tests {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }
         assert_eq!(t.matches('{').count(), t.matches('}').count());
+    }
+
+    #[test]
+    fn nginx_daemon_text() {
+        let mut p = plan(ServerKind::Nginx);
+        p.daemon = true;
+        let t = nginx_http(&p);
+        assert!(t.contains("wsgi_python_home /opt/venv;"), "{t}");
+        assert!(
+            t.contains("wsgi_daemon_process oxwsgi-app processes=2 threads=4 python_path=/srv/app:/srv/lib;"),
+            "{t}"
+        );
+        assert!(t.contains("wsgi_process_group oxwsgi-app;"), "{t}");
+        assert!(!t.contains("wsgi_python_path"), "{t}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Options {
     pub port: u16,
     pub processes: u32,
     pub threads: u32,
-    /// Apache: run the app in a daemon process group (WSGIDaemonProcess) of `processes` x
+    /// Run the app in a daemon process group (WSGIDaemonProcess, wsgi_daemon_process) of `processes` x
     /// `threads`, not in Apache's own children.
     pub daemon: bool,
     pub python_home: Option<PathBuf>,

@@ -25,7 +25,7 @@ pub struct Plan {
     pub port: u16,
     pub processes: u32,
     pub threads: u32,
-    /// The app runs in a daemon process group of `processes` x `threads` (Apache).
+    /// The app runs in a daemon process group of `processes` x `threads`.
     pub daemon: bool,
     pub python_home: Option<PathBuf>,
     pub python_path: Vec<PathBuf>,

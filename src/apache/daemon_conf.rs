@@ -12,14 +12,7 @@ use std::time::Duration;
 use crate::core::runtime::check_python_home;
 use oxwsgi_checks::{Account, can_read};
 
-/// A user the daemons run as.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: PathBuf,
-}
+pub use crate::daemon::accounts::{User, fnv64, lookup_group, lookup_user};
 
 /// One `WSGIDaemonProcess`.
 #[derive(Clone, Debug)]
@@ -196,42 +189,6 @@ fn number(opt: &str, v: &str, min: u64) -> Result<u64, String> {
         .ok_or_else(|| format!("WSGIDaemonProcess: {opt} must be a whole number of at least {min}, not {v:?}"))
 }
 
-/// (name, uid, gid, home) of each well-formed /etc/passwd line.
-fn passwd() -> Vec<(String, u32, u32, PathBuf)> {
-    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?, PathBuf::from(f.get(5)?)))
-        })
-        .collect()
-}
-
-/// A user by name or `#uid`.
-pub fn lookup_user(v: &str) -> Option<User> {
-    let all = passwd();
-    let found = match v.strip_prefix('#') {
-        Some(n) => {
-            let uid: u32 = n.parse().ok()?;
-            all.into_iter().find(|e| e.1 == uid).or(Some((format!("#{uid}"), uid, uid, PathBuf::from("/"))))
-        }
-        None => all.into_iter().find(|e| e.0 == v),
-    }?;
-    Some(User { name: found.0, uid: found.1, gid: found.2, home: found.3 })
-}
-
-/// A group id by name or `#gid`.
-pub fn lookup_group(v: &str) -> Option<u32> {
-    if let Some(n) = v.strip_prefix('#') {
-        return n.parse().ok();
-    }
-    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&v)).then(|| f.get(2)?.parse().ok()).flatten()
-    })
-}
-
 /// Parse `WSGIDaemonProcess name [options]`. `worker` is the account Apache's children
 /// run as (the default user of the daemons), `global_home` the `WSGIPythonHome` (the
 /// default python-home).
@@ -390,18 +347,4 @@ pub fn process_group(v: &str) -> Result<ProcessGroup<'_>, String> {
         return Err(format!("process group {v:?} is not supported: use a name, %{{GLOBAL}} or %{{ENV:variable}}"));
     }
     Ok(ProcessGroup::Named(v))
-}
-
-/// FNV-1a: a stable hash of a group's definition (names its socket).
-pub fn fnv64(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for p in parts {
-        for &b in *p {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }

@@ -32,11 +32,12 @@ use super::config::Config;
 use super::daemon_conf::{DaemonGroup, fnv64};
 use super::httpd::{OtherChildFn, Pool, Server, process, register_other_child, unregister_other_child, with_retained};
 use super::io::ServerLog;
+use crate::core::Level;
 use crate::core::runtime::RuntimeConfig;
-use crate::core::{Level, LogSink};
-use crate::daemon::{self, Exit, GroupSettings};
+use crate::daemon::launch::Launch;
+use crate::daemon::{self, GroupSettings};
 use crate::ffi::httpd::{APR_OC_REASON_DEATH, APR_OC_REASON_LOST, APR_OC_REASON_RESTART};
-use crate::ffi::os::{self, Fork, Limit};
+use crate::ffi::os::{self, Fork};
 
 /// A failure this soon after the start counts towards the back-off.
 const QUICK: Duration = Duration::from_secs(5);
@@ -298,86 +299,30 @@ fn fork_daemon(st: &State, sp: &Arc<Spawn>, delay: Duration) -> Result<i32, Stri
     }
 }
 
-/// The daemon's life: become its user, then serve until told to stop. Returns its exit
-/// status (0: a planned exit, 1: a failure).
+/// The daemon's life (shared with nginx's keeper: `daemon::launch`): become its user,
+/// then serve until told to stop. Returns its exit status (0: a planned exit, 1: a
+/// failure).
 fn run_daemon(sp: &Spawn, parent: i32, server: &'static Server, delay: Duration) -> i32 {
-    os::reset_signals();
-    if !os::die_with_parent(parent, libc::SIGTERM) {
-        return 0; // Apache is already gone
-    }
     os::close_sockets_except(sp.fd);
     let g = &sp.group;
-    let pid = std::process::id();
-    let log = ServerLog::new(server);
-    let fail = |what: String| {
-        log.log(Level::Error, &format!("oxwsgi: daemon process {pid} of group {:?}: {what}", g.name));
-        1
+    let launch = Launch {
+        settings: sp.settings.clone(),
+        fd: sp.fd,
+        socket: g.socket.clone(),
+        uid: sp.uid,
+        gid: sp.gid,
+        groups: sp.groups.clone(),
+        home: sp.home.clone(),
+        home_required: g.home.is_some(),
+        umask: g.umask,
+        lang: g.lang.clone(),
+        locale: g.locale.clone(),
+        title: g.title(),
+        memory_limit: g.memory_limit,
+        virtual_memory_limit: g.virtual_memory_limit,
+        cpu_time_limit: g.cpu_time_limit,
     };
-    if let Some(t) = g.title() {
-        os::set_thread_name(&t);
-    }
-    if !delay.is_zero() {
-        std::thread::sleep(delay);
-    }
-    for (limit, value) in
-        [(Limit::Data, g.memory_limit), (Limit::AddressSpace, g.virtual_memory_limit), (Limit::Cpu, g.cpu_time_limit)]
-    {
-        if let Some(v) = value {
-            if let Err(e) = os::set_limit(limit, v) {
-                return fail(format!("cannot set the {limit:?} limit to {v}: {e}"));
-            }
-        }
-    }
-    if let Some(m) = g.umask {
-        os::umask(m);
-    }
-    if let Some(l) = &g.lang {
-        os::set_env("LANG", l);
-    }
-    if let Some(l) = &g.locale {
-        os::set_env("LC_ALL", l);
-    }
-    if os::euid() == 0 {
-        if let Err(e) = os::drop_privileges(sp.uid, sp.gid, &sp.groups) {
-            return fail(format!("cannot switch to uid {} gid {}: {e}", sp.uid, sp.gid));
-        }
-    }
-    // A change of credentials clears the parent-death signal: ask again.
-    if !os::die_with_parent(parent, libc::SIGTERM) {
-        return 0;
-    }
-    if let Err(e) = std::env::set_current_dir(&sp.home) {
-        if g.home.is_some() {
-            return fail(format!("cannot change to the home directory {}: {e}", sp.home.display()));
-        }
-        let _ = std::env::set_current_dir("/");
-    }
-    let listener = match os::dup_listener(sp.fd) {
-        Ok(l) => l,
-        Err(e) => return fail(format!("the group's socket is gone: {e}")),
-    };
-    os::close(sp.fd);
-    log.log(
-        Level::Info,
-        &format!("oxwsgi: daemon process {pid} of group {:?} serving on {}", g.name, g.socket.display()),
-    );
-    let exit = daemon::serve(&sp.settings, listener, Arc::new(ServerLog::new(server)));
-    let (level, code) = match &exit {
-        Exit::Failed(_) => (Level::Error, 1),
-        _ => (Level::Notice, 0),
-    };
-    let why = match exit {
-        Exit::MaximumRequests => "maximum-requests reached".to_string(),
-        Exit::RestartInterval => "restart-interval reached".into(),
-        Exit::InactivityTimeout => "inactivity-timeout reached".into(),
-        Exit::RequestTimeout => "a request exceeded request-timeout".into(),
-        Exit::Deadlock => "deadlock-timeout: the Python interpreter stopped making progress".into(),
-        Exit::Signal => "asked to stop".into(),
-        Exit::ScriptChanged => "its WSGI script changed (script reloading)".into(),
-        Exit::Failed(e) => format!("failed: {e}"),
-    };
-    log.log(level, &format!("oxwsgi: daemon process {pid} of group {:?} exits: {why}", g.name));
-    code
+    daemon::launch::run(&launch, parent, Arc::new(ServerLog::new(server)), delay)
 }
 
 /// The MPM reports on a daemon (`APR_OC_REASON_*`). A dead daemon of the current

@@ -19,8 +19,13 @@ use crate::core::runtime::RuntimeConfig;
 use crate::core::worker::Setup;
 use crate::ffi::unix as sys;
 
+pub mod accounts;
 pub mod client;
+pub mod codec;
 mod conn;
+pub mod definition;
+pub mod keeper;
+pub mod launch;
 pub mod protocol;
 mod serve;
 mod wire;

@@ -99,6 +99,38 @@ pub fn close_sockets_except(keep: RawFd) {
     }
 }
 
+/// Close every socket descriptor of this process except those in `keep` (a supervisor
+/// keeps the sockets of its groups only).
+pub fn close_sockets_except_all(keep: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2 && !keep.contains(fd))
+        .collect();
+    for fd in fds {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = std::fs::metadata(format!("/proc/self/fd/{fd}"));
+        if meta.map(|m| m.file_type().is_socket()).unwrap_or(false) {
+            close(fd);
+        }
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded: both descriptors are open and owned by nobody else.
+    let r = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, for the write end.
+    let w = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
+    Ok((r, w))
+}
+
 /// Close a descriptor this process owns outside of any Rust object (kept in httpd's
 /// retained memory, inherited through fork).
 pub fn close(fd: RawFd) {
@@ -187,6 +219,12 @@ pub fn drop_privileges(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() }
+}
+
+/// This process's effective gid.
+pub fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions.
+    unsafe { libc::getegid() }
 }
 
 /// Send `sig` to `pid`; `false` if it does not exist.

@@ -75,7 +75,7 @@ pub fn check(what: Check, value: &str) -> Result<(), String> {
 }
 
 /// Why a directive failed.
-enum Failure {
+pub(super) enum Failure {
     /// Logged as `"<directive>": <message>`.
     Message(String),
     /// Returned to nginx, which logs `"<directive>" directive <text>`.
@@ -92,23 +92,23 @@ impl From<String> for Failure {
 
 /// The configuration being parsed, during a directive handler.
 #[repr(transparent)]
-struct Conf(ngx_conf_t);
+pub(super) struct Conf(ngx_conf_t);
 
 impl Conf {
     /// # Safety
     /// `cf` must be the live `ngx_conf_t` nginx passed to a directive handler, used only
     /// during that call.
-    unsafe fn from_ptr<'a>(cf: *mut ngx_conf_t) -> &'a mut Conf {
+    pub(super) unsafe fn from_ptr<'a>(cf: *mut ngx_conf_t) -> &'a mut Conf {
         // SAFETY: Conf is a transparent ngx_conf_t, live during the call (caller).
         unsafe { &mut *(cf as *mut Conf) }
     }
 
-    fn as_ptr(&mut self) -> *mut ngx_conf_t {
+    pub(super) fn as_ptr(&mut self) -> *mut ngx_conf_t {
         &mut self.0
     }
 
     /// The directive's words (name first); they live in the cycle pool.
-    fn args(&self) -> Vec<ngx_str_t> {
+    pub(super) fn args(&self) -> Vec<ngx_str_t> {
         // SAFETY: during a handler call cf->args is the live array of the directive's words.
         let a = unsafe { &*self.0.args };
         // SAFETY: the array holds nelts ngx_str_t.
@@ -122,9 +122,35 @@ impl Conf {
         if rc == OK { Ok(s) } else { Err(Failure::Logged) }
     }
 
-    fn log_error(&mut self, msg: &str) {
+    pub(super) fn log_error(&mut self, msg: &str) {
         // SAFETY: cf is live; the shim logs `msg` (len bytes) with the directive's name.
         unsafe { ngx_http_oxwsgi_conf_error(self.as_ptr(), msg.as_ptr(), msg.len()) }
+    }
+
+    /// `file:line` of the directive being parsed.
+    pub(super) fn position(&self) -> String {
+        if self.0.conf_file.is_null() {
+            return "the command line".into();
+        }
+        // SAFETY: while a file is parsed, cf->conf_file is its live ngx_conf_file_t.
+        let f = unsafe { &*self.0.conf_file };
+        format!("{}:{}", text(&f.file.name), f.line)
+    }
+
+    /// The configuration's pool (the cycle's: it lives as long as the configuration).
+    pub(super) fn pool(&self) -> *mut ngx_pool_t {
+        self.0.pool
+    }
+
+    /// The cycle being configured.
+    pub(super) fn cycle(&self) -> *mut ngx_cycle_t {
+        self.0.cycle
+    }
+
+    /// Log a configuration error that belongs to no single directive (postconfiguration).
+    pub(super) fn log_emerg(&mut self, msg: &str) {
+        // SAFETY: cf->log is the cycle's live log; the shim logs `msg` (len bytes).
+        unsafe { ngx_http_oxwsgi_log(self.0.log, NGX_LOG_EMERG as ngx_uint_t, msg.as_ptr() as *mut u_char, msg.len()) }
     }
 
     /// The configurations of the block being parsed (`cf->ctx` of an http-level directive).
@@ -141,7 +167,7 @@ impl Conf {
         unsafe { &mut *(p as *mut ngx_http_core_loc_conf_t) }
     }
 
-    fn main_conf(&mut self) -> &mut ngx_http_oxwsgi_main_conf_t {
+    pub(super) fn main_conf(&mut self) -> &mut ngx_http_oxwsgi_main_conf_t {
         let ctx = self.http_ctx();
         // SAFETY: main_conf holds one configuration per HTTP module, indexed by ctx_index.
         let p = unsafe { *ctx.main_conf.add(ngx_http_oxwsgi_module.ctx_index) };
@@ -150,7 +176,7 @@ impl Conf {
     }
 }
 
-fn text(s: &ngx_str_t) -> String {
+pub(super) fn text(s: &ngx_str_t) -> String {
     // SAFETY: directive words and resolved names live in the cycle pool.
     String::from_utf8_lossy(unsafe { NgxStr::from_raw(s) }.as_bytes()).into_owned()
 }
@@ -163,7 +189,7 @@ fn checked(what: Check, s: &ngx_str_t) -> Result<(), Failure> {
 ///
 /// # Safety
 /// `cf` must be the live `ngx_conf_t` of the handler call.
-unsafe fn directive(cf: *mut ngx_conf_t, f: impl FnOnce(&mut Conf) -> Result<(), Failure>) -> *mut c_char {
+pub(super) unsafe fn directive(cf: *mut ngx_conf_t, f: impl FnOnce(&mut Conf) -> Result<(), Failure>) -> *mut c_char {
     // SAFETY: cf is live during the call (caller).
     let c = unsafe { Conf::from_ptr(cf) };
     let result = catch_unwind(AssertUnwindSafe(|| f(&mut *c))).unwrap_or_else(|p| {
@@ -238,7 +264,8 @@ fn app(c: &mut Conf, lcf: &mut ngx_http_oxwsgi_loc_conf_t) -> Result<(), Failure
         prefix.len = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'/').count();
         lcf.prefix = prefix;
     }
-    c.main_conf().enabled = 1;
+    // Whether workers start Python (main conf `enabled`) is decided when the location's
+    // process group is known: the shim's merge.
     Ok(())
 }
 

@@ -109,16 +109,41 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let req = unsafe { Request::from_ptr(r) };
     let lcf = req.loc_conf();
     let script = path_of(&lcf.script().raw());
-    let Some(w) = worker::get() else {
-        eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    // Daemon mode: the location's group (none: embedded).
+    let target = match lcf.process_group() {
+        None => None,
+        Some(g) => match super::daemons::target(g) {
+            Some(t) => Some(t),
+            None => {
+                eprintln!(
+                    "[oxwsgi] {}: process group {:?} has no socket in this configuration: 500",
+                    script.display(),
+                    String::from_utf8_lossy(g)
+                );
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+        },
     };
-    if !w.ready(&**w.log(), &script.to_string_lossy()) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-    }
+    // The worker's log: Python's when it runs here (embedded locations), else the cycle's
+    // (a worker whose every application runs in a group never starts Python).
+    let base_log: Arc<dyn LogSink> = match (worker::get(), &target) {
+        (Some(w), None) => {
+            if !w.ready(&**w.log(), &script.to_string_lossy()) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            w.log().clone()
+        }
+        (Some(w), Some(_)) => w.log().clone(),
+        // SAFETY: ngx_cycle is this worker's live cycle; its log lives as long as it.
+        (None, Some(_)) => Arc::new(unsafe { CycleLog::new((*ngx_cycle).log) }),
+        (None, None) => {
+            eprintln!("[oxwsgi] {}: Python is not running in this process", script.display());
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+    };
     let max = lcf.max_in_flight();
     if lcf.in_flight() >= max {
-        w.log().log(
+        base_log.log(
             Level::Warning,
             &format!(
                 "{}: {max} requests of this location in flight in this worker (wsgi_max_in_flight): 503",
@@ -132,7 +157,7 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     let context: Arc<str> = Arc::from(script.to_string_lossy().as_ref());
     let tail = request_context(&req.log_handler_text());
-    let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(w.log().clone(), tail));
+    let log: Arc<dyn LogSink> = Arc::new(RequestLog::new(base_log, tail));
     // SAFETY: the location's counter, on the event loop; the slot lives in the request
     // state, which the request pool's cleanup drops on the loop, before the cycle ends.
     let slot = unsafe { InFlightSlot::take(lcf.in_flight_counter()) };
@@ -150,6 +175,9 @@ unsafe fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: the shim made ctx for r, which lives until its pool's cleanup frees the state
     // (and with it the Ctx); the state is used on the event loop only.
     st.ctx = unsafe { Ctx::new(ctx) };
+    if let Some(t) = target {
+        st.set_target(t);
+    }
     // SAFETY: r is live, and no other borrow of it is used any more in this function.
     let rc = unsafe { Request::from_ptr(r) }.read_body(body_read);
     if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
@@ -232,6 +260,25 @@ pub unsafe extern "C" fn ngx_http_oxwsgi_rs_poll_handler(ev: *mut ngx_event_t) {
     let c = unsafe { (*r).connection };
     // SAFETY: the state of the request whose poll timer fired.
     unsafe { with_state("poll timer", state, |st| st.poll()) };
+    // SAFETY: c is live (see above); nginx's own event handlers end this way.
+    unsafe { ngx_http_run_posted_requests(c) };
+}
+
+/// An event of a request's daemon connection (daemon_client.rs), on the event loop.
+///
+/// # Safety
+/// `ev` is an event of a daemon connection made by `DaemonConn` (its data is the request's
+/// context, live while the connection is: the request's state closes it first).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_daemon_event(ev: *mut ngx_event_t) {
+    // SAFETY: the connection's data is the request's context (above).
+    let ctx = unsafe { super::ngx::peer_data(ev) } as *mut ngx_http_oxwsgi_ctx_t;
+    // SAFETY: ctx is live; its request is live while the connection exists.
+    let (state, r) = unsafe { ((*ctx).state, (*ctx).request) };
+    // SAFETY: r is live; its connection outlives the request (handling may free r).
+    let c = unsafe { (*r).connection };
+    // SAFETY: the state of the request whose daemon connection has an event.
+    unsafe { with_state("daemon event", state, |st| st.daemon_event()) };
     // SAFETY: c is live (see above); nginx's own event handlers end this way.
     unsafe { ngx_http_run_posted_requests(c) };
 }

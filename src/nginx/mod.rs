@@ -10,7 +10,11 @@
 //! dispatch.rs); each job produces a batch of the response, which the loop sends
 //! (request.rs, task.rs).
 
+mod commands;
 mod conf;
+mod daemon_client;
+mod daemon_conf;
+mod daemons;
 mod dispatch;
 mod entry;
 mod io;
@@ -25,6 +29,8 @@ mod testhook;
 /// The thread-task handler of a dispatcher's runner (ngx.rs `ThreadPool::post_runner`).
 const RUNNER: unsafe extern "C" fn(*mut std::ffi::c_void, *mut crate::ffi::ngx::ngx_log_t) =
     entry::ngx_http_oxwsgi_rs_runner;
+/// The event handler of a request's daemon connection (daemon_client.rs).
+const DAEMON_EVENT: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_event_t) = entry::ngx_http_oxwsgi_rs_daemon_event;
 const CONTENT_HANDLER: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_http_request_t) -> crate::ffi::ngx::ngx_int_t =
     entry::ngx_http_oxwsgi_rs_handler;
 

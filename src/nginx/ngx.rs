@@ -247,6 +247,12 @@ impl LocConf {
     pub fn pass_authorization(&self) -> bool {
         self.0.pass_authorization == 1
     }
+    /// `wsgi_process_group`: the daemon group's name, or `None` (embedded: unset or `off`).
+    pub fn process_group(&self) -> Option<&[u8]> {
+        // SAFETY: configuration strings live in the cycle pool.
+        let g = unsafe { NgxStr::from_raw(&self.0.process_group) }.as_bytes();
+        (!g.is_empty() && g != b"off").then_some(g)
+    }
     pub fn max_in_flight(&self) -> usize {
         self.0.max_in_flight
     }
@@ -758,4 +764,266 @@ impl DispatchEvents {
         // SAFETY: the structure is live; the caller is on the event loop.
         unsafe { ngx_http_oxwsgi_dispatch_tick(self.0.as_ptr(), ms) }
     }
+}
+
+/// An nginx time (`30s`, `1m30s`, `500ms`; a bare number is seconds), by nginx's own
+/// parser, so that the daemon options read exactly like nginx's timeouts.
+pub fn parse_time(v: &str) -> Option<std::time::Duration> {
+    let mut s = ngx_str_t { len: v.len(), data: v.as_ptr() as *mut u_char };
+    // SAFETY: ngx_parse_time only reads `len` bytes of `data`, which `v` keeps alive.
+    let ms = unsafe { ngx_parse_time(&mut s, 0) };
+    (ms >= 0).then(|| std::time::Duration::from_millis(ms as u64))
+}
+
+/// An nginx size (`512m`, `2g`, `100k`, bytes without a suffix), by nginx's parser.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let mut s = ngx_str_t { len: v.len(), data: v.as_ptr() as *mut u_char };
+    // SAFETY: ngx_parse_offset only reads `len` bytes of `data`, which `v` keeps alive.
+    let n = unsafe { ngx_parse_offset(&mut s) };
+    (n >= 0).then_some(n as u64)
+}
+
+/// The uid and gid nginx's workers will run as, when the `user` directive has been read
+/// (`None`: not given, or not yet parsed: nginx's default applies).
+///
+/// # Safety
+/// `cycle` must be the cycle being configured, after the core module created its
+/// configuration (true for any http-level directive or hook).
+pub unsafe fn configured_worker_ids(cycle: *mut ngx_cycle_t) -> Option<(u32, u32)> {
+    // SAFETY: conf_ctx has one entry per core module, indexed by the module's index.
+    let p = unsafe { *(*cycle).conf_ctx.add(ngx_core_module.index) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the core module's entry is its ngx_core_conf_t (created before any parse).
+    let ccf = unsafe { &*(p as *const ngx_core_conf_t) };
+    (ccf.user != u32::MAX).then_some((ccf.user, ccf.group))
+}
+
+/// Our main configuration in `cycle`, if it has an http block.
+///
+/// # Safety
+/// `cycle` must be a live, configured cycle (its pools alive while the result is used).
+pub unsafe fn main_conf_of<'a>(cycle: *mut ngx_cycle_t) -> Option<&'a ngx_http_oxwsgi_main_conf_t> {
+    // SAFETY: conf_ctx has one entry per core module (caller: configured cycle).
+    let http = unsafe { *(*cycle).conf_ctx.add(ngx_http_module.index) };
+    if http.is_null() {
+        return None;
+    }
+    // SAFETY: the http module's entry is its ngx_http_conf_ctx_t.
+    let ctx = unsafe { &*(http as *const ngx_http_conf_ctx_t) };
+    // SAFETY: main_conf holds one configuration per HTTP module, indexed by ctx_index.
+    let p = unsafe { *ctx.main_conf.add(ngx_http_oxwsgi_module.ctx_index) };
+    // SAFETY: our entry is our main configuration (create_main_conf), NULL-checked.
+    (!p.is_null()).then(|| unsafe { &*(p as *const ngx_http_oxwsgi_main_conf_t) })
+}
+
+/// The directory of nginx's pid file (`pid`, resolved against the prefix by nginx).
+///
+/// # Safety
+/// `cycle` must be a live cycle whose core module's configuration is initialised.
+pub unsafe fn pid_dir(cycle: *mut ngx_cycle_t) -> Option<std::path::PathBuf> {
+    // SAFETY: conf_ctx has one entry per core module, indexed by the module's index.
+    let p = unsafe { *(*cycle).conf_ctx.add(ngx_core_module.index) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the core module's entry is its ngx_core_conf_t; pid lives in the cycle pool.
+    let pid = unsafe { NgxStr::from_raw(&(*(p as *const ngx_core_conf_t)).pid) };
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(pid.as_bytes()).into_owned());
+    path.parent().map(|d| d.to_path_buf())
+}
+
+/// The cycle's log, to hand to [`super::io::CycleLog`].
+///
+/// # Safety
+/// `cycle` must be live.
+pub unsafe fn cycle_log(cycle: *mut ngx_cycle_t) -> *mut ngx_log_t {
+    // SAFETY: cycle is live (caller).
+    unsafe { (*cycle).log }
+}
+
+/// The cycle's pool.
+///
+/// # Safety
+/// `cycle` must be live.
+pub unsafe fn cycle_pool(cycle: *mut ngx_cycle_t) -> *mut ngx_pool_t {
+    // SAFETY: cycle is live (caller).
+    unsafe { (*cycle).pool }
+}
+
+/// What kind of nginx process this is, and whether this is `nginx -t`.
+pub struct ProcessKind {
+    pub testing: bool,
+    /// A worker or a cache helper: a child of the master.
+    pub child: bool,
+}
+
+pub fn process_kind() -> ProcessKind {
+    // SAFETY: nginx's process globals, written by the master's only thread before any
+    // module hook runs and read here on that same thread (or in a child after fork).
+    let (test, process) = unsafe { (ngx_test_config, ngx_process) };
+    ProcessKind {
+        testing: test != 0,
+        child: process == NGX_PROCESS_WORKER as ngx_uint_t || process == NGX_PROCESS_HELPER as ngx_uint_t,
+    }
+}
+
+/// Refresh nginx's cached time (the keeper and the daemons have no event loop to do it,
+/// and nginx's log lines carry the cached time).
+pub fn time_update() {
+    // SAFETY: ngx_time_update takes its own lock (ngx_time_lock) and may be called from
+    // any thread; a concurrent caller makes it return without updating.
+    unsafe { ngx_time_update() }
+}
+
+/// Set nginx's idea of this process's pid (`ngx_pid`, in every log line) after a fork
+/// that nginx did not make (the keeper, a daemon).
+pub fn set_pid() {
+    // SAFETY: called first thing in a freshly forked, still single-threaded process;
+    // ngx_pid is a plain global nothing else writes there.
+    unsafe { ngx_pid = std::process::id() as ngx_pid_t };
+}
+
+/// A UNIX stream socket connected to `path` without blocking: `Ok(fd)` connected (a UNIX
+/// connect completes at once or fails), `Err` with `WouldBlock` when the listen backlog is
+/// full, `NotFound`/`ConnectionRefused` when no daemon listens (yet).
+pub fn unix_connect_nonblocking(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: an all-zero sockaddr_un is valid; the path is copied in below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path too long"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket() has no memory preconditions.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socket() returned a new descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // SAFETY: addr is a valid sockaddr_un of at least `len` bytes.
+    let rc = unsafe { libc::connect(raw, (&raw const addr).cast(), len) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// `send` without blocking and without SIGPIPE: bytes written, or an error (`WouldBlock`:
+/// the socket buffer is full).
+pub fn send_nonblocking(fd: std::os::fd::BorrowedFd<'_>, data: &[u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: data is readable for its length during the call.
+    let n = unsafe {
+        libc::send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    };
+    if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+/// An event handler nginx calls with the event.
+pub type EventHandler = unsafe extern "C" fn(*mut ngx_event_t);
+
+/// A connection of ours on the event loop (to a daemon): an `ngx_connection_t` from
+/// nginx's connection pool over our socket, its read and write events registered with the
+/// event method. Dropping it closes it (`ngx_close_connection`: events, timers, socket).
+pub struct PeerConn(NonNull<ngx_connection_t>);
+
+impl PeerConn {
+    /// Wrap `fd`; the events call `handler` with `c->data == data`.
+    ///
+    /// # Safety
+    /// `log` must outlive the connection; `data` must stay valid for the handler while the
+    /// connection lives (the owner drops the connection first).
+    pub unsafe fn new(
+        fd: OwnedFd,
+        log: *mut ngx_log_t,
+        data: *mut std::ffi::c_void,
+        handler: EventHandler,
+    ) -> Option<PeerConn> {
+        let raw = fd.into_raw_fd();
+        // SAFETY: raw is an open socket of ours; nginx takes it over.
+        let c = unsafe { ngx_get_connection(raw, log) };
+        let Some(c) = NonNull::new(c) else {
+            // SAFETY: nginx did not take the descriptor (no free connection): close it.
+            unsafe { libc::close(raw) };
+            return None;
+        };
+        let conn = PeerConn(c);
+        // SAFETY: c is a fresh connection from nginx's pool with its two events.
+        unsafe {
+            let c = c.as_ptr();
+            (*c).data = data;
+            (*c).log = log;
+            (*(*c).read).handler = Some(handler);
+            (*(*c).read).log = log;
+            (*(*c).write).handler = Some(handler);
+            (*(*c).write).log = log;
+        }
+        // SAFETY: the event module's actions are set for the worker's whole life.
+        let add_conn = unsafe { ngx_event_actions.add_conn };
+        let ok = match add_conn {
+            // SAFETY: c is a live connection with its events (epoll: both, edge-triggered).
+            Some(add) => (unsafe { add(c.as_ptr()) }) == OK,
+            None => conn.want_read() && conn.want_write(),
+        };
+        ok.then_some(conn)
+    }
+
+    fn c(&self) -> &ngx_connection_t {
+        // SAFETY: the connection is live until drop; used on the event loop only.
+        unsafe { self.0.as_ref() }
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the socket stays open until the connection is closed (drop).
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.c().fd) }
+    }
+
+    /// The read side found nothing more (EAGAIN): wait for the next read event.
+    pub fn read_drained(&self) {
+        // SAFETY: the read event of the live connection.
+        unsafe { (*self.c().read).set_ready(0) };
+        self.want_read();
+    }
+
+    /// The write side is full (EAGAIN): wait for the next write event.
+    pub fn write_full(&self) {
+        // SAFETY: the write event of the live connection.
+        unsafe { (*self.c().write).set_ready(0) };
+        self.want_write();
+    }
+
+    fn want_read(&self) -> bool {
+        // SAFETY: the read event of the live connection.
+        unsafe { ngx_handle_read_event(self.c().read, 0) == OK }
+    }
+
+    fn want_write(&self) -> bool {
+        // SAFETY: the write event of the live connection.
+        unsafe { ngx_handle_write_event(self.c().write, 0) == OK }
+    }
+}
+
+impl Drop for PeerConn {
+    fn drop(&mut self) {
+        // SAFETY: the connection is ours and live; this closes it exactly once.
+        unsafe { ngx_close_connection(self.0.as_ptr()) }
+    }
+}
+
+/// The `data` of a connection whose event fired (see [`PeerConn::new`]).
+///
+/// # Safety
+/// `ev` must be an event of a live [`PeerConn`].
+pub unsafe fn peer_data(ev: *mut ngx_event_t) -> *mut std::ffi::c_void {
+    // SAFETY: an event's data is its connection (ngx_get_connection), live (caller).
+    unsafe { (*((*ev).data as *mut ngx_connection_t)).data }
 }

@@ -23,6 +23,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::daemon_client::{DaemonConn, Next, Target};
 use super::dispatch::{Dispatcher, Job};
 use super::io::{Item, NgxBody, Part};
 use super::ngx::{BufData, Ctx, ERROR, OK, Request};
@@ -33,6 +34,8 @@ use crate::core::head::ResponseHead;
 use crate::core::request::{Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::{Level, LogSink};
+use crate::daemon::client::ProxyError;
+use crate::daemon::codec::Event;
 use crate::ffi::ngx::*;
 
 /// Requests of this worker between the content handler and the end of their pool (for the
@@ -154,6 +157,12 @@ pub struct NgxRequest {
     state: State,
     /// Body memory lent to nginx buffers, in output order, until they leave `busy`.
     lent: VecDeque<(*mut ngx_buf_t, Vec<u8>)>,
+    /// Daemon mode: the location's group, until the body is read.
+    target: Option<Target>,
+    /// Daemon mode: the conversation with the group's daemon (daemon.rs of this adapter).
+    daemon: Option<DaemonConn>,
+    /// Daemon mode: the client has not taken the response so far; the daemon waits.
+    paused: bool,
 }
 
 impl NgxRequest {
@@ -168,7 +177,15 @@ impl NgxRequest {
             context,
             state: State::default(),
             lent: VecDeque::new(),
+            target: None,
+            daemon: None,
+            paused: false,
         }
+    }
+
+    /// Daemon mode: run this request in `target`'s group instead of this worker.
+    pub fn set_target(&mut self, target: Target) {
+        self.target = Some(target);
     }
 
     fn log(&self, level: Level, msg: &str) {
@@ -190,6 +207,7 @@ impl NgxRequest {
     /// The body is read: copy the request, then start the application.
     pub fn body_read(&mut self) -> After {
         match self.collect() {
+            Ok(start) if self.target.is_some() => self.daemon_start(start),
             Ok(start) => {
                 self.task.job.lock().unwrap_or_else(|p| p.into_inner()).start = Some(start);
                 self.post()
@@ -498,6 +516,9 @@ impl NgxRequest {
 
     /// The write event: the client took data (or the send timeout expired).
     pub fn write_ready(&mut self) -> After {
+        if self.daemon.is_some() {
+            return self.daemon_write_ready();
+        }
         if self.req().connection().write_timed_out() {
             self.log(Level::Info, "client timed out while receiving the response");
             self.lose(Client::TimedOut);
@@ -551,6 +572,9 @@ impl NgxRequest {
 
     /// The poll timer.
     pub fn poll(&mut self) -> After {
+        if self.daemon.is_some() {
+            return self.daemon_timer();
+        }
         if self.state.task() == Task::RepostPending {
             return self.post();
         }
@@ -559,5 +583,166 @@ impl NgxRequest {
         }
         self.ctx().poll_timer(POLL_MS);
         self.drain_running()
+    }
+
+    // ---- daemon mode (docs/nginx-daemon.md): the same output path, no task ----
+
+    /// The body is read: open the conversation with the group's daemon.
+    fn daemon_start(&mut self, mut start: Start) -> After {
+        let Some(target) = self.target.take() else { return self.finalize(ERROR) };
+        start.meta.app.process_group = Bytes::Owned(target.group.as_bytes().to_vec());
+        let data = self.ctx().token() as *mut std::ffi::c_void;
+        let log = self.req().connection().log();
+        // SAFETY: the client connection's log outlives this request; the context (data)
+        // lives in the request pool, whose cleanup drops this state, and with it the
+        // daemon connection, first.
+        let conn = unsafe { DaemonConn::new(target, &start.meta, start.body, log, data, super::DAEMON_EVENT) };
+        match conn {
+            Ok(d) => {
+                self.daemon = Some(d);
+                self.daemon_run()
+            }
+            Err(e) => self.daemon_error(e),
+        }
+    }
+
+    /// Take the daemon's events as far as they go.
+    fn daemon_run(&mut self) -> After {
+        let mut items: Vec<Item> = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let paused = self.paused;
+            let Some(d) = self.daemon.as_mut() else { return After::Nothing };
+            let next = match d.pump(paused) {
+                Ok(n) => n,
+                Err(e) => return self.daemon_error(e),
+            };
+            let ev = match next {
+                Next::Wait(ms) => {
+                    if let Some(after) = self.daemon_push(std::mem::take(&mut items), false) {
+                        return after;
+                    }
+                    // The timer measures the daemon's silence; the client's pace has its
+                    // own (send_timeout) while we wait for it.
+                    self.ctx().poll_timer(if self.paused { 0 } else { ms as ngx_msec_t });
+                    return After::Nothing;
+                }
+                Next::Event(ev) => ev,
+            };
+            match ev {
+                Event::Head(h) => {
+                    let rc = self.send_head(&h);
+                    if self.failed_output(rc) {
+                        self.gone();
+                        return self.daemon_finish(Outcome::ClientGone, rc);
+                    }
+                }
+                // An empty chunk (a flush, or a generator's b"") carries nothing: nginx
+                // refuses zero-size memory buffers, and the next push flushes anyway.
+                Event::Data(v, _) if v.is_empty() => {}
+                Event::Data(v, _) => {
+                    bytes += v.len();
+                    items.push(Item::Data(v));
+                }
+                Event::File { fd, offset, len, .. } => items.push(Item::File { fd, offset, len }),
+                Event::End => {
+                    let rc = if self.state.delivers_body() { self.push(std::mem::take(&mut items), true) } else { OK };
+                    return self.daemon_finish(Outcome::Complete, rc);
+                }
+                Event::Abort => {
+                    // What the application produced goes out before the truncation shows.
+                    if let Some(after) = self.daemon_push(std::mem::take(&mut items), false) {
+                        return after;
+                    }
+                    return self.daemon_finish(Outcome::Aborted, ERROR);
+                }
+                Event::Failed => return self.daemon_finish(Outcome::Failed, OK),
+                Event::Accepted | Event::Read(_) => {}
+            }
+            if bytes >= 256 * 1024 || items.len() >= 64 {
+                bytes = 0;
+                if let Some(after) = self.daemon_push(std::mem::take(&mut items), false) {
+                    return after;
+                }
+            }
+        }
+    }
+
+    /// Hand response data to nginx; pause the daemon while the client lags.
+    fn daemon_push(&mut self, items: Vec<Item>, last: bool) -> Option<After> {
+        if items.is_empty() || !self.state.delivers_body() {
+            return None;
+        }
+        let rc = self.push(items, last);
+        if self.failed_output(rc) {
+            self.gone();
+            return Some(self.daemon_finish(Outcome::ClientGone, rc));
+        }
+        if self.backed_up() {
+            self.paused = true;
+            self.wait_write();
+            if self.state.client_gone() {
+                return Some(self.daemon_finish(Outcome::ClientGone, rc));
+            }
+        }
+        None
+    }
+
+    /// The client's connection is writable again (or its send timeout expired).
+    fn daemon_write_ready(&mut self) -> After {
+        if self.req().connection().write_timed_out() {
+            self.log(Level::Info, "client timed out while receiving the response");
+            self.lose(Client::TimedOut);
+            return self.daemon_finish(Outcome::ClientGone, OK);
+        }
+        let rc = self.ctx().output(None);
+        self.release_sent();
+        if self.failed_output(rc) {
+            self.gone();
+            return self.daemon_finish(Outcome::ClientGone, rc);
+        }
+        if self.backed_up() {
+            self.wait_write();
+            return After::Nothing;
+        }
+        self.ctx().stop_write_wait();
+        self.paused = false;
+        self.daemon_run()
+    }
+
+    /// An event of the daemon connection.
+    pub fn daemon_event(&mut self) -> After {
+        self.daemon_run()
+    }
+
+    /// The poll timer: a connection retry is due, or the daemon stayed silent too long.
+    fn daemon_timer(&mut self) -> After {
+        if let Some(e) = self.daemon.as_ref().and_then(|d| d.expired()) {
+            return self.daemon_error(e);
+        }
+        self.daemon_run()
+    }
+
+    /// The end of a daemon request: close its connection (a daemon still writing gets
+    /// EPIPE and closes the application's iterable), then end as embedded mode does.
+    fn daemon_finish(&mut self, outcome: Outcome, rc: ngx_int_t) -> After {
+        self.daemon = None;
+        self.ctx().poll_timer(0);
+        self.finish(outcome, rc)
+    }
+
+    /// The daemon could not be reached or failed: the status while no head went out,
+    /// else the connection closes with the response truncated.
+    fn daemon_error(&mut self, e: ProxyError) -> After {
+        let group = self.daemon.as_ref().map(|d| d.group().to_string()).unwrap_or_default();
+        self.log(Level::Error, &format!("process group {group:?}: {e}"));
+        self.daemon = None;
+        self.ctx().poll_timer(0);
+        self.ctx().stop_write_wait();
+        if self.state.head_sent() {
+            self.req().connection_mut().set_error();
+            return self.finalize(ERROR);
+        }
+        self.finalize(e.status() as ngx_int_t)
     }
 }

@@ -41,6 +41,7 @@ http {{
 
     wsgi_python_home {venv};
     wsgi_python_path {stage}/apps;
+{daemon}
 
     server {{
         listen 127.0.0.1:{port};
@@ -55,9 +56,14 @@ http {{
 class NginxServer(Server):
     kind = "nginx"
     wsgi = "oxwsgi"
+    # Extra environment for the master (and `nginx -t`), e.g. a test-only switch.
+    env_extra = {}
 
-    def __init__(self, name):
+    def __init__(self, name, daemon=False):
         super().__init__(name)
+        # daemon (nginx-daemon): every location runs in one wsgi_daemon_process group
+        # (processes=2, threads=15), as apache-daemon does with WSGIDaemonProcess.
+        self.daemon = daemon
         self.conf = self.stage.root / "nginx.conf"
         self.proc = None
         self.stdout_path = self.stage.root / "nginx.stdout"
@@ -71,15 +77,19 @@ class NginxServer(Server):
             f"            wsgi_app {self.stage.root}/{script};\n"
             f"        }}"
             for prefix, script in MOUNTS)
+        daemon = ""
+        if self.daemon:
+            daemon = (f"    wsgi_daemon_process conformance processes=2 threads=15 "
+                      f"python_path={self.stage.root}/apps;\n    wsgi_process_group conformance;")
         return TEMPLATE.format(name=self.name, stage=self.stage.root, port=self.port,
                                user=paths.RUN_USER, group=paths.RUN_GROUP, module=self.module,
-                               venv=paths.VENV, locations=locations)
+                               venv=paths.VENV, locations=locations, daemon=daemon)
 
     def write_config(self):
         self.conf.write_text(self.config_text())
 
     def launch(self):
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **self.env_extra}
         t = subprocess.run([paths.NGINX_BIN, "-t", "-p", f"{self.stage.root}/",
                             "-e", str(self.error_log_path), "-c", str(self.conf)],
                            env=env, capture_output=True, text=True, timeout=60)

@@ -7,6 +7,8 @@ Names accepted in OXWSGI_SERVERS (comma separated, default "apache,nginx"):
     apache-daemon   the same (event MPM), every mount in one WSGIDaemonProcess group
                     (processes=2, threads=15)
     nginx           Debian's nginx + our ngx_http_oxwsgi_module.so
+    nginx-daemon    the same, every location in one wsgi_daemon_process group
+                    (processes=2, threads=15)
 
 MPM is event, worker or prefork; without a suffix OXWSGI_APACHE_MPM decides
 (default event). Other variables: OXWSGI_TEST_VENV, OXWSGI_MODULE_DIR,
@@ -208,8 +210,10 @@ def create(name):
                             mpm=mpm or os.environ.get("OXWSGI_APACHE_MPM", "event"))
     if base == "nginx" and mpm is None:
         return NginxServer(name)
+    if name == "nginx-daemon":
+        return NginxServer(name, daemon=True)
     raise ValueError(f"unknown server {name!r} in OXWSGI_SERVERS "
-                     f"(known: modwsgi[-MPM], apache[-MPM], apache-daemon, modwsgi-daemon, nginx; "
+                     f"(known: modwsgi[-MPM], apache[-MPM], apache-daemon, modwsgi-daemon, nginx, nginx-daemon; "
                      f"MPM = event|worker|prefork)")
 
 
@@ -219,7 +223,7 @@ def selected():
     if not names:
         raise ValueError("OXWSGI_SERVERS selects no server")
     for n in names:
-        if n in ("apache-daemon", "modwsgi-daemon"):
+        if n in ("apache-daemon", "modwsgi-daemon", "nginx-daemon"):
             continue
         base, mpm = parse_name(n)
         if base not in ("modwsgi", "apache", "nginx") or (
