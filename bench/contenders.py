@@ -179,6 +179,22 @@ OXWSGI_NGINX_SERVER = """\
         }}
 """
 
+# oxwsgi's daemon mode on nginx: the same group shape as the mod_wsgi daemon contender
+# (2 processes x 16 threads), the workers only forward (no thread pool, no Python in them).
+OXWSGI_NGINX_DAEMON_MAIN = """\
+load_module {d}/ngx_http_oxwsgi_module.so;
+"""
+OXWSGI_NGINX_DAEMON_HTTP = """\
+    wsgi_daemon_process bench processes=2 threads=16 user={user} group={user} python_path={stage}/app;
+"""
+OXWSGI_NGINX_DAEMON_SERVER = """\
+        location / {{
+            wsgi_process_group bench;
+            wsgi_app {stage}/app/app.py;
+            wsgi_pass_authorization on;
+        }}
+"""
+
 UWSGI_HTTP = """\
     upstream app {{ server unix:{d}/sock/uwsgi.sock; }}
 """
@@ -454,6 +470,9 @@ def all_contenders():
         PyServer("bjoern", "bjoern", next(p)),
         Nginx("nginx-pyruvate", "peer", next(p), http=PYRUVATE_HTTP, server=PYRUVATE_SERVER,
               backend="pyruvate"),
+        Nginx("oxwsgi-nginx-daemon", "oxwsgi", next(p), main=OXWSGI_NGINX_DAEMON_MAIN,
+              http=OXWSGI_NGINX_DAEMON_HTTP, server=OXWSGI_NGINX_DAEMON_SERVER,
+              so="ngx_http_oxwsgi_module.so"),
         # New contenders go at the end, so that the others keep their ports.
     ]
 
