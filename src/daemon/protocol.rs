@@ -6,7 +6,7 @@
 use crate::core::head::ResponseHead;
 
 /// Protocol version carried by both sides' HELLO; bump on any incompatible change.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// First bytes of every HELLO payload: a peer that is not oxwsgi fails here.
 pub const MAGIC: &[u8; 6] = b"OXWSGI";

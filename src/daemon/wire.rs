@@ -130,6 +130,11 @@ impl FrameReader {
         }
     }
 
+    /// Bytes received and not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
     /// The oldest received descriptor not yet taken.
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
         self.fds.pop_front()
