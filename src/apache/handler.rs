@@ -4,7 +4,9 @@
 //! Safe code over the wrappers of [`super::httpd`].
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_int};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -228,6 +230,8 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         }
     };
     let callable = compat::callable(r, &s.callable);
+    // Declared before the metadata that borrows it.
+    let app_group: Rc<[u8]>;
     let mut meta = request_meta(r, headers, &s, &filename);
     meta.app.callable = Cow::Owned(callable.into_bytes());
     let enable_sendfile = compat::enable_sendfile(r);
@@ -244,8 +248,8 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         meta.app.script = path;
     }
     compat::apply_trusted_proxies(r, &mut meta);
-    let app_group = compat::application_group(r, s.application_group.as_deref(), &meta.script_name);
-    meta.app.application_group = Cow::Owned(app_group.into_bytes());
+    app_group = application_group(r, s.application_group.as_deref(), &meta.script_name);
+    meta.app.application_group = Cow::Borrowed(&app_group);
     if compat::head_as_get(r) {
         meta.method = Cow::Borrowed(b"GET");
     }
@@ -299,6 +303,41 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,
         Some(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => OK as c_int,
     }
+}
+
+/// The application group of a request ([`compat::application_group`]). The usual settings
+/// (none, `%{RESOURCE}`, `%{SERVER}`, `%{GLOBAL}`) give the same name for every request of
+/// a mount on a virtual host and port, so each thread remembers the names it made instead
+/// of formatting them per request.
+fn application_group(r: &Request, configured: Option<&str>, script_name: &[u8]) -> Rc<[u8]> {
+    let kind = match configured {
+        None | Some("%{RESOURCE}") => 0u8,
+        Some("%{SERVER}") => 1,
+        Some("%{GLOBAL}") => 2,
+        // A literal name or %{ENV:...}: not remembered.
+        Some(_) => return Rc::from(compat::application_group(r, configured, script_name).into_bytes()),
+    };
+    type Made = (usize, u16, u8, Vec<u8>, Rc<[u8]>);
+    thread_local! {
+        static MADE: RefCell<Vec<Made>> = const { RefCell::new(Vec::new()) };
+    }
+    let (server, port) = (config::server_key(r.server()), r.server_port());
+    let hit = MADE.with(|m| {
+        let m = m.borrow();
+        m.iter().find(|e| e.0 == server && e.1 == port && e.2 == kind && e.3 == script_name).map(|e| e.4.clone())
+    });
+    if let Some(name) = hit {
+        return name;
+    }
+    let name: Rc<[u8]> = Rc::from(compat::application_group(r, configured, script_name).into_bytes());
+    MADE.with(|m| {
+        let mut m = m.borrow_mut();
+        // Bounded: a server has a few mounts; a client choosing the port cannot grow it.
+        if m.len() < 64 {
+            m.push((server, port, kind, script_name.to_vec(), name.clone()));
+        }
+    });
+    name
 }
 
 /// The response sink of a proxied request, remembering whether the head went out (after

@@ -124,6 +124,82 @@ thread_local! {
     static VALUES: ValueCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
 }
 
+/// A value remembered with the str made for it: when the same place of the next request
+/// on this thread has the same bytes (the method, the mount, the server's names, the
+/// `mod_wsgi.*` constants, most header values), the str is shared instead of made again:
+/// a comparison of bytes instead of an allocation, a copy and a free, and no hashing.
+#[derive(Default)]
+struct Slot {
+    raw: Vec<u8>,
+    value: Option<Py<PyString>>,
+}
+
+impl Slot {
+    fn get<'py>(&mut self, py: Python<'py>, value: &[u8]) -> Bound<'py, PyString> {
+        if let Some(v) = &self.value {
+            if self.raw == value {
+                return v.bind(py).clone();
+            }
+        }
+        let v = latin1(py, value);
+        if value.len() <= VALUE_MAX_LEN {
+            self.raw.clear();
+            self.raw.extend_from_slice(value);
+            self.value = Some(v.clone().unbind());
+        } else {
+            self.value = None;
+        }
+        v
+    }
+}
+
+/// A run-time key (a server variable or a header name) remembered with its environ key.
+#[derive(Default)]
+struct KeySlot {
+    raw: Vec<u8>,
+    /// `None`: a header name that is dropped.
+    key: Option<Py<PyString>>,
+    value: Slot,
+}
+
+/// The places of a request whose values [`Slot`]s remember, per thread.
+#[derive(Clone, Copy)]
+enum Place {
+    Method,
+    ScriptName,
+    PathInfo,
+    Query,
+    RequestUri,
+    Protocol,
+    ServerName,
+    ServerPort,
+    ServerAddr,
+    RemoteAddr,
+    RemotePort,
+    DocumentRoot,
+    ScriptFilename,
+    ApplicationGroup,
+    ProcessGroup,
+    Callable,
+    Count,
+}
+
+/// Most server variables and headers whose keys and values are remembered by position.
+const MAX_SLOTS: usize = 64;
+
+#[derive(Default)]
+struct Slots {
+    fixed: [Slot; Place::Count as usize],
+    /// Server variables (`SetEnv`, the `mod_wsgi.*` keys of Apache), by position.
+    vars: Vec<KeySlot>,
+    /// Request headers, by position.
+    headers: Vec<KeySlot>,
+}
+
+thread_local! {
+    static SLOTS: RefCell<Slots> = RefCell::new(Slots::default());
+}
+
 /// Most distinct values, and the longest value, the per-thread value cache keeps.
 const VALUE_CACHE_LIMIT: usize = 256;
 const VALUE_MAX_LEN: usize = 512;
@@ -150,6 +226,23 @@ fn cached<'py>(
         }
         key
     })
+}
+
+/// The environ key for `raw` through `slot` (see [`KeySlot`]), made by `make` (interned)
+/// when the slot held another name.
+fn remembered_key<'py>(
+    py: Python<'py>,
+    slot: &mut KeySlot,
+    raw: &[u8],
+    make: impl FnOnce(&[u8]) -> Option<String>,
+) -> Option<Bound<'py, PyString>> {
+    if slot.raw != raw || slot.raw.is_empty() {
+        slot.key = make(raw).map(|k| PyString::intern(py, &k).unbind());
+        slot.raw.clear();
+        slot.raw.extend_from_slice(raw);
+        slot.value = Slot::default();
+    }
+    slot.key.as_ref().map(|k| k.bind(py).clone())
 }
 
 fn header_environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
@@ -215,27 +308,53 @@ impl EnvironTemplate {
     /// The environ of `m`: every rule about what the application sees is here.
     pub fn build<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>) -> PyResult<EnvironBuilder<'py>> {
         let env = self.instantiate(py)?;
+        SLOTS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut slots) => Self::fill(&env, m, &mut slots),
+            // Only if building an environ ever re-entered itself on this thread.
+            Err(_) => Self::fill(&env, m, &mut Slots::default()),
+        })?;
+        Ok(env)
+    }
+
+    fn fill(env: &EnvironBuilder<'_>, m: &RequestMeta<'_>, slots: &mut Slots) -> PyResult<()> {
+        let py = env.py;
+        let d = &env.dict;
+        let fixed = &mut slots.fixed;
+        let mut put = |key: &Bound<'_, PyString>, place: Place, value: &[u8]| {
+            d.set_item(key, fixed[place as usize].get(py, value))
+        };
         // The server's own variables first, so that the CGI keys below win over them.
-        for (k, v) in &m.server_vars {
-            env.set_dynamic(k, v)?;
+        for (i, (k, v)) in m.server_vars.iter().enumerate() {
+            match slots.vars.get_mut(i) {
+                Some(slot) => env.set_remembered(slot, k, v, |k| Some(String::from_utf8_lossy(k).into_owned()))?,
+                None if i < MAX_SLOTS => {
+                    slots.vars.push(KeySlot::default());
+                    let slot = slots.vars.last_mut().expect("just pushed");
+                    env.set_remembered(slot, k, v, |k| Some(String::from_utf8_lossy(k).into_owned()))?
+                }
+                None => {
+                    env.set_dynamic(k, v)?;
+                    true
+                }
+            };
         }
-        env.set_shared(intern!(py, "REQUEST_METHOD"), &m.method)?;
-        env.set_shared(intern!(py, "SCRIPT_NAME"), &m.script_name)?;
-        env.set(intern!(py, "PATH_INFO"), &m.path_info)?;
-        env.set(intern!(py, "QUERY_STRING"), &m.query)?;
-        env.set(intern!(py, "REQUEST_URI"), &m.request_uri)?;
-        env.set_shared(intern!(py, "SERVER_PROTOCOL"), &m.protocol)?;
-        env.set_shared(intern!(py, "SERVER_NAME"), &server_name(&m.server_name))?;
-        env.set_shared(intern!(py, "SERVER_PORT"), itoa(&mut [0; 20], m.server_port as u64))?;
-        env.set_shared(intern!(py, "SERVER_ADDR"), &m.server_addr)?;
-        env.set_shared(intern!(py, "REMOTE_ADDR"), &m.remote_addr)?;
+        put(intern!(py, "REQUEST_METHOD"), Place::Method, &m.method)?;
+        put(intern!(py, "SCRIPT_NAME"), Place::ScriptName, &m.script_name)?;
+        put(intern!(py, "PATH_INFO"), Place::PathInfo, &m.path_info)?;
+        put(intern!(py, "QUERY_STRING"), Place::Query, &m.query)?;
+        put(intern!(py, "REQUEST_URI"), Place::RequestUri, &m.request_uri)?;
+        put(intern!(py, "SERVER_PROTOCOL"), Place::Protocol, &m.protocol)?;
+        put(intern!(py, "SERVER_NAME"), Place::ServerName, &server_name(&m.server_name))?;
+        put(intern!(py, "SERVER_PORT"), Place::ServerPort, itoa(&mut [0; 20], m.server_port as u64))?;
+        put(intern!(py, "SERVER_ADDR"), Place::ServerAddr, &m.server_addr)?;
+        put(intern!(py, "REMOTE_ADDR"), Place::RemoteAddr, &m.remote_addr)?;
         if let Some(p) = m.remote_port {
-            env.set(intern!(py, "REMOTE_PORT"), itoa(&mut [0; 20], p as u64))?;
+            put(intern!(py, "REMOTE_PORT"), Place::RemotePort, itoa(&mut [0; 20], p as u64))?;
         }
-        if let Some(d) = &m.document_root {
-            env.set_shared(intern!(py, "DOCUMENT_ROOT"), d)?;
+        if let Some(dr) = &m.document_root {
+            put(intern!(py, "DOCUMENT_ROOT"), Place::DocumentRoot, dr)?;
         }
-        env.set_shared(intern!(py, "SCRIPT_FILENAME"), &m.app.script)?;
+        put(intern!(py, "SCRIPT_FILENAME"), Place::ScriptFilename, &m.app.script)?;
         if is_https(m) {
             env.set_object(intern!(py, "wsgi.url_scheme"), intern!(py, "https").as_any())?;
             env.set_object(intern!(py, "HTTPS"), intern!(py, "on").as_any())?;
@@ -248,25 +367,40 @@ impl EnvironTemplate {
         if let Some(a) = &m.auth_type {
             env.set(intern!(py, "AUTH_TYPE"), a)?;
         }
+        let mut i = 0;
         for (k, v) in &m.headers {
-            if passes(k, m.pass_authorization) {
-                env.add_header(k, trim_ows(v))?;
+            if !passes(k, m.pass_authorization) {
+                continue;
             }
+            let v = trim_ows(v);
+            if i >= MAX_SLOTS {
+                env.add_header(k, v)?;
+                continue;
+            }
+            if i == slots.headers.len() {
+                slots.headers.push(KeySlot::default());
+            }
+            let slot = &mut slots.headers[i];
+            i += 1;
+            env.add_header_remembered(slot, k, v)?;
         }
+        let mut put = |key: &Bound<'_, PyString>, place: Place, value: &[u8]| {
+            d.set_item(key, slots.fixed[place as usize].get(py, value))
+        };
         if let Some(n) = m.content_length {
             env.set(intern!(py, "CONTENT_LENGTH"), itoa(&mut [0; 20], n))?;
         }
         let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
-        env.set_shared(intern!(py, "mod_wsgi.application_group"), group)?;
-        env.set_shared(intern!(py, "mod_wsgi.process_group"), &m.app.process_group)?;
-        env.set_shared(intern!(py, "mod_wsgi.callable_object"), &m.app.callable)?;
+        put(intern!(py, "mod_wsgi.application_group"), Place::ApplicationGroup, group)?;
+        put(intern!(py, "mod_wsgi.process_group"), Place::ProcessGroup, &m.app.process_group)?;
+        put(intern!(py, "mod_wsgi.callable_object"), Place::Callable, &m.app.callable)?;
         let reloading = if m.app.script_reloading { intern!(py, "1") } else { intern!(py, "0") };
         env.set_object(intern!(py, "mod_wsgi.script_reloading"), reloading.as_any())?;
         // Configured parameters last: they override.
         for (k, v) in &m.params {
             env.set_dynamic(k, v)?;
         }
-        Ok(env)
+        Ok(())
     }
 }
 
@@ -315,7 +449,7 @@ pub fn is_https(m: &RequestMeta<'_>) -> bool {
 
 /// Decimal digits of `n` in `buf`, without allocating (bytes: the environ decodes them as
 /// latin-1 anyway, which skips a UTF-8 check).
-fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+pub(crate) fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -326,6 +460,15 @@ fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
         }
     }
     &buf[i..]
+}
+
+/// Lower-case hexadecimal digits of `n` appended to `out` (no allocation once `out` has
+/// room).
+pub(crate) fn push_hex(out: &mut Vec<u8>, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize]);
+    }
 }
 
 /// Fills one request's environ.
@@ -381,6 +524,48 @@ impl<'py> EnvironBuilder<'py> {
         self.dict.set_item(key, latin1(self.py, value))
     }
 
+    /// Set a run-time key and its value through `slot`, which remembers the previous
+    /// request's key and value at this position on this thread (`make`: the environ key of
+    /// a raw name, `None` to drop it). Returns false if the key was dropped.
+    fn set_remembered(
+        &self,
+        slot: &mut KeySlot,
+        raw: &[u8],
+        value: &[u8],
+        make: impl FnOnce(&[u8]) -> Option<String>,
+    ) -> PyResult<bool> {
+        let Some(key) = remembered_key(self.py, slot, raw, make) else { return Ok(false) };
+        self.dict.set_item(key, slot.value.get(self.py, value))?;
+        Ok(true)
+    }
+
+    /// [`EnvironBuilder::add_header`] through a [`KeySlot`].
+    fn add_header_remembered(&self, slot: &mut KeySlot, name: &[u8], value: &[u8]) -> PyResult<bool> {
+        let py = self.py;
+        let Some(key) = remembered_key(py, slot, name, |n| header_key(n).map(Cow::into_owned)) else {
+            return Ok(false);
+        };
+        match self.dict.get_item(&key)? {
+            Some(old) => self.join_header(&key, name, &old, &latin1(py, value))?,
+            None => self.dict.set_item(key, slot.value.get(py, value))?,
+        }
+        Ok(true)
+    }
+
+    /// A repeated header: joined with ", " (RFC 7230 §3.2.2), except Cookie, joined with
+    /// "; " (RFC 6265 §5.4).
+    fn join_header(
+        &self,
+        key: &Bound<'py, PyString>,
+        name: &[u8],
+        old: &Bound<'py, PyAny>,
+        value: &Bound<'py, PyString>,
+    ) -> PyResult<()> {
+        let sep = if name.eq_ignore_ascii_case(b"cookie") { "; " } else { ", " };
+        let joined = format!("{}{sep}{}", old.cast::<PyString>()?.to_str()?, value.to_str()?);
+        self.dict.set_item(key, joined)
+    }
+
     /// Add a request header. Repeated headers are joined with ", " (RFC 7230 §3.2.2),
     /// except Cookie, joined with "; " (RFC 6265 §5.4). Returns false if the header was
     /// dropped (see [`header_key`]).
@@ -388,11 +573,7 @@ impl<'py> EnvironBuilder<'py> {
         let Some(key) = header_environ_key(self.py, name) else { return Ok(false) };
         let value = latin1(self.py, value);
         match self.dict.get_item(&key)? {
-            Some(old) => {
-                let sep = if name.eq_ignore_ascii_case(b"cookie") { "; " } else { ", " };
-                let joined = format!("{}{sep}{}", old.cast::<PyString>()?.to_str()?, value.to_str()?);
-                self.dict.set_item(key, joined)?;
-            }
+            Some(old) => self.join_header(&key, name, &old, &value)?,
             None => self.dict.set_item(key, value)?,
         }
         Ok(true)
