@@ -239,8 +239,6 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
     } else {
         Cow::Borrowed(s.callable.as_bytes())
     };
-    // Declared before the metadata that borrows it.
-    let app_group: Rc<[u8]>;
     let mut meta = request_meta(r, headers, &s, &filename);
     meta.app.callable = callable;
     let enable_sendfile = compat::enable_sendfile(r);
@@ -257,7 +255,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         meta.app.script = path;
     }
     compat::apply_trusted_proxies(r, &mut meta);
-    app_group = application_group(r, s.application_group.as_deref(), &meta.script_name);
+    let app_group = application_group(r, s.application_group.as_deref(), &meta.script_name);
     meta.app.application_group = Cow::Borrowed(&app_group);
     if compat::head_as_get(r) {
         meta.method = Cow::Borrowed(b"GET");
@@ -457,8 +455,7 @@ fn to_daemon(
 /// `LimitRequestBody` (`limit`, 0 for none) with 413, even when the application would not
 /// read the body.
 fn body_framing(headers: &[(Bytes<'_>, Bytes<'_>)], limit: u64) -> Result<bool, (u32, String)> {
-    let named =
-        |n: &'static [u8]| headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| &**v);
+    let named = |n: &'static [u8]| headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| &**v);
     let codings: Vec<&[u8]> = named(b"Transfer-Encoding").collect();
     match codings.as_slice() {
         [] => {}

@@ -132,9 +132,33 @@ thread_local! {
 struct Slot {
     raw: Vec<u8>,
     value: Option<Py<PyString>>,
+    /// Had the same value on two requests in a row: it is in the thread's derived template
+    /// ([`Slots::derived`]).
+    stable: bool,
+    /// Was stable, then changed: never in the derived template again.
+    volatile: bool,
 }
 
 impl Slot {
+    fn hits(&self, value: &[u8]) -> bool {
+        self.value.is_some() && self.raw == value
+    }
+
+    /// After setting a value that did (`hit`) or did not repeat the previous one: whether
+    /// the derived template must be made again.
+    fn note(&mut self, hit: bool) -> bool {
+        if hit && !self.stable && !self.volatile {
+            self.stable = true;
+            return true;
+        }
+        if !hit && self.stable {
+            self.stable = false;
+            self.volatile = true;
+            return true;
+        }
+        false
+    }
+
     fn get<'py>(&mut self, py: Python<'py>, value: &[u8]) -> Bound<'py, PyString> {
         if let Some(v) = &self.value {
             if self.raw == value {
@@ -178,14 +202,20 @@ enum Place {
     RemotePort,
     DocumentRoot,
     ScriptFilename,
+    Scheme,
+    Https,
     ApplicationGroup,
     ProcessGroup,
     Callable,
+    Reloading,
     Count,
 }
 
 /// Most server variables and headers whose keys and values are remembered by position.
 const MAX_SLOTS: usize = 64;
+
+/// A key set from the request's settings: its place, key, and value (`None`: not set).
+type Entry<'a, 'py> = (Place, &'a Bound<'py, PyString>, Option<&'a [u8]>);
 
 #[derive(Default)]
 struct Slots {
@@ -194,6 +224,14 @@ struct Slots {
     vars: Vec<KeySlot>,
     /// Request headers, by position.
     headers: Vec<KeySlot>,
+    /// The process template plus every stable key (above) with its value: what a request
+    /// of the same mount copies instead of setting those keys one by one. For this
+    /// template (held, so that its address is never another dict's) and this many server
+    /// variables.
+    derived: Option<(Py<PyDict>, usize, Py<PyDict>)>,
+    /// Two of the keys above are the same key (a `SetEnv` of a CGI name): the order in
+    /// which they are set matters, so no derived template is used.
+    no_derived: bool,
 }
 
 thread_local! {
@@ -307,60 +345,147 @@ impl EnvironTemplate {
 
     /// The environ of `m`: every rule about what the application sees is here.
     pub fn build<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>) -> PyResult<EnvironBuilder<'py>> {
-        let env = self.instantiate(py)?;
         SLOTS.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut slots) => Self::fill(&env, m, &mut slots),
+            Ok(mut slots) => self.fill(py, m, &mut slots),
             // Only if building an environ ever re-entered itself on this thread.
-            Err(_) => Self::fill(&env, m, &mut Slots::default()),
-        })?;
+            Err(_) => self.fill(py, m, &mut Slots::default()),
+        })
+    }
+
+    fn fill<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>, slots: &mut Slots) -> PyResult<EnvironBuilder<'py>> {
+        let (mut port, mut rport) = ([0; 20], [0; 20]);
+        let name = server_name(&m.server_name);
+        let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
+        let https = is_https(m);
+        // The CGI keys and the mod_wsgi keys that come from the request's settings, in the
+        // order they are set (after the server's own variables, so that they win).
+        let fixed: [Entry<'_, 'py>; Place::Count as usize] = [
+            (Place::Method, intern!(py, "REQUEST_METHOD"), Some(&m.method)),
+            (Place::ScriptName, intern!(py, "SCRIPT_NAME"), Some(&m.script_name)),
+            (Place::PathInfo, intern!(py, "PATH_INFO"), Some(&m.path_info)),
+            (Place::Query, intern!(py, "QUERY_STRING"), Some(&m.query)),
+            (Place::RequestUri, intern!(py, "REQUEST_URI"), Some(&m.request_uri)),
+            (Place::Protocol, intern!(py, "SERVER_PROTOCOL"), Some(&m.protocol)),
+            (Place::ServerName, intern!(py, "SERVER_NAME"), Some(&name)),
+            (Place::ServerPort, intern!(py, "SERVER_PORT"), Some(itoa(&mut port, m.server_port as u64))),
+            (Place::ServerAddr, intern!(py, "SERVER_ADDR"), Some(&m.server_addr)),
+            (Place::RemoteAddr, intern!(py, "REMOTE_ADDR"), Some(&m.remote_addr)),
+            (Place::RemotePort, intern!(py, "REMOTE_PORT"), m.remote_port.map(|p| itoa(&mut rport, p as u64))),
+            (Place::DocumentRoot, intern!(py, "DOCUMENT_ROOT"), m.document_root.as_deref()),
+            (Place::ScriptFilename, intern!(py, "SCRIPT_FILENAME"), Some(&m.app.script)),
+            (Place::Scheme, intern!(py, "wsgi.url_scheme"), Some(if https { b"https" } else { b"http" })),
+            (Place::Https, intern!(py, "HTTPS"), https.then_some(b"on")),
+            (Place::ApplicationGroup, intern!(py, "mod_wsgi.application_group"), Some(group)),
+            (Place::ProcessGroup, intern!(py, "mod_wsgi.process_group"), Some(&m.app.process_group)),
+            (Place::Callable, intern!(py, "mod_wsgi.callable_object"), Some(&m.app.callable)),
+            (
+                Place::Reloading,
+                intern!(py, "mod_wsgi.script_reloading"),
+                Some(if m.app.script_reloading { b"1" } else { b"0" }),
+            ),
+        ];
+        let vars = &m.server_vars;
+        while slots.vars.len() < vars.len().min(MAX_SLOTS) {
+            slots.vars.push(KeySlot::default());
+        }
+        // The derived template serves if every key in it has its value again.
+        let derived = match &slots.derived {
+            Some((t, n, d)) if t.is(&self.dict) && *n == vars.len() && !slots.no_derived => {
+                let vars_hit = vars
+                    .iter()
+                    .zip(&slots.vars)
+                    .all(|((k, v), s)| !s.value.stable || (s.raw == **k && s.value.hits(v)));
+                let fixed_hit = fixed.iter().all(|(p, _, v)| {
+                    let s = &slots.fixed[*p as usize];
+                    !s.stable || v.is_some_and(|v| s.hits(v))
+                });
+                (vars_hit && fixed_hit).then(|| d.bind(py).clone())
+            }
+            _ => None,
+        };
+        let from_derived = derived.is_some();
+        let env = match derived {
+            Some(d) => EnvironBuilder { dict: d.copy()?, py },
+            None => self.instantiate(py)?,
+        };
+        let mut changed = false;
+        // The server's own variables first, so that the CGI keys below win over them.
+        for (i, (k, v)) in vars.iter().enumerate() {
+            let Some(slot) = slots.vars.get_mut(i) else {
+                env.set_dynamic(k, v)?;
+                continue;
+            };
+            if from_derived && slot.value.stable {
+                continue;
+            }
+            let hit = slot.raw == **k && slot.value.hits(v);
+            env.set_remembered(slot, k, v, |k| Some(String::from_utf8_lossy(k).into_owned()))?;
+            changed |= slot.value.note(hit);
+        }
+        for (place, key, value) in &fixed {
+            let slot = &mut slots.fixed[*place as usize];
+            if from_derived && slot.stable {
+                continue;
+            }
+            let Some(v) = value else {
+                changed |= slot.note(false);
+                continue;
+            };
+            let hit = slot.hits(v);
+            env.dict.set_item(key, slot.get(py, v))?;
+            changed |= slot.note(hit);
+        }
+        // Keys that became stable (or stopped being) change the derived template.
+        if (changed || slots.derived.is_none()) && !slots.no_derived {
+            self.derive(py, slots, vars.len(), &fixed)?;
+        }
+        self.finish_fill(&env, m, slots)?;
         Ok(env)
     }
 
-    fn fill(env: &EnvironBuilder<'_>, m: &RequestMeta<'_>, slots: &mut Slots) -> PyResult<()> {
+    /// The environ of `m` without this thread's remembered values (tests compare).
+    #[cfg(test)]
+    pub(crate) fn build_fresh<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>) -> PyResult<EnvironBuilder<'py>> {
+        self.fill(py, m, &mut Slots::default())
+    }
+
+    /// Make the thread's derived template: the process template plus every stable key.
+    fn derive(&self, py: Python<'_>, slots: &mut Slots, nvars: usize, fixed: &[Entry<'_, '_>]) -> PyResult<()> {
+        let d = self.dict.bind(py).copy()?;
+        let mut keys: Vec<usize> = Vec::with_capacity(nvars + fixed.len());
+        for s in slots.vars.iter().take(nvars) {
+            if let Some(k) = &s.key {
+                keys.push(k.as_ptr() as usize);
+                if let (true, Some(v)) = (s.value.stable, &s.value.value) {
+                    d.set_item(k.bind(py), v.bind(py))?;
+                }
+            }
+        }
+        for (place, key, value) in fixed {
+            if value.is_some() {
+                keys.push(key.as_ptr() as usize);
+            }
+            let s = &slots.fixed[*place as usize];
+            if let (true, Some(v)) = (s.stable, &s.value) {
+                d.set_item(key, v.bind(py))?;
+            }
+        }
+        // Keys are interned: one key set twice is one pointer twice.
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.len() != n {
+            slots.no_derived = true;
+            slots.derived = None;
+            return Ok(());
+        }
+        slots.derived = Some((self.dict.clone_ref(py), nvars, d.unbind()));
+        Ok(())
+    }
+
+    /// The keys after the CGI ones: user, headers, length, configured parameters.
+    fn finish_fill(&self, env: &EnvironBuilder<'_>, m: &RequestMeta<'_>, slots: &mut Slots) -> PyResult<()> {
         let py = env.py;
-        let d = &env.dict;
-        let fixed = &mut slots.fixed;
-        let mut put = |key: &Bound<'_, PyString>, place: Place, value: &[u8]| {
-            d.set_item(key, fixed[place as usize].get(py, value))
-        };
-        // The server's own variables first, so that the CGI keys below win over them.
-        for (i, (k, v)) in m.server_vars.iter().enumerate() {
-            match slots.vars.get_mut(i) {
-                Some(slot) => env.set_remembered(slot, k, v, |k| Some(String::from_utf8_lossy(k).into_owned()))?,
-                None if i < MAX_SLOTS => {
-                    slots.vars.push(KeySlot::default());
-                    let slot = slots.vars.last_mut().expect("just pushed");
-                    env.set_remembered(slot, k, v, |k| Some(String::from_utf8_lossy(k).into_owned()))?
-                }
-                None => {
-                    env.set_dynamic(k, v)?;
-                    true
-                }
-            };
-        }
-        put(intern!(py, "REQUEST_METHOD"), Place::Method, &m.method)?;
-        put(intern!(py, "SCRIPT_NAME"), Place::ScriptName, &m.script_name)?;
-        put(intern!(py, "PATH_INFO"), Place::PathInfo, &m.path_info)?;
-        put(intern!(py, "QUERY_STRING"), Place::Query, &m.query)?;
-        put(intern!(py, "REQUEST_URI"), Place::RequestUri, &m.request_uri)?;
-        put(intern!(py, "SERVER_PROTOCOL"), Place::Protocol, &m.protocol)?;
-        put(intern!(py, "SERVER_NAME"), Place::ServerName, &server_name(&m.server_name))?;
-        put(intern!(py, "SERVER_PORT"), Place::ServerPort, itoa(&mut [0; 20], m.server_port as u64))?;
-        put(intern!(py, "SERVER_ADDR"), Place::ServerAddr, &m.server_addr)?;
-        put(intern!(py, "REMOTE_ADDR"), Place::RemoteAddr, &m.remote_addr)?;
-        if let Some(p) = m.remote_port {
-            put(intern!(py, "REMOTE_PORT"), Place::RemotePort, itoa(&mut [0; 20], p as u64))?;
-        }
-        if let Some(dr) = &m.document_root {
-            put(intern!(py, "DOCUMENT_ROOT"), Place::DocumentRoot, dr)?;
-        }
-        put(intern!(py, "SCRIPT_FILENAME"), Place::ScriptFilename, &m.app.script)?;
-        if is_https(m) {
-            env.set_object(intern!(py, "wsgi.url_scheme"), intern!(py, "https").as_any())?;
-            env.set_object(intern!(py, "HTTPS"), intern!(py, "on").as_any())?;
-        } else {
-            env.set_object(intern!(py, "wsgi.url_scheme"), intern!(py, "http").as_any())?;
-        }
         if let Some(u) = &m.remote_user {
             env.set(intern!(py, "REMOTE_USER"), u)?;
         }
@@ -384,18 +509,9 @@ impl EnvironTemplate {
             i += 1;
             env.add_header_remembered(slot, k, v)?;
         }
-        let mut put = |key: &Bound<'_, PyString>, place: Place, value: &[u8]| {
-            d.set_item(key, slots.fixed[place as usize].get(py, value))
-        };
         if let Some(n) = m.content_length {
             env.set(intern!(py, "CONTENT_LENGTH"), itoa(&mut [0; 20], n))?;
         }
-        let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
-        put(intern!(py, "mod_wsgi.application_group"), Place::ApplicationGroup, group)?;
-        put(intern!(py, "mod_wsgi.process_group"), Place::ProcessGroup, &m.app.process_group)?;
-        put(intern!(py, "mod_wsgi.callable_object"), Place::Callable, &m.app.callable)?;
-        let reloading = if m.app.script_reloading { intern!(py, "1") } else { intern!(py, "0") };
-        env.set_object(intern!(py, "mod_wsgi.script_reloading"), reloading.as_any())?;
         // Configured parameters last: they override.
         for (k, v) in &m.params {
             env.set_dynamic(k, v)?;
