@@ -155,21 +155,24 @@ impl Connection {
     }
 }
 
+/// Our HELLO payload (its queue deadline, bytes 7..15, is set per request).
+static OUR_HELLO: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
 thread_local! {
     /// This thread's open connections, one per group socket.
     static KEPT: RefCell<Vec<(PathBuf, Connection)>> = const { RefCell::new(Vec::new()) };
 }
 
-fn take_kept(socket: &Path) -> Option<Connection> {
+fn take_kept(socket: &Path) -> Option<(PathBuf, Connection)> {
     KEPT.with(|k| {
         let mut k = k.borrow_mut();
         let i = k.iter().position(|(p, _)| p == socket)?;
-        Some(k.swap_remove(i).1)
+        Some(k.swap_remove(i))
     })
 }
 
-fn keep(socket: &Path, c: Connection) {
-    KEPT.with(|k| k.borrow_mut().push((socket.to_path_buf(), c)));
+fn keep(socket: PathBuf, c: Connection) {
+    KEPT.with(|k| k.borrow_mut().push((socket, c)));
 }
 
 /// Forward the request to the group: on this thread's open connection to it if it has
@@ -192,7 +195,10 @@ pub fn forward(
 ) -> Result<Outcome, ProxyError> {
     let deadline = Instant::now() + t.connect;
     let mut tries = 0;
-    let mut kept = take_kept(socket);
+    let (mut path, mut kept) = match take_kept(socket) {
+        Some((p, c)) => (Some(p), Some(c)),
+        None => (None, None),
+    };
     loop {
         let reused = kept.is_some();
         let mut conn = match kept.take() {
@@ -208,7 +214,7 @@ pub fn forward(
             Err(ProxyError::Restarting) if tries < MAX_RETRIES && Instant::now() < deadline => tries += 1,
             r => {
                 if conn.reusable {
-                    keep(socket, conn);
+                    keep(path.take().unwrap_or_else(|| socket.to_path_buf()), conn);
                 }
                 return r;
             }
@@ -271,7 +277,14 @@ pub fn exchange(
     conn.set_write_timeout(t.socket).map_err(io)?;
 
     // HELLO and REQUEST in one write: no round trip before the daemon can start.
-    let hello = Hello::ours(t.queue.map_or(0, |q| now_us() + q.as_micros() as u64)).encode();
+    let ours = OUR_HELLO.get_or_init(|| Hello::ours(0).encode());
+    let mut buf = [0u8; 300]; // a hello is at most 15 + 256 bytes
+    let hello = &mut buf[..ours.len()];
+    hello.copy_from_slice(ours);
+    if let Some(q) = t.queue {
+        hello[7..15].copy_from_slice(&(now_us() + q.as_micros() as u64).to_le_bytes());
+    }
+    let hello = &*hello;
     let mut req = std::mem::take(&mut conn.req);
     req.clear();
     meta.encode(&mut req);
@@ -282,7 +295,7 @@ pub fn exchange(
         )));
     }
     let parts: [&[u8]; 4] =
-        [&protocol::header(Kind::Hello, hello.len()), &hello, &protocol::header(Kind::Request, req.len()), &req];
+        [&protocol::header(Kind::Hello, hello.len()), hello, &protocol::header(Kind::Request, req.len()), &req];
     let sent = conn.writer.send(&parts, None);
     conn.req = req;
     match sent {
@@ -298,7 +311,7 @@ pub fn exchange(
     // is queued, and waiting longer than queue-timeout is a 503.
     match conn.reader.next() {
         Ok((Kind::Hello, p)) => {
-            Hello::decode(p).map_err(|e| ProxyError::Protocol(e.0))?;
+            Hello::check(p).map_err(|e| ProxyError::Protocol(e.0))?;
         }
         Ok((kind, _)) => return Err(ProxyError::Protocol(format!("{kind:?} frame where the daemon's HELLO was due"))),
         Err(WireError::Timeout) if t.queue.is_some() => return Err(ProxyError::Queue),

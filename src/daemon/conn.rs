@@ -74,10 +74,19 @@ impl Out {
     /// Send what is pending followed by `parts`, with `pass` attached.
     fn send(&mut self, parts: &[&[u8]], pass: Option<BorrowedFd<'_>>) -> Result<(), SinkError> {
         let pending = std::mem::take(&mut self.pending);
-        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-        all.push(&pending);
-        all.extend_from_slice(parts);
-        let r = self.w.send(&all, pass);
+        // Pending bytes and at most 3 parts (every send here) without allocating.
+        let r = if let [a, b, c] = *parts {
+            self.w.send(&[&pending, a, b, c], pass)
+        } else if let [a, b] = *parts {
+            self.w.send(&[&pending, a, b], pass)
+        } else if let [a] = *parts {
+            self.w.send(&[&pending, a], pass)
+        } else {
+            let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+            all.push(&pending);
+            all.extend_from_slice(parts);
+            self.w.send(&all, pass)
+        };
         self.pending = pending;
         self.pending.clear();
         match r {

@@ -165,6 +165,15 @@ impl Hello {
         out
     }
 
+    /// [`Hello::decode`] for the per-request check: the peer's queue deadline, without
+    /// allocating when the hello is good.
+    pub fn check(p: &[u8]) -> Result<u64, ProtocolError> {
+        if p.len() >= MAGIC.len() + 9 && &p[..MAGIC.len()] == MAGIC && p[6] == VERSION {
+            return Ok(u64::from_le_bytes(p[7..15].try_into().expect("8 bytes")));
+        }
+        Hello::decode(p).map(|h| h.queue_deadline_us)
+    }
+
     /// Decode and check a peer's hello: a peer that is not oxwsgi, or speaks another
     /// version of the protocol, fails here with a message naming both builds.
     pub fn decode(p: &[u8]) -> Result<Hello, ProtocolError> {

@@ -320,8 +320,8 @@ fn handle(state: &State, conn: &mut Conn) -> bool {
         false
     };
     let deadline = match reader.next() {
-        Ok((Kind::Hello, p)) => match Hello::decode(p) {
-            Ok(h) => h.queue_deadline_us,
+        Ok((Kind::Hello, p)) => match Hello::check(p) {
+            Ok(deadline) => deadline,
             Err(e) => return refuse(500, e.to_string()),
         },
         // The server closed an idle connection.
