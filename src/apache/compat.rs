@@ -303,7 +303,8 @@ pub fn environ_vars<'r>(
     // Static keys and constant values are borrowed, and the request's own values shared
     // with its metadata: no allocation for them per request.
     let k = |v: &'static [u8]| -> Bytes<'r> { Cow::Borrowed(v) };
-    let number = |n: String| -> Bytes<'r> { Cow::Owned(n.into_bytes()) };
+    // Digits without the formatting machinery (two numbers per request).
+    let number = |n: u64| -> Bytes<'r> { Cow::Owned(crate::core::environ::itoa(&mut [0; 20], n).to_vec()) };
     let flag = |on: bool| k(if on { b"1" } else { b"0" });
     let dc = r.dir_conf();
     let mut v = Vec::with_capacity(10);
@@ -313,10 +314,10 @@ pub fn environ_vars<'r>(
         (k(b"mod_wsgi.request_handler"), Cow::Borrowed(r.handler())),
         (k(b"mod_wsgi.handler_script"), k(b"")),
         (k(b"mod_wsgi.listener_host"), k(b"")),
-        (k(b"mod_wsgi.listener_port"), number(r.connection().local_port().to_string())),
+        (k(b"mod_wsgi.listener_port"), number(r.connection().local_port().into())),
         (k(b"mod_wsgi.enable_sendfile"), flag(enable_sendfile)),
         (k(b"mod_wsgi.ignore_activity"), flag(dc.ignore_activity() == Some(true))),
-        (k(b"mod_wsgi.request_start"), number(r.request_time().to_string())),
+        (k(b"mod_wsgi.request_start"), number(r.request_time().max(0) as u64)),
     ]);
     if let Some(id) = r.log_id() {
         v.push((k(b"mod_wsgi.request_id"), Cow::Borrowed(id)));

@@ -4,7 +4,9 @@
 //! Safe code over the wrappers of [`super::httpd`].
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_int};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -117,34 +119,37 @@ fn map_alias(r: &Request, alias: &Alias) -> Option<Vec<u8>> {
 }
 
 /// Per-request settings: directory config, overridden by options of the matched alias.
-struct Settings {
-    callable: String,
+struct Settings<'a> {
+    callable: Cow<'a, str>,
     pass_authorization: bool,
     chunked_request: bool,
     script_reloading: bool,
     /// As configured (`%{RESOURCE}` & co. are expanded per request); `None`: not set.
-    application_group: Option<String>,
+    application_group: Option<Cow<'a, str>>,
     /// `process-group=` of the alias, else `WSGIProcessGroup` (unresolved).
-    process_group: Option<String>,
+    process_group: Option<Cow<'a, str>>,
 }
 
-fn settings(r: &Request, config: &Config) -> Settings {
+/// Borrowed from the configuration and the request's directory configuration: nothing is
+/// copied per request.
+fn settings<'a>(r: &'a Request, config: &'a Config) -> Settings<'a> {
     let dc = r.dir_conf();
     let alias = r.note(ALIAS_NOTE).and_then(|n| std::str::from_utf8(n).ok()).and_then(|n| {
         let (k, i) = n.split_once(':')?;
         config.aliases.get(&k.parse().ok()?)?.get(i.parse::<usize>().ok()?)
     });
-    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    let text = |b: Option<&'a [u8]>| b.map(String::from_utf8_lossy);
+    let own = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
     Settings {
         callable: alias
-            .and_then(|a| a.callable.clone())
+            .and_then(|a| own(&a.callable))
             .or_else(|| text(dc.callable()))
-            .unwrap_or_else(|| "application".into()),
+            .unwrap_or(Cow::Borrowed("application")),
         pass_authorization: alias.and_then(|a| a.pass_authorization).or(dc.pass_authorization()).unwrap_or(false),
         chunked_request: dc.chunked_request().unwrap_or(false),
         script_reloading: dc.script_reloading().unwrap_or(true),
-        application_group: alias.and_then(|a| a.application_group.clone()).or_else(|| text(dc.application_group())),
-        process_group: alias.and_then(|a| a.process_group.clone()).or_else(|| text(dc.process_group())),
+        application_group: alias.and_then(|a| own(&a.application_group)).or_else(|| text(dc.application_group())),
+        process_group: alias.and_then(|a| own(&a.process_group)).or_else(|| text(dc.process_group())),
     }
 }
 
@@ -182,7 +187,7 @@ pub fn handle(r: &Request) -> c_int {
 }
 
 fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<RequestLog>) -> c_int {
-    let filename = String::from_utf8_lossy(r.filename()).into_owned();
+    let filename = String::from_utf8_lossy(r.filename());
     // A WSGIHandlerScript handles the requested file (which may not exist) itself.
     let handler_script = compat::handler_script_for(r, config);
     if let Some((status, why)) = compat::refused(r, handler_script.is_some()) {
@@ -201,12 +206,13 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
     }
     let mut s = settings(r, config);
     if let Some(h) = handler_script {
-        s.callable = "handle_request".into();
-        s.application_group = h.application_group.clone().or(s.application_group);
+        s.callable = Cow::Borrowed("handle_request");
+        s.application_group = h.application_group.as_deref().map(Cow::Borrowed).or(s.application_group);
         s.pass_authorization = h.pass_authorization.unwrap_or(s.pass_authorization);
-        s.process_group = h.process_group.clone().or(s.process_group);
+        s.process_group = h.process_group.as_deref().map(Cow::Borrowed).or(s.process_group);
     }
-    let headers: Vec<(&[u8], &[u8])> = r.headers_in().iter().collect();
+    let headers: Vec<(Bytes<'_>, Bytes<'_>)> =
+        r.headers_in().iter().map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))).collect();
     let chunked = match body_framing(&headers, r.limit_req_body()) {
         Ok(chunked) => chunked,
         Err((status, why)) => {
@@ -221,9 +227,14 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         );
         return HTTP_LENGTH_REQUIRED as c_int;
     }
-    let callable = compat::callable(r, &s.callable);
+    // `%{ENV:...}` is resolved per request; a plain name is borrowed.
+    let callable: Cow<'_, [u8]> = if s.callable.starts_with("%{") {
+        Cow::Owned(compat::callable(r, &s.callable).into_bytes())
+    } else {
+        Cow::Borrowed(s.callable.as_bytes())
+    };
     let mut meta = request_meta(r, headers, &s, &filename);
-    meta.app.callable = Cow::Owned(callable.into_bytes());
+    meta.app.callable = callable;
     let enable_sendfile = compat::enable_sendfile(r);
     // Cow clones: the metadata borrows these from the request, so nothing is copied.
     let (script_name, path_info) = (meta.script_name.clone(), meta.path_info.clone());
@@ -238,8 +249,8 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         meta.app.script = path;
     }
     compat::apply_trusted_proxies(r, &mut meta);
-    let app_group = compat::application_group(r, s.application_group.as_deref(), &meta.script_name);
-    meta.app.application_group = Cow::Owned(app_group.into_bytes());
+    let app_group = application_group(r, s.application_group.as_deref(), &meta.script_name);
+    meta.app.application_group = Cow::Borrowed(&app_group);
     if compat::head_as_get(r) {
         meta.method = Cow::Borrowed(b"GET");
     }
@@ -260,7 +271,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         python::keep_thread_state();
         match Python::attach(|py| compat::dispatch(py, r, w, &mut meta, &**log)) {
             compat::Dispatched::Keep => {}
-            compat::Dispatched::Group(g) => chosen = Some(g),
+            compat::Dispatched::Group(g) => chosen = Some(Cow::Owned(g)),
             compat::Dispatched::Failed => return HTTP_INTERNAL_SERVER_ERROR as c_int,
         }
     }
@@ -301,7 +312,7 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
     }
 
     python::keep_thread_state();
-    let context: Arc<str> = Arc::from(filename.as_str());
+    let context = context_for(&filename);
     let outcome = Python::attach(|py| {
         let ch = Channel {
             body: Box::new(ApacheBody::new(handle.clone())),
@@ -324,6 +335,60 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,
         Some(Outcome::Complete | Outcome::Aborted | Outcome::ClientGone) => OK as c_int,
     }
+}
+
+/// The log context of a request for `filename`: the thread's previous one when it names
+/// the same script (no allocation per request).
+fn context_for(filename: &str) -> Arc<str> {
+    thread_local! {
+        static LAST: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    }
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        match &*l {
+            Some(c) if **c == *filename => c.clone(),
+            _ => {
+                let c: Arc<str> = Arc::from(filename);
+                *l = Some(c.clone());
+                c
+            }
+        }
+    })
+}
+
+/// The application group of a request ([`compat::application_group`]). The usual settings
+/// (none, `%{RESOURCE}`, `%{SERVER}`, `%{GLOBAL}`) give the same name for every request of
+/// a mount on a virtual host and port, so each thread remembers the names it made instead
+/// of formatting them per request.
+fn application_group(r: &Request, configured: Option<&str>, script_name: &[u8]) -> Rc<[u8]> {
+    let kind = match configured {
+        None | Some("%{RESOURCE}") => 0u8,
+        Some("%{SERVER}") => 1,
+        Some("%{GLOBAL}") => 2,
+        // A literal name or %{ENV:...}: not remembered.
+        Some(_) => return Rc::from(compat::application_group(r, configured, script_name).into_bytes()),
+    };
+    type Made = (usize, u16, u8, Vec<u8>, Rc<[u8]>);
+    thread_local! {
+        static MADE: RefCell<Vec<Made>> = const { RefCell::new(Vec::new()) };
+    }
+    let (server, port) = (config::server_key(r.server()), r.server_port());
+    let hit = MADE.with(|m| {
+        let m = m.borrow();
+        m.iter().find(|e| e.0 == server && e.1 == port && e.2 == kind && e.3 == script_name).map(|e| e.4.clone())
+    });
+    if let Some(name) = hit {
+        return name;
+    }
+    let name: Rc<[u8]> = Rc::from(compat::application_group(r, configured, script_name).into_bytes());
+    MADE.with(|m| {
+        let mut m = m.borrow_mut();
+        // Bounded: a server has a few mounts; a client choosing the port cannot grow it.
+        if m.len() < 64 {
+            m.push((server, port, kind, script_name.to_vec(), name.clone()));
+        }
+    });
+    name
 }
 
 /// The response sink of a proxied request, remembering whether the head went out (after
@@ -420,8 +485,8 @@ fn to_daemon(
 /// body differently such a request smuggles another one; a `Content-Length` over
 /// `LimitRequestBody` (`limit`, 0 for none) with 413, even when the application would not
 /// read the body.
-fn body_framing(headers: &[(&[u8], &[u8])], limit: u64) -> Result<bool, (u32, String)> {
-    let named = |n: &'static [u8]| headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| *v);
+fn body_framing(headers: &[(Bytes<'_>, Bytes<'_>)], limit: u64) -> Result<bool, (u32, String)> {
+    let named = |n: &'static [u8]| headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| &**v);
     let codings: Vec<&[u8]> = named(b"Transfer-Encoding").collect();
     match codings.as_slice() {
         [] => {}
@@ -451,7 +516,7 @@ fn body_framing(headers: &[(&[u8], &[u8])], limit: u64) -> Result<bool, (u32, St
 /// variables and headers, without `Authorization`.
 pub(super) fn with_auth_meta<R>(r: &Request, f: impl FnOnce(&RequestMeta<'_>) -> R) -> R {
     let s = Settings {
-        callable: String::new(),
+        callable: Cow::Borrowed(""),
         pass_authorization: false,
         chunked_request: false,
         script_reloading: true,
@@ -459,19 +524,23 @@ pub(super) fn with_auth_meta<R>(r: &Request, f: impl FnOnce(&RequestMeta<'_>) ->
         process_group: None,
     };
     let filename = String::from_utf8_lossy(r.filename()).into_owned();
-    let meta = request_meta(r, r.headers_in().iter().collect(), &s, &filename);
+    let headers = r.headers_in().iter().map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))).collect();
+    let meta = request_meta(r, headers, &s, &filename);
     f(&meta)
 }
 
 /// The request as the core sees it, borrowing the strings of `r`.
 fn request_meta<'r>(
     r: &'r Request,
-    headers: Vec<(&'r [u8], &'r [u8])>,
-    s: &'r Settings,
+    headers: Vec<(Bytes<'r>, Bytes<'r>)>,
+    s: &'r Settings<'_>,
     filename: &'r str,
 ) -> RequestMeta<'r> {
     let b = |v: &'r [u8]| -> Bytes<'r> { Cow::Borrowed(v) };
-    let pairs = |v: Vec<(&'r [u8], &'r [u8])>| v.into_iter().map(|(k, v)| (b(k), b(v))).collect();
+    let env = r.subprocess_env();
+    // Room for the mod_wsgi.* keys the handler adds (no regrowth per request).
+    let mut server_vars = Vec::with_capacity(env.iter().count() + 12);
+    server_vars.extend(env.iter().map(|(k, v)| (b(k), b(v))));
     let uri = r.uri();
     let path_info = r.path_info();
     let script_name =
@@ -490,11 +559,11 @@ fn request_meta<'r>(
         remote_addr: b(r.useragent_ip()),
         remote_port: c.client_port(),
         tls: r.http_scheme() == b"https",
-        headers: pairs(headers),
+        headers,
         content_length: None,
         pass_authorization: s.pass_authorization,
         // SetEnv, mod_rewrite [E=], mod_ssl StdEnvVars ...
-        server_vars: pairs(r.subprocess_env().iter().collect()),
+        server_vars,
         params: Vec::new(),
         document_root: Some(b(r.document_root())),
         remote_user: r.user().map(b),

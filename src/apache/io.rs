@@ -115,8 +115,16 @@ impl ApacheSink {
 /// A header name or value as a C string of latin-1 bytes (what WSGI's native strings
 /// stand for); NULs, which the core refuses anyway, are dropped.
 fn latin1(s: &str) -> CString {
-    let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).filter(|&b| b != 0).collect();
-    CString::new(bytes).expect("NULs dropped")
+    CString::new(latin1_bytes(s).into_owned()).expect("NULs dropped")
+}
+
+/// [`latin1`] without the terminating NUL, borrowed when `s` is ASCII without NULs (the
+/// usual status line and content type: no allocation).
+fn latin1_bytes(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    if s.bytes().all(|b| b.is_ascii() && b != 0) {
+        return std::borrow::Cow::Borrowed(s.as_bytes());
+    }
+    std::borrow::Cow::Owned(s.chars().map(|c| c as u32 as u8).filter(|&b| b != 0).collect())
 }
 
 /// Chunks this large reach the client without a FLUSH bucket (see `write`).
@@ -132,10 +140,10 @@ fn flag_bits(flags: WriteFlags) -> i32 {
 impl ResponseSink for ApacheSink {
     fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
         let r = self.r.get();
-        r.set_status(head.status, latin1(&head.status_line).as_bytes());
+        r.set_status(head.status, &latin1_bytes(&head.status_line));
         for (name, value) in &head.headers {
             if name.eq_ignore_ascii_case("content-type") {
-                r.set_content_type(latin1(value).as_bytes());
+                r.set_content_type(&latin1_bytes(value));
             } else if name.eq_ignore_ascii_case("content-length") {
                 r.set_content_length(head.content_length.unwrap_or(0));
             } else {

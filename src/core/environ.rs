@@ -124,6 +124,120 @@ thread_local! {
     static VALUES: ValueCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
 }
 
+/// A value remembered with the str made for it: when the same place of the next request
+/// on this thread has the same bytes (the method, the mount, the server's names, the
+/// `mod_wsgi.*` constants, most header values), the str is shared instead of made again:
+/// a comparison of bytes instead of an allocation, a copy and a free, and no hashing.
+#[derive(Default)]
+struct Slot {
+    raw: Vec<u8>,
+    value: Option<Py<PyString>>,
+    /// Had the same value on two requests in a row: it is in the thread's derived template
+    /// ([`Slots::derived`]).
+    stable: bool,
+    /// Was stable, then changed: never in the derived template again.
+    volatile: bool,
+}
+
+impl Slot {
+    fn hits(&self, value: &[u8]) -> bool {
+        self.value.is_some() && self.raw == value
+    }
+
+    /// After setting a value that did (`hit`) or did not repeat the previous one: whether
+    /// the derived template must be made again.
+    fn note(&mut self, hit: bool) -> bool {
+        if hit && !self.stable && !self.volatile {
+            self.stable = true;
+            return true;
+        }
+        if !hit && self.stable {
+            self.stable = false;
+            self.volatile = true;
+            return true;
+        }
+        false
+    }
+
+    fn get<'py>(&mut self, py: Python<'py>, value: &[u8]) -> Bound<'py, PyString> {
+        if let Some(v) = &self.value {
+            if self.raw == value {
+                return v.bind(py).clone();
+            }
+        }
+        let v = latin1(py, value);
+        if value.len() <= VALUE_MAX_LEN {
+            self.raw.clear();
+            self.raw.extend_from_slice(value);
+            self.value = Some(v.clone().unbind());
+        } else {
+            self.value = None;
+        }
+        v
+    }
+}
+
+/// A run-time key (a server variable or a header name) remembered with its environ key.
+#[derive(Default)]
+struct KeySlot {
+    raw: Vec<u8>,
+    /// `None`: a header name that is dropped.
+    key: Option<Py<PyString>>,
+    value: Slot,
+}
+
+/// The places of a request whose values [`Slot`]s remember, per thread.
+#[derive(Clone, Copy)]
+enum Place {
+    Method,
+    ScriptName,
+    PathInfo,
+    Query,
+    RequestUri,
+    Protocol,
+    ServerName,
+    ServerPort,
+    ServerAddr,
+    RemoteAddr,
+    RemotePort,
+    DocumentRoot,
+    ScriptFilename,
+    Scheme,
+    Https,
+    ApplicationGroup,
+    ProcessGroup,
+    Callable,
+    Reloading,
+    Count,
+}
+
+/// Most server variables and headers whose keys and values are remembered by position.
+const MAX_SLOTS: usize = 64;
+
+/// A key set from the request's settings: its place, key, and value (`None`: not set).
+type Entry<'a, 'py> = (Place, &'a Bound<'py, PyString>, Option<&'a [u8]>);
+
+#[derive(Default)]
+struct Slots {
+    fixed: [Slot; Place::Count as usize],
+    /// Server variables (`SetEnv`, the `mod_wsgi.*` keys of Apache), by position.
+    vars: Vec<KeySlot>,
+    /// Request headers, by position.
+    headers: Vec<KeySlot>,
+    /// The process template plus every stable key (above) with its value: what a request
+    /// of the same mount copies instead of setting those keys one by one. For this
+    /// template (held, so that its address is never another dict's) and this many server
+    /// variables.
+    derived: Option<(Py<PyDict>, usize, Py<PyDict>)>,
+    /// Two of the keys above are the same key (a `SetEnv` of a CGI name): the order in
+    /// which they are set matters, so no derived template is used.
+    no_derived: bool,
+}
+
+thread_local! {
+    static SLOTS: RefCell<Slots> = RefCell::new(Slots::default());
+}
+
 /// Most distinct values, and the longest value, the per-thread value cache keeps.
 const VALUE_CACHE_LIMIT: usize = 256;
 const VALUE_MAX_LEN: usize = 512;
@@ -150,6 +264,23 @@ fn cached<'py>(
         }
         key
     })
+}
+
+/// The environ key for `raw` through `slot` (see [`KeySlot`]), made by `make` (interned)
+/// when the slot held another name.
+fn remembered_key<'py>(
+    py: Python<'py>,
+    slot: &mut KeySlot,
+    raw: &[u8],
+    make: impl FnOnce(&[u8]) -> Option<String>,
+) -> Option<Bound<'py, PyString>> {
+    if slot.raw != raw || slot.raw.is_empty() {
+        slot.key = make(raw).map(|k| PyString::intern(py, &k).unbind());
+        slot.raw.clear();
+        slot.raw.extend_from_slice(raw);
+        slot.value = Slot::default();
+    }
+    slot.key.as_ref().map(|k| k.bind(py).clone())
 }
 
 fn header_environ_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
@@ -214,59 +345,178 @@ impl EnvironTemplate {
 
     /// The environ of `m`: every rule about what the application sees is here.
     pub fn build<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>) -> PyResult<EnvironBuilder<'py>> {
-        let env = self.instantiate(py)?;
+        SLOTS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut slots) => self.fill(py, m, &mut slots),
+            // Only if building an environ ever re-entered itself on this thread.
+            Err(_) => self.fill(py, m, &mut Slots::default()),
+        })
+    }
+
+    fn fill<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>, slots: &mut Slots) -> PyResult<EnvironBuilder<'py>> {
+        let (mut port, mut rport) = ([0; 20], [0; 20]);
+        let name = server_name(&m.server_name);
+        let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
+        let https = is_https(m);
+        // The CGI keys and the mod_wsgi keys that come from the request's settings, in the
+        // order they are set (after the server's own variables, so that they win).
+        let fixed: [Entry<'_, 'py>; Place::Count as usize] = [
+            (Place::Method, intern!(py, "REQUEST_METHOD"), Some(&m.method)),
+            (Place::ScriptName, intern!(py, "SCRIPT_NAME"), Some(&m.script_name)),
+            (Place::PathInfo, intern!(py, "PATH_INFO"), Some(&m.path_info)),
+            (Place::Query, intern!(py, "QUERY_STRING"), Some(&m.query)),
+            (Place::RequestUri, intern!(py, "REQUEST_URI"), Some(&m.request_uri)),
+            (Place::Protocol, intern!(py, "SERVER_PROTOCOL"), Some(&m.protocol)),
+            (Place::ServerName, intern!(py, "SERVER_NAME"), Some(&name)),
+            (Place::ServerPort, intern!(py, "SERVER_PORT"), Some(itoa(&mut port, m.server_port as u64))),
+            (Place::ServerAddr, intern!(py, "SERVER_ADDR"), Some(&m.server_addr)),
+            (Place::RemoteAddr, intern!(py, "REMOTE_ADDR"), Some(&m.remote_addr)),
+            (Place::RemotePort, intern!(py, "REMOTE_PORT"), m.remote_port.map(|p| itoa(&mut rport, p as u64))),
+            (Place::DocumentRoot, intern!(py, "DOCUMENT_ROOT"), m.document_root.as_deref()),
+            (Place::ScriptFilename, intern!(py, "SCRIPT_FILENAME"), Some(&m.app.script)),
+            (Place::Scheme, intern!(py, "wsgi.url_scheme"), Some(if https { b"https" } else { b"http" })),
+            (Place::Https, intern!(py, "HTTPS"), https.then_some(b"on")),
+            (Place::ApplicationGroup, intern!(py, "mod_wsgi.application_group"), Some(group)),
+            (Place::ProcessGroup, intern!(py, "mod_wsgi.process_group"), Some(&m.app.process_group)),
+            (Place::Callable, intern!(py, "mod_wsgi.callable_object"), Some(&m.app.callable)),
+            (
+                Place::Reloading,
+                intern!(py, "mod_wsgi.script_reloading"),
+                Some(if m.app.script_reloading { b"1" } else { b"0" }),
+            ),
+        ];
+        let vars = &m.server_vars;
+        while slots.vars.len() < vars.len().min(MAX_SLOTS) {
+            slots.vars.push(KeySlot::default());
+        }
+        // The derived template serves if every key in it has its value again.
+        let derived = match &slots.derived {
+            Some((t, n, d)) if t.is(&self.dict) && *n == vars.len() && !slots.no_derived => {
+                let vars_hit = vars
+                    .iter()
+                    .zip(&slots.vars)
+                    .all(|((k, v), s)| !s.value.stable || (s.raw == **k && s.value.hits(v)));
+                let fixed_hit = fixed.iter().all(|(p, _, v)| {
+                    let s = &slots.fixed[*p as usize];
+                    !s.stable || v.is_some_and(|v| s.hits(v))
+                });
+                (vars_hit && fixed_hit).then(|| d.bind(py).clone())
+            }
+            _ => None,
+        };
+        let from_derived = derived.is_some();
+        let env = match derived {
+            Some(d) => EnvironBuilder { dict: d.copy()?, py },
+            None => self.instantiate(py)?,
+        };
+        let mut changed = false;
         // The server's own variables first, so that the CGI keys below win over them.
-        for (k, v) in &m.server_vars {
-            env.set_dynamic(k, v)?;
+        for (i, (k, v)) in vars.iter().enumerate() {
+            let Some(slot) = slots.vars.get_mut(i) else {
+                env.set_dynamic(k, v)?;
+                continue;
+            };
+            if from_derived && slot.value.stable {
+                continue;
+            }
+            let hit = slot.raw == **k && slot.value.hits(v);
+            env.set_remembered(slot, k, v, |k| Some(String::from_utf8_lossy(k).into_owned()))?;
+            changed |= slot.value.note(hit);
         }
-        env.set_shared(intern!(py, "REQUEST_METHOD"), &m.method)?;
-        env.set_shared(intern!(py, "SCRIPT_NAME"), &m.script_name)?;
-        env.set(intern!(py, "PATH_INFO"), &m.path_info)?;
-        env.set(intern!(py, "QUERY_STRING"), &m.query)?;
-        env.set(intern!(py, "REQUEST_URI"), &m.request_uri)?;
-        env.set_shared(intern!(py, "SERVER_PROTOCOL"), &m.protocol)?;
-        env.set_shared(intern!(py, "SERVER_NAME"), &server_name(&m.server_name))?;
-        env.set_shared(intern!(py, "SERVER_PORT"), itoa(&mut [0; 20], m.server_port as u64))?;
-        env.set_shared(intern!(py, "SERVER_ADDR"), &m.server_addr)?;
-        env.set_shared(intern!(py, "REMOTE_ADDR"), &m.remote_addr)?;
-        if let Some(p) = m.remote_port {
-            env.set(intern!(py, "REMOTE_PORT"), itoa(&mut [0; 20], p as u64))?;
+        for (place, key, value) in &fixed {
+            let slot = &mut slots.fixed[*place as usize];
+            if from_derived && slot.stable {
+                continue;
+            }
+            let Some(v) = value else {
+                changed |= slot.note(false);
+                continue;
+            };
+            let hit = slot.hits(v);
+            env.dict.set_item(key, slot.get(py, v))?;
+            changed |= slot.note(hit);
         }
-        if let Some(d) = &m.document_root {
-            env.set_shared(intern!(py, "DOCUMENT_ROOT"), d)?;
+        // Keys that became stable (or stopped being) change the derived template.
+        if (changed || slots.derived.is_none()) && !slots.no_derived {
+            self.derive(py, slots, vars.len(), &fixed)?;
         }
-        env.set_shared(intern!(py, "SCRIPT_FILENAME"), &m.app.script)?;
-        if is_https(m) {
-            env.set_object(intern!(py, "wsgi.url_scheme"), intern!(py, "https").as_any())?;
-            env.set_object(intern!(py, "HTTPS"), intern!(py, "on").as_any())?;
-        } else {
-            env.set_object(intern!(py, "wsgi.url_scheme"), intern!(py, "http").as_any())?;
+        self.finish_fill(&env, m, slots)?;
+        Ok(env)
+    }
+
+    /// The environ of `m` without this thread's remembered values (tests compare).
+    #[cfg(test)]
+    pub(crate) fn build_fresh<'py>(&self, py: Python<'py>, m: &RequestMeta<'_>) -> PyResult<EnvironBuilder<'py>> {
+        self.fill(py, m, &mut Slots::default())
+    }
+
+    /// Make the thread's derived template: the process template plus every stable key.
+    fn derive(&self, py: Python<'_>, slots: &mut Slots, nvars: usize, fixed: &[Entry<'_, '_>]) -> PyResult<()> {
+        let d = self.dict.bind(py).copy()?;
+        let mut keys: Vec<usize> = Vec::with_capacity(nvars + fixed.len());
+        for s in slots.vars.iter().take(nvars) {
+            if let Some(k) = &s.key {
+                keys.push(k.as_ptr() as usize);
+                if let (true, Some(v)) = (s.value.stable, &s.value.value) {
+                    d.set_item(k.bind(py), v.bind(py))?;
+                }
+            }
         }
+        for (place, key, value) in fixed {
+            if value.is_some() {
+                keys.push(key.as_ptr() as usize);
+            }
+            let s = &slots.fixed[*place as usize];
+            if let (true, Some(v)) = (s.stable, &s.value) {
+                d.set_item(key, v.bind(py))?;
+            }
+        }
+        // Keys are interned: one key set twice is one pointer twice.
+        let n = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.len() != n {
+            slots.no_derived = true;
+            slots.derived = None;
+            return Ok(());
+        }
+        slots.derived = Some((self.dict.clone_ref(py), nvars, d.unbind()));
+        Ok(())
+    }
+
+    /// The keys after the CGI ones: user, headers, length, configured parameters.
+    fn finish_fill(&self, env: &EnvironBuilder<'_>, m: &RequestMeta<'_>, slots: &mut Slots) -> PyResult<()> {
+        let py = env.py;
         if let Some(u) = &m.remote_user {
             env.set(intern!(py, "REMOTE_USER"), u)?;
         }
         if let Some(a) = &m.auth_type {
             env.set(intern!(py, "AUTH_TYPE"), a)?;
         }
+        let mut i = 0;
         for (k, v) in &m.headers {
-            if passes(k, m.pass_authorization) {
-                env.add_header(k, trim_ows(v))?;
+            if !passes(k, m.pass_authorization) {
+                continue;
             }
+            let v = trim_ows(v);
+            if i >= MAX_SLOTS {
+                env.add_header(k, v)?;
+                continue;
+            }
+            if i == slots.headers.len() {
+                slots.headers.push(KeySlot::default());
+            }
+            let slot = &mut slots.headers[i];
+            i += 1;
+            env.add_header_remembered(slot, k, v)?;
         }
         if let Some(n) = m.content_length {
             env.set(intern!(py, "CONTENT_LENGTH"), itoa(&mut [0; 20], n))?;
         }
-        let group: &[u8] = if &*m.app.application_group == b"%{GLOBAL}" { b"" } else { &m.app.application_group };
-        env.set_shared(intern!(py, "mod_wsgi.application_group"), group)?;
-        env.set_shared(intern!(py, "mod_wsgi.process_group"), &m.app.process_group)?;
-        env.set_shared(intern!(py, "mod_wsgi.callable_object"), &m.app.callable)?;
-        let reloading = if m.app.script_reloading { intern!(py, "1") } else { intern!(py, "0") };
-        env.set_object(intern!(py, "mod_wsgi.script_reloading"), reloading.as_any())?;
         // Configured parameters last: they override.
         for (k, v) in &m.params {
             env.set_dynamic(k, v)?;
         }
-        Ok(env)
+        Ok(())
     }
 }
 
@@ -315,7 +565,7 @@ pub fn is_https(m: &RequestMeta<'_>) -> bool {
 
 /// Decimal digits of `n` in `buf`, without allocating (bytes: the environ decodes them as
 /// latin-1 anyway, which skips a UTF-8 check).
-fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+pub(crate) fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -326,6 +576,15 @@ fn itoa(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
         }
     }
     &buf[i..]
+}
+
+/// Lower-case hexadecimal digits of `n` appended to `out` (no allocation once `out` has
+/// room).
+pub(crate) fn push_hex(out: &mut Vec<u8>, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize]);
+    }
 }
 
 /// Fills one request's environ.
@@ -381,6 +640,48 @@ impl<'py> EnvironBuilder<'py> {
         self.dict.set_item(key, latin1(self.py, value))
     }
 
+    /// Set a run-time key and its value through `slot`, which remembers the previous
+    /// request's key and value at this position on this thread (`make`: the environ key of
+    /// a raw name, `None` to drop it). Returns false if the key was dropped.
+    fn set_remembered(
+        &self,
+        slot: &mut KeySlot,
+        raw: &[u8],
+        value: &[u8],
+        make: impl FnOnce(&[u8]) -> Option<String>,
+    ) -> PyResult<bool> {
+        let Some(key) = remembered_key(self.py, slot, raw, make) else { return Ok(false) };
+        self.dict.set_item(key, slot.value.get(self.py, value))?;
+        Ok(true)
+    }
+
+    /// [`EnvironBuilder::add_header`] through a [`KeySlot`].
+    fn add_header_remembered(&self, slot: &mut KeySlot, name: &[u8], value: &[u8]) -> PyResult<bool> {
+        let py = self.py;
+        let Some(key) = remembered_key(py, slot, name, |n| header_key(n).map(Cow::into_owned)) else {
+            return Ok(false);
+        };
+        match self.dict.get_item(&key)? {
+            Some(old) => self.join_header(&key, name, &old, &latin1(py, value))?,
+            None => self.dict.set_item(key, slot.value.get(py, value))?,
+        }
+        Ok(true)
+    }
+
+    /// A repeated header: joined with ", " (RFC 7230 §3.2.2), except Cookie, joined with
+    /// "; " (RFC 6265 §5.4).
+    fn join_header(
+        &self,
+        key: &Bound<'py, PyString>,
+        name: &[u8],
+        old: &Bound<'py, PyAny>,
+        value: &Bound<'py, PyString>,
+    ) -> PyResult<()> {
+        let sep = if name.eq_ignore_ascii_case(b"cookie") { "; " } else { ", " };
+        let joined = format!("{}{sep}{}", old.cast::<PyString>()?.to_str()?, value.to_str()?);
+        self.dict.set_item(key, joined)
+    }
+
     /// Add a request header. Repeated headers are joined with ", " (RFC 7230 §3.2.2),
     /// except Cookie, joined with "; " (RFC 6265 §5.4). Returns false if the header was
     /// dropped (see [`header_key`]).
@@ -388,11 +689,7 @@ impl<'py> EnvironBuilder<'py> {
         let Some(key) = header_environ_key(self.py, name) else { return Ok(false) };
         let value = latin1(self.py, value);
         match self.dict.get_item(&key)? {
-            Some(old) => {
-                let sep = if name.eq_ignore_ascii_case(b"cookie") { "; " } else { ", " };
-                let joined = format!("{}{sep}{}", old.cast::<PyString>()?.to_str()?, value.to_str()?);
-                self.dict.set_item(key, joined)?;
-            }
+            Some(old) => self.join_header(&key, name, &old, &value)?,
             None => self.dict.set_item(key, value)?,
         }
         Ok(true)

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyString};
+use pyo3::types::{PyDict, PyModule};
 
 /// The mod_wsgi release whose interface oxwsgi offers (`mod_wsgi.version`).
 pub const VERSION: (u32, u32, u32) = (4, 9, 4);
@@ -312,14 +312,19 @@ pub fn request_started(py: Python<'_>, environ: &Bound<'_, PyDict>) -> PyResult<
     environ.set_item(intern!(py, "mod_wsgi.thread_id"), thread_id)?;
     environ.set_item(intern!(py, "mod_wsgi.thread_requests"), thread_requests)?;
     environ.set_item(intern!(py, "mod_wsgi.total_requests"), total)?;
-    let start_str = PyString::new(py, &start.to_string());
+    let start_str = super::environ::latin1(py, super::environ::itoa(&mut [0; 20], start));
     if !environ.contains(intern!(py, "mod_wsgi.request_start"))? {
         environ.set_item(intern!(py, "mod_wsgi.request_start"), &start_str)?;
     }
     environ.set_item(intern!(py, "mod_wsgi.script_start"), start_str)?;
     if !environ.contains(intern!(py, "mod_wsgi.request_id"))? {
-        let id = format!("{:x}-{total:x}-{thread_id:x}", std::process::id());
-        environ.set_item(intern!(py, "mod_wsgi.request_id"), id)?;
+        let mut id = Vec::with_capacity(40);
+        super::environ::push_hex(&mut id, u64::from(std::process::id()));
+        id.push(b'-');
+        super::environ::push_hex(&mut id, total);
+        id.push(b'-');
+        super::environ::push_hex(&mut id, thread_id);
+        environ.set_item(intern!(py, "mod_wsgi.request_id"), super::environ::latin1(py, &id))?;
     }
     if SUBSCRIBED.load(Ordering::Relaxed) {
         let request_start = environ

@@ -546,3 +546,64 @@ fn recurring_environ_values_are_shared() {
         assert_eq!(a.extract::<String>().unwrap(), "GET");
     });
 }
+
+/// What a thread remembers between requests (values by place, the derived template of
+/// stable keys) never changes an environ: a run of requests whose values vary, repeat,
+/// appear and disappear gives, each time, the dict a fresh build gives.
+#[test]
+fn remembered_environ_equals_a_fresh_build() {
+    use super::request::{AppSettings, RequestMeta};
+    use std::borrow::Cow;
+    python();
+    let o = |s: String| Cow::Owned(s.into_bytes());
+    let meta = |i: usize, dup: bool| {
+        let mut server_vars = vec![
+            (Cow::Borrowed(&b"mod_wsgi.request_start"[..]), o(format!("{}", 1_700_000_000_000_000u64 + i as u64))),
+            (Cow::Borrowed(&b"mod_wsgi.script_name"[..]), Cow::Borrowed(&b"/app"[..])),
+            (Cow::Borrowed(&b"mod_wsgi.listener_port"[..]), Cow::Borrowed(&b"8080"[..])),
+        ];
+        if dup {
+            // A server variable with a CGI name: the CGI key wins, whatever the order.
+            server_vars.push((Cow::Borrowed(&b"SERVER_NAME"[..]), o(format!("name{}", i % 2))));
+        }
+        if i % 5 == 3 {
+            server_vars.push((Cow::Borrowed(&b"HTTPS"[..]), Cow::Borrowed(&b"on"[..])));
+        }
+        RequestMeta {
+            method: Cow::Borrowed(if i % 7 == 6 { &b"POST"[..] } else { &b"GET"[..] }),
+            script_name: Cow::Borrowed(&b"/app"[..]),
+            path_info: if i < 4 { Cow::Borrowed(&b"/same"[..]) } else { o(format!("/p{}", i % 3)) },
+            query: if i % 4 == 0 { Cow::Borrowed(&b""[..]) } else { o(format!("q={i}")) },
+            server_name: Cow::Borrowed(&b"example.org"[..]),
+            server_port: 8080,
+            remote_port: (i % 6 != 5).then_some(40_000 + (i as u16 % 3)),
+            document_root: (i % 9 != 8).then(|| Cow::Borrowed(&b"/srv"[..])),
+            headers: vec![
+                (Cow::Borrowed(&b"Host"[..]), Cow::Borrowed(&b"example.org"[..])),
+                (Cow::Borrowed(&b"Cookie"[..]), o(format!("a={}", i % 2))),
+                (Cow::Borrowed(&b"Cookie"[..]), Cow::Borrowed(&b"b=2"[..])),
+            ],
+            server_vars,
+            app: AppSettings {
+                script: Cow::Borrowed(&b"/srv/app.wsgi"[..]),
+                callable: Cow::Borrowed(&b"application"[..]),
+                application_group: Cow::Borrowed(if i % 8 == 7 { &b"other"[..] } else { &b"%{GLOBAL}"[..] }),
+                process_group: Cow::Borrowed(&b""[..]),
+                script_reloading: i % 10 != 9,
+            },
+            ..Default::default()
+        }
+    };
+    Python::attach(|py| {
+        let template = EnvironTemplate::new(py, true, true, "test").unwrap();
+        for dup in [false, true] {
+            for i in 0..40 {
+                let m = meta(i, dup);
+                let kept = template.build(py, &m).unwrap().finish();
+                let fresh = template.build_fresh(py, &m).unwrap().finish();
+                assert!(kept.eq(&fresh).unwrap(), "request {i} (dup {dup}): {kept} != {fresh}");
+                assert_eq!(kept.len(), fresh.len());
+            }
+        }
+    });
+}

@@ -1,12 +1,14 @@
-//! The server side of daemon mode: connect to a group's socket, forward one request, relay
-//! the response into the server's own sink. Runs on a server thread without the GIL;
-//! nothing here touches Python.
+//! The server side of daemon mode: connect to a group's socket, forward a request, relay
+//! the response into the server's own sink. Each server thread keeps its connection to
+//! each group open for its next request ([`forward`]). Runs on a server thread without the
+//! GIL; nothing here touches Python.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::protocol::{self, Hello, Kind, MAX_META_PAYLOAD};
@@ -104,11 +106,86 @@ pub fn connect(socket: &Path, t: &ClientTimeouts) -> Result<UnixStream, ProxyErr
 /// restarting process stops accepting before it answers RETRY, so one or two are usual).
 const MAX_RETRIES: u32 = 64;
 
-/// Connect to the group's socket and [`proxy`] the request; when the daemon that took it
-/// is restarting (script reloading: it answers RETRY before reading the body or sending a
-/// head), send it again on a new connection, which the group's other processes or the
-/// replacement accept, until the connect timeout. Never returns
-/// [`ProxyError::Restarting`] unless that time or its 64 attempts ran out.
+/// A connection to a group's daemons, kept from one request to the next.
+pub struct Connection {
+    writer: FrameWriter,
+    reader: FrameReader,
+    /// The read timeout set on the socket (set again only when it changes).
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    /// Encoded request metadata (kept: no allocation per request).
+    req: Vec<u8>,
+    /// For body reads and file copies.
+    buf: Vec<u8>,
+    /// The last request ended cleanly (END): the connection may carry another.
+    reusable: bool,
+    /// The last request failed because the daemon had closed the connection without
+    /// reading it (see [`unread`]): it may be sent again on a new connection.
+    stale: bool,
+}
+
+impl Connection {
+    pub fn new(stream: UnixStream) -> std::io::Result<Connection> {
+        Ok(Connection {
+            writer: FrameWriter::new(stream.try_clone()?),
+            reader: FrameReader::new(stream, true),
+            read_timeout: None,
+            write_timeout: None,
+            req: Vec::new(),
+            buf: Vec::new(),
+            reusable: false,
+            stale: false,
+        })
+    }
+
+    fn set_read_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        if self.read_timeout != Some(t) {
+            self.reader.stream().set_read_timeout(Some(t))?;
+            self.read_timeout = Some(t);
+        }
+        Ok(())
+    }
+
+    fn set_write_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        if self.write_timeout != Some(t) {
+            self.reader.stream().set_write_timeout(Some(t))?;
+            self.write_timeout = Some(t);
+        }
+        Ok(())
+    }
+}
+
+/// Our HELLO payload (its queue deadline, bytes 7..15, is set per request).
+static OUR_HELLO: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+thread_local! {
+    /// This thread's open connections, one per group socket.
+    static KEPT: RefCell<Vec<(PathBuf, Connection)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_kept(socket: &Path) -> Option<(PathBuf, Connection)> {
+    KEPT.with(|k| {
+        let mut k = k.borrow_mut();
+        let i = k.iter().position(|(p, _)| p == socket)?;
+        Some(k.swap_remove(i))
+    })
+}
+
+fn keep(socket: PathBuf, c: Connection) {
+    KEPT.with(|k| k.borrow_mut().push((socket, c)));
+}
+
+/// Forward the request to the group: on this thread's open connection to it if it has
+/// one, else on a new one ([`connect`]); relay the response ([`proxy`]); keep the
+/// connection for the thread's next request if it ended cleanly.
+///
+/// A kept connection may have been closed by its daemon meanwhile (the process was
+/// recycled or replaced): when that connection fails before the daemon read anything of
+/// the request, the request is sent again on a new connection.
+/// When the daemon that took it is restarting (script reloading: it answers RETRY before
+/// reading the body or sending a head), it is sent again on a new connection too, which
+/// the group's other processes or the replacement accept, until the connect timeout.
+/// Never returns [`ProxyError::Restarting`] unless that time or its 64 attempts ran out.
 pub fn forward(
     socket: &Path,
     meta: &RequestMeta<'_>,
@@ -118,12 +195,29 @@ pub fn forward(
 ) -> Result<Outcome, ProxyError> {
     let deadline = Instant::now() + t.connect;
     let mut tries = 0;
+    let (mut path, mut kept) = match take_kept(socket) {
+        Some((p, c)) => (Some(p), Some(c)),
+        None => (None, None),
+    };
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let stream = connect(socket, &ClientTimeouts { connect: left, ..t.clone() })?;
-        match proxy(stream, meta, body, sink, t) {
+        let reused = kept.is_some();
+        let mut conn = match kept.take() {
+            Some(c) => c,
+            None => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let stream = connect(socket, &ClientTimeouts { connect: left, ..t.clone() })?;
+                Connection::new(stream).map_err(|e| ProxyError::DaemonGone(e.to_string()))?
+            }
+        };
+        match exchange(&mut conn, meta, body, sink, t) {
+            Err(ProxyError::DaemonGone(_)) if reused && conn.stale => {}
             Err(ProxyError::Restarting) if tries < MAX_RETRIES && Instant::now() < deadline => tries += 1,
-            r => return r,
+            r => {
+                if conn.reusable {
+                    keep(path.take().unwrap_or_else(|| socket.to_path_buf()), conn);
+                }
+                return r;
+            }
         }
     }
 }
@@ -141,12 +235,12 @@ fn wire_error(e: WireError) -> ProxyError {
     }
 }
 
-/// Forward one request over `stream` and relay the response into `sink`, pulling the body
-/// from `body` when the daemon asks. Blocking; runs on a server thread WITHOUT the GIL.
-/// Returns the outcome as the core defines it (`Ok(Outcome::Aborted)`: the sink was
-/// aborted here, as the core does embedded), or an error the adapter maps to a status
-/// (when no head was sent yet) or an abort (after the head: `proxy` does not abort the
-/// sink on an error).
+/// Forward one request over a new connection `stream` and relay the response into
+/// `sink`, pulling the body from `body` when the daemon asks. Blocking; runs on a server
+/// thread WITHOUT the GIL. Returns the outcome as the core defines it
+/// (`Ok(Outcome::Aborted)`: the sink was aborted here, as the core does embedded), or an
+/// error the adapter maps to a status (when no head was sent yet) or an abort (after the
+/// head: `proxy` does not abort the sink on an error).
 pub fn proxy(
     stream: UnixStream,
     meta: &RequestMeta<'_>,
@@ -154,15 +248,45 @@ pub fn proxy(
     sink: &mut dyn ResponseSink,
     t: &ClientTimeouts,
 ) -> Result<Outcome, ProxyError> {
+    let mut conn = Connection::new(stream).map_err(|e| ProxyError::DaemonGone(e.to_string()))?;
+    exchange(&mut conn, meta, body, sink, t)
+}
+
+/// Whether an error before any frame of the answer means the daemon closed the
+/// connection without reading the request: a write to a closed socket (EPIPE), or a
+/// read of a socket closed with our request still unread (ECONNRESET). A daemon that
+/// read the request and then died gives a plain end of stream instead.
+fn unread(e: &WireError) -> bool {
+    matches!(e, WireError::Io(e) if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset))
+}
+
+/// One request over `conn` (new or kept): [`proxy`]'s work. Afterwards `conn.reusable`
+/// says whether it may carry another request, `conn.stale` whether a `DaemonGone` came
+/// from a connection the daemon closed without reading the request.
+pub fn exchange(
+    conn: &mut Connection,
+    meta: &RequestMeta<'_>,
+    body: &mut dyn RequestBody,
+    sink: &mut dyn ResponseSink,
+    t: &ClientTimeouts,
+) -> Result<Outcome, ProxyError> {
+    conn.reusable = false;
+    conn.stale = false;
     let io = |e: std::io::Error| ProxyError::DaemonGone(e.to_string());
-    stream.set_read_timeout(Some(t.queue.unwrap_or(t.socket))).map_err(io)?;
-    stream.set_write_timeout(Some(t.socket)).map_err(io)?;
-    let mut writer = FrameWriter::new(stream.try_clone().map_err(io)?);
-    let mut reader = FrameReader::new(stream, true);
+    conn.set_read_timeout(t.queue.unwrap_or(t.socket)).map_err(io)?;
+    conn.set_write_timeout(t.socket).map_err(io)?;
 
     // HELLO and REQUEST in one write: no round trip before the daemon can start.
-    let hello = Hello::ours(t.queue.map_or(0, |q| now_us() + q.as_micros() as u64)).encode();
-    let mut req = Vec::with_capacity(1024);
+    let ours = OUR_HELLO.get_or_init(|| Hello::ours(0).encode());
+    let mut buf = [0u8; 300]; // a hello is at most 15 + 256 bytes
+    let hello = &mut buf[..ours.len()];
+    hello.copy_from_slice(ours);
+    if let Some(q) = t.queue {
+        hello[7..15].copy_from_slice(&(now_us() + q.as_micros() as u64).to_le_bytes());
+    }
+    let hello = &*hello;
+    let mut req = std::mem::take(&mut conn.req);
+    req.clear();
     meta.encode(&mut req);
     if req.len() > MAX_META_PAYLOAD {
         return Err(ProxyError::Protocol(format!(
@@ -171,22 +295,47 @@ pub fn proxy(
         )));
     }
     let parts: [&[u8]; 4] =
-        [&protocol::header(Kind::Hello, hello.len()), &hello, &protocol::header(Kind::Request, req.len()), &req];
-    writer.send(&parts, None).map_err(wire_error)?;
+        [&protocol::header(Kind::Hello, hello.len()), hello, &protocol::header(Kind::Request, req.len()), &req];
+    let sent = conn.writer.send(&parts, None);
+    conn.req = req;
+    match sent {
+        Ok(()) => {}
+        Err(e) => {
+            conn.stale = unread(&e);
+            return Err(wire_error(e));
+        }
+    }
 
-    // The daemon says hello when a thread accepts the connection: until then the request
+    // The daemon says hello when a thread takes the request (at once if we have a
+    // queue-timeout, else possibly together with the response): until then the request
     // is queued, and waiting longer than queue-timeout is a 503.
-    match reader.next() {
+    match conn.reader.next() {
         Ok((Kind::Hello, p)) => {
-            Hello::decode(p).map_err(|e| ProxyError::Protocol(e.0))?;
+            Hello::check(p).map_err(|e| ProxyError::Protocol(e.0))?;
         }
         Ok((kind, _)) => return Err(ProxyError::Protocol(format!("{kind:?} frame where the daemon's HELLO was due"))),
         Err(WireError::Timeout) if t.queue.is_some() => return Err(ProxyError::Queue),
-        Err(e) => return Err(wire_error(e)),
+        Err(e) => {
+            conn.stale = unread(&e);
+            return Err(wire_error(e));
+        }
     }
-    reader.stream().set_read_timeout(Some(t.socket)).map_err(io)?;
+    conn.set_read_timeout(t.socket).map_err(io)?;
 
-    let mut relay = Relay { sink, head_sent: false, body_asked: false, body_done: false, buf: Vec::new() };
+    let buf = std::mem::take(&mut conn.buf);
+    let mut relay = Relay { sink, head_sent: false, body_asked: false, body_done: false, buf };
+    let r = relay_frames(conn, &mut relay, body);
+    conn.buf = relay.buf;
+    r
+}
+
+/// The frames after the daemon's HELLO, until the end of the response.
+fn relay_frames(
+    conn: &mut Connection,
+    relay: &mut Relay<'_>,
+    body: &mut dyn RequestBody,
+) -> Result<Outcome, ProxyError> {
+    let Connection { reader, writer, .. } = conn;
     loop {
         let (kind, p) = reader.next().map_err(wire_error)?;
         let step = match kind {
@@ -200,7 +349,10 @@ pub fn proxy(
                     None => Err(ProxyError::Protocol("FILE frame without a passed descriptor".into())),
                 }
             }
-            Kind::End if relay.head_sent => return Ok(Outcome::Complete),
+            Kind::End if relay.head_sent => {
+                conn.reusable = reader.buffered() == 0;
+                return Ok(Outcome::Complete);
+            }
             Kind::Abort if relay.head_sent => {
                 // As `Outcome::Aborted` means in embedded mode: the sink was aborted, so
                 // the client sees the response truncated.

@@ -1,8 +1,13 @@
-//! The daemon side of one connection (= one request): the `RequestBody` that pulls the
-//! body with READ frames, and the `ResponseSink` that writes HEAD/DATA/FILE/ABORT frames.
+//! The daemon side of one connection (one request after another): the `RequestBody` that
+//! pulls the body with READ frames, and the `ResponseSink` that writes HEAD/DATA/FILE/ABORT
+//! frames.
 
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The reading half of a connection: the request body borrows it for one request, the
+/// connection keeps it (and its buffer) for the next.
+pub type SharedReader = Arc<Mutex<FrameReader>>;
 
 use super::protocol::{self, Kind, MAX_PAYLOAD};
 use super::wire::{FrameReader, FrameWriter, WireError, is_gone};
@@ -26,6 +31,11 @@ pub struct Out {
     head_queued: bool,
     /// END, ABORT or FAIL went out (or the client is gone): nothing more is sent.
     pub done: bool,
+    /// Bytes at the start of `pending` that are this request's HELLO (kept when a FAIL
+    /// replaces a queued head: the client expects the hello first).
+    hello_pending: usize,
+    /// END went out: the connection is at a frame boundary and may carry the next request.
+    pub reusable: bool,
 }
 
 pub type SharedOut = Arc<Mutex<Out>>;
@@ -36,21 +46,53 @@ pub fn lock(o: &SharedOut) -> MutexGuard<'_, Out> {
 
 impl Out {
     pub fn new(w: FrameWriter) -> Out {
-        Out { w, pending: Vec::new(), head_on_wire: false, head_queued: false, done: false }
+        Out {
+            w,
+            pending: Vec::new(),
+            head_on_wire: false,
+            head_queued: false,
+            done: false,
+            hello_pending: 0,
+            reusable: false,
+        }
+    }
+
+    /// Start the next request of the connection: our HELLO (already framed) goes out
+    /// first, at once if `now` (the client waits for it: queue-timeout), else with the
+    /// first frames of the response (one write for a whole small response).
+    pub fn begin(&mut self, hello: &[u8], now: bool) -> Result<(), SinkError> {
+        self.head_on_wire = false;
+        self.head_queued = false;
+        self.done = false;
+        self.reusable = false;
+        self.pending.clear();
+        self.pending.extend_from_slice(hello);
+        self.hello_pending = hello.len();
+        if now { self.send(&[], None) } else { Ok(()) }
     }
 
     /// Send what is pending followed by `parts`, with `pass` attached.
     fn send(&mut self, parts: &[&[u8]], pass: Option<BorrowedFd<'_>>) -> Result<(), SinkError> {
         let pending = std::mem::take(&mut self.pending);
-        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-        all.push(&pending);
-        all.extend_from_slice(parts);
-        let r = self.w.send(&all, pass);
+        // Pending bytes and at most 3 parts (every send here) without allocating.
+        let r = if let [a, b, c] = *parts {
+            self.w.send(&[&pending, a, b, c], pass)
+        } else if let [a, b] = *parts {
+            self.w.send(&[&pending, a, b], pass)
+        } else if let [a] = *parts {
+            self.w.send(&[&pending, a], pass)
+        } else {
+            let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+            all.push(&pending);
+            all.extend_from_slice(parts);
+            self.w.send(&all, pass)
+        };
         self.pending = pending;
         self.pending.clear();
         match r {
             Ok(()) => {
                 self.head_on_wire |= self.head_queued;
+                self.hello_pending = 0;
                 Ok(())
             }
             Err(e) => {
@@ -60,15 +102,11 @@ impl Out {
         }
     }
 
-    /// Send one frame now (with anything pending before it).
-    pub fn send_frame(&mut self, kind: Kind, payload: &[u8]) -> Result<(), SinkError> {
-        self.send(&[&protocol::header(kind, payload.len()), payload], None)
-    }
-
     /// End the exchange with `kind` (END or ABORT) unless it already ended.
     pub fn finish(&mut self, kind: Kind) {
         if !self.done {
-            let _ = self.send(&[&protocol::header(kind, 0)], None);
+            let sent = self.send(&[&protocol::header(kind, 0)], None).is_ok();
+            self.reusable = sent && kind == Kind::End;
             self.done = true;
         }
     }
@@ -83,7 +121,7 @@ impl Out {
             self.finish(Kind::Abort);
             return;
         }
-        self.pending.clear();
+        self.pending.truncate(self.hello_pending);
         let p = protocol::encode_fail(status, msg);
         let _ = self.send(&[&protocol::header(Kind::Fail, p.len()), &p], None);
         self.done = true;
@@ -93,6 +131,7 @@ impl Out {
     /// exchange over (the watcher shuts the socket down, which the client sees as an
     /// aborted response) rather than risk blocking on a client that does not read.
     pub fn time_out(&mut self) {
+        self.reusable = false;
         if self.head_on_wire {
             self.done = true;
         } else {
@@ -175,7 +214,7 @@ impl ResponseSink for DaemonSink {
 
 /// The request body of a daemon request, pulled from the client with READ frames.
 pub struct DaemonBody {
-    pub reader: FrameReader,
+    pub reader: SharedReader,
     pub out: SharedOut,
     /// Bytes of the last BODY frame the caller's buffer could not take.
     leftover: Vec<u8>,
@@ -187,7 +226,7 @@ pub struct DaemonBody {
 const READ_AHEAD: usize = 64 * 1024;
 
 impl DaemonBody {
-    pub fn new(reader: FrameReader, out: SharedOut) -> DaemonBody {
+    pub fn new(reader: SharedReader, out: SharedOut) -> DaemonBody {
         DaemonBody { reader, out, leftover: Vec::new(), pos: 0, eof: false }
     }
 }
@@ -212,7 +251,8 @@ impl RequestBody for DaemonBody {
             o.send(&[&protocol::header(Kind::Read, 4), &want.to_le_bytes()], None)
                 .map_err(|_| "client went away".to_string())?;
         }
-        match self.reader.next() {
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        match reader.next() {
             Ok((Kind::Body, [])) => {
                 self.eof = true;
                 Ok(0)

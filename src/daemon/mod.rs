@@ -1,6 +1,6 @@
 //! Daemon mode, the server-agnostic half: a daemon process runs the core behind a UNIX
-//! socket ([`serve`]), and a server thread forwards one request per connection to it
-//! ([`client::proxy`]). The wire format is in [`protocol`] and docs/daemon-protocol.md.
+//! socket ([`serve`]), and a server thread forwards requests to it over a connection it keeps
+//! ([`client::forward`]). The wire format is in [`protocol`] and docs/daemon-protocol.md.
 //!
 //! Forking the daemons, dropping privileges and restarting them is the server adapter's
 //! business (it knows its parent process); this module starts Python in an already forked

@@ -6,7 +6,7 @@
 use crate::core::head::ResponseHead;
 
 /// Protocol version carried by both sides' HELLO; bump on any incompatible change.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// First bytes of every HELLO payload: a peer that is not oxwsgi fails here.
 pub const MAGIC: &[u8; 6] = b"OXWSGI";
@@ -163,6 +163,15 @@ impl Hello {
         out.extend_from_slice(&self.queue_deadline_us.to_le_bytes());
         out.extend_from_slice(&self.build.as_bytes()[..self.build.len().min(256)]);
         out
+    }
+
+    /// [`Hello::decode`] for the per-request check: the peer's queue deadline, without
+    /// allocating when the hello is good.
+    pub fn check(p: &[u8]) -> Result<u64, ProtocolError> {
+        if p.len() >= MAGIC.len() + 9 && &p[..MAGIC.len()] == MAGIC && p[6] == VERSION {
+            return Ok(u64::from_le_bytes(p[7..15].try_into().expect("8 bytes")));
+        }
+        Hello::decode(p).map(|h| h.queue_deadline_us)
     }
 
     /// Decode and check a peer's hello: a peer that is not oxwsgi, or speaks another

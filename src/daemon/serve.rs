@@ -1,6 +1,8 @@
-//! The daemon process's serving loop: `threads` threads accept one request per
-//! connection; the calling thread watches the recycling limits, request timeouts and the
-//! GIL, and returns why the process should be replaced.
+//! The daemon process's serving loop: `threads` threads take events from one epoll
+//! instance -- a new connection on the group's socket, or the next request on an idle
+//! persistent connection -- and serve one request each time; the calling thread watches
+//! the recycling limits, request timeouts and the GIL, and returns why the process should
+//! be replaced.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,14 +18,15 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use super::conn::{DaemonBody, DaemonSink, Out, SharedOut, lock};
-use super::protocol::{Hello, Kind};
+use super::conn::{DaemonBody, DaemonSink, Out, SharedOut, SharedReader, lock};
+use super::protocol::{self, Hello, Kind};
 use super::wire::{FrameReader, FrameWriter};
 use super::{Exit, GroupSettings, sys};
 use crate::core::request::RequestMeta;
 use crate::core::script;
 use crate::core::worker::{Channel, Worker};
 use crate::core::{Level, LogSink};
+use crate::ffi::epoll::Epoll;
 
 pyo3::create_exception!(
     oxwsgi,
@@ -57,7 +60,7 @@ struct InFlight {
     thread: u64,
     out: SharedOut,
     /// To shut the connection down when the writer is blocked.
-    sock: UnixStream,
+    sock: Arc<UnixStream>,
     what: String,
     timed_out: Option<Instant>,
 }
@@ -71,8 +74,16 @@ struct State {
     stopping: AtomicBool,
     /// A script changed: every request this process still takes is answered RETRY.
     reloading: AtomicBool,
-    accepted: AtomicU64,
+    /// Requests taken (maximum-requests).
+    requests: AtomicU64,
     next_id: AtomicU64,
+    /// The listener and every idle connection, one-shot: one thread per event.
+    epoll: Epoll,
+    /// Idle persistent connections by epoll key (a thread takes one out to serve it).
+    idle: Mutex<HashMap<u64, Conn>>,
+    next_conn: AtomicU64,
+    /// Our HELLO, framed, sent before each response.
+    hello: Vec<u8>,
     in_flight: Mutex<HashMap<u64, InFlight>>,
     /// Threads accepting or serving (a thread counts from accept to the request's end).
     busy: AtomicUsize,
@@ -120,6 +131,12 @@ pub fn serve_with(
         return Exit::Failed(format!("listener: {e}"));
     }
     let now = Instant::now();
+    let epoll = match Epoll::new().and_then(|e| e.add(listener.as_fd(), LISTENER).map(|()| e)) {
+        Ok(e) => e,
+        Err(e) => return Exit::Failed(format!("epoll: {e}")),
+    };
+    let mut hello = Vec::new();
+    protocol::frame(&mut hello, Kind::Hello, &Hello::ours(0).encode());
     let state = Arc::new(State {
         settings: settings.clone(),
         log: log.clone(),
@@ -128,8 +145,12 @@ pub fn serve_with(
         reason: Mutex::new(None),
         stopping: AtomicBool::new(false),
         reloading: AtomicBool::new(false),
-        accepted: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
+        epoll,
+        idle: Mutex::new(HashMap::new()),
+        next_conn: AtomicU64::new(1),
+        hello,
         in_flight: Mutex::new(HashMap::new()),
         busy: AtomicUsize::new(0),
         running: AtomicUsize::new(0),
@@ -142,7 +163,7 @@ pub fn serve_with(
         let (s, l) = (state.clone(), listener.clone());
         s.running.fetch_add(1, Ordering::SeqCst);
         let spawned = thread::Builder::new().name(format!("oxwsgi-{}-{i}", settings.name)).spawn(move || {
-            accept_loop(&s, &l);
+            serve_loop(&s, &l);
             s.running.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
@@ -155,6 +176,9 @@ pub fn serve_with(
         let _ = thread::Builder::new().name("oxwsgi-gil-beat".into()).spawn(move || gil_beat(&s, dt));
     }
     watch(&state);
+    // Idle connections are closed now: a client that sent a request on one sees the
+    // connection reset (its request unread) and sends it again on a new connection.
+    drop(std::mem::take(&mut *locked(&state.idle)));
     drain(&state);
     let reason = locked(&state.reason).clone();
     reason.unwrap_or(Exit::Signal)
@@ -184,69 +208,124 @@ fn drain(state: &State) {
     }
 }
 
-fn accept_loop(state: &State, listener: &UnixListener) {
+/// The epoll key of the listening socket (connections get 1, 2, ...).
+const LISTENER: u64 = 0;
+
+/// A connection from the server: one request after another.
+struct Conn {
+    key: u64,
+    sock: Arc<UnixStream>,
+    reader: SharedReader,
+    out: SharedOut,
+    /// Added to the epoll instance (after its first request).
+    watched: bool,
+    /// The request metadata of the current request (kept: no allocation per request).
+    meta_buf: Vec<u8>,
+}
+
+impl Conn {
+    fn new(state: &State, stream: UnixStream) -> std::io::Result<Conn> {
+        stream.set_nonblocking(false)?;
+        let w = stream.try_clone()?;
+        let r = stream.try_clone()?;
+        Ok(Conn {
+            key: state.next_conn.fetch_add(1, Ordering::Relaxed),
+            sock: Arc::new(stream),
+            reader: Arc::new(Mutex::new(FrameReader::new(r, false))),
+            out: Arc::new(Mutex::new(Out::new(FrameWriter::new(w)))),
+            watched: false,
+            meta_buf: Vec::new(),
+        })
+    }
+}
+
+fn serve_loop(state: &State, listener: &UnixListener) {
     crate::ffi::python::keep_thread_state();
     while !state.stopping() {
-        match sys::poll_readable(listener.as_fd(), TICK) {
-            Ok(true) => {}
-            Ok(false) => continue,
+        let key = match state.epoll.wait_one(TICK) {
+            Ok(Some(k)) => k,
+            Ok(None) => continue,
             Err(e) => {
-                state.log.log(Level::Error, &format!("{}: poll: {e}", state.context_prefix));
+                state.log.log(Level::Error, &format!("{}: epoll_wait: {e}", state.context_prefix));
                 thread::sleep(TICK);
                 continue;
             }
-        }
+        };
         state.busy.fetch_add(1, Ordering::SeqCst);
-        match listener.accept() {
-            Ok((stream, _)) => {
-                *locked(&state.last_activity) = Instant::now();
-                let n = state.accepted.fetch_add(1, Ordering::SeqCst) + 1;
-                if let Some(max) = state.settings.maximum_requests.filter(|&m| n >= m) {
-                    state.stop(Exit::MaximumRequests, &format!("maximum-requests ({max}) reached"));
+        let conn = if key == LISTENER {
+            let accepted = listener.accept();
+            // Another thread may take the next connection while this one serves.
+            if let Err(e) = state.epoll.rearm(listener.as_fd(), LISTENER) {
+                state.log.log(Level::Error, &format!("{}: epoll: {e}", state.context_prefix));
+            }
+            match accepted.and_then(|(s, _)| Conn::new(state, s)) {
+                Ok(c) => Some(c),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                Err(e) => {
+                    state.log.log(Level::Error, &format!("{}: accept: {e}", state.context_prefix));
+                    thread::sleep(TICK);
+                    None
                 }
-                handle(state, stream);
-                *locked(&state.last_activity) = Instant::now();
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                state.log.log(Level::Error, &format!("{}: accept: {e}", state.context_prefix));
-                thread::sleep(TICK);
+        } else {
+            // None: closed by a stop meanwhile.
+            locked(&state.idle).remove(&key)
+        };
+        if let Some(mut conn) = conn {
+            *locked(&state.last_activity) = Instant::now();
+            if handle(state, &mut conn) {
+                park(state, conn);
             }
+            *locked(&state.last_activity) = Instant::now();
         }
         state.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// One connection: hellos, the request, the application, the end frame.
-fn handle(state: &State, stream: UnixStream) {
-    let ctx = &state.context_prefix;
-    let setup = (|| {
-        stream.set_nonblocking(false)?;
-        Ok::<_, std::io::Error>((stream.try_clone()?, stream.try_clone()?))
-    })();
-    let (wstream, sock) = match setup {
-        Ok(s) => s,
-        Err(e) => {
-            state.log.log(Level::Error, &format!("{ctx}: connection set-up: {e}"));
-            return;
-        }
-    };
-    let out: SharedOut = Arc::new(Mutex::new(Out::new(FrameWriter::new(wstream))));
-    // Our hello first: it tells the client a thread took its request (queue-timeout).
-    let hello = Hello::ours(0).encode();
-    if lock(&out).send_frame(Kind::Hello, &hello).is_err() {
+/// Put a connection whose request ended cleanly back among the idle ones and watch it
+/// for its next request; dropped (closed) instead if the process is stopping.
+fn park(state: &State, mut conn: Conn) {
+    let mut idle = locked(&state.idle);
+    if state.stopping() {
         return;
     }
-    let mut reader = FrameReader::new(stream, false);
+    let fd = conn.sock.as_fd();
+    let r = if conn.watched { state.epoll.rearm(fd, conn.key) } else { state.epoll.add(fd, conn.key) };
+    if let Err(e) = r {
+        state.log.log(Level::Error, &format!("{}: epoll: {e}", state.context_prefix));
+        state.epoll.remove(fd);
+        return;
+    }
+    conn.watched = true;
+    // Its event cannot be taken before it is in the map: takers lock the map first.
+    idle.insert(conn.key, conn);
+}
+
+/// One request of a connection: hellos, the request, the application, the end frame.
+/// Returns true if the connection may carry another request.
+fn handle(state: &State, conn: &mut Conn) -> bool {
+    let ctx = &state.context_prefix;
+    let Conn { out, reader: shared_reader, sock, meta_buf, .. } = conn;
+    let out = &*out;
+    let mut reader = shared_reader.lock().unwrap_or_else(|p| p.into_inner());
+    // Our HELLO went into `out` (it precedes anything else we send for this request).
+    let begun = std::cell::Cell::new(false);
     let refuse = |status: u16, msg: String| {
         state.log.log(Level::Error, &format!("{ctx}: {msg}"));
-        lock(&out).fail(status, &msg);
+        let mut o = lock(out);
+        if !begun.get() {
+            let _ = o.begin(&state.hello, false);
+        }
+        o.fail(status, &msg);
+        false
     };
     let deadline = match reader.next() {
-        Ok((Kind::Hello, p)) => match Hello::decode(p) {
-            Ok(h) => h.queue_deadline_us,
+        Ok((Kind::Hello, p)) => match Hello::check(p) {
+            Ok(deadline) => deadline,
             Err(e) => return refuse(500, e.to_string()),
         },
+        // The server closed an idle connection.
+        Err(super::wire::WireError::Closed) => return false,
         Ok((kind, _)) => return refuse(500, format!("daemon protocol error: {kind:?} frame where HELLO was due")),
         Err(e) => return refuse(500, format!("reading the client's HELLO: {e}")),
     };
@@ -254,34 +333,50 @@ fn handle(state: &State, stream: UnixStream) {
         let waited = "the request waited longer than queue-timeout for a daemon thread";
         return refuse(503, format!("{waited}; answering 503"));
     }
-    let meta_buf = match reader.next() {
-        Ok((Kind::Request, p)) => p.to_vec(),
+    // Our hello tells a client with a queue-timeout that a thread took its request: at
+    // once then; otherwise it rides with the response.
+    begun.set(true);
+    if lock(out).begin(&state.hello, deadline != 0).is_err() {
+        return false;
+    }
+    match reader.next() {
+        Ok((Kind::Request, p)) => {
+            meta_buf.clear();
+            meta_buf.extend_from_slice(p);
+        }
         Ok((kind, _)) => return refuse(500, format!("daemon protocol error: {kind:?} frame where REQUEST was due")),
         Err(e) => return refuse(500, format!("reading the request: {e}")),
     };
-    let mut meta = match RequestMeta::decode(&meta_buf) {
+    drop(reader);
+    let mut meta = match RequestMeta::decode(meta_buf) {
         Ok(m) => m,
         Err(e) => return refuse(500, e.to_string()),
     };
+    let n = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(max) = state.settings.maximum_requests.filter(|&m| n >= m) {
+        state.stop(Exit::MaximumRequests, &format!("maximum-requests ({max}) reached"));
+    }
     // The group the request runs in is this daemon's, whatever the server thought.
     meta.app.process_group = Cow::Borrowed(state.settings.name.as_bytes());
     let what = format!("{} {}", String::from_utf8_lossy(&meta.method), String::from_utf8_lossy(&meta.request_uri));
     let id = state.next_id.fetch_add(1, Ordering::SeqCst);
     let thread = sys::python_thread_ident();
-    locked(&state.in_flight)
-        .insert(id, InFlight { started: Instant::now(), thread, out: out.clone(), sock, what, timed_out: None });
+    locked(&state.in_flight).insert(
+        id,
+        InFlight { started: Instant::now(), thread, out: out.clone(), sock: sock.clone(), what, timed_out: None },
+    );
     let context: Arc<str> = Arc::from(String::from_utf8_lossy(&meta.app.script).as_ref());
     Python::attach(|py| {
         if restarting(state, py, &meta) {
             // Nothing of the request was read: the client sends it to another process of
             // the group or to this one's replacement, which loads the new script.
-            lock(&out).finish(Kind::Retry);
+            lock(out).finish(Kind::Retry);
             locked(&state.in_flight).remove(&id);
             return;
         }
         let outcome = if state.worker.ready(&*state.log, &context) {
             let ch = Channel {
-                body: Box::new(DaemonBody::new(reader, out.clone())),
+                body: Box::new(DaemonBody::new(shared_reader.clone(), out.clone())),
                 sink: Box::new(DaemonSink { out: out.clone() }),
                 log: state.log.clone(),
                 context: context.clone(),
@@ -303,7 +398,7 @@ fn handle(state: &State, stream: UnixStream) {
             None
         };
         use crate::core::response::Outcome;
-        let mut o = lock(&out);
+        let mut o = lock(out);
         match outcome {
             Some(Outcome::Complete) => o.finish(Kind::End),
             None | Some(Outcome::Failed) => o.fail(500, "the application failed (see the daemon's log)"),
@@ -319,6 +414,8 @@ fn handle(state: &State, stream: UnixStream) {
             }
         }
     });
+    let o = lock(out);
+    o.reusable && o.done
 }
 
 /// Script reloading, daemon mode's way (mod_wsgi's): when the request's script changed

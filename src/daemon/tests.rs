@@ -601,3 +601,113 @@ fn client_refuses_a_broken_daemon() {
     assert_eq!(e.status(), 503);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A server thread keeps its connection to a group between requests; when the daemon
+/// process behind it stops (recycling, restart: its idle connections are closed), the next
+/// request finds the kept connection closed before anything was read and goes out again
+/// on a new connection, which the group's next process accepts: nothing fails.
+#[test]
+fn a_kept_connection_closed_by_a_stopping_daemon_is_retried_on_a_new_one() {
+    crate::core::tests::python();
+    let s = settings("kept");
+    let dir = temp_dir("kept");
+    let script = dir.join("app.wsgi");
+    std::fs::write(&script, "import os\ndef application(e, sr):\n    sr('200 OK', [])\n    return [b'ok']\n").unwrap();
+    let socket = dir.join("daemon.sock");
+    // The listener outlives each serving "process", as the parent keeps it in Apache.
+    let listener = UnixListener::bind(&socket).unwrap();
+    let log = Arc::new(MemLog::default());
+    let worker: &'static Worker = Box::leak(Box::new(Worker::prepare(&super::setup(&s), log.clone())));
+    let serve = |control: Arc<Control>| {
+        let (s, l, log) = (s.clone(), listener.try_clone().unwrap(), log.clone());
+        std::thread::spawn(move || serve_with(&s, l, log, worker, control))
+    };
+    let meta = RequestMeta {
+        method: Cow::Borrowed(b"GET"),
+        protocol: Cow::Borrowed(b"HTTP/1.1"),
+        app: AppSettings {
+            script: Cow::Owned(script.to_str().unwrap().as_bytes().to_vec()),
+            callable: Cow::Borrowed(b"application"),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let get = || {
+        let mut rec = Rec::default();
+        let r = client::forward(&socket, &meta, &mut crate::core::EmptyBody, &mut rec, &timeouts());
+        (r, rec.body)
+    };
+    let first = Arc::new(Control::default());
+    let a = serve(first.clone());
+    for _ in 0..3 {
+        assert_eq!(get(), (Ok(Outcome::Complete), b"ok".to_vec()));
+    }
+    // The first "process" stops: its idle connection (kept by this thread) is closed.
+    first.stop();
+    assert_eq!(a.join().unwrap(), Exit::Signal);
+    let second = Arc::new(Control::default());
+    let b = serve(second.clone());
+    for _ in 0..3 {
+        assert_eq!(get(), (Ok(Outcome::Complete), b"ok".to_vec()));
+    }
+    second.stop();
+    b.join().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A daemon that read the request on a kept connection and then went away may have run
+/// it: that request is a `DaemonGone` (502), never sent again; one that closed the kept
+/// connection without reading it is retried.
+#[test]
+fn a_request_read_by_a_daemon_that_died_is_not_sent_again() {
+    let dir = temp_dir("died");
+    let path = dir.join("fake.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let n = accepted.clone();
+    // A fake daemon: answers the first request of its first connection, reads the second
+    // one and closes; then answers one request on a second connection.
+    let fake = std::thread::spawn(move || {
+        let answer = |s: &mut UnixStream| {
+            let mut buf = vec![0; 64 * 1024];
+            let _ = s.read(&mut buf).unwrap(); // HELLO + REQUEST, one write
+            let mut out = Vec::new();
+            protocol::frame(&mut out, Kind::Hello, &protocol::Hello::ours(0).encode());
+            let head =
+                ResponseHead { status: 200, status_line: "200 OK".into(), headers: vec![], content_length: None };
+            let mut h = Vec::new();
+            protocol::encode_head(&head, &mut h);
+            protocol::frame(&mut out, Kind::Head, &h);
+            protocol::frame(&mut out, Kind::Data, b"\x02ok");
+            protocol::frame(&mut out, Kind::End, b"");
+            s.write_all(&out).unwrap();
+        };
+        let (mut s, _) = listener.accept().unwrap();
+        n.fetch_add(1, Ordering::SeqCst);
+        answer(&mut s);
+        let mut buf = vec![0; 64 * 1024];
+        assert!(s.read(&mut buf).unwrap() > 0, "the second request came on the kept connection");
+        drop(s); // read, then "died"
+        let (mut s, _) = listener.accept().unwrap();
+        n.fetch_add(1, Ordering::SeqCst);
+        answer(&mut s);
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let meta = RequestMeta::default();
+    let t = timeouts();
+    let mut rec = Rec::default();
+    let r = client::forward(&path, &meta, &mut crate::core::EmptyBody, &mut rec, &t);
+    assert_eq!((r, rec.body), (Ok(Outcome::Complete), b"ok".to_vec()));
+    let mut rec = Rec::default();
+    let r = client::forward(&path, &meta, &mut crate::core::EmptyBody, &mut rec, &t);
+    assert!(matches!(&r, Err(ProxyError::DaemonGone(_))), "{r:?}");
+    assert_eq!(r.unwrap_err().status(), 502);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "not sent again");
+    // The failed connection was not kept: the next request connects anew.
+    let mut rec = Rec::default();
+    let r = client::forward(&path, &meta, &mut crate::core::EmptyBody, &mut rec, &t);
+    assert_eq!((r, rec.body), (Ok(Outcome::Complete), b"ok".to_vec()));
+    fake.join().unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -130,6 +130,11 @@ impl FrameReader {
         }
     }
 
+    /// Bytes received and not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
     /// The oldest received descriptor not yet taken.
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
         self.fds.pop_front()
@@ -151,18 +156,29 @@ impl FrameWriter {
     pub fn send(&mut self, parts: &[&[u8]], mut pass: Option<BorrowedFd<'_>>) -> Result<(), WireError> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut sent = 0;
+        // Up to 8 parts (every frame we send) without allocating.
+        let mut fixed = [IoSlice::new(&[]); 8];
+        let mut more: Vec<IoSlice<'_>> = Vec::new();
         while sent < total {
             let mut skip = sent;
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
+            let mut n = 0;
+            more.clear();
             for p in parts {
                 if skip >= p.len() {
                     skip -= p.len();
                     continue;
                 }
-                slices.push(IoSlice::new(&p[skip..]));
+                let slice = IoSlice::new(&p[skip..]);
+                if parts.len() <= fixed.len() {
+                    fixed[n] = slice;
+                    n += 1;
+                } else {
+                    more.push(slice);
+                }
                 skip = 0;
             }
-            match sys::send_msg(self.stream.as_fd(), &slices, pass) {
+            let slices = if parts.len() <= fixed.len() { &fixed[..n] } else { &more[..] };
+            match sys::send_msg(self.stream.as_fd(), slices, pass) {
                 Ok(n) => {
                     sent += n;
                     pass = None;

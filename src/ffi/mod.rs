@@ -2,6 +2,7 @@
 //! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread), and
 //! the OS calls daemon mode needs that std does not wrap (`unix`).
 
+pub mod epoll;
 pub mod guard;
 pub mod os;
 pub mod python;

@@ -48,10 +48,13 @@ class ReloadServer(DaemonServer):
 
     def set_version(self, version):
         """New code, and an mtime that surely differs (a rewrite within the same clock tick
-        would keep it)."""
-        self.script.write_text(APP.replace("VERSION = 1", f"VERSION = {version}"))
-        st = self.script.stat()
-        os.utime(self.script, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000 * version))
+        would keep it). Replaced atomically: a process loading the script for the first
+        time at this moment must not read it half-written."""
+        tmp = self.script.with_suffix(".new")
+        tmp.write_text(APP.replace("VERSION = 1", f"VERSION = {version}"))
+        st = tmp.stat()
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000 * version))
+        os.replace(tmp, self.script)
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +73,22 @@ def get(srv, path, timeout=30):
 
 def test_a_changed_script_restarts_the_group_under_load_with_no_failed_request(srv):
     seen = {}  # version -> pids that served it
+    served = {}  # pid -> versions it served
+
+    def note(r):
+        j = r.json()
+        seen.setdefault(j["version"], set()).add(j["pid"])
+        served.setdefault(j["pid"], set()).add(j["version"])
+        return j
 
     def check(r):
         if r.status_code != 200:
             return False
-        j = r.json()
-        seen.setdefault(j["version"], set()).add(j["pid"])
+        note(r)
         return True
 
     r = get(srv, "/r/")
-    assert r.status_code == 200 and r.json()["version"] == 1 and r.json()["reloading"] == "1"
+    assert r.status_code == 200 and note(r)["version"] == 1 and r.json()["reloading"] == "1"
     total_ok = total_failed = 0
     with Load(srv.url("/r/"), check, threads=4) as load:
         for version in (2, 3, 4):
@@ -91,24 +100,28 @@ def test_a_changed_script_restarts_the_group_under_load_with_no_failed_request(s
                 time.sleep(0.5)
                 srv.set_version(version)
                 first = get(srv, "/r/")
-                assert first.status_code == 200 and first.json()["version"] == version, first.text
-                assert first.json()["pid"] not in old
+                assert first.status_code == 200 and note(first)["version"] == version, first.text
+                # Served by a process that never ran the old code: a replacement, or a
+                # process that loads the script only now (it loads the new one).
+                assert served[first.json()["pid"]] == {version}, (first.json(), served)
                 s = slow.result()
-            assert s.status_code == 200 and s.json()["version"] == version - 1, s.text
+            assert s.status_code == 200 and note(s)["version"] == version - 1, s.text
             assert s.json()["pid"] in old
-            # Every process of the group is replaced once it sees the change; afterwards
-            # only the new code answers.
+            # Every process of the group that ran the old code is replaced once it sees
+            # the change; afterwards only the new code answers.
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 now = srv.daemons("gr")
-                if len(now) == 2 and not set(now) & set(old):
+                stale = {p for p in now if any(v < version for v in served.get(p, ()))}
+                if len(now) == 2 and not stale:
                     break
-                get(srv, "/r/")
+                note(get(srv, "/r/"))
                 time.sleep(0.1)
-            assert len(srv.daemons("gr")) == 2 and not set(srv.daemons("gr")) & set(old), (old, srv.daemons("gr"))
+            assert len(srv.daemons("gr")) == 2 and not stale, (old, srv.daemons("gr"), served)
+            assert not set(srv.daemons("gr")) & set(seen[version - 1]), (seen, srv.daemons("gr"))
             for _ in range(10):
-                j = get(srv, "/r/").json()
-                assert j["version"] == version and j["pid"] not in old, j
+                j = note(get(srv, "/r/"))
+                assert j["version"] == version and served[j["pid"]] == {version}, (j, served)
     total_ok, total_failed = load.ok, len(load.failed)
     print(f"script reloading: 3 changes under 4 clients, {total_ok} requests, {total_failed} failed; "
           f"versions seen {sorted(seen)}")
