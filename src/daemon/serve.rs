@@ -89,7 +89,10 @@ struct State {
     busy: AtomicUsize,
     /// Accepting threads still running.
     running: AtomicUsize,
-    last_activity: Mutex<Instant>,
+    /// The end of the last request that counts as activity; `None` before the first:
+    /// as in mod_wsgi, the inactivity countdown starts with the first activity, so a
+    /// process nobody uses is not restarted over and over.
+    last_activity: Mutex<Option<Instant>>,
     gil_beat: Mutex<Instant>,
     context_prefix: String,
 }
@@ -154,7 +157,7 @@ pub fn serve_with(
         in_flight: Mutex::new(HashMap::new()),
         busy: AtomicUsize::new(0),
         running: AtomicUsize::new(0),
-        last_activity: Mutex::new(now),
+        last_activity: Mutex::new(None),
         gil_beat: Mutex::new(now),
         context_prefix: format!("daemon group {} (pid {})", settings.name, std::process::id()),
     });
@@ -221,6 +224,9 @@ struct Conn {
     watched: bool,
     /// The request metadata of the current request (kept: no allocation per request).
     meta_buf: Vec<u8>,
+    /// The last request came from where `WSGIIgnoreActivity On` applies: it does not
+    /// count as activity for `inactivity-timeout` (mod_wsgi's rule, e.g. for probes).
+    ignore_activity: bool,
 }
 
 impl Conn {
@@ -235,6 +241,7 @@ impl Conn {
             out: Arc::new(Mutex::new(Out::new(FrameWriter::new(w)))),
             watched: false,
             meta_buf: Vec::new(),
+            ignore_activity: false,
         })
     }
 }
@@ -272,11 +279,15 @@ fn serve_loop(state: &State, listener: &UnixListener) {
             locked(&state.idle).remove(&key)
         };
         if let Some(mut conn) = conn {
-            *locked(&state.last_activity) = Instant::now();
-            if handle(state, &mut conn) {
+            // While it runs the process is busy, which the idle check sees anyway; when
+            // it ends, the request counts as activity unless it was to be ignored.
+            let reusable = handle(state, &mut conn);
+            if !conn.ignore_activity {
+                *locked(&state.last_activity) = Some(Instant::now());
+            }
+            if reusable {
                 park(state, conn);
             }
-            *locked(&state.last_activity) = Instant::now();
         }
         state.busy.fetch_sub(1, Ordering::SeqCst);
     }
@@ -305,7 +316,8 @@ fn park(state: &State, mut conn: Conn) {
 /// Returns true if the connection may carry another request.
 fn handle(state: &State, conn: &mut Conn) -> bool {
     let ctx = &state.context_prefix;
-    let Conn { out, reader: shared_reader, sock, meta_buf, .. } = conn;
+    let Conn { out, reader: shared_reader, sock, meta_buf, ignore_activity, .. } = conn;
+    *ignore_activity = false;
     let out = &*out;
     let mut reader = shared_reader.lock().unwrap_or_else(|p| p.into_inner());
     // Our HELLO went into `out` (it precedes anything else we send for this request).
@@ -352,6 +364,7 @@ fn handle(state: &State, conn: &mut Conn) -> bool {
         Ok(m) => m,
         Err(e) => return refuse(500, e.to_string()),
     };
+    *ignore_activity = meta.server_vars.iter().any(|(k, v)| &**k == b"mod_wsgi.ignore_activity" && &**v == b"1");
     let n = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
     if let Some(max) = state.settings.maximum_requests.filter(|&m| n >= m) {
         state.stop(Exit::MaximumRequests, &format!("maximum-requests ({max}) reached"));
@@ -450,7 +463,7 @@ fn watch(state: &Arc<State>) {
         }
         if let Some(t) = s.inactivity_timeout {
             let idle = state.busy.load(Ordering::SeqCst) == 0 && locked(&state.in_flight).is_empty();
-            if idle && locked(&state.last_activity).elapsed() >= t {
+            if idle && locked(&state.last_activity).is_some_and(|a| a.elapsed() >= t) {
                 state.stop(Exit::InactivityTimeout, &format!("no request for inactivity-timeout ({t:?})"));
             }
         }

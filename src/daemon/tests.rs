@@ -506,10 +506,16 @@ fn maximum_requests_recycles_after_n() {
 }
 
 #[test]
-fn inactivity_timeout_recycles_an_idle_process() {
+fn inactivity_timeout_counts_from_the_last_request() {
     let mut s = settings("idlegroup");
     s.inactivity_timeout = Some(Duration::from_millis(300));
     let mut g = Group::start(s, SPIN);
+    // No request yet: the countdown has not started (mod_wsgi's rule), so the process
+    // still serves after more than the timeout.
+    std::thread::sleep(Duration::from_millis(700));
+    let (r, rec) = g.get("/ok");
+    assert_eq!(r, Ok(Outcome::Complete));
+    assert_eq!(rec.body, b"fine");
     let t = Instant::now();
     assert_eq!(g.join(), Exit::InactivityTimeout);
     assert!(t.elapsed() >= Duration::from_millis(300));
