@@ -57,6 +57,9 @@ extern int oxwsgi_rs_user_in_groups(request_rec *r, const char *user,
                                     const char *groups);
 extern int oxwsgi_rs_get_realm_hash(request_rec *r, const char *user,
                                     const char *realm, char **rethash);
+extern const void *oxwsgi_rs_mp_merge(apr_pool_t *p, const void *base,
+                                      const void *add);
+extern int oxwsgi_rs_mp_phase(request_rec *r, int phase);
 
 
 /* ---- directives --------------------------------------------------------- */
@@ -191,6 +194,37 @@ const command_rec oxwsgi_cmds[] = {
     UNSUPPORTED("WSGITelemetryService"),
     UNSUPPORTED("WSGITelemetryOptions"),
     UNSUPPORTED("WSGISlowRequests"),
+    /* mod_python 3.5's directives (src/apache/modpython_conf.rs), its contexts. */
+#define MODPYTHON(name, where, help) DIRECTIVE(name, OXWSGI_D_MODPYTHON, where, help)
+    MODPYTHON("PythonHandler", OR_ALL, "module[::object] ... [| .ext ...]: content handlers"),
+    MODPYTHON("PythonAuthenHandler", OR_ALL, "authentication handlers"),
+    MODPYTHON("PythonAuthzHandler", OR_ALL, "authorization handlers"),
+    MODPYTHON("PythonAccessHandler", OR_ALL, "access handlers"),
+    MODPYTHON("PythonFixupHandler", OR_ALL, "fixup handlers"),
+    MODPYTHON("PythonHeaderParserHandler", OR_ALL, "header parser handlers"),
+    MODPYTHON("PythonTypeHandler", OR_ALL, "type checker handlers"),
+    MODPYTHON("PythonTransHandler", RSRC_CONF, "URI translation handlers"),
+    MODPYTHON("PythonPostReadRequestHandler", RSRC_CONF, "post-read-request handlers"),
+    MODPYTHON("PythonInitHandler", OR_ALL,
+              "post-read-request handlers (server) or header parser handlers (directory)"),
+    MODPYTHON("PythonLogHandler", OR_ALL, "logging handlers"),
+    MODPYTHON("PythonCleanupHandler", OR_ALL, "handlers run when the request ends"),
+    MODPYTHON("PythonHandlerModule", OR_ALL, "module whose phase functions handle every phase"),
+    MODPYTHON("PythonOption", OR_ALL, "key [value]: an option for req.get_options()"),
+    MODPYTHON("PythonPath", OR_ALL, "a Python list expression that becomes sys.path"),
+    MODPYTHON("PythonImport", RSRC_CONF, "module interpreter: imported when a child starts"),
+    MODPYTHON("PythonInterpreter", OR_ALL, "name of the interpreter handlers run in"),
+    MODPYTHON("PythonInterpPerDirectory", OR_ALL, "On|Off: one interpreter per directory"),
+    MODPYTHON("PythonInterpPerDirective", OR_ALL,
+              "On|Off: one interpreter per directive's directory"),
+    MODPYTHON("PythonAutoReload", OR_ALL, "On|Off: re-import changed handler modules"),
+    MODPYTHON("PythonDebug", OR_ALL, "On|Off: tracebacks to the client"),
+    MODPYTHON("PythonEnablePdb", OR_ALL, "Off only"),
+    MODPYTHON("PythonOptimize", RSRC_CONF, "On|Off (use WSGIPythonOptimize)"),
+    MODPYTHON("PythonInputFilter", RSRC_CONF, "not supported yet"),
+    MODPYTHON("PythonOutputFilter", RSRC_CONF, "not supported yet"),
+    MODPYTHON("PythonConnectionHandler", RSRC_CONF, "not supported yet"),
+#undef MODPYTHON
     { NULL }
 };
 
@@ -252,6 +286,9 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     c->trusted_proxy_headers = add->trusted_proxy_headers
                                    ? add->trusted_proxy_headers
                                    : base->trusted_proxy_headers;
+    c->modpython = add->modpython && base->modpython
+                       ? oxwsgi_rs_mp_merge(p, base->modpython, add->modpython)
+                       : add->modpython ? add->modpython : base->modpython;
     return c;
 }
 
@@ -295,6 +332,63 @@ oxwsgi_handler(request_rec *r)
         return DECLINED;
     }
     return oxwsgi_rs_handler(r);
+}
+
+
+/* ---- mod_python handlers ----------------------------------------------- */
+
+/* A phase of a request whose context has mod_python directives: decided in Rust. */
+static int
+oxwsgi_mp_run(request_rec *r, int phase)
+{
+    const oxwsgi_dir_conf *dc = oxwsgi_ap_dir_conf(r);
+
+    if (dc == NULL || dc->modpython == NULL) {
+        return DECLINED;
+    }
+    return oxwsgi_rs_mp_phase(r, phase);
+}
+
+#define MP_HOOK(fn, phase) \
+    static int fn(request_rec *r) { return oxwsgi_mp_run(r, phase); }
+MP_HOOK(oxwsgi_mp_post_read_request, OXWSGI_MP_POST_READ_REQUEST)
+MP_HOOK(oxwsgi_mp_trans, OXWSGI_MP_TRANS)
+MP_HOOK(oxwsgi_mp_header_parser, OXWSGI_MP_HEADER_PARSER)
+MP_HOOK(oxwsgi_mp_access, OXWSGI_MP_ACCESS)
+MP_HOOK(oxwsgi_mp_authen, OXWSGI_MP_AUTHEN)
+MP_HOOK(oxwsgi_mp_authz, OXWSGI_MP_AUTHZ)
+MP_HOOK(oxwsgi_mp_type, OXWSGI_MP_TYPE)
+MP_HOOK(oxwsgi_mp_fixup, OXWSGI_MP_FIXUP)
+MP_HOOK(oxwsgi_mp_log, OXWSGI_MP_LOG)
+#undef MP_HOOK
+
+static int
+oxwsgi_mp_handler(request_rec *r)
+{
+    if (r->handler == NULL
+        || (strcmp(r->handler, "mod_python") != 0
+            && strcmp(r->handler, "python-program") != 0)) {
+        return DECLINED;
+    }
+    return oxwsgi_mp_run(r, OXWSGI_MP_HANDLER);
+}
+
+static void
+oxwsgi_mp_register_hooks(void)
+{
+    /* As mod_python 3.5: every phase at APR_HOOK_MIDDLE. */
+    ap_hook_post_read_request(oxwsgi_mp_post_read_request, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(oxwsgi_mp_trans, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_header_parser(oxwsgi_mp_header_parser, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_access_checker(oxwsgi_mp_access, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_authn(oxwsgi_mp_authen, NULL, NULL, APR_HOOK_MIDDLE,
+                        AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_check_authz(oxwsgi_mp_authz, NULL, NULL, APR_HOOK_MIDDLE,
+                        AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_type_checker(oxwsgi_mp_type, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_fixups(oxwsgi_mp_fixup, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(oxwsgi_mp_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_log_transaction(oxwsgi_mp_log, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 
@@ -449,6 +543,11 @@ oxwsgi_ap_load_problem(void)
             return "mod_wsgi is loaded as well as mod_oxwsgi; both serve the same "
                    "directives: remove mod_wsgi's LoadModule line (a2dismod wsgi)";
         }
+        if (!oxwsgi_is_ours(m) && m->name != NULL && strcmp(m->name, "mod_python.c") == 0) {
+            return "mod_python is loaded as well as mod_oxwsgi; oxwsgi runs mod_python "
+                   "handlers itself and both embed Python: remove mod_python's "
+                   "LoadModule line (a2dismod python)";
+        }
     }
     return NULL;
 }
@@ -490,6 +589,7 @@ oxwsgi_register_hooks(apr_pool_t *p)
         ap_hook_access_checker(oxwsgi_access_checker, before_access, after_access,
                                APR_HOOK_MIDDLE);
     }
+    oxwsgi_mp_register_hooks();
     /* AuthBasicProvider wsgi / AuthDigestProvider wsgi (WSGIAuthUserScript). */
     ap_register_provider(p, AUTHN_PROVIDER_GROUP, "wsgi", AUTHN_PROVIDER_VERSION,
                          &oxwsgi_authn_provider);

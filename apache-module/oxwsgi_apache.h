@@ -36,6 +36,9 @@ typedef struct {
     const char *access_script;       /* WSGIAccessScript */
     const char *auth_user_script;    /* WSGIAuthUserScript */
     const char *auth_group_script;   /* WSGIAuthGroupScript */
+    /* mod_python's directives of this context, parsed and merged in Rust
+     * (src/apache/modpython_conf.rs); NULL when the context has none. */
+    const void *modpython;
 } oxwsgi_dir_conf;
 
 /* What the auth scripts decided (src/apache/auth.rs); the shim maps them to httpd's. */
@@ -93,7 +96,23 @@ enum oxwsgi_directive {
     OXWSGI_D_ACCESS_SCRIPT,
     OXWSGI_D_AUTH_USER_SCRIPT,
     OXWSGI_D_AUTH_GROUP_SCRIPT,
-    OXWSGI_D_GROUP_AUTHORITATIVE
+    OXWSGI_D_GROUP_AUTHORITATIVE,
+    /* Every mod_python directive (src/apache/modpython_conf.rs tells them apart by name). */
+    OXWSGI_D_MODPYTHON
+};
+
+/* The request phases a mod_python handler can run in (src/apache/modpython.rs). */
+enum oxwsgi_mp_phase {
+    OXWSGI_MP_POST_READ_REQUEST = 0,
+    OXWSGI_MP_TRANS,
+    OXWSGI_MP_HEADER_PARSER,
+    OXWSGI_MP_ACCESS,
+    OXWSGI_MP_AUTHEN,
+    OXWSGI_MP_AUTHZ,
+    OXWSGI_MP_TYPE,
+    OXWSGI_MP_FIXUP,
+    OXWSGI_MP_HANDLER,
+    OXWSGI_MP_LOG
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */

@@ -14,6 +14,9 @@ mod entry;
 mod handler;
 mod httpd;
 mod io;
+mod modpython;
+mod modpython_conf;
+mod modpython_req;
 
 use std::ptr::null_mut;
 
