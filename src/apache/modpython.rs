@@ -137,7 +137,7 @@ pub fn phase(r: &Request, phase: usize) -> c_int {
                 if handlers.is_empty() {
                     return Ok(None);
                 }
-                req.borrow(py).enter_phase(PHASES[phase], conf.clone());
+                req.borrow(py).enter_phase(PHASES[phase], conf.clone(), &interp);
                 let rc = dispatch(py, &req, PHASES[phase], &handlers, &conf)?;
                 Ok(Some(rc))
             })();
@@ -238,7 +238,7 @@ unsafe extern "C" fn request_ended(data: *mut c_void) -> crate::ffi::httpd::apr_
                 let mut handlers: Vec<Handler> = conf.list(CLEANUP).to_vec();
                 handlers.extend(req.borrow(py).added(CLEANUP));
                 if !handlers.is_empty() {
-                    req.borrow(py).enter_phase(PHASES[CLEANUP], conf.clone());
+                    req.borrow(py).enter_phase(PHASES[CLEANUP], conf.clone(), &interp);
                     if let Err(e) = dispatch(py, &req, PHASES[CLEANUP], &handlers, &conf) {
                         if let Some(w) = worker::get() {
                             log_exception(py, &**w.log(), "mod_python", "PythonCleanupHandler failed", &e);

@@ -145,11 +145,15 @@ impl MpRequest {
         self.owner.lock().unwrap_or_else(|p| p.into_inner()).alive = false;
     }
 
-    /// The phase about to run, with the configuration of the request's context now.
-    pub fn enter_phase(&self, phase: &str, conf: Arc<MpConf>) {
+    /// The phase about to run, with the configuration of the request's context now and
+    /// the interpreter its handlers run in.
+    pub fn enter_phase(&self, phase: &str, conf: Arc<MpConf>, interpreter: &str) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.phase = phase.to_string();
         st.conf = conf;
+        if st.interpreter != interpreter {
+            st.interpreter = interpreter.to_string();
+        }
     }
 
     /// mod_python's name of the interpreter the request's handlers run in.

@@ -49,6 +49,7 @@ def info(req):
         "interpreter": req.interpreter, "fixed": getattr(req, "fixed_up", None),
         "note": req.notes.get("from-fixup"), "server": req.server.server_hostname,
         "remote_ip": req.connection.remote_ip, "debug": req.get_config().get("PythonDebug"),
+        "post_read": req.headers_in.get("X-Post-Read"),
     }
     req.write(json.dumps(out))
     return apache.OK
@@ -175,6 +176,48 @@ def options_handler(req):
     req.write(json.dumps(dict(req.get_options())))
     return apache.OK
 
+def postread(req):
+    if req.uri.startswith("/info"):
+        req.headers_in["X-Post-Read"] = "seen"
+    return apache.OK
+
+def trans(req):
+    if req.uri == "/translated":
+        req.filename = req.document_root() + "/dir/page.html"
+        return apache.OK
+    return apache.DECLINED
+
+def typer(req):
+    req.content_type = "text/x-typed"
+    return apache.OK
+
+def init(req):
+    req.init_ran = "yes"
+    return apache.OK
+
+def show_init(req):
+    req.content_type = "text/plain"
+    req.write("init=%s" % getattr(req, "init_ran", None))
+    return apache.OK
+
+def authen_any(req):
+    req.get_basic_auth_pw()
+    return apache.OK
+
+def authen_nouser(req):
+    return apache.OK
+
+def authz(req):
+    return apache.OK if req.user == "alice" else apache.HTTP_UNAUTHORIZED
+
+def iredirect(req):
+    req.internal_redirect("/hello")
+    return apache.OK
+
+def adder(req):
+    req.add_handler("PythonHandler", "handlers::second")
+    return apache.OK
+
 def log_marker(req):
     with open(os.path.join(os.environ.get("MP_STATE", "/tmp"), "unused"), "a"):
         pass
@@ -257,6 +300,7 @@ class ModPythonServer(ApacheServer):
         d.mkdir(parents=True, exist_ok=True)
         (d / "dirhandler.py").write_text(DIRHANDLER)
         (d / "page.html").write_text("static page")
+        (d / "untyped").write_text("no extension")
         mods = paths.APACHE_MODULES
         return f"""
 ServerRoot "{root}"
@@ -303,6 +347,49 @@ PythonPath "sys.path+['{mp}']"
 PythonImport preload 127.0.0.1
 PythonOption server-level yes
 PythonOption overridden server
+PythonPostReadRequestHandler handlers::postread
+PythonTransHandler handlers::trans
+
+<Location /typed>
+    PythonTypeHandler handlers::typer
+</Location>
+Alias /typed {d}
+<Location /init>
+    SetHandler mod_python
+    PythonInitHandler handlers::init
+    PythonHandler handlers::show_init
+</Location>
+<Location /authz>
+    AuthType Basic
+    AuthName "mp authz"
+    Require valid-user
+    SetHandler mod_python
+    PythonAuthenHandler handlers::authen_any
+    PythonAuthzHandler handlers::authz
+    PythonHandler handlers::whoami
+</Location>
+<Location /authen-nouser>
+    AuthType Basic
+    AuthName "mp nouser"
+    Require valid-user
+    SetHandler mod_python
+    PythonAuthenHandler handlers::authen_nouser
+    PythonHandler handlers::whoami
+</Location>
+<Location /iredirect>
+    SetHandler mod_python
+    PythonHandler handlers::iredirect
+</Location>
+<Location /added>
+    SetHandler mod_python
+    PythonFixupHandler handlers::adder
+    PythonHandler handlers::first
+</Location>
+<Location /named>
+    SetHandler mod_python
+    PythonInterpreter other_one
+    PythonHandler handlers::info
+</Location>
 
 <Location /hello>
     SetHandler mod_python
@@ -678,3 +765,74 @@ def test_directory_handler_by_extension_and_directory_on_sys_path(flavour):
         s.stop()
         s.check_log()
         s.cleanup()
+
+
+# -- more phases, control ---------------------------------------------------------------
+
+def test_post_read_request_handler(srv):
+    assert get(srv, "/info", headers={"X-Test": "t"}).json()["post_read"] == "seen"
+
+
+def test_trans_handler_maps_the_uri(srv):
+    r = get(srv, "/translated")
+    assert (r.status_code, r.text) == (200, "static page")
+
+
+def test_type_handler_sets_the_content_type(srv):
+    # mod_mime decides for a known extension; a file without one is left to the handler.
+    r = get(srv, "/typed/untyped")
+    assert r.status_code == 200 and r.text == "no extension"
+    assert r.headers["Content-Type"] == "text/x-typed"
+
+
+def test_init_handler_in_a_location(srv):
+    # Documented: in a directory PythonInitHandler runs as the header parser handler.
+    # mod_python 3.5 never runs it there.
+    r = get(srv, "/init")
+    assert r.status_code == 200
+    assert r.text == ("init=None" if srv.wsgi == "modpython" else "init=yes")
+
+
+@pytest.mark.parametrize("user, status", [("alice", 200), ("bob", 401)])
+def test_authz_handler(srv, user, status):
+    r = get(srv, "/authz", auth=(user, "pw"))
+    assert r.status_code == status
+    if status == 200:
+        assert r.text == "user=alice type=Basic"
+
+
+def test_authen_handler_ok_without_a_user_is_500(srv):
+    assert get(srv, "/authen-nouser").status_code == 500
+
+
+def test_internal_redirect(srv):
+    r = get(srv, "/iredirect")
+    assert (r.status_code, r.text) == (200, "Hello, world \u00e9t\u00e9")
+
+
+def test_add_handler_from_an_earlier_phase(srv):
+    assert get(srv, "/added").text == "12"
+
+
+def test_python_interpreter_names_the_interpreter(srv):
+    assert get(srv, "/named", headers={"X-Test": "t"}).json()["interpreter"] == "other_one"
+
+
+def test_latin1_bytes_in_a_request_header(srv):
+    r = get(srv, "/info", headers={"X-Test": b"caf\xe9"})
+    if srv.wsgi == "modpython":
+        assert r.status_code == 500  # UnicodeDecodeError in mod_python's table
+    else:
+        assert r.status_code == 200
+        assert r.json()["x_test"] == "caf\u00e9"
+
+
+def test_chunked_body_to_req_read(srv):
+    def chunks():
+        yield b"abc"
+        yield b"defgh"
+    r = get(srv, "/echo", method="POST", data=chunks())
+    if srv.wsgi == "modpython":
+        assert r.status_code != 200  # mod_python 3.5 refuses chunked bodies
+    else:
+        assert (r.status_code, r.content) == (200, b"abcdefgh")
