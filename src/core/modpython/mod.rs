@@ -18,8 +18,11 @@ use pyo3::types::PyList;
 const INIT: &str = include_str!("mod_python/__init__.py");
 
 /// The submodules, in import order (a module only imports those before it).
-const SUBMODULES: &[(&str, &str)] =
-    &[("apache", include_str!("mod_python/apache.py")), ("util", include_str!("mod_python/util.py"))];
+const SUBMODULES: &[(&str, &str)] = &[
+    ("apache", include_str!("mod_python/apache.py")),
+    ("util", include_str!("mod_python/util.py")),
+    ("wsgi", include_str!("mod_python/wsgi.py")),
+];
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
