@@ -42,6 +42,8 @@ struct State {
     added: Vec<(usize, Handler)>,
     /// `req.register_cleanup`: (callable, data).
     cleanups: Vec<(Py<PyAny>, Py<PyAny>)>,
+    /// A handler set `req.content_type` (publisher guesses one otherwise).
+    content_type_set: bool,
 }
 
 #[pyclass(dict, module = "mod_python._oxwsgi", name = "mp_request")]
@@ -108,6 +110,7 @@ impl MpRequest {
                 conf,
                 added: Vec::new(),
                 cleanups: Vec::new(),
+                content_type_set: false,
             }),
         }
     }
@@ -313,10 +316,15 @@ impl MpRequest {
     #[setter]
     fn set_content_type(&self, v: &Bound<'_, PyAny>) -> PyResult<()> {
         let v = c_arg("content_type", v)?;
-        self.with_r(|r, _| {
+        self.with_r(|r, st| {
             r.set_content_type(v.as_bytes());
+            st.content_type_set = true;
             Ok(())
         })
+    }
+    #[getter(_content_type_set)]
+    fn content_type_set(&self) -> PyResult<bool> {
+        self.with_r(|_, st| Ok(st.content_type_set))
     }
 
     #[getter]

@@ -22,6 +22,8 @@ const SUBMODULES: &[(&str, &str)] = &[
     ("apache", include_str!("mod_python/apache.py")),
     ("util", include_str!("mod_python/util.py")),
     ("wsgi", include_str!("mod_python/wsgi.py")),
+    ("Cookie", include_str!("mod_python/Cookie.py")),
+    ("publisher", include_str!("mod_python/publisher.py")),
 ];
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);

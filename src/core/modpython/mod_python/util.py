@@ -340,3 +340,33 @@ def redirect(req, location, permanent=0, text=None):
     else:
         req.write(text)
     raise apache.SERVER_RETURN(apache.DONE)
+
+
+def apply_fs_data(obj, fs, **args):
+    """Call obj with the fields of fs that its signature names (all of them if it takes
+    **kw), plus `args` (publisher passes req=req). A name given several times becomes a
+    list. Names and values from a POSTed body are decoded (UTF-8) so that they match the
+    signature (mod_python 3.5 on Python 3 drops them)."""
+    import inspect
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return obj()
+    params = sig.parameters
+    takes_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    values = {}
+    for field in fs.list:
+        name = field.name.decode("utf-8", "surrogateescape") if isinstance(field.name, bytes) else field.name
+        if getattr(field, "filename", None):
+            val = field
+        else:
+            val = field.value
+            if isinstance(val, bytes):
+                val = val.decode("utf-8", "surrogateescape")
+        values.setdefault(name, []).append(val)
+    for k, v in values.items():
+        args.setdefault(k, v[0] if len(v) == 1 else v)
+    if not takes_kw:
+        args = {k: v for k, v in args.items()
+                if k in params and params[k].kind in (params[k].POSITIONAL_OR_KEYWORD, params[k].KEYWORD_ONLY)}
+    return obj(**args)
