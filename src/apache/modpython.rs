@@ -88,6 +88,7 @@ fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_class::<MpConnection>()?;
     m.add_class::<MpServer>()?;
     m.add_function(pyo3::wrap_pyfunction!(log_error, &m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(mpm_query, &m)?)?;
     Ok(m)
 }
 
@@ -98,6 +99,12 @@ fn log_error(message: &str, level: i32) {
     if let Some(w) = worker::get() {
         w.log().log(aplog_to_level(level), message);
     }
+}
+
+/// `apache.mpm_query(code)`: an `AP_MPMQ_*` value of the MPM (0 when it does not answer).
+#[pyfunction]
+fn mpm_query(code: u32) -> i32 {
+    super::httpd::process::mpm_query(code).unwrap_or(0)
 }
 
 /// The embedded `mod_python` package, installed into `sys.modules` once.

@@ -239,6 +239,16 @@ def signed(req):
         req.write(json.dumps([type(c).__name__, c.value, m.value]))
     return apache.OK
 
+def session(req):
+    from mod_python import Session
+    s = Session.Session(req)
+    s["n"] = s.get("n", 0) + 1
+    s.save()
+    req.content_type = "application/json"
+    req.write(json.dumps({"n": s["n"], "new": s.is_new(), "id_len": len(s.id()),
+                          "type": type(s).__name__}))
+    return apache.OK
+
 def log_marker(req):
     with open(os.path.join(os.environ.get("MP_STATE", "/tmp"), "unused"), "a"):
         pass
@@ -317,6 +327,22 @@ def index(req):
 '''
 
 
+PSP_PAGE = '''<html><%-- not sent --%>
+<%
+names = form.getlist("n") if form.has_key("n") else []
+for n in range(3):
+    # This indent will persist
+%>
+<p><%= n %></p>
+<%
+# This line ends the block
+%>
+once <%@ include file="part.txt" %>
+<%= len(names) %>
+</html>
+'''
+
+
 class ModPythonServer(ApacheServer):
     """Debian's apache2 with mod_python ("modpython") or mod_oxwsgi ("oxwsgi")."""
 
@@ -353,6 +379,10 @@ class ModPythonServer(ApacheServer):
         pub.mkdir(exist_ok=True)
         (pub / "page.py").write_text(PUB_PAGE)
         (pub / "protected.py").write_text(PUB_PROTECTED)
+        psp = root / "htdocs" / "psp"
+        psp.mkdir(exist_ok=True)
+        (psp / "page.psp").write_text(PSP_PAGE)
+        (psp / "part.txt").write_text("included <%= 6 * 7 %>")
         (pub / "index.py").write_text("def index(req):\n    return 'the index module'\n")
         mods = paths.APACHE_MODULES
         return f"""
@@ -452,10 +482,26 @@ Alias /typed {d}
     SetHandler mod_python
     PythonHandler handlers::cookies
 </Location>
+<Location /session-file>
+    SetHandler mod_python
+    PythonOption mod_python.session.session_type FileSession
+    PythonOption mod_python.file_session.database_directory {self.stage.state}
+    PythonHandler handlers::session
+</Location>
+<Location /session-dbm>
+    SetHandler mod_python
+    PythonOption mod_python.session.session_type DbmSession
+    PythonOption mod_python.dbm_session.database_filename {self.stage.state}/sessions.dbm
+    PythonHandler handlers::session
+</Location>
 <Location /signed>
     SetHandler mod_python
     PythonHandler handlers::signed
 </Location>
+<Directory {d}/../psp>
+    AddHandler mod_python .psp
+    PythonHandler mod_python.psp
+</Directory>
 <Directory {d}/../pub>
     SetHandler mod_python
     PythonHandler mod_python.publisher
@@ -962,3 +1008,23 @@ def test_publisher_auth(srv, auth, status):
         assert r.text == "welcome alice"
     else:
         assert r.headers["WWW-Authenticate"] == 'Basic realm="pub realm"'
+
+
+@pytest.mark.parametrize("kind", ["file", "dbm"])
+def test_sessions_keep_data_across_requests(srv, kind):
+    with requests.Session() as s:
+        first = s.get(srv.url(f"/session-{kind}")).json()
+        assert first == {"n": 1, "new": True, "id_len": 32, "type": kind.capitalize() + "Session"}
+        assert len(s.cookies["pysid"]) == 32
+        assert s.get(srv.url(f"/session-{kind}")).json()["n"] == 2
+        second = s.get(srv.url(f"/session-{kind}")).json()
+        assert (second["n"], second["new"]) == (3, False)
+    # Another client gets a session of its own.
+    assert get(srv, f"/session-{kind}").json()["n"] == 1
+
+
+def test_psp_page(srv):
+    r = get(srv, "/psp/page.psp?n=alpha&n=beta")
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert r.text == "<html>\n\n<p>0</p>\n\n<p>1</p>\n\n<p>2</p>\n\nonce included 42\n2\n</html>\n"

@@ -24,6 +24,8 @@ const SUBMODULES: &[(&str, &str)] = &[
     ("wsgi", include_str!("mod_python/wsgi.py")),
     ("Cookie", include_str!("mod_python/Cookie.py")),
     ("publisher", include_str!("mod_python/publisher.py")),
+    ("Session", include_str!("mod_python/Session.py")),
+    ("psp", include_str!("mod_python/psp.py")),
 ];
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);

@@ -104,6 +104,20 @@ AP_MPMQ_DYNAMIC = 2
 AP_MPMQ_MAX_DAEMON_USED = 1
 AP_MPMQ_IS_THREADED = 2
 AP_MPMQ_IS_FORKED = 3
+AP_MPMQ_HARD_LIMIT_DAEMONS = 4
+AP_MPMQ_HARD_LIMIT_THREADS = 5
+AP_MPMQ_MAX_THREADS = 6
+AP_MPMQ_MIN_SPARE_DAEMONS = 7
+AP_MPMQ_MIN_SPARE_THREADS = 8
+AP_MPMQ_MAX_SPARE_DAEMONS = 9
+AP_MPMQ_MAX_SPARE_THREADS = 10
+AP_MPMQ_MAX_REQUESTS_DAEMON = 11
+AP_MPMQ_MAX_DAEMONS = 12
+
+
+def mpm_query(code):
+    """An AP_MPMQ_* value of Apache's MPM."""
+    return _oxwsgi.mpm_query(int(code))
 
 # The name of the interpreter of the handler running now (mod_python sets it per
 # interpreter; oxwsgi sets it before each phase).
