@@ -264,8 +264,9 @@ from mod_python import apache
 import sys
 def handler(req):
     req.content_type = "text/plain"
-    req.write("dir handler; on path: %s" % (req.filename.rsplit("/", 1)[0] + "/" in sys.path
-                                             or req.filename.rsplit("/", 1)[0] in sys.path))
+    req.write("dir handler; on path: %s; interpreter %s" % (
+        req.filename.rsplit("/", 1)[0] + "/" in sys.path or req.filename.rsplit("/", 1)[0] in sys.path,
+        req.interpreter))
     return apache.OK
 '''
 
@@ -473,6 +474,21 @@ Alias /typed {d}
     PythonInterpreter other_one
     PythonHandler handlers::info
 </Location>
+<Location /perdirective>
+    SetHandler mod_python
+    PythonInterpPerDirective On
+    PythonHandler handlers::info
+</Location>
+<VirtualHost 127.0.0.1:{self.port}>
+    ServerName 127.0.0.1
+</VirtualHost>
+<VirtualHost 127.0.0.1:{self.port}>
+    ServerName vhost.example
+    <Location /info>
+        SetHandler mod_python
+        PythonHandler handlers::info
+    </Location>
+</VirtualHost>
 
 <Location /hello>
     SetHandler mod_python
@@ -863,13 +879,14 @@ def test_directory_handler_by_extension_and_directory_on_sys_path(flavour):
     s.extra = f"""
 <Directory {d}>
     AddHandler mod_python .py
+    PythonInterpPerDirectory On
     PythonHandler dirhandler | .py
 </Directory>
 """
     try:
         s.start()
         r = get(s, "/dir/dirhandler.py")
-        assert (r.status_code, r.text) == (200, "dir handler; on path: True")
+        assert (r.status_code, r.text) == (200, f"dir handler; on path: True; interpreter {d}/")
         # Files without the extension are Apache's.
         assert get(s, "/dir/page.html").text == "static page"
     finally:
@@ -927,6 +944,12 @@ def test_add_handler_from_an_earlier_phase(srv):
 
 def test_python_interpreter_names_the_interpreter(srv):
     assert get(srv, "/named", headers={"X-Test": "t"}).json()["interpreter"] == "other_one"
+
+
+def test_interpreter_per_directive_and_per_virtual_host(srv):
+    assert get(srv, "/perdirective", headers={"X-Test": "t"}).json()["interpreter"] == "/perdirective"
+    j = get(srv, "/info", headers={"X-Test": "t", "Host": "vhost.example"}).json()
+    assert (j["interpreter"], j["server"]) == ("vhost.example", "vhost.example")
 
 
 def test_latin1_bytes_in_a_request_header(srv):
