@@ -1180,7 +1180,9 @@ impl CmdParms {
             return false;
         }
         // SAFETY: the parent is a live node of the same configuration tree.
-        let name = unsafe { as_bytes((*parent).directive) };
+        let name = unsafe { (*parent).directive };
+        // SAFETY: a node's directive name is a NUL-terminated configuration pool string.
+        let name = unsafe { as_bytes(name) };
         name.eq_ignore_ascii_case(b"<Location") || name.eq_ignore_ascii_case(b"<LocationMatch")
     }
 }
@@ -1348,9 +1350,10 @@ impl Request {
 
     /// `AuthName` of the request's context.
     pub fn auth_name(&self) -> Option<&[u8]> {
-        // SAFETY: the request is live; ap_auth_name reads its configuration and returns
-        // NULL or a configuration pool string.
-        unsafe { opt_bytes(ap_auth_name(self.as_ptr())) }
+        // SAFETY: the request is live; ap_auth_name only reads its configuration.
+        let p = unsafe { ap_auth_name(self.as_ptr()) };
+        // SAFETY: NULL or a configuration pool string, which outlives the request.
+        unsafe { opt_bytes(p) }
     }
 
     /// `ap_get_basic_auth_pw`: the password of Basic credentials (the user goes to
