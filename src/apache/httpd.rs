@@ -1312,6 +1312,38 @@ impl Request {
     pub fn opt_handler(&self) -> Option<&[u8]> {
         self.field(|r| r.handler)
     }
+    /// The response body's length as set (`ap_set_content_length`), 0 when not.
+    pub fn clength(&self) -> i64 {
+        self.get(|r| r.clength)
+    }
+    /// Body bytes went out (the headers are sent).
+    pub fn sent_bodyct(&self) -> bool {
+        self.get(|r| r.sent_bodyct) != 0
+    }
+    /// Add `method` to the methods the resource allows (the `Allow` header of a 405 or
+    /// an OPTIONS response), as `ap_allow_methods` does.
+    pub fn allow_method(&self, method: &CStr) {
+        let l = self.get(|r| r.allowed_methods);
+        // SAFETY: allowed_methods is the request's live method list (request pool);
+        // httpd copies the name into the list's pool.
+        unsafe { ap_method_list_add(l, method.as_ptr()) }
+    }
+    pub fn clear_allowed(&self) {
+        let l = self.get(|r| r.allowed_methods);
+        // SAFETY: allowed_methods is the request's live method list.
+        unsafe { ap_clear_method_list(l) }
+    }
+    /// `ap_get_remote_host`: the client's name (a DNS look-up for `REMOTE_DOUBLE_REV`
+    /// types when `HostnameLookups` allows), or its address.
+    pub fn remote_host(&self, kind: i32) -> Option<Vec<u8>> {
+        let c = self.get(|r| r.connection);
+        let dc = self.get(|r| r.per_dir_config);
+        // SAFETY: the request, its connection and dir config are live; a NULL str_is_ip
+        // is allowed; the result is NULL or a connection pool string.
+        let p = unsafe { ap_get_remote_host(c, dc as *mut std::ffi::c_void, kind, std::ptr::null_mut()) };
+        // SAFETY: NULL or a connection pool string, valid while the request is.
+        unsafe { opt_bytes(p) }.map(|b| b.to_vec())
+    }
     /// A subrequest or internal redirect's origin exists.
     pub fn is_initial(&self) -> bool {
         self.get(|r| r.main.is_null() && r.prev.is_null())

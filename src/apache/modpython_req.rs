@@ -472,6 +472,41 @@ impl MpRequest {
         self.with_r(|r, _| Ok(opt_text(py, r.status_line())))
     }
     #[getter]
+    fn clength(&self) -> PyResult<i64> {
+        self.with_r(|r, _| Ok(r.clength()))
+    }
+    #[getter]
+    fn sent_bodyct(&self) -> PyResult<bool> {
+        self.with_r(|r, _| Ok(r.sent_bodyct()))
+    }
+    /// `req.allow_methods(methods, reset=0)`: the methods a 405 names in `Allow`.
+    #[pyo3(signature = (methods, reset = 0))]
+    fn allow_methods(&self, methods: Vec<String>, reset: i32) -> PyResult<()> {
+        let names = methods
+            .iter()
+            .map(|m| CString::new(m.as_str()).map_err(|_| PyValueError::new_err("method contains a NUL byte")))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.with_r(|r, _| {
+            if reset != 0 {
+                r.clear_allowed();
+            }
+            for n in &names {
+                r.allow_method(n);
+            }
+            Ok(())
+        })
+    }
+    /// `req.get_remote_host(type=apache.REMOTE_NAME)`: the client's host name or address.
+    #[pyo3(signature = (kind = 1, _str_is_ip = None))]
+    fn get_remote_host<'py>(
+        &self,
+        py: Python<'py>,
+        kind: i32,
+        _str_is_ip: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.with_r(|r, _| Ok(r.remote_host(kind).map(|h| text(py, &h))))
+    }
+    #[getter]
     fn bytes_sent(&self) -> PyResult<i64> {
         self.with_r(|r, _| Ok(r.bytes_sent()))
     }

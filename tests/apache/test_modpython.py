@@ -50,6 +50,7 @@ def info(req):
         "note": req.notes.get("from-fixup"), "server": req.server.server_hostname,
         "remote_ip": req.connection.remote_ip, "debug": req.get_config().get("PythonDebug"),
         "post_read": req.headers_in.get("X-Post-Read"),
+        "remote_host": req.get_remote_host(apache.REMOTE_NOLOOKUP), "clength": req.clength,
     }
     req.write(json.dumps(out))
     return apache.OK
@@ -679,6 +680,7 @@ def test_request_data_options_and_phase_attributes(srv):
     assert j["fixed"] == "yes" and j["note"] == "noted"
     assert j["server"] == "127.0.0.1" and j["remote_ip"] == "127.0.0.1"
     assert j["debug"] is None
+    assert (j["remote_host"], j["clength"]) == ("127.0.0.1", 0)
 
 
 @pytest.mark.parametrize("path", ["/stack", "/stack-lines"])
@@ -1012,6 +1014,9 @@ def test_publisher_calls_functions_with_query_arguments(srv):
     assert get(srv, "/pub/page.py/_private").status_code == 403
     assert get(srv, "/pub/page.py/missing").status_code == 404
     assert get(srv, "/pub/").text == "the index module"
+    r = get(srv, "/pub/page.py/hello", method="PUT")
+    assert r.status_code == 405
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST", "HEAD"}
 
 
 def test_publisher_post_arguments(srv):

@@ -136,8 +136,8 @@ def _publish(req, obj):
 
 
 def handler(req):
+    req.allow_methods(["GET", "POST", "HEAD"])
     if req.method not in ("GET", "POST", "HEAD"):
-        req.err_headers_out["Allow"] = "GET, POST, HEAD"
         raise apache.SERVER_RETURN(apache.HTTP_METHOD_NOT_ALLOWED)
     if not req.filename:
         raise apache.SERVER_RETURN(apache.HTTP_NOT_FOUND)

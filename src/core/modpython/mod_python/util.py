@@ -331,7 +331,7 @@ def redirect(req, location, permanent=0, text=None):
     handler (raises SERVER_RETURN(DONE))."""
     if not isinstance(location, str):
         raise TypeError("location must be of type str")
-    if req.bytes_sent:
+    if req.sent_bodyct:
         raise IOError("Cannot redirect after headers have already been sent.")
     req.err_headers_out["Location"] = location
     req.status = apache.HTTP_MOVED_PERMANENTLY if permanent else apache.HTTP_MOVED_TEMPORARILY
