@@ -8,6 +8,8 @@
 //! ships one) cannot shadow it. The server adapter supplies the native part
 //! (`mod_python._oxwsgi`: the `req` types and `log_error`).
 
+pub mod conf;
+
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 
