@@ -105,10 +105,14 @@ def test_mod_python_wsgi_gateway(srv):
     assert r.text == "POST|/gateway|/sub/path|posted"
 
 
-def test_refuses_to_start_beside_mod_python(tmp_path):
+@pytest.mark.parametrize("oxwsgi_first", [False, True])
+def test_refuses_to_start_beside_mod_python(tmp_path, oxwsgi_first):
     so = paths.MODULE_DIR / "mod_oxwsgi.so"
     conf = tmp_path / "httpd.conf"
     mods = paths.APACHE_MODULES
+    loads = [f"LoadModule python_module {MODPYTHON_SO}", f"LoadModule oxwsgi_module {so}"]
+    if oxwsgi_first:
+        loads.reverse()
     conf.write_text(f"""
 ServerRoot "{tmp_path}"
 ServerName 127.0.0.1
@@ -117,8 +121,12 @@ PidFile "{tmp_path}/httpd.pid"
 ErrorLog "{tmp_path}/error.log"
 LoadModule mpm_event_module {mods}/mod_mpm_event.so
 LoadModule authz_core_module {mods}/mod_authz_core.so
-LoadModule python_module {MODPYTHON_SO}
-LoadModule oxwsgi_module {so}
+{loads[0]}
+{loads[1]}
+<Location /x>
+    SetHandler mod_python
+    PythonHandler somewhere
+</Location>
 """)
     r = subprocess.run([paths.APACHE_BIN, "-t", "-f", str(conf)], capture_output=True, text=True, timeout=60)
     out = r.stdout + r.stderr
