@@ -116,10 +116,18 @@ fn ensure_package(py: Python<'_>) -> PyResult<()> {
 pub fn phase(r: &Request, phase: usize) -> c_int {
     let Some(conf) = r.dir_conf().modpython() else { return DECLINED as c_int };
     let key = r.as_ptr() as usize;
-    let known = REQUESTS.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|m| m.contains_key(&key));
-    let filename = r.filename().to_vec();
-    let configured: Vec<Handler> = conf.list(phase).iter().filter(|h| h.applies_to(&filename)).cloned().collect();
-    if configured.is_empty() && !known {
+    let filename = r.filename();
+    let configured: Vec<Handler> = conf.list(phase).iter().filter(|h| h.applies_to(filename)).cloned().collect();
+    // What req.add_handler queued for this phase (read without the GIL: most phases of
+    // most requests have nothing to run and return here).
+    let added: Vec<Handler> = REQUESTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&key))
+        .map(|e| e.req.get().added(phase))
+        .unwrap_or_default();
+    if configured.is_empty() && added.is_empty() {
         return DECLINED as c_int;
     }
     let Some(w) = worker::get() else {
@@ -140,11 +148,8 @@ pub fn phase(r: &Request, phase: usize) -> c_int {
                     None => return Ok(None),
                 };
                 let mut handlers = configured.clone();
-                handlers.extend(req.borrow(py).added(phase));
-                if handlers.is_empty() {
-                    return Ok(None);
-                }
-                req.borrow(py).enter_phase(PHASES[phase], conf.clone(), &interp);
+                handlers.extend(added.iter().cloned());
+                req.get().enter_phase(PHASES[phase], conf.clone(), &interp);
                 let rc = dispatch(py, &req, PHASES[phase], &handlers, &conf)?;
                 Ok(Some(rc))
             })();
@@ -191,16 +196,20 @@ fn dispatch(py: Python<'_>, req: &Py<MpRequest>, phase: &str, handlers: &[Handle
             ],
         )?)?;
     }
-    let f = py.import("mod_python.apache")?.getattr("_dispatch")?;
-    f.call1((
-        req.clone_ref(py),
-        phase,
-        list,
-        conf.debug.unwrap_or(false),
-        conf.autoreload.unwrap_or(true),
-        conf.path.clone(),
-    ))?
-    .extract()
+    // One look-up per process (per interpreter, once handlers run in interpreters of
+    // their own: then this cache moves with them).
+    static DISPATCH: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let f = DISPATCH.get_or_try_init(py, || py.import("mod_python.apache")?.getattr("_dispatch").map(Bound::unbind))?;
+    f.bind(py)
+        .call1((
+            req.clone_ref(py),
+            phase,
+            list,
+            conf.debug.unwrap_or(false),
+            conf.autoreload.unwrap_or(true),
+            conf.path.clone(),
+        ))?
+        .extract()
 }
 
 /// This request's `req`, made (and its end arranged) on first use. `None`: the package
@@ -233,26 +242,31 @@ unsafe extern "C" fn request_ended(data: *mut c_void) -> crate::ffi::httpd::apr_
         else {
             return 0;
         };
+        let req = entry.req;
+        let r = req.get();
+        r.begin_end();
+        let conf = r.conf();
+        let interp = r.interpreter_name();
+        let mut handlers: Vec<Handler> = conf.list(CLEANUP).to_vec();
+        handlers.extend(r.added(CLEANUP));
+        if handlers.is_empty() && !r.has_cleanups() {
+            // Nothing to run: no GIL needed (the reference is released when Python next
+            // runs).
+            r.end();
+            return 0;
+        }
         python::keep_thread_state();
         Python::attach(|py| {
-            let req = entry.req;
-            let (conf, interp) = {
-                let b = req.borrow(py);
-                b.begin_end();
-                (b.conf(), b.interpreter_name())
-            };
             in_interpreter(py, &interp, |py| {
-                let mut handlers: Vec<Handler> = conf.list(CLEANUP).to_vec();
-                handlers.extend(req.borrow(py).added(CLEANUP));
                 if !handlers.is_empty() {
-                    req.borrow(py).enter_phase(PHASES[CLEANUP], conf.clone(), &interp);
+                    r.enter_phase(PHASES[CLEANUP], conf.clone(), &interp);
                     if let Err(e) = dispatch(py, &req, PHASES[CLEANUP], &handlers, &conf) {
                         if let Some(w) = worker::get() {
                             log_exception(py, &**w.log(), "mod_python", "PythonCleanupHandler failed", &e);
                         }
                     }
                 }
-                for (callable, data) in req.borrow(py).take_cleanups() {
+                for (callable, data) in r.take_cleanups() {
                     if let Err(e) = callable.call1(py, (data,)) {
                         if let Some(w) = worker::get() {
                             log_exception(py, &**w.log(), "mod_python", "req.register_cleanup callable failed", &e);
@@ -260,7 +274,7 @@ unsafe extern "C" fn request_ended(data: *mut c_void) -> crate::ffi::httpd::apr_
                     }
                 }
             });
-            req.borrow(py).end();
+            r.end();
         });
         0
     })

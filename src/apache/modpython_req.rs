@@ -46,7 +46,7 @@ struct State {
     content_type_set: bool,
 }
 
-#[pyclass(dict, module = "mod_python._oxwsgi", name = "mp_request")]
+#[pyclass(dict, frozen, module = "mod_python._oxwsgi", name = "mp_request")]
 pub struct MpRequest {
     handle: RequestHandle,
     owner: Mutex<Owner>,
@@ -172,6 +172,11 @@ impl MpRequest {
     pub fn added(&self, i: usize) -> Vec<Handler> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.added.iter().filter(|(p, _)| *p == i).map(|(_, h)| h.clone()).collect()
+    }
+
+    /// `req.register_cleanup` was called.
+    pub fn has_cleanups(&self) -> bool {
+        !self.state.lock().unwrap_or_else(|p| p.into_inner()).cleanups.is_empty()
     }
 
     /// The callables of `req.register_cleanup`, taken.
@@ -404,7 +409,7 @@ impl MpRequest {
         let out = PyList::empty(py);
         let mut total = 0i64;
         loop {
-            let line = slf.borrow().readline(py, -1)?;
+            let line = slf.get().readline(py, -1)?;
             if line.as_bytes().is_empty() {
                 break;
             }
@@ -753,16 +758,16 @@ impl MpRequest {
 
 /// A live view of one of the request's tables, with mod_python's `mp_table` behaviour:
 /// case-insensitive keys, several values per key (`add`), `t[k]` a list when there are.
-#[pyclass(module = "mod_python._oxwsgi", name = "mp_table")]
+#[pyclass(frozen, module = "mod_python._oxwsgi", name = "mp_table")]
 pub struct MpTable {
     req: Py<MpRequest>,
     id: TableId,
 }
 
 impl MpTable {
-    fn entries(&self, py: Python<'_>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn entries(&self, _py: Python<'_>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let id = self.id;
-        self.req.borrow(py).with_r(|r, _| Ok(r.table_entries(id)))
+        self.req.get().with_r(|r, _| Ok(r.table_entries(id)))
     }
     fn values_of(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
         let k = c_arg("key", key)?;
@@ -773,9 +778,9 @@ impl MpTable {
             .map(|(_, v)| v)
             .collect())
     }
-    fn change(&self, py: Python<'_>, f: impl FnOnce(&Request, TableId)) -> PyResult<()> {
+    fn change(&self, _py: Python<'_>, f: impl FnOnce(&Request, TableId)) -> PyResult<()> {
         let id = self.id;
-        self.req.borrow(py).with_r(|r, _| {
+        self.req.get().with_r(|r, _| {
             f(r, id);
             Ok(())
         })

@@ -95,7 +95,10 @@ def test_auto_reload_reimports_a_changed_module(srv):
     assert get(srv, "/reloaded").text == "version one"
     assert get(srv, "/noreload").text == "version one"
     f.write_text(RELOADED.replace('"one"', '"two, longer"'))
+    # A module's file is looked at once a second at most.
+    time.sleep(1.1)
     assert get(srv, "/reloaded").text == "version two, longer"
+    assert get(srv, "/noreload").text == "version two, longer"  # one module, one process
 
 
 def test_mod_python_wsgi_gateway(srv):

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 import traceback
 
 from mod_python import _oxwsgi
@@ -138,6 +139,9 @@ def log_error(message, level=APLOG_ERR, server=None):
 
 _import_lock = threading.RLock()
 _mtimes = {}
+_checked = {}
+# A module's file is looked at (stat) at most once a second per process.
+_CHECK_INTERVAL = 1.0
 
 
 def _source_mtime(module):
@@ -150,10 +154,21 @@ def _source_mtime(module):
         return None
 
 
+def _changed(module_name, module):
+    """The module's file changed since it was imported (looked at once a second)."""
+    if _mtimes.get(module_name) is None:
+        return False
+    now = time.monotonic()
+    if now - _checked.get(module_name, 0.0) < _CHECK_INTERVAL:
+        return False
+    _checked[module_name] = now
+    return _source_mtime(module) != _mtimes[module_name]
+
+
 def import_module(module_name, autoreload=1, log=0, path=None):
     """The module called `module_name`, imported on first use. With `autoreload` a module
     whose file changed since it was imported is imported again (mod_python 3.5 on
-    Python 3 never reloads). With `path`, the module is looked up in those directories
+    Python 3 never reloads); the file is looked at at most once a second. With `path`, the module is looked up in those directories
     only."""
     with _import_lock:
         module = sys.modules.get(module_name)
@@ -162,8 +177,7 @@ def import_module(module_name, autoreload=1, log=0, path=None):
             if not any(f.startswith(os.path.join(p, "")) for p in path):
                 module = None
         if module is not None:
-            if autoreload and _mtimes.get(module_name) is not None \
-                    and _source_mtime(module) != _mtimes[module_name]:
+            if autoreload and _changed(module_name, module):
                 if log:
                     log_error("mod_python: (Re)importing module '%s'" % module_name, APLOG_NOTICE)
                 module = importlib.reload(module)
