@@ -60,6 +60,7 @@ extern int oxwsgi_rs_get_realm_hash(request_rec *r, const char *user,
 extern const void *oxwsgi_rs_mp_merge(apr_pool_t *p, const void *base,
                                       const void *add);
 extern int oxwsgi_rs_mp_phase(request_rec *r, int phase);
+extern apr_status_t oxwsgi_rs_mp_output_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 
 
 /* ---- directives --------------------------------------------------------- */
@@ -222,7 +223,8 @@ const command_rec oxwsgi_cmds[] = {
     MODPYTHON("PythonEnablePdb", OR_ALL, "Off only"),
     MODPYTHON("PythonOptimize", RSRC_CONF, "On|Off (use WSGIPythonOptimize)"),
     MODPYTHON("PythonInputFilter", RSRC_CONF, "not supported yet"),
-    MODPYTHON("PythonOutputFilter", RSRC_CONF, "not supported yet"),
+    MODPYTHON("PythonOutputFilter", RSRC_CONF,
+              "module[::function] NAME: an output filter for SetOutputFilter NAME"),
     MODPYTHON("PythonConnectionHandler", RSRC_CONF, "not supported yet"),
 #undef MODPYTHON
     { NULL }
@@ -372,6 +374,83 @@ oxwsgi_mp_handler(request_rec *r)
     }
     return oxwsgi_mp_run(r, OXWSGI_MP_HANDLER);
 }
+
+/* ---- mod_python output filters ----------------------------------------- */
+
+static apr_status_t
+oxwsgi_mp_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    return oxwsgi_rs_mp_output_filter(f, bb);
+}
+
+
+void
+oxwsgi_ap_register_mp_output_filter(const char *name)
+{
+    ap_register_output_filter(name, oxwsgi_mp_output_filter, NULL, AP_FTYPE_RESOURCE);
+}
+
+
+int
+oxwsgi_ap_filter_flatten(ap_filter_t *f, apr_bucket_brigade *bb, char **data,
+                         apr_size_t *len, int *eos)
+{
+    apr_bucket *e;
+    apr_status_t rv;
+
+    *eos = 0;
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb); e = APR_BUCKET_NEXT(e)) {
+        if (APR_BUCKET_IS_EOS(e)) {
+            *eos = 1;
+        }
+    }
+    rv = apr_brigade_pflatten(bb, data, len, f->r->pool);
+    apr_brigade_cleanup(bb);
+    return rv == APR_SUCCESS ? 0 : -1;
+}
+
+
+int
+oxwsgi_ap_filter_pass(ap_filter_t *f, const char *data, apr_size_t len, int flags)
+{
+    apr_bucket_alloc_t *ba = f->c->bucket_alloc;
+    apr_bucket_brigade *bb = apr_brigade_create(f->r->pool, ba);
+    apr_status_t rv;
+
+    if (len > 0) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, ba));
+    }
+    if (flags & OXWSGI_W_EOS) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    } else if (flags & OXWSGI_W_FLUSH) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
+    }
+    rv = ap_pass_brigade(f->next, bb);
+    apr_brigade_destroy(bb);
+    return rv == APR_SUCCESS ? 0 : -1;
+}
+
+
+int
+oxwsgi_ap_filter_pass_brigade(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    return ap_pass_brigade(f->next, bb) == APR_SUCCESS ? 0 : -1;
+}
+
+
+request_rec *
+oxwsgi_ap_filter_request(ap_filter_t *f)
+{
+    return f->r;
+}
+
+
+const char *
+oxwsgi_ap_filter_name(ap_filter_t *f)
+{
+    return f->frec != NULL ? f->frec->name : NULL;
+}
+
 
 static void
 oxwsgi_mp_register_hooks(void)

@@ -177,6 +177,14 @@ int oxwsgi_ap_path_info_rejected(request_rec *r);
 /* The first output filter is a content/resource filter (mod_deflate & co.). */
 int oxwsgi_ap_has_content_filter(request_rec *r);
 int oxwsgi_ap_is_pre_config_pass(void);
+/* mod_python output filters (src/apache/modpython_filter.rs). */
+void oxwsgi_ap_register_mp_output_filter(const char *name);
+int oxwsgi_ap_filter_flatten(ap_filter_t *f, apr_bucket_brigade *bb, char **data,
+                             apr_size_t *len, int *eos);
+int oxwsgi_ap_filter_pass(ap_filter_t *f, const char *data, apr_size_t len, int flags);
+int oxwsgi_ap_filter_pass_brigade(ap_filter_t *f, apr_bucket_brigade *bb);
+request_rec *oxwsgi_ap_filter_request(ap_filter_t *f);
+const char *oxwsgi_ap_filter_name(ap_filter_t *f);
 /* Why this module cannot run as loaded (twice, or beside mod_wsgi), or NULL. */
 const char *oxwsgi_ap_load_problem(void);
 /* 0 when there is no scoreboard; process/worker indexes must be below the limits. */

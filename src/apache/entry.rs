@@ -438,3 +438,16 @@ pub unsafe extern "C" fn oxwsgi_rs_mp_phase(r: *mut request_rec, phase: c_int) -
         }
     })
 }
+
+/// A mod_python output filter's call. Called by the C shim only.
+///
+/// # Safety
+/// `f` and `bb` must be the filter and brigade httpd passed to the running filter call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_mp_output_filter(f: *mut ap_filter_t, bb: *mut apr_bucket_brigade) -> apr_status_t {
+    // SAFETY: httpd calls the filter with its live filter, on this thread.
+    let f = unsafe { httpd::Filter::from_ptr(f) };
+    // SAFETY: the brigade httpd passed to this call.
+    let Some(bb) = (unsafe { httpd::FilterBrigade::from_ptr(bb) }) else { return -1 };
+    guard("mod_python output filter", -1, || super::modpython_filter::output_filter(f, &bb))
+}

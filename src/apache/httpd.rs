@@ -1090,6 +1090,13 @@ pub mod process {
         unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
+    /// Register a mod_python output filter called `name` with httpd (configuration time).
+    pub fn register_mp_output_filter(name: &CStr) {
+        // SAFETY: called while the configuration is read (one thread); httpd copies the
+        // name into its filter registry.
+        unsafe { oxwsgi_ap_register_mp_output_filter(name.as_ptr()) }
+    }
+
     /// The uid and gid `User`/`Group` configured (0 when not yet).
     pub fn unixd_ids() -> (u32, u32) {
         // SAFETY: ap_unixd_config is a plain global filled by the User/Group directives;
@@ -1437,5 +1444,108 @@ impl Request {
         let p = unsafe { ap_construct_url(pool, uri.as_ptr(), self.as_ptr()) };
         // SAFETY: a NUL-terminated request pool string.
         unsafe { as_bytes(p) }.to_vec()
+    }
+}
+
+// ---- mod_python output filters (src/apache/modpython_filter.rs) ----------------------
+
+/// An output filter instance (`ap_filter_t`) of the request being filtered.
+#[repr(transparent)]
+pub struct Filter(UnsafeCell<ap_filter_t>);
+
+/// The brigade an output filter was called with.
+pub struct FilterBrigade(NonNull<apr_bucket_brigade>);
+
+impl Filter {
+    /// # Safety
+    /// `f` must be the live filter httpd called, on this thread, for `'a`.
+    pub unsafe fn from_ptr<'a>(f: *mut ap_filter_t) -> &'a Filter {
+        // SAFETY: f is live for 'a (the caller's contract); Filter is a repr(transparent)
+        // UnsafeCell of ap_filter_t.
+        unsafe { &*(f as *const Filter) }
+    }
+
+    pub fn as_ptr(&self) -> *mut ap_filter_t {
+        self.0.get()
+    }
+
+    /// The request being filtered (`None` for a connection filter).
+    pub fn request(&self) -> Option<&Request> {
+        // SAFETY: the filter is live; the shim reads f->r.
+        let r = unsafe { oxwsgi_ap_filter_request(self.as_ptr()) };
+        // SAFETY: f->r is NULL or the live request this filter serves, on this thread, for
+        // as long as the filter call (and &self) lasts.
+        (!r.is_null()).then(|| unsafe { Request::from_ptr(r) })
+    }
+
+    /// The filter's registered name (lower-cased by httpd).
+    pub fn name(&self) -> &[u8] {
+        // SAFETY: the filter is live; the shim reads f->frec->name.
+        let p = unsafe { oxwsgi_ap_filter_name(self.as_ptr()) };
+        // SAFETY: NULL or the registry's copy of the name, which outlives the request.
+        unsafe { as_bytes(p) }
+    }
+
+    /// The data of `bb` (copied out) and whether it ended with EOS; `bb` is emptied.
+    pub fn take(&self, bb: &FilterBrigade) -> Option<(Vec<u8>, bool)> {
+        let mut data: *mut c_char = std::ptr::null_mut();
+        let mut len: apr_size_t = 0;
+        let mut eos = 0;
+        // SAFETY: the filter and its brigade are live; the out parameters are writable.
+        let rc = unsafe { oxwsgi_ap_filter_flatten(self.as_ptr(), bb.0.as_ptr(), &mut data, &mut len, &mut eos) };
+        if rc != 0 {
+            return None;
+        }
+        let bytes = if data.is_null() || len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: pflatten returned len bytes at data, in the request pool.
+            unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec()
+        };
+        Some((bytes, eos != 0))
+    }
+
+    /// Send `data` (copied) to the next filter; `flags` OXWSGI_W_FLUSH / OXWSGI_W_EOS.
+    pub fn pass(&self, data: &[u8], flags: i32) -> bool {
+        // SAFETY: the filter is live; the shim copies data into a heap bucket.
+        unsafe { oxwsgi_ap_filter_pass(self.as_ptr(), data.as_ptr() as *const c_char, data.len(), flags) == 0 }
+    }
+
+    /// Hand `bb` to the next filter untouched.
+    pub fn pass_brigade(&self, bb: &FilterBrigade) -> bool {
+        // SAFETY: the filter and its brigade are live.
+        unsafe { oxwsgi_ap_filter_pass_brigade(self.as_ptr(), bb.0.as_ptr()) == 0 }
+    }
+}
+
+impl FilterBrigade {
+    /// # Safety
+    /// `bb` must be the brigade httpd passed to the running filter call.
+    pub unsafe fn from_ptr(bb: *mut apr_bucket_brigade) -> Option<FilterBrigade> {
+        NonNull::new(bb).map(FilterBrigade)
+    }
+}
+
+/// A filter lent to its Python object during one filter call.
+#[derive(Clone)]
+pub struct FilterHandle(NonNull<Filter>);
+
+// SAFETY: only dereferenced on the thread of the filter call, while it runs
+// (FilterHandle::new's contract); Python objects holding it need it Send.
+unsafe impl Send for FilterHandle {}
+// SAFETY: as Send.
+unsafe impl Sync for FilterHandle {}
+
+impl FilterHandle {
+    /// # Safety
+    /// Every use must happen on the thread of the filter call that handed `f` over, before
+    /// that call returns (the holder checks both before each use).
+    pub unsafe fn new(f: &Filter) -> FilterHandle {
+        FilterHandle(NonNull::from(f))
+    }
+
+    pub fn get(&self) -> &Filter {
+        // SAFETY: live and on its thread (new's contract).
+        unsafe { self.0.as_ref() }
     }
 }

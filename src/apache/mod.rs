@@ -16,6 +16,7 @@ mod httpd;
 mod io;
 mod modpython;
 mod modpython_conf;
+mod modpython_filter;
 mod modpython_req;
 
 use std::ptr::null_mut;

@@ -87,6 +87,7 @@ fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_class::<MpTable>()?;
     m.add_class::<MpConnection>()?;
     m.add_class::<MpServer>()?;
+    m.add_class::<super::modpython_filter::MpFilter>()?;
     m.add_function(pyo3::wrap_pyfunction!(log_error, &m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(mpm_query, &m)?)?;
     Ok(m)
@@ -210,6 +211,11 @@ fn dispatch(py: Python<'_>, req: &Py<MpRequest>, phase: &str, handlers: &[Handle
             conf.path.clone(),
         ))?
         .extract()
+}
+
+/// This request's `req` (for its output filters).
+pub(super) fn request_for(py: Python<'_>, r: &Request, conf: &Arc<MpConf>, interp: &str) -> PyResult<Py<MpRequest>> {
+    request(py, r, conf, interp)?.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no req object"))
 }
 
 /// This request's `req`, made (and its end arranged) on first use. `None`: the package

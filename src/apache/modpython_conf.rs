@@ -31,6 +31,7 @@ static MAIN_PATH: Mutex<Option<String>> = Mutex::new(None);
 /// Start a fresh configuration pass.
 pub fn reset() {
     IMPORTS.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    super::modpython_filter::reset();
     *MAIN_PATH.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
@@ -118,7 +119,24 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
             }
             _ => return Err("PythonImport takes a module (module::function) and an interpreter name".into()),
         },
-        "PythonInputFilter" | "PythonOutputFilter" | "PythonConnectionHandler" => {
+        "PythonOutputFilter" => match args {
+            [handler, fname] => {
+                if handler.split("::").next().unwrap_or("").is_empty() {
+                    return Err(format!(
+                        "PythonOutputFilter: {handler:?} is not a handler (module or module::function)"
+                    ));
+                }
+                super::modpython_filter::define(
+                    fname,
+                    super::modpython_filter::FilterDef { spec: handler.clone(), directory: directory.clone() },
+                );
+                let c = std::ffi::CString::new(fname.as_str()).map_err(|_| "PythonOutputFilter: NUL in the name")?;
+                super::httpd::process::register_mp_output_filter(&c);
+                return Ok(());
+            }
+            _ => return Err("PythonOutputFilter takes a handler and a filter name".into()),
+        },
+        "PythonInputFilter" | "PythonConnectionHandler" => {
             return Err(format!("{name} is not supported by oxwsgi yet"));
         }
         _ => return Err(format!("{name}: not a mod_python directive oxwsgi knows")),

@@ -219,24 +219,28 @@ impl MpRequest {
         Ok(out)
     }
 
+    /// The output brigade, taken out of the state: the state's lock is not held while
+    /// httpd's output filters run (a mod_python output filter uses `req` too).
+    fn take_out_brigade(&self) -> Brigade {
+        let taken = self.state.lock().unwrap_or_else(|p| p.into_inner()).out.take();
+        taken.unwrap_or_else(|| self.handle.get().brigade())
+    }
+
+    fn put_out_brigade(&self, bb: Brigade) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).out = Some(bb);
+    }
+
     fn write_bytes(&self, py: Python<'_>, data: &[u8], flush: bool) -> PyResult<()> {
         self.check(true)?;
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let r = self.handle.get();
-        if st.out.is_none() {
-            st.out = Some(r.brigade());
-        }
-        let bb = st.out.as_ref().expect("set above");
-        let h = self.handle.clone();
-        let flags = if flush { OXWSGI_W_FLUSH as i32 } else { 0 };
         if data.is_empty() && !flush {
             return Ok(());
         }
-        if py.detach(|| h.get().write(bb, data, flags)) {
-            Ok(())
-        } else {
-            Err(PyOSError::new_err("Write failed, client closed connection."))
-        }
+        let bb = self.take_out_brigade();
+        let h = self.handle.clone();
+        let flags = if flush { OXWSGI_W_FLUSH as i32 } else { 0 };
+        let ok = py.detach(|| h.get().write(&bb, data, flags));
+        self.put_out_brigade(bb);
+        if ok { Ok(()) } else { Err(PyOSError::new_err("Write failed, client closed connection.")) }
     }
 }
 
@@ -288,15 +292,11 @@ impl MpRequest {
         if len == 0 {
             return Ok(0);
         }
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let r = self.handle.get();
-        if st.out.is_none() {
-            st.out = Some(r.brigade());
-        }
-        let bb = st.out.as_ref().expect("set above");
+        let bb = self.take_out_brigade();
         let h = self.handle.clone();
         let fd = f.as_raw_fd();
-        let sent = py.detach(|| h.get().send_file(bb, fd, offset as u64, len as u64, OXWSGI_W_FLUSH as i32));
+        let sent = py.detach(|| h.get().send_file(&bb, fd, offset as u64, len as u64, OXWSGI_W_FLUSH as i32));
+        self.put_out_brigade(bb);
         match sent {
             SendFile::Sent => Ok(len),
             SendFile::Unsupported => Err(PyOSError::new_err(format!("cannot send {}", path.display()))),

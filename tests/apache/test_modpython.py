@@ -250,6 +250,17 @@ def session(req):
                           "type": type(s).__name__}))
     return apache.OK
 
+def upper(filter):
+    s = filter.read()
+    while s:
+        filter.write(s.upper())
+        s = filter.read()
+    if s is None:
+        filter.close()
+
+def broken_filter(filter):
+    raise RuntimeError("filter breaks")
+
 def log_marker(req):
     with open(os.path.join(os.environ.get("MP_STATE", "/tmp"), "unused"), "a"):
         pass
@@ -433,6 +444,8 @@ PythonImport preload 127.0.0.1
 PythonOption server-level yes
 PythonOption overridden server
 PythonPostReadRequestHandler handlers::postread
+PythonOutputFilter handlers::upper UPPER
+PythonOutputFilter handlers::broken_filter BROKENFILTER
 PythonTransHandler handlers::trans
 
 <Location /typed>
@@ -494,6 +507,20 @@ Alias /typed {d}
 <Location /hello>
     SetHandler mod_python
     PythonHandler handlers::hello
+</Location>
+<Location /filtered>
+    SetHandler mod_python
+    PythonHandler handlers::teapot
+    SetOutputFilter UPPER
+</Location>
+Alias /filtered-static {d}
+<Location /filtered-static>
+    SetOutputFilter UPPER
+</Location>
+<Location /filter-broken>
+    SetHandler mod_python
+    PythonHandler handlers::teapot
+    SetOutputFilter BROKENFILTER
 </Location>
 <Location /cookies>
     SetHandler mod_python
@@ -1056,3 +1083,20 @@ def test_psp_page(srv):
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("text/html")
     assert r.text == "<html>\n\n<p>0</p>\n\n<p>1</p>\n\n<p>2</p>\n\nonce included 42\n2\n</html>\n"
+
+
+# -- output filters ----------------------------------------------------------------------
+
+def test_output_filter_on_a_handler_and_on_a_static_file(srv):
+    r = get(srv, "/filtered")
+    assert (r.status_code, r.text) == (202, "SHORT AND STOUT")
+    r = get(srv, "/filtered-static/page.html")
+    assert (r.status_code, r.text) == (200, "STATIC PAGE")
+
+
+def test_output_filter_error_drops_that_data_and_is_logged(srv):
+    off = srv.log_size()
+    r = get(srv, "/filter-broken")
+    assert r.text == ""
+    # As mod_python: the filter's (lower-cased) name and the handler start each line.
+    srv.wait_for_log(r"brokenfilter handlers::broken_filter: RuntimeError: filter breaks", since=off)

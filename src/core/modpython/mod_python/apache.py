@@ -395,3 +395,25 @@ def _import_dispatch(name, interpreter_name, pythonpath=None):
     module = import_module(module_name, autoreload=0)
     if func:
         getattr(module, func)()
+
+
+def _filter_dispatch(filter, spec, directory, debug, autoreload, pythonpath):
+    """One call of a PythonOutputFilter: on an error, log it (and with PythonDebug show it
+    in the output); the data of that call is dropped and the rest goes through
+    unfiltered, as mod_python."""
+    module_name, _, obj_str = spec.partition("::")
+    try:
+        _apply_path(pythonpath, directory, False)
+        module = import_module(module_name, autoreload=autoreload, log=debug)
+        obj = _resolve(module, obj_str or "outputfilter", filter.req, False)
+        obj(filter)
+    except BaseException:
+        etype, evalue, etb = sys.exc_info()
+        lines = traceback.format_exception(etype, evalue, etb)
+        etb = None
+        for e in lines:
+            filter.req.log_error("%s %s: %s" % (filter.name, spec, e[:-1]), APLOG_ERR)
+        filter.disable()
+        if debug and not filter.closed:
+            s = '\n<pre>\nMod_python error: "%s %s"\n\n' % (filter.name, spec)
+            filter.write(s + "".join(html.escape(e) + "\n" for e in lines) + "</pre>\n")
