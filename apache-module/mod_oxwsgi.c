@@ -61,6 +61,8 @@ extern const void *oxwsgi_rs_mp_merge(apr_pool_t *p, const void *base,
                                       const void *add);
 extern int oxwsgi_rs_mp_phase(request_rec *r, int phase);
 extern apr_status_t oxwsgi_rs_mp_output_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+extern apr_status_t oxwsgi_rs_mp_input_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                              int mode, int block, apr_off_t readbytes);
 
 
 /* ---- directives --------------------------------------------------------- */
@@ -222,7 +224,8 @@ const command_rec oxwsgi_cmds[] = {
     MODPYTHON("PythonDebug", OR_ALL, "On|Off: tracebacks to the client"),
     MODPYTHON("PythonEnablePdb", OR_ALL, "Off only"),
     MODPYTHON("PythonOptimize", RSRC_CONF, "On|Off (use WSGIPythonOptimize)"),
-    MODPYTHON("PythonInputFilter", RSRC_CONF, "not supported yet"),
+    MODPYTHON("PythonInputFilter", RSRC_CONF,
+              "module[::function] NAME: an input filter for SetInputFilter NAME"),
     MODPYTHON("PythonOutputFilter", RSRC_CONF,
               "module[::function] NAME: an output filter for SetOutputFilter NAME"),
     MODPYTHON("PythonConnectionHandler", RSRC_CONF, "not supported yet"),
@@ -435,6 +438,71 @@ int
 oxwsgi_ap_filter_pass_brigade(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     return ap_pass_brigade(f->next, bb) == APR_SUCCESS ? 0 : -1;
+}
+
+
+static apr_status_t
+oxwsgi_mp_input_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                       apr_read_type_e block, apr_off_t readbytes)
+{
+    return oxwsgi_rs_mp_input_filter(f, bb, (int) mode, (int) block, readbytes);
+}
+
+
+void
+oxwsgi_ap_register_mp_input_filter(const char *name)
+{
+    ap_register_input_filter(name, oxwsgi_mp_input_filter, NULL, AP_FTYPE_RESOURCE);
+}
+
+
+int
+oxwsgi_ap_filter_get(ap_filter_t *f, int mode, int block, apr_off_t readbytes,
+                     char **data, apr_size_t *len, int *eos)
+{
+    apr_bucket_brigade *tmp = apr_brigade_create(f->r->pool, f->c->bucket_alloc);
+    apr_bucket *e;
+    apr_status_t rv;
+
+    *eos = 0;
+    *len = 0;
+    rv = ap_get_brigade(f->next, tmp, (ap_input_mode_t) mode, (apr_read_type_e) block,
+                        readbytes);
+    if (rv == APR_SUCCESS) {
+        for (e = APR_BRIGADE_FIRST(tmp); e != APR_BRIGADE_SENTINEL(tmp);
+             e = APR_BUCKET_NEXT(e)) {
+            if (APR_BUCKET_IS_EOS(e)) {
+                *eos = 1;
+            }
+        }
+        rv = apr_brigade_pflatten(tmp, data, len, f->r->pool);
+    }
+    apr_brigade_destroy(tmp);
+    return rv == APR_SUCCESS ? 0 : -1;
+}
+
+
+void
+oxwsgi_ap_filter_append(ap_filter_t *f, apr_bucket_brigade *bb, const char *data,
+                        apr_size_t len, int eos)
+{
+    apr_bucket_alloc_t *ba = f->c->bucket_alloc;
+
+    if (len > 0) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, ba));
+    }
+    if (eos) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    }
+}
+
+
+int
+oxwsgi_ap_filter_get_brigade(ap_filter_t *f, apr_bucket_brigade *bb, int mode, int block,
+                             apr_off_t readbytes)
+{
+    return ap_get_brigade(f->next, bb, (ap_input_mode_t) mode, (apr_read_type_e) block,
+                          readbytes) == APR_SUCCESS ? 0 : -1;
 }
 
 

@@ -185,6 +185,15 @@ int oxwsgi_ap_filter_pass(ap_filter_t *f, const char *data, apr_size_t len, int 
 int oxwsgi_ap_filter_pass_brigade(ap_filter_t *f, apr_bucket_brigade *bb);
 request_rec *oxwsgi_ap_filter_request(ap_filter_t *f);
 const char *oxwsgi_ap_filter_name(ap_filter_t *f);
+void oxwsgi_ap_register_mp_input_filter(const char *name);
+/* Input filters: read from the filter before (mode/block/readbytes as called), append
+ * to the caller's brigade, or let a call through. */
+int oxwsgi_ap_filter_get(ap_filter_t *f, int mode, int block, apr_off_t readbytes,
+                         char **data, apr_size_t *len, int *eos);
+void oxwsgi_ap_filter_append(ap_filter_t *f, apr_bucket_brigade *bb, const char *data,
+                             apr_size_t len, int eos);
+int oxwsgi_ap_filter_get_brigade(ap_filter_t *f, apr_bucket_brigade *bb, int mode,
+                                 int block, apr_off_t readbytes);
 /* Why this module cannot run as loaded (twice, or beside mod_wsgi), or NULL. */
 const char *oxwsgi_ap_load_problem(void);
 /* 0 when there is no scoreboard; process/worker indexes must be below the limits. */

@@ -451,3 +451,23 @@ pub unsafe extern "C" fn oxwsgi_rs_mp_output_filter(f: *mut ap_filter_t, bb: *mu
     let Some(bb) = (unsafe { httpd::FilterBrigade::from_ptr(bb) }) else { return -1 };
     guard("mod_python output filter", -1, || super::modpython_filter::output_filter(f, &bb))
 }
+
+/// A mod_python input filter's call. Called by the C shim only.
+///
+/// # Safety
+/// `f` and `bb` must be the filter and brigade httpd passed to the running filter call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_mp_input_filter(
+    f: *mut ap_filter_t,
+    bb: *mut apr_bucket_brigade,
+    mode: c_int,
+    block: c_int,
+    readbytes: apr_off_t,
+) -> apr_status_t {
+    // SAFETY: httpd calls the filter with its live filter, on this thread.
+    let f = unsafe { httpd::Filter::from_ptr(f) };
+    // SAFETY: the brigade httpd passed to this call.
+    let Some(bb) = (unsafe { httpd::FilterBrigade::from_ptr(bb) }) else { return -1 };
+    let call = httpd::InputCall { mode, block, readbytes };
+    guard("mod_python input filter", -1, || super::modpython_filter::input_filter(f, &bb, call))
+}

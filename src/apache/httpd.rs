@@ -1090,6 +1090,13 @@ pub mod process {
         unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
+    /// Register a mod_python input filter called `name` with httpd (configuration time).
+    pub fn register_mp_input_filter(name: &CStr) {
+        // SAFETY: called while the configuration is read (one thread); httpd copies the
+        // name into its filter registry.
+        unsafe { oxwsgi_ap_register_mp_input_filter(name.as_ptr()) }
+    }
+
     /// Register a mod_python output filter called `name` with httpd (configuration time).
     pub fn register_mp_output_filter(name: &CStr) {
         // SAFETY: called while the configuration is read (one thread); httpd copies the
@@ -1453,8 +1460,23 @@ impl Request {
 #[repr(transparent)]
 pub struct Filter(UnsafeCell<ap_filter_t>);
 
-/// The brigade an output filter was called with.
+/// The brigade a filter was called with.
+#[derive(Clone)]
 pub struct FilterBrigade(NonNull<apr_bucket_brigade>);
+
+// SAFETY: used only during its filter call, on that call's thread (the filter object that
+// keeps one checks both, as for FilterHandle); Python objects holding it need it Send.
+unsafe impl Send for FilterBrigade {}
+// SAFETY: as Send.
+unsafe impl Sync for FilterBrigade {}
+
+/// How an input filter was called (`ap_input_mode_t`, `apr_read_type_e`, readbytes).
+#[derive(Clone, Copy, Debug)]
+pub struct InputCall {
+    pub mode: i32,
+    pub block: i32,
+    pub readbytes: i64,
+}
 
 impl Filter {
     /// # Safety
@@ -1509,6 +1531,50 @@ impl Filter {
     pub fn pass(&self, data: &[u8], flags: i32) -> bool {
         // SAFETY: the filter is live; the shim copies data into a heap bucket.
         unsafe { oxwsgi_ap_filter_pass(self.as_ptr(), data.as_ptr() as *const c_char, data.len(), flags) == 0 }
+    }
+
+    /// Input filters: read from the filter before this one, as the caller asked (at most
+    /// `max` bytes when given); the data and whether the body ended.
+    pub fn get(&self, call: InputCall, max: Option<i64>) -> Option<(Vec<u8>, bool)> {
+        let mut data: *mut c_char = std::ptr::null_mut();
+        let mut len: apr_size_t = 0;
+        let mut eos = 0;
+        let n = max.map_or(call.readbytes, |m| m.min(call.readbytes).max(1));
+        // SAFETY: the filter is live; the out parameters are writable.
+        let rc =
+            unsafe { oxwsgi_ap_filter_get(self.as_ptr(), call.mode, call.block, n, &mut data, &mut len, &mut eos) };
+        if rc != 0 {
+            return None;
+        }
+        let bytes = if data.is_null() || len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: pflatten returned len bytes at data, in the request pool.
+            unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec()
+        };
+        Some((bytes, eos != 0))
+    }
+
+    /// Input filters: add `data` (copied) and maybe EOS to the caller's brigade.
+    pub fn append(&self, bb: &FilterBrigade, data: &[u8], eos: bool) {
+        // SAFETY: the filter and the caller's brigade are live; the shim copies data.
+        unsafe {
+            oxwsgi_ap_filter_append(
+                self.as_ptr(),
+                bb.0.as_ptr(),
+                data.as_ptr() as *const c_char,
+                data.len(),
+                i32::from(eos),
+            )
+        }
+    }
+
+    /// Input filters: let this call through to the filter before.
+    pub fn get_brigade(&self, bb: &FilterBrigade, call: InputCall) -> bool {
+        // SAFETY: the filter and the caller's brigade are live.
+        unsafe {
+            oxwsgi_ap_filter_get_brigade(self.as_ptr(), bb.0.as_ptr(), call.mode, call.block, call.readbytes) == 0
+        }
     }
 
     /// Hand `bb` to the next filter untouched.

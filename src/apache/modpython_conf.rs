@@ -119,24 +119,28 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<()
             }
             _ => return Err("PythonImport takes a module (module::function) and an interpreter name".into()),
         },
-        "PythonOutputFilter" => match args {
+        "PythonOutputFilter" | "PythonInputFilter" => match args {
             [handler, fname] => {
                 if handler.split("::").next().unwrap_or("").is_empty() {
-                    return Err(format!(
-                        "PythonOutputFilter: {handler:?} is not a handler (module or module::function)"
-                    ));
+                    return Err(format!("{name}: {handler:?} is not a handler (module or module::function)"));
                 }
+                let is_input = name == "PythonInputFilter";
                 super::modpython_filter::define(
+                    is_input,
                     fname,
                     super::modpython_filter::FilterDef { spec: handler.clone(), directory: directory.clone() },
                 );
-                let c = std::ffi::CString::new(fname.as_str()).map_err(|_| "PythonOutputFilter: NUL in the name")?;
-                super::httpd::process::register_mp_output_filter(&c);
+                let c = std::ffi::CString::new(fname.as_str()).map_err(|_| format!("{name}: NUL in the name"))?;
+                if is_input {
+                    super::httpd::process::register_mp_input_filter(&c);
+                } else {
+                    super::httpd::process::register_mp_output_filter(&c);
+                }
                 return Ok(());
             }
-            _ => return Err("PythonOutputFilter takes a handler and a filter name".into()),
+            _ => return Err(format!("{name} takes a handler and a filter name")),
         },
-        "PythonInputFilter" | "PythonConnectionHandler" => {
+        "PythonConnectionHandler" => {
             return Err(format!("{name} is not supported by oxwsgi yet"));
         }
         _ => return Err(format!("{name}: not a mod_python directive oxwsgi knows")),

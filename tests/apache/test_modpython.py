@@ -258,6 +258,17 @@ def upper(filter):
     if s is None:
         filter.close()
 
+def upper_in(filter):
+    s = filter.read()
+    while s:
+        filter.write(s.upper())
+        s = filter.read()
+    if s is None:
+        filter.close()
+
+def noop_in(filter):
+    pass
+
 def broken_filter(filter):
     raise RuntimeError("filter breaks")
 
@@ -446,6 +457,8 @@ PythonOption overridden server
 PythonPostReadRequestHandler handlers::postread
 PythonOutputFilter handlers::upper UPPER
 PythonOutputFilter handlers::broken_filter BROKENFILTER
+PythonInputFilter handlers::upper_in UPPERIN
+PythonInputFilter handlers::noop_in NOOPIN
 PythonTransHandler handlers::trans
 
 <Location /typed>
@@ -516,6 +529,11 @@ Alias /typed {d}
 Alias /filtered-static {d}
 <Location /filtered-static>
     SetOutputFilter UPPER
+</Location>
+<Location /echo-filtered>
+    SetHandler mod_python
+    PythonHandler handlers::echo
+    SetInputFilter UPPERIN
 </Location>
 <Location /filter-broken>
     SetHandler mod_python
@@ -1100,3 +1118,11 @@ def test_output_filter_error_drops_that_data_and_is_logged(srv):
     assert r.text == ""
     # As mod_python: the filter's (lower-cased) name and the handler start each line.
     srv.wait_for_log(r"brokenfilter handlers::broken_filter: RuntimeError: filter breaks", since=off)
+
+
+def test_input_filter(srv):
+    body = b"a request body, " * 1000
+    r = get(srv, "/echo-filtered", method="POST", data=body)
+    assert (r.status_code, r.content) == (200, body.upper())
+    r = get(srv, "/echo-filtered?line", method="POST", data=b"first line\nabcdefgh")
+    assert r.json() == ["FIRST LINE\n", "ABC", "DEFGH"]

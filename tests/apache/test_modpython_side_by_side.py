@@ -59,6 +59,11 @@ WSGIScriptAlias /wsgi {mp}/app.wsgi
     PythonAutoReload Off
     PythonHandler reloaded
 </Location>
+<Location /echo-noop>
+    SetHandler mod_python
+    PythonHandler handlers::echo
+    SetInputFilter NOOPIN
+</Location>
 <Location /gateway>
     SetHandler mod_python
     PythonHandler mod_python.wsgi
@@ -137,3 +142,9 @@ LoadModule authz_core_module {mods}/mod_authz_core.so
     assert "Syntax OK" not in out
     assert out.count("mod_python is loaded as well as mod_oxwsgi") == 1, out
     assert "a2dismod python" in out
+
+
+def test_input_filter_that_does_nothing_lets_the_body_through(srv):
+    # Without this, the reader would get no data and no end, forever.
+    r = requests.post(srv.url("/echo-noop"), data=b"untouched body", timeout=20)
+    assert (r.status_code, r.content) == (200, b"untouched body")

@@ -405,7 +405,8 @@ def _filter_dispatch(filter, spec, directory, debug, autoreload, pythonpath):
     try:
         _apply_path(pythonpath, directory, False)
         module = import_module(module_name, autoreload=autoreload, log=debug)
-        obj = _resolve(module, obj_str or "outputfilter", filter.req, False)
+        default = "inputfilter" if filter.is_input else "outputfilter"
+        obj = _resolve(module, obj_str or default, filter.req, False)
         obj(filter)
     except BaseException:
         etype, evalue, etb = sys.exc_info()
