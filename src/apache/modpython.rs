@@ -49,7 +49,7 @@ pub fn aplog_to_level(level: i32) -> Level {
 /// mod_python's interpreter name for a handler list of this request: `PythonInterpreter`,
 /// else the file's directory (`PythonInterpPerDirectory`), else the directive's directory
 /// (`PythonInterpPerDirective`), else the virtual host's `ServerName`.
-fn interpreter_name(r: &Request, conf: &MpConf, first: Option<&Handler>) -> String {
+pub(super) fn interpreter_name(r: &Request, conf: &MpConf, first: Option<&Handler>) -> String {
     if let Some(n) = &conf.interpreter {
         return n.clone();
     }
@@ -75,8 +75,11 @@ fn interpreter_name(r: &Request, conf: &MpConf, first: Option<&Handler>) -> Stri
 ///
 /// The one place that picks the interpreter: until named interpreters exist
 /// (`src/core/interp.rs`), every name runs in the main interpreter, and `req.interpreter`
-/// still reports mod_python's name.
-fn in_interpreter<R>(py: Python<'_>, _name: &str, f: impl FnOnce(Python<'_>) -> R) -> R {
+/// still reports mod_python's name. Everything Python of a mod_python request, filter,
+/// cleanup or `PythonImport` runs inside this. When it switches interpreters, two
+/// process-wide caches must become per interpreter: the installed-package flag of
+/// `core::modpython::install` and [`dispatch`]'s `DISPATCH`.
+pub(super) fn in_interpreter<R>(py: Python<'_>, _name: &str, f: impl FnOnce(Python<'_>) -> R) -> R {
     f(py)
 }
 

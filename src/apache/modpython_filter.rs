@@ -345,90 +345,96 @@ fn run(f: &Filter, name: &str, def: &FilterDef, is_input: bool, setup: impl FnOn
     // SAFETY (FilterHandle::new's contract): the handle is stored for this call only; the
     // object checks the thread and clears it before this function returns.
     let handle = unsafe { FilterHandle::new(f) };
-    let ok = Python::attach(|py| -> PyResult<bool> {
-        let obj =
-            LIVE.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(&key)).map(|o| o.clone_ref(py));
-        let obj = match obj {
-            Some(o) => o,
-            None => {
-                let interp = String::from_utf8_lossy(r.server().hostname()).into_owned();
-                let req = super::modpython::request_for(py, r, &conf, &interp)?;
-                let o = Py::new(
-                    py,
-                    MpFilter {
-                        state: Mutex::new(FilterState {
-                            handle: None,
-                            thread: None,
-                            data: Vec::new(),
-                            pos: 0,
-                            eos: false,
-                            closed: false,
-                            disabled: false,
-                            input: None,
-                            touched: false,
-                        }),
-                        req,
-                        name: name.to_string(),
-                        is_input,
-                    },
-                )?;
-                LIVE.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert_with(HashMap::new)
-                    .insert(key, o.clone_ref(py));
-                r.pool().on_clear_data(key, filter_ended);
-                o
+    let interp = super::modpython::interpreter_name(r, &conf, None);
+    let ok = Python::attach(|py| {
+        super::modpython::in_interpreter(py, &interp, |py| -> PyResult<bool> {
+            let obj = LIVE
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(|m| m.get(&key))
+                .map(|o| o.clone_ref(py));
+            let obj = match obj {
+                Some(o) => o,
+                None => {
+                    let req = super::modpython::request_for(py, r, &conf, &interp)?;
+                    let o = Py::new(
+                        py,
+                        MpFilter {
+                            state: Mutex::new(FilterState {
+                                handle: None,
+                                thread: None,
+                                data: Vec::new(),
+                                pos: 0,
+                                eos: false,
+                                closed: false,
+                                disabled: false,
+                                input: None,
+                                touched: false,
+                            }),
+                            req,
+                            name: name.to_string(),
+                            is_input,
+                        },
+                    )?;
+                    LIVE.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(HashMap::new)
+                        .insert(key, o.clone_ref(py));
+                    r.pool().on_clear_data(key, filter_ended);
+                    o
+                }
+            };
+            {
+                let mut st = obj.get().state.lock().unwrap_or_else(|p| p.into_inner());
+                st.handle = Some(handle.clone());
+                st.thread = Some(std::thread::current().id());
+                st.touched = false;
+                setup(&mut st);
             }
-        };
-        {
-            let mut st = obj.get().state.lock().unwrap_or_else(|p| p.into_inner());
-            st.handle = Some(handle.clone());
-            st.thread = Some(std::thread::current().id());
-            st.touched = false;
-            setup(&mut st);
-        }
-        let result = py.import("mod_python.apache").and_then(|m| m.getattr("_filter_dispatch")).and_then(|d| {
-            d.call1((
-                obj.clone_ref(py),
-                def.spec.as_str(),
-                def.directory.clone(),
-                conf.debug.unwrap_or(false),
-                conf.autoreload.unwrap_or(true),
-                conf.path.clone(),
-            ))
-        });
-        if let Err(e) = result {
-            log_exception(py, &*log, &format!("{directive} {}", def.spec), "failed", &e);
-        }
-        let (must_close, input) = {
-            let mut st = obj.get().state.lock().unwrap_or_else(|p| p.into_inner());
-            st.handle = None;
-            st.thread = None;
-            if let Some((bb, call)) = st.input.clone().filter(|_| !st.touched) {
-                // An input filter that neither read nor wrote: this read goes through, or
-                // the reader would get nothing, forever.
-                st.input = None;
-                drop(st);
-                return Ok(handle.get().get_brigade(&bb, call));
+            let result = py.import("mod_python.apache").and_then(|m| m.getattr("_filter_dispatch")).and_then(|d| {
+                d.call1((
+                    obj.clone_ref(py),
+                    def.spec.as_str(),
+                    def.directory.clone(),
+                    conf.debug.unwrap_or(false),
+                    conf.autoreload.unwrap_or(true),
+                    conf.path.clone(),
+                ))
+            });
+            if let Err(e) = result {
+                log_exception(py, &*log, &format!("{directive} {}", def.spec), "failed", &e);
             }
-            if !is_input {
-                st.data = Vec::new();
+            let (must_close, input) = {
+                let mut st = obj.get().state.lock().unwrap_or_else(|p| p.into_inner());
+                st.handle = None;
+                st.thread = None;
+                if let Some((bb, call)) = st.input.clone().filter(|_| !st.touched) {
+                    // An input filter that neither read nor wrote: this read goes through, or
+                    // the reader would get nothing, forever.
+                    st.input = None;
+                    drop(st);
+                    return Ok(handle.get().get_brigade(&bb, call));
+                }
+                if !is_input {
+                    st.data = Vec::new();
+                }
+                // The body or response ended (and everything read was handed on) but the
+                // filter did not close: close it, or the other side would wait forever.
+                let must = st.eos && !st.closed && st.pos >= st.data.len();
+                st.closed |= must;
+                (must, st.input.take())
+            };
+            if !must_close {
+                return Ok(true);
             }
-            // The body or response ended (and everything read was handed on) but the
-            // filter did not close: close it, or the other side would wait forever.
-            let must = st.eos && !st.closed && st.pos >= st.data.len();
-            st.closed |= must;
-            (must, st.input.take())
-        };
-        if !must_close {
-            return Ok(true);
-        }
-        Ok(match input {
-            Some((bb, _)) => {
-                handle.get().append(&bb, b"", true);
-                true
-            }
-            None => py.detach(|| handle.get().pass(b"", OXWSGI_W_EOS as i32)),
+            Ok(match input {
+                Some((bb, _)) => {
+                    handle.get().append(&bb, b"", true);
+                    true
+                }
+                None => py.detach(|| handle.get().pass(b"", OXWSGI_W_EOS as i32)),
+            })
         })
     });
     match ok {
