@@ -28,6 +28,36 @@ def handler(req):
     return apache.OK
 '''
 
+STASH = '''
+import threading
+from mod_python import apache
+_kept = []
+
+def handler(req):
+    out = []
+    if _kept:
+        try:
+            _kept[0].uri
+            out.append("old req usable")
+        except RuntimeError as e:
+            out.append("old req: %s" % e)
+    _kept[:] = [req]
+    box = []
+    def other():
+        try:
+            req.write("from another thread")
+            box.append("written")
+        except RuntimeError as e:
+            box.append("thread: %s" % e)
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    out.extend(box)
+    req.content_type = "text/plain"
+    req.write("\\n".join(out))
+    return apache.OK
+'''
+
 GATEWAY_APP = '''
 def application(environ, start_response):
     body = "%s|%s|%s|%s" % (environ["REQUEST_METHOD"], environ.get("SCRIPT_NAME"),
@@ -45,6 +75,7 @@ def srv():
     (mp / "app.wsgi").write_text(WSGI_APP)
     (mp / "reloaded.py").write_text(RELOADED)
     (mp / "gateway.py").write_text(GATEWAY_APP)
+    (mp / "stash.py").write_text(STASH)
     s.extra = f"""
 WSGIScriptAlias /wsgi {mp}/app.wsgi
 <Directory {mp}>
@@ -58,6 +89,10 @@ WSGIScriptAlias /wsgi {mp}/app.wsgi
     SetHandler mod_python
     PythonAutoReload Off
     PythonHandler reloaded
+</Location>
+<Location /stash>
+    SetHandler mod_python
+    PythonHandler stash
 </Location>
 <Location /echo-noop>
     SetHandler mod_python
@@ -148,3 +183,12 @@ def test_input_filter_that_does_nothing_lets_the_body_through(srv):
     # Without this, the reader would get no data and no end, forever.
     r = requests.post(srv.url("/echo-noop"), data=b"untouched body", timeout=20)
     assert (r.status_code, r.content) == (200, b"untouched body")
+
+
+def test_req_is_refused_after_its_request_and_from_other_threads(srv):
+    first = get(srv, "/stash").text.split("\n")
+    assert first == ["thread: a req object can only be used by the thread serving its request"]
+    second = get(srv, "/stash").text.split("\n")
+    # Ended, or (if the first request's memory is not released yet) owned by another thread.
+    assert second[0] in ("old req: the request this req object served has ended",
+                         "old req: a req object can only be used by the thread serving its request"), second
