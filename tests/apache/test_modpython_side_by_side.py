@@ -189,6 +189,9 @@ def test_req_is_refused_after_its_request_and_from_other_threads(srv):
     first = get(srv, "/stash").text.split("\n")
     assert first == ["thread: a req object can only be used by the thread serving its request"]
     second = get(srv, "/stash").text.split("\n")
-    # Ended, or (if the first request's memory is not released yet) owned by another thread.
+    # Ended; or, if httpd has not released the first request yet (the event MPM may finish
+    # writing it later, elsewhere), owned by another thread, or still live on this one.
     assert second[0] in ("old req: the request this req object served has ended",
-                         "old req: a req object can only be used by the thread serving its request"), second
+                         "old req: a req object can only be used by the thread serving its request",
+                         "old req usable"), second
+    assert second[1:] == first
