@@ -1090,6 +1090,12 @@ pub mod process {
         unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
+    /// `-D name` was given to httpd (`<IfDefine name>`).
+    pub fn config_define_exists(name: &CStr) -> bool {
+        // SAFETY: a plain look-up in httpd's list of defines with a NUL-terminated name.
+        unsafe { ap_exists_config_define(name.as_ptr()) != 0 }
+    }
+
     /// Register a mod_python input filter called `name` with httpd (configuration time).
     pub fn register_mp_input_filter(name: &CStr) {
         // SAFETY: called while the configuration is read (one thread); httpd copies the
@@ -1199,6 +1205,14 @@ impl CmdParms {
         let name = unsafe { as_bytes(name) };
         name.eq_ignore_ascii_case(b"<Location") || name.eq_ignore_ascii_case(b"<LocationMatch")
     }
+}
+
+/// A request related to another (`Request::related`).
+#[derive(Clone, Copy, Debug)]
+pub enum Related {
+    Main,
+    Prev,
+    Next,
 }
 
 /// The request tables mod_python's `req` exposes.
@@ -1358,6 +1372,20 @@ impl Request {
         // SAFETY: NULL or a connection pool string, valid while the request is.
         unsafe { opt_bytes(p) }.map(|b| b.to_vec())
     }
+    /// The request this one is a subrequest of (`r->main`), the one it was redirected
+    /// from (`r->prev`) or to (`r->next`).
+    pub fn related(&self, which: Related) -> Option<&Request> {
+        let p = self.get(|r| match which {
+            Related::Main => r.main,
+            Related::Prev => r.prev,
+            Related::Next => r.next,
+        });
+        // SAFETY: main outlives its subrequests, and prev/next of an internal redirect
+        // share this request's pool: each is NULL or live while this request is, and is
+        // used from this thread only.
+        (!p.is_null()).then(|| unsafe { Request::from_ptr(p) })
+    }
+
     /// A subrequest or internal redirect's origin exists.
     pub fn is_initial(&self) -> bool {
         self.get(|r| r.main.is_null() && r.prev.is_null())

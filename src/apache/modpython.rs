@@ -93,6 +93,7 @@ fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_class::<super::modpython_filter::MpFilter>()?;
     m.add_function(pyo3::wrap_pyfunction!(log_error, &m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(mpm_query, &m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(exists_config_define, &m)?)?;
     Ok(m)
 }
 
@@ -109,6 +110,13 @@ fn log_error(message: &str, level: i32) {
 #[pyfunction]
 fn mpm_query(code: u32) -> i32 {
     super::httpd::process::mpm_query(code).unwrap_or(0)
+}
+
+/// `apache.exists_config_define(name)`: httpd was started with `-D name`.
+#[pyfunction]
+fn exists_config_define(name: &str) -> PyResult<bool> {
+    let c = std::ffi::CString::new(name).map_err(|_| pyo3::exceptions::PyValueError::new_err("NUL in the name"))?;
+    Ok(super::httpd::process::config_define_exists(&c))
 }
 
 /// The embedded `mod_python` package, installed into `sys.modules` once.

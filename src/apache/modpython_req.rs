@@ -16,7 +16,7 @@ use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyTypeError, PyVal
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use super::httpd::{Brigade, Read, Request, RequestHandle, SendFile, TableId};
+use super::httpd::{Brigade, Read, Related, Request, RequestHandle, SendFile, TableId};
 use super::modpython_conf::{Handler, MpConf, PHASES};
 use crate::ffi::httpd::{APR_NOFILE, OXWSGI_W_FLUSH};
 
@@ -157,6 +157,15 @@ impl MpRequest {
         if st.interpreter != interpreter {
             st.interpreter = interpreter.to_string();
         }
+    }
+
+    /// The `req` of a related request (made on first use, as mod_python).
+    fn related(&self, py: Python<'_>, which: Related) -> PyResult<Option<Py<MpRequest>>> {
+        let (conf, interp) = self.with_r(|_, st| Ok((st.conf.clone(), st.interpreter.clone())))?;
+        self.check(false)?;
+        let Some(other) = self.handle.get().related(which) else { return Ok(None) };
+        let conf = other.dir_conf().modpython().unwrap_or(conf);
+        super::modpython::request_for(py, other, &conf, &interp).map(Some)
     }
 
     /// mod_python's name of the interpreter the request's handlers run in.
@@ -681,6 +690,22 @@ impl MpRequest {
             })
         })?;
         Py::new(py, s)
+    }
+
+    /// The request this is a subrequest of, or `None`.
+    #[getter]
+    fn main(&self, py: Python<'_>) -> PyResult<Option<Py<MpRequest>>> {
+        self.related(py, Related::Main)
+    }
+    /// The request this one was internally redirected from, or `None`.
+    #[getter]
+    fn prev(&self, py: Python<'_>) -> PyResult<Option<Py<MpRequest>>> {
+        self.related(py, Related::Prev)
+    }
+    /// The request this one was internally redirected to, or `None`.
+    #[getter]
+    fn next(&self, py: Python<'_>) -> PyResult<Option<Py<MpRequest>>> {
+        self.related(py, Related::Next)
     }
 
     #[getter]

@@ -51,6 +51,8 @@ def info(req):
         "remote_ip": req.connection.remote_ip, "debug": req.get_config().get("PythonDebug"),
         "post_read": req.headers_in.get("X-Post-Read"),
         "remote_host": req.get_remote_host(apache.REMOTE_NOLOOKUP), "clength": req.clength,
+        "hlist": req.hlist.handler, "define": apache.exists_config_define("NO_SUCH_DEFINE"),
+        "prev": req.prev.uri if req.prev else None,
     }
     req.write(json.dumps(out))
     return apache.OK
@@ -213,6 +215,10 @@ def authz(req):
 
 def iredirect(req):
     req.internal_redirect("/hello")
+    return apache.OK
+
+def iredirect_info(req):
+    req.internal_redirect("/info?from=redirect")
     return apache.OK
 
 def adder(req):
@@ -491,6 +497,10 @@ Alias /typed {d}
     SetHandler mod_python
     PythonHandler handlers::iredirect
 </Location>
+<Location /redirect-to-info>
+    SetHandler mod_python
+    PythonHandler handlers::iredirect_info
+</Location>
 <Location /added>
     SetHandler mod_python
     PythonFixupHandler handlers::adder
@@ -726,6 +736,7 @@ def test_request_data_options_and_phase_attributes(srv):
     assert j["server"] == "127.0.0.1" and j["remote_ip"] == "127.0.0.1"
     assert j["debug"] is None
     assert (j["remote_host"], j["clength"]) == ("127.0.0.1", 0)
+    assert (j["hlist"], j["define"], j["prev"]) == ("handlers::info", False, None)
 
 
 @pytest.mark.parametrize("path", ["/stack", "/stack-lines"])
@@ -983,6 +994,11 @@ def test_authen_handler_ok_without_a_user_is_500(srv):
 def test_internal_redirect(srv):
     r = get(srv, "/iredirect")
     assert (r.status_code, r.text) == (200, "Hello, world \u00e9t\u00e9")
+
+
+def test_internal_redirect_links_the_requests(srv):
+    j = get(srv, "/redirect-to-info", headers={"X-Test": "t"}).json()
+    assert (j["uri"], j["args"], j["prev"]) == ("/info", "from=redirect", "/redirect-to-info")
 
 
 def test_add_handler_from_an_earlier_phase(srv):

@@ -116,6 +116,11 @@ AP_MPMQ_MAX_REQUESTS_DAEMON = 11
 AP_MPMQ_MAX_DAEMONS = 12
 
 
+def exists_config_define(name):
+    """httpd was started with -D name (what <IfDefine name> tests)."""
+    return _oxwsgi.exists_config_define(str(name))
+
+
 def mpm_query(code):
     """An AP_MPMQ_* value of Apache's MPM."""
     return _oxwsgi.mpm_query(int(code))
@@ -123,6 +128,19 @@ def mpm_query(code):
 # The name of the interpreter of the handler running now (mod_python sets it per
 # interpreter; oxwsgi sets it before each phase).
 interpreter = None
+
+
+class _HList:
+    """req.hlist: the handler being run (its directive's directory and whether it is a
+    <Location>), as mod_python exposes it."""
+
+    def __init__(self, handler, directory, is_location, silent):
+        self.handler, self.directory = handler, directory
+        self.is_location, self.silent = is_location, silent
+        self.parent = None
+
+    def __repr__(self):
+        return "<hlist %r in %r>" % (self.handler, self.directory)
 
 
 class SERVER_RETURN(Exception):
@@ -352,6 +370,7 @@ def _dispatch(req, phase, handlers, debug, autoreload, pythonpath):
     try:
         for spec, default_obj, directory, is_location, silent in handlers:
             hname = spec
+            req.hlist = _HList(spec, directory, is_location, silent)
             module_name, _, obj_str = spec.partition("::")
             obj_str = obj_str or default_obj
             _apply_path(pythonpath, directory, is_location)
