@@ -1,4 +1,4 @@
-"""oxwsgi only: a WSGI application and mod_python handlers in one virtual host,
+"""oxwsgi only: a WSGI application and mod_python handlers in one virtual host, graceful restarts,
 mod_python.wsgi, auto-reload (broken in mod_python 3.5 on Python 3), and the refusal to
 start beside mod_python itself."""
 
@@ -195,3 +195,27 @@ def test_req_is_refused_after_its_request_and_from_other_threads(srv):
                          "old req: a req object can only be used by the thread serving its request",
                          "old req usable"), second
     assert second[1:] == first
+
+
+def test_graceful_restart_keeps_filters_imports_and_handlers():
+    s = ModPythonServer("oxwsgi")
+    try:
+        s.start()
+        for _ in range(2):
+            subprocess.run([paths.APACHE_BIN, "-f", str(s.conf), "-k", "graceful"], check=True,
+                           capture_output=True, timeout=60)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if get(s, "/filtered").text == "SHORT AND STOUT":
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.2)
+            assert get(s, "/filtered").text == "SHORT AND STOUT"
+            assert get(s, "/imported").json()["preloaded"] is True
+            assert get(s, "/stack").text == "12"
+    finally:
+        s.stop()
+        s.check_log()
+        s.cleanup()
