@@ -934,11 +934,18 @@ def test_directory_handler_by_extension_and_directory_on_sys_path(flavour):
     # Without PythonPath, a handler's <Directory> goes in front of sys.path.
     s = ModPythonServer(flavour, minimal=True)
     d = s.stage.root / "htdocs" / "dir"
+    ht = s.stage.root / "htdocs" / "ht"
+    ht.mkdir(parents=True)
+    (ht / "dirhandler.py").write_text(DIRHANDLER)
+    (ht / ".htaccess").write_text("SetHandler mod_python\nPythonHandler dirhandler\n")
     s.extra = f"""
 <Directory {d}>
     AddHandler mod_python .py
     PythonInterpPerDirectory On
     PythonHandler dirhandler | .py
+</Directory>
+<Directory {ht}>
+    AllowOverride All
 </Directory>
 """
     try:
@@ -947,6 +954,9 @@ def test_directory_handler_by_extension_and_directory_on_sys_path(flavour):
         assert (r.status_code, r.text) == (200, f"dir handler; on path: True; interpreter {d}/")
         # Files without the extension are Apache's.
         assert get(s, "/dir/page.html").text == "static page"
+        # The same from an .htaccess file (mod_python's directives are allowed there).
+        r = get(s, "/ht/dirhandler.py")
+        assert (r.status_code, r.text) == (200, "dir handler; on path: True; interpreter 127.0.0.1")
     finally:
         s.stop()
         s.check_log()
