@@ -22,9 +22,8 @@ use crate::ffi::guard::guard;
 use crate::ffi::httpd::{DECLINED, HTTP_INTERNAL_SERVER_ERROR, HTTP_UNAUTHORIZED, OK};
 use crate::ffi::python;
 
-/// Phase numbers of `enum oxwsgi_mp_phase` (C) that need special treatment.
+/// The phase number of `enum oxwsgi_mp_phase` (C) that needs special treatment.
 const AUTHEN: usize = 4;
-const HANDLER: usize = 8;
 
 /// The `req` of every request that ran a mod_python phase, by `request_rec` address;
 /// removed by the request pool's cleanup.
@@ -154,27 +153,19 @@ pub fn phase(r: &Request, phase: usize) -> c_int {
     python::keep_thread_state();
     let rc = Python::attach(|py| {
         in_interpreter(py, &interp, |py| {
-            let result = (|| -> PyResult<Option<i32>> {
-                let req = match request(py, r, &conf, &interp)? {
-                    Some(req) => req,
-                    None => return Ok(None),
-                };
+            let result = (|| -> PyResult<i32> {
+                let req = request(py, r, &conf, &interp)?;
                 let mut handlers = configured.clone();
                 handlers.extend(added.iter().cloned());
                 req.get().enter_phase(PHASES[phase], conf.clone(), &interp);
-                let rc = dispatch(py, &req, PHASES[phase], &handlers, &conf)?;
-                Ok(Some(rc))
+                dispatch(py, &req, PHASES[phase], &handlers, &conf)
             })();
-            match result {
-                Ok(rc) => rc,
-                Err(e) => {
-                    log_exception(py, &*log, "mod_python", "dispatch failed", &e);
-                    Some(HTTP_INTERNAL_SERVER_ERROR as i32)
-                }
-            }
+            result.unwrap_or_else(|e| {
+                log_exception(py, &*log, "mod_python", "dispatch failed", &e);
+                HTTP_INTERNAL_SERVER_ERROR as i32
+            })
         })
     });
-    let Some(rc) = rc else { return DECLINED as c_int };
     if phase == AUTHEN {
         if rc == OK as i32 && r.user().is_none() {
             r.log(
@@ -186,9 +177,6 @@ pub fn phase(r: &Request, phase: usize) -> c_int {
         if rc == HTTP_UNAUTHORIZED as i32 {
             r.note_basic_auth_failure();
         }
-    }
-    if phase == HANDLER && rc == DECLINED {
-        return DECLINED as c_int;
     }
     rc
 }
@@ -224,17 +212,12 @@ fn dispatch(py: Python<'_>, req: &Py<MpRequest>, phase: &str, handlers: &[Handle
         .extract()
 }
 
-/// This request's `req` (for its output filters).
-pub(super) fn request_for(py: Python<'_>, r: &Request, conf: &Arc<MpConf>, interp: &str) -> PyResult<Py<MpRequest>> {
-    request(py, r, conf, interp)?.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no req object"))
-}
-
-/// This request's `req`, made (and its end arranged) on first use. `None`: the package
-/// could not be installed (logged).
-fn request(py: Python<'_>, r: &Request, conf: &Arc<MpConf>, interp: &str) -> PyResult<Option<Py<MpRequest>>> {
+/// This request's `req`, made (and its end arranged) on first use (phases, filters,
+/// related requests).
+pub(super) fn request(py: Python<'_>, r: &Request, conf: &Arc<MpConf>, interp: &str) -> PyResult<Py<MpRequest>> {
     let key = r.as_ptr() as usize;
     if let Some(e) = REQUESTS.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(&key)) {
-        return Ok(Some(e.req.clone_ref(py)));
+        return Ok(e.req.clone_ref(py));
     }
     ensure_package(py)?;
     let req = Py::new(py, MpRequest::new(r, conf.clone(), interp.to_string()))?;
@@ -244,7 +227,7 @@ fn request(py: Python<'_>, r: &Request, conf: &Arc<MpConf>, interp: &str) -> PyR
         .get_or_insert_with(HashMap::new)
         .insert(key, Entry { req: req.clone_ref(py) });
     r.pool().on_clear_data(key, request_ended);
-    Ok(Some(req))
+    Ok(req)
 }
 
 /// The request pool's cleanup: `PythonCleanupHandler`s, `req.register_cleanup`

@@ -357,7 +357,7 @@ fn run(f: &Filter, name: &str, def: &FilterDef, is_input: bool, setup: impl FnOn
             let obj = match obj {
                 Some(o) => o,
                 None => {
-                    let req = super::modpython::request_for(py, r, &conf, &interp)?;
+                    let req = super::modpython::request(py, r, &conf, &interp)?;
                     let o = Py::new(
                         py,
                         MpFilter {

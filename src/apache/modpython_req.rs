@@ -165,7 +165,7 @@ impl MpRequest {
         self.check(false)?;
         let Some(other) = self.handle.get().related(which) else { return Ok(None) };
         let conf = other.dir_conf().modpython().unwrap_or(conf);
-        super::modpython::request_for(py, other, &conf, &interp).map(Some)
+        super::modpython::request(py, other, &conf, &interp).map(Some)
     }
 
     /// mod_python's name of the interpreter the request's handlers run in.
