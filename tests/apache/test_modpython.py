@@ -793,9 +793,11 @@ def test_python_debug_shows_the_traceback(srv):
     r = get(srv, "/broken-debug")
     assert r.status_code == 500
     assert r.headers["Content-Type"].startswith("text/html")
-    assert 'Mod_python error: "PythonHandler handlers::broken"' in r.text
-    assert "ValueError: broken handler says no" in r.text
-    assert "Traceback (most recent call last):" in r.text
+    # mod_python's page: the handler named, then the traceback, HTML-escaped, in <pre>.
+    assert r.text.startswith('\n<pre>\nMod_python error: "PythonHandler handlers::broken"\n\n'
+                             'Traceback (most recent call last):\n'), r.text[:200]
+    assert r.text.endswith("ValueError: broken handler says no\n\n</pre>\n"), r.text[-200:]
+    assert 'raise ValueError(&quot;broken handler says no&quot;)' in r.text
 
 
 def test_a_result_that_is_not_an_int_is_an_error(srv):
