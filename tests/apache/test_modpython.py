@@ -357,6 +357,19 @@ def index(req):
 '''
 
 
+CGI_SCRIPT = '''import os
+print("Content-Type: text/plain")
+print("X-Cgi: yes")
+print()
+print("method=%s query=%s name=%s" % (os.environ["REQUEST_METHOD"], os.environ.get("QUERY_STRING"), __name__))
+'''
+
+CGI_POSTER = '''import sys
+body = sys.stdin.read()
+sys.stdout.write("Status: 201 Created\\r\\nContent-Type: text/plain\\r\\n\\r\\n")
+sys.stdout.write("got %s" % body)
+'''
+
 PSP_PAGE = '''<html><%-- not sent --%>
 <%
 names = form.getlist("n") if form.has_key("n") else []
@@ -405,6 +418,10 @@ class ModPythonServer(ApacheServer):
         (d / "dirhandler.py").write_text(DIRHANDLER)
         (d / "page.html").write_text("static page")
         (d / "untyped").write_text("no extension")
+        cgi = root / "htdocs" / "cgibin"
+        cgi.mkdir(exist_ok=True)
+        (cgi / "script.py").write_text(CGI_SCRIPT)
+        (cgi / "poster.py").write_text(CGI_POSTER)
         pub = root / "htdocs" / "pub"
         pub.mkdir(exist_ok=True)
         (pub / "page.py").write_text(PUB_PAGE)
@@ -573,6 +590,10 @@ Alias /filtered-static {d}
 <Directory {d}/../psp>
     AddHandler mod_python .psp
     PythonHandler mod_python.psp
+</Directory>
+<Directory {d}/../cgibin>
+    SetHandler mod_python
+    PythonHandler mod_python.cgihandler
 </Directory>
 <Directory {d}/../pub>
     SetHandler mod_python
@@ -1154,3 +1175,21 @@ def test_input_filter(srv):
     assert (r.status_code, r.content) == (200, body.upper())
     r = get(srv, "/echo-filtered?line", method="POST", data=b"first line\nabcdefgh")
     assert r.json() == ["FIRST LINE\n", "ABC", "DEFGH"]
+
+
+# -- cgihandler ---------------------------------------------------------------------------
+
+def test_cgihandler_runs_a_cgi_script(srv):
+    r = get(srv, "/cgibin/script.py?x=1")
+    # As mod_python: the script runs as a module named after its file.
+    assert (r.status_code, r.text) == (200, "method=GET query=x=1 name=script\n")
+    assert r.headers["Content-Type"] == "text/plain" and r.headers["X-Cgi"] == "yes"
+
+
+def test_cgihandler_script_reads_the_body(srv):
+    r = get(srv, "/cgibin/poster.py", method="POST", data=b"posted data")
+    if srv.wsgi == "modpython":
+        # mod_python 3.5's CGI stdin adds bytes to a str on Python 3.
+        assert r.status_code == 500
+    else:
+        assert (r.status_code, r.text) == (201, "got posted data")

@@ -28,6 +28,7 @@ const SUBMODULES: &[(&str, &str)] = &[
     ("publisher", include_str!("mod_python/publisher.py")),
     ("Session", include_str!("mod_python/Session.py")),
     ("psp", include_str!("mod_python/psp.py")),
+    ("cgihandler", include_str!("mod_python/cgihandler.py")),
 ];
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);

@@ -233,6 +233,118 @@ def build_cgi_env(req):
     return env
 
 
+class CGIStdin:
+    """sys.stdin of a CGI script: the request body as text (UTF-8, undecodable bytes kept
+    as surrogates); .buffer reads bytes."""
+
+    def __init__(self, req):
+        self.req = req
+        self.buffer = _BodyBytes(req)
+
+    def read(self, n=-1):
+        return self.buffer.read(n).decode("utf-8", "surrogateescape")
+
+    def readline(self, n=-1):
+        return self.buffer.readline(n).decode("utf-8", "surrogateescape")
+
+    def readlines(self, hint=-1):
+        return [l.decode("utf-8", "surrogateescape") for l in self.buffer.readlines(hint)]
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+class _BodyBytes:
+    def __init__(self, req):
+        self.req = req
+
+    def read(self, n=-1):
+        return self.req.read(-1 if n is None else n)
+
+    def readline(self, n=-1):
+        return self.req.readline(n)
+
+    def readlines(self, hint=-1):
+        return self.req.readlines(hint)
+
+
+class CGIStdout:
+    """sys.stdout of a CGI script: the CGI header lines (Status, Content-Type, Location,
+    others) up to the first blank line go to the response's status and headers, the rest
+    is the body. .buffer writes bytes."""
+
+    def __init__(self, req):
+        self.req = req
+        self.head = b""
+        self.in_body = False
+        self.buffer = self
+
+    def write(self, s):
+        data = s.encode("utf-8", "surrogateescape") if isinstance(s, str) else bytes(s)
+        if self.in_body:
+            self.req.write(data, 0)
+            return len(s)
+        self.head += data
+        for sep in (b"\r\n\r\n", b"\n\n"):
+            if sep in self.head:
+                head, body = self.head.split(sep, 1)
+                self._headers(head)
+                self.in_body = True
+                self.head = b""
+                if body:
+                    self.req.write(body, 0)
+                break
+        return len(s)
+
+    def _headers(self, head):
+        for line in head.decode("latin-1").splitlines():
+            if not line.strip():
+                continue
+            name, _, value = line.partition(":")
+            name, value = name.strip(), value.strip()
+            lname = name.lower()
+            if lname == "status":
+                self.req.status = int(value.split()[0])
+            elif lname == "content-type":
+                self.req.content_type = value
+            else:
+                if lname == "location" and self.req.status == HTTP_OK:
+                    self.req.status = HTTP_MOVED_TEMPORARILY
+                self.req.headers_out.add(name, value)
+
+    def flush(self):
+        if not self.in_body and self.head:
+            # Output without a blank line: all of it is the body.
+            head, self.head, self.in_body = self.head, b"", True
+            self.req.write(head, 0)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+
+def setup_cgi(req):
+    """Point os.environ, sys.stdin and sys.stdout at the request; returns what
+    restore_nocgi() puts back."""
+    saved = os.environ.copy()
+    si, so = sys.stdin, sys.stdout
+    os.environ.update(build_cgi_env(req))
+    sys.stdout = CGIStdout(req)
+    sys.stdin = CGIStdin(req)
+    sys.argv = [""]
+    return saved, si, so
+
+
+def restore_nocgi(saved, si, so):
+    os.environ.clear()
+    os.environ.update(saved)
+    sys.stdin, sys.stdout = si, so
+
+
 class table(dict):
     """A free-standing mod_python table: keys compare case-insensitively."""
 
