@@ -57,6 +57,12 @@ extern int oxwsgi_rs_user_in_groups(request_rec *r, const char *user,
                                     const char *groups);
 extern int oxwsgi_rs_get_realm_hash(request_rec *r, const char *user,
                                     const char *realm, char **rethash);
+extern const void *oxwsgi_rs_mp_merge(apr_pool_t *p, const void *base,
+                                      const void *add);
+extern int oxwsgi_rs_mp_phase(request_rec *r, int phase);
+extern apr_status_t oxwsgi_rs_mp_output_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+extern apr_status_t oxwsgi_rs_mp_input_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                              int mode, int block, apr_off_t readbytes);
 
 
 /* ---- directives --------------------------------------------------------- */
@@ -192,6 +198,39 @@ const command_rec oxwsgi_cmds[] = {
     UNSUPPORTED("WSGITelemetryService"),
     UNSUPPORTED("WSGITelemetryOptions"),
     UNSUPPORTED("WSGISlowRequests"),
+    /* mod_python 3.5's directives (src/apache/modpython_conf.rs), its contexts. */
+#define MODPYTHON(name, where, help) DIRECTIVE(name, OXWSGI_D_MODPYTHON, where, help)
+    MODPYTHON("PythonHandler", OR_ALL, "module[::object] ... [| .ext ...]: content handlers"),
+    MODPYTHON("PythonAuthenHandler", OR_ALL, "authentication handlers"),
+    MODPYTHON("PythonAuthzHandler", OR_ALL, "authorization handlers"),
+    MODPYTHON("PythonAccessHandler", OR_ALL, "access handlers"),
+    MODPYTHON("PythonFixupHandler", OR_ALL, "fixup handlers"),
+    MODPYTHON("PythonHeaderParserHandler", OR_ALL, "header parser handlers"),
+    MODPYTHON("PythonTypeHandler", OR_ALL, "type checker handlers"),
+    MODPYTHON("PythonTransHandler", RSRC_CONF, "URI translation handlers"),
+    MODPYTHON("PythonPostReadRequestHandler", RSRC_CONF, "post-read-request handlers"),
+    MODPYTHON("PythonInitHandler", OR_ALL,
+              "post-read-request handlers (server) or header parser handlers (directory)"),
+    MODPYTHON("PythonLogHandler", OR_ALL, "logging handlers"),
+    MODPYTHON("PythonCleanupHandler", OR_ALL, "handlers run when the request ends"),
+    MODPYTHON("PythonHandlerModule", OR_ALL, "module whose phase functions handle every phase"),
+    MODPYTHON("PythonOption", OR_ALL, "key [value]: an option for req.get_options()"),
+    MODPYTHON("PythonPath", OR_ALL, "a Python list expression that becomes sys.path"),
+    MODPYTHON("PythonImport", RSRC_CONF, "module interpreter: imported when a child starts"),
+    MODPYTHON("PythonInterpreter", OR_ALL, "name of the interpreter handlers run in"),
+    MODPYTHON("PythonInterpPerDirectory", OR_ALL, "On|Off: one interpreter per directory"),
+    MODPYTHON("PythonInterpPerDirective", OR_ALL,
+              "On|Off: one interpreter per directive's directory"),
+    MODPYTHON("PythonAutoReload", OR_ALL, "On|Off: re-import changed handler modules"),
+    MODPYTHON("PythonDebug", OR_ALL, "On|Off: tracebacks to the client"),
+    MODPYTHON("PythonEnablePdb", OR_ALL, "Off only"),
+    MODPYTHON("PythonOptimize", RSRC_CONF, "On|Off (use WSGIPythonOptimize)"),
+    MODPYTHON("PythonInputFilter", RSRC_CONF,
+              "module[::function] NAME: an input filter for SetInputFilter NAME"),
+    MODPYTHON("PythonOutputFilter", RSRC_CONF,
+              "module[::function] NAME: an output filter for SetOutputFilter NAME"),
+    MODPYTHON("PythonConnectionHandler", RSRC_CONF, "not supported yet"),
+#undef MODPYTHON
     { NULL }
 };
 
@@ -255,6 +294,9 @@ oxwsgi_merge_dir_conf(apr_pool_t *p, void *base_conf, void *add_conf)
     c->trusted_proxy_headers = add->trusted_proxy_headers
                                    ? add->trusted_proxy_headers
                                    : base->trusted_proxy_headers;
+    c->modpython = add->modpython && base->modpython
+                       ? oxwsgi_rs_mp_merge(p, base->modpython, add->modpython)
+                       : add->modpython ? add->modpython : base->modpython;
     return c;
 }
 
@@ -298,6 +340,205 @@ oxwsgi_handler(request_rec *r)
         return DECLINED;
     }
     return oxwsgi_rs_handler(r);
+}
+
+
+/* ---- mod_python handlers ----------------------------------------------- */
+
+/* A phase of a request whose context has mod_python directives: decided in Rust. */
+static int
+oxwsgi_mp_run(request_rec *r, int phase)
+{
+    const oxwsgi_dir_conf *dc = oxwsgi_ap_dir_conf(r);
+
+    if (dc == NULL || dc->modpython == NULL) {
+        return DECLINED;
+    }
+    return oxwsgi_rs_mp_phase(r, phase);
+}
+
+#define MP_HOOK(fn, phase) \
+    static int fn(request_rec *r) { return oxwsgi_mp_run(r, phase); }
+MP_HOOK(oxwsgi_mp_post_read_request, OXWSGI_MP_POST_READ_REQUEST)
+MP_HOOK(oxwsgi_mp_trans, OXWSGI_MP_TRANS)
+MP_HOOK(oxwsgi_mp_header_parser, OXWSGI_MP_HEADER_PARSER)
+MP_HOOK(oxwsgi_mp_access, OXWSGI_MP_ACCESS)
+MP_HOOK(oxwsgi_mp_authen, OXWSGI_MP_AUTHEN)
+MP_HOOK(oxwsgi_mp_authz, OXWSGI_MP_AUTHZ)
+MP_HOOK(oxwsgi_mp_type, OXWSGI_MP_TYPE)
+MP_HOOK(oxwsgi_mp_fixup, OXWSGI_MP_FIXUP)
+MP_HOOK(oxwsgi_mp_log, OXWSGI_MP_LOG)
+#undef MP_HOOK
+
+static int
+oxwsgi_mp_handler(request_rec *r)
+{
+    if (r->handler == NULL
+        || (strcmp(r->handler, "mod_python") != 0
+            && strcmp(r->handler, "python-program") != 0)) {
+        return DECLINED;
+    }
+    return oxwsgi_mp_run(r, OXWSGI_MP_HANDLER);
+}
+
+/* ---- mod_python output filters ----------------------------------------- */
+
+static apr_status_t
+oxwsgi_mp_output_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    return oxwsgi_rs_mp_output_filter(f, bb);
+}
+
+
+void
+oxwsgi_ap_register_mp_output_filter(const char *name)
+{
+    ap_register_output_filter(name, oxwsgi_mp_output_filter, NULL, AP_FTYPE_RESOURCE);
+}
+
+
+int
+oxwsgi_ap_filter_flatten(ap_filter_t *f, apr_bucket_brigade *bb, char **data,
+                         apr_size_t *len, int *eos)
+{
+    apr_bucket *e;
+    apr_status_t rv;
+
+    *eos = 0;
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb); e = APR_BUCKET_NEXT(e)) {
+        if (APR_BUCKET_IS_EOS(e)) {
+            *eos = 1;
+        }
+    }
+    rv = apr_brigade_pflatten(bb, data, len, f->r->pool);
+    apr_brigade_cleanup(bb);
+    return rv == APR_SUCCESS ? 0 : -1;
+}
+
+
+int
+oxwsgi_ap_filter_pass(ap_filter_t *f, const char *data, apr_size_t len, int flags)
+{
+    apr_bucket_alloc_t *ba = f->c->bucket_alloc;
+    apr_bucket_brigade *bb = apr_brigade_create(f->r->pool, ba);
+    apr_status_t rv;
+
+    if (len > 0) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, ba));
+    }
+    if (flags & OXWSGI_W_EOS) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    } else if (flags & OXWSGI_W_FLUSH) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
+    }
+    rv = ap_pass_brigade(f->next, bb);
+    apr_brigade_destroy(bb);
+    return rv == APR_SUCCESS ? 0 : -1;
+}
+
+
+int
+oxwsgi_ap_filter_pass_brigade(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    return ap_pass_brigade(f->next, bb) == APR_SUCCESS ? 0 : -1;
+}
+
+
+static apr_status_t
+oxwsgi_mp_input_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                       apr_read_type_e block, apr_off_t readbytes)
+{
+    return oxwsgi_rs_mp_input_filter(f, bb, (int) mode, (int) block, readbytes);
+}
+
+
+void
+oxwsgi_ap_register_mp_input_filter(const char *name)
+{
+    ap_register_input_filter(name, oxwsgi_mp_input_filter, NULL, AP_FTYPE_RESOURCE);
+}
+
+
+int
+oxwsgi_ap_filter_get(ap_filter_t *f, int mode, int block, apr_off_t readbytes,
+                     char **data, apr_size_t *len, int *eos)
+{
+    apr_bucket_brigade *tmp = apr_brigade_create(f->r->pool, f->c->bucket_alloc);
+    apr_bucket *e;
+    apr_status_t rv;
+
+    *eos = 0;
+    *len = 0;
+    rv = ap_get_brigade(f->next, tmp, (ap_input_mode_t) mode, (apr_read_type_e) block,
+                        readbytes);
+    if (rv == APR_SUCCESS) {
+        for (e = APR_BRIGADE_FIRST(tmp); e != APR_BRIGADE_SENTINEL(tmp);
+             e = APR_BUCKET_NEXT(e)) {
+            if (APR_BUCKET_IS_EOS(e)) {
+                *eos = 1;
+            }
+        }
+        rv = apr_brigade_pflatten(tmp, data, len, f->r->pool);
+    }
+    apr_brigade_destroy(tmp);
+    return rv == APR_SUCCESS ? 0 : -1;
+}
+
+
+void
+oxwsgi_ap_filter_append(ap_filter_t *f, apr_bucket_brigade *bb, const char *data,
+                        apr_size_t len, int eos)
+{
+    apr_bucket_alloc_t *ba = f->c->bucket_alloc;
+
+    if (len > 0) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, ba));
+    }
+    if (eos) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    }
+}
+
+
+int
+oxwsgi_ap_filter_get_brigade(ap_filter_t *f, apr_bucket_brigade *bb, int mode, int block,
+                             apr_off_t readbytes)
+{
+    return ap_get_brigade(f->next, bb, (ap_input_mode_t) mode, (apr_read_type_e) block,
+                          readbytes) == APR_SUCCESS ? 0 : -1;
+}
+
+
+request_rec *
+oxwsgi_ap_filter_request(ap_filter_t *f)
+{
+    return f->r;
+}
+
+
+const char *
+oxwsgi_ap_filter_name(ap_filter_t *f)
+{
+    return f->frec != NULL ? f->frec->name : NULL;
+}
+
+
+static void
+oxwsgi_mp_register_hooks(void)
+{
+    /* As mod_python 3.5: every phase at APR_HOOK_MIDDLE. */
+    ap_hook_post_read_request(oxwsgi_mp_post_read_request, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(oxwsgi_mp_trans, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_header_parser(oxwsgi_mp_header_parser, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_access_checker(oxwsgi_mp_access, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_authn(oxwsgi_mp_authen, NULL, NULL, APR_HOOK_MIDDLE,
+                        AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_check_authz(oxwsgi_mp_authz, NULL, NULL, APR_HOOK_MIDDLE,
+                        AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_type_checker(oxwsgi_mp_type, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_fixups(oxwsgi_mp_fixup, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(oxwsgi_mp_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_log_transaction(oxwsgi_mp_log, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 
@@ -452,6 +693,11 @@ oxwsgi_ap_load_problem(void)
             return "mod_wsgi is loaded as well as mod_oxwsgi; both serve the same "
                    "directives: remove mod_wsgi's LoadModule line (a2dismod wsgi)";
         }
+        if (!oxwsgi_is_ours(m) && m->name != NULL && strcmp(m->name, "mod_python.c") == 0) {
+            return "mod_python is loaded as well as mod_oxwsgi; oxwsgi runs mod_python "
+                   "handlers itself and both embed Python: remove mod_python's "
+                   "LoadModule line (a2dismod python)";
+        }
     }
     return NULL;
 }
@@ -493,6 +739,7 @@ oxwsgi_register_hooks(apr_pool_t *p)
         ap_hook_access_checker(oxwsgi_access_checker, before_access, after_access,
                                APR_HOOK_MIDDLE);
     }
+    oxwsgi_mp_register_hooks();
     /* AuthBasicProvider wsgi / AuthDigestProvider wsgi (WSGIAuthUserScript). */
     ap_register_provider(p, AUTHN_PROVIDER_GROUP, "wsgi", AUTHN_PROVIDER_VERSION,
                          &oxwsgi_authn_provider);

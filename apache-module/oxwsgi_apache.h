@@ -39,6 +39,9 @@ typedef struct {
     /* WSGIRestrictProcess: the groups a request here may select, each followed by '\n'
      * (%{GLOBAL} is an empty line); NULL: no restriction. */
     const char *restrict_process;
+    /* mod_python's directives of this context, parsed and merged in Rust
+     * (src/apache/modpython_conf.rs); NULL when the context has none. */
+    const void *modpython;
 } oxwsgi_dir_conf;
 
 /* What the auth scripts decided (src/apache/auth.rs); the shim maps them to httpd's. */
@@ -97,7 +100,23 @@ enum oxwsgi_directive {
     OXWSGI_D_AUTH_USER_SCRIPT,
     OXWSGI_D_AUTH_GROUP_SCRIPT,
     OXWSGI_D_GROUP_AUTHORITATIVE,
-    OXWSGI_D_RESTRICT_PROCESS
+    OXWSGI_D_RESTRICT_PROCESS,
+    /* Every mod_python directive (src/apache/modpython_conf.rs tells them apart by name). */
+    OXWSGI_D_MODPYTHON
+};
+
+/* The request phases a mod_python handler can run in (src/apache/modpython.rs). */
+enum oxwsgi_mp_phase {
+    OXWSGI_MP_POST_READ_REQUEST = 0,
+    OXWSGI_MP_TRANS,
+    OXWSGI_MP_HEADER_PARSER,
+    OXWSGI_MP_ACCESS,
+    OXWSGI_MP_AUTHEN,
+    OXWSGI_MP_AUTHZ,
+    OXWSGI_MP_TYPE,
+    OXWSGI_MP_FIXUP,
+    OXWSGI_MP_HANDLER,
+    OXWSGI_MP_LOG
 };
 
 /* Outcome of a body read (oxwsgi_ap_read). */
@@ -162,6 +181,23 @@ int oxwsgi_ap_path_info_rejected(request_rec *r);
 /* The first output filter is a content/resource filter (mod_deflate & co.). */
 int oxwsgi_ap_has_content_filter(request_rec *r);
 int oxwsgi_ap_is_pre_config_pass(void);
+/* mod_python output filters (src/apache/modpython_filter.rs). */
+void oxwsgi_ap_register_mp_output_filter(const char *name);
+int oxwsgi_ap_filter_flatten(ap_filter_t *f, apr_bucket_brigade *bb, char **data,
+                             apr_size_t *len, int *eos);
+int oxwsgi_ap_filter_pass(ap_filter_t *f, const char *data, apr_size_t len, int flags);
+int oxwsgi_ap_filter_pass_brigade(ap_filter_t *f, apr_bucket_brigade *bb);
+request_rec *oxwsgi_ap_filter_request(ap_filter_t *f);
+const char *oxwsgi_ap_filter_name(ap_filter_t *f);
+void oxwsgi_ap_register_mp_input_filter(const char *name);
+/* Input filters: read from the filter before (mode/block/readbytes as called), append
+ * to the caller's brigade, or let a call through. */
+int oxwsgi_ap_filter_get(ap_filter_t *f, int mode, int block, apr_off_t readbytes,
+                         char **data, apr_size_t *len, int *eos);
+void oxwsgi_ap_filter_append(ap_filter_t *f, apr_bucket_brigade *bb, const char *data,
+                             apr_size_t len, int eos);
+int oxwsgi_ap_filter_get_brigade(ap_filter_t *f, apr_bucket_brigade *bb, int mode,
+                                 int block, apr_off_t readbytes);
 /* Why this module cannot run as loaded (twice, or beside mod_wsgi), or NULL. */
 const char *oxwsgi_ap_load_problem(void);
 /* 0 when there is no scoreboard; process/worker indexes must be below the limits. */

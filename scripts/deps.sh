@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="apache2 apache2-dev nginx nginx-dev libclang-dev clang pkg-config \
 libpcre2-dev zlib1g-dev libssl-dev python3.11 python3.11-dev python3.11-venv \
-curl libapache2-mod-wsgi-py3"
+curl libapache2-mod-wsgi-py3 libapache2-mod-python"
 # For `make bench` only.
 if [ "${1:-}" = "--bench" ]; then
     # nghttp2-client: h2load (the h2 workload); libev-dev + gcc: bjoern's build (PyPI sdist).
@@ -35,6 +35,12 @@ if [ -n "$missing" ]; then
         trap '$SUDO rm -f "$policy"' EXIT
     fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+    # libapache2-mod-python (the reference of tests/apache/test_modpython*.py, loaded from
+    # the tests' own configurations) enables itself in Debian's apache2, where it cannot
+    # live beside mod_wsgi: leave Debian's own configuration as it was.
+    case "$missing" in
+        *libapache2-mod-python*) $SUDO a2dismod -q -f python >/dev/null 2>&1 || true ;;
+    esac
 fi
 command -v cargo >/dev/null || { echo "oxwsgi: cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
 # `make lint` (part of `make test`) needs rustfmt and clippy.

@@ -18,6 +18,7 @@ use super::daemons;
 use super::handler;
 use super::httpd::{self, CmdParms, DirConf, Pool, Request, Server};
 use super::io::ServerLog;
+use super::{modpython, modpython_conf};
 use crate::core::{Level, LogSink, modwsgi_module, worker};
 use crate::ffi::guard::guard;
 use crate::ffi::httpd::*;
@@ -53,7 +54,12 @@ pub unsafe extern "C" fn oxwsgi_rs_directive(
         let dc = unsafe { DirConf::from_ptr_mut(dconf) };
         let args: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         test_panic("directive");
-        match config::directive(cmd, dc, &args) {
+        let result = if cmd.info() == OXWSGI_D_MODPYTHON as usize {
+            modpython_conf::directive(cmd, dc, &args)
+        } else {
+            config::directive(cmd, dc, &args)
+        };
+        match result {
             Ok(()) => std::ptr::null(),
             Err(msg) => cmd.pool().strdup(msg.replace('\0', " ").as_bytes()).as_ptr(),
         }
@@ -72,6 +78,7 @@ pub unsafe extern "C" fn oxwsgi_rs_pre_config(
 ) -> c_int {
     guard("pre_config", 500, || {
         config::reset();
+        modpython_conf::reset();
         // httpd unloads this module when pconf is cleared (graceful restart); Rust statics
         // are never dropped, so free the configuration first or every restart leaks it.
         // SAFETY: httpd passes the live configuration pool, used by this thread only
@@ -272,6 +279,7 @@ fn child_init(s: &'static Server) {
         server_software: format!("{} oxwsgi/{}", httpd::process::server_banner(), env!("CARGO_PKG_VERSION")),
     };
     worker::start(&setup, Arc::new(ServerLog::new(s)));
+    modpython::child_init();
 }
 
 /// Called by the C shim (apache-module/mod_oxwsgi.c) only.
@@ -390,4 +398,76 @@ pub unsafe extern "C" fn oxwsgi_rs_get_realm_hash(
         unsafe { *rethash = h };
     }
     rc
+}
+
+/// The merge of two contexts' mod_python directives (both non-NULL). Called by the C
+/// shim's dir-config merge only.
+///
+/// # Safety
+/// `p` must be the pool of the merged dir config; `base` and `add` pointers made by
+/// `Pool::keep_mp_conf` in pools that outlive it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_mp_merge(
+    p: *mut apr_pool_t,
+    base: *const c_void,
+    add: *const c_void,
+) -> *const c_void {
+    guard("mod_python merge", add, || {
+        // SAFETY: base and add come from keep_mp_conf in live pools (caller's contract).
+        let (b, a) = unsafe { (httpd::kept_mp_conf(base), httpd::kept_mp_conf(add)) };
+        let (Some(b), Some(a)) = (b, a) else { return add };
+        let merged = Arc::new(modpython_conf::MpConf::merge(b, a));
+        // SAFETY: p is the live pool httpd merges into, used by this thread now.
+        unsafe { Pool::from_ptr(p) }.keep_mp_conf(merged)
+    })
+}
+
+/// A request phase with mod_python directives in its context. Called by the C shim only.
+///
+/// # Safety
+/// `r` must be the live request of the calling hook, on this thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_mp_phase(r: *mut request_rec, phase: c_int) -> c_int {
+    guard("mod_python phase", HTTP_INTERNAL_SERVER_ERROR as c_int, || {
+        // SAFETY: httpd calls the hook with the live request it is processing on this
+        // thread; it stays live until the hook returns.
+        let r = unsafe { Request::from_ptr(r) };
+        match usize::try_from(phase) {
+            Ok(i) if i < modpython_conf::CLEANUP => modpython::phase(r, i),
+            _ => DECLINED as c_int,
+        }
+    })
+}
+
+/// A mod_python output filter's call. Called by the C shim only.
+///
+/// # Safety
+/// `f` and `bb` must be the filter and brigade httpd passed to the running filter call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_mp_output_filter(f: *mut ap_filter_t, bb: *mut apr_bucket_brigade) -> apr_status_t {
+    // SAFETY: httpd calls the filter with its live filter, on this thread.
+    let f = unsafe { httpd::Filter::from_ptr(f) };
+    // SAFETY: the brigade httpd passed to this call.
+    let Some(bb) = (unsafe { httpd::FilterBrigade::from_ptr(bb) }) else { return -1 };
+    guard("mod_python output filter", -1, || super::modpython_filter::output_filter(f, &bb))
+}
+
+/// A mod_python input filter's call. Called by the C shim only.
+///
+/// # Safety
+/// `f` and `bb` must be the filter and brigade httpd passed to the running filter call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn oxwsgi_rs_mp_input_filter(
+    f: *mut ap_filter_t,
+    bb: *mut apr_bucket_brigade,
+    mode: c_int,
+    block: c_int,
+    readbytes: apr_off_t,
+) -> apr_status_t {
+    // SAFETY: httpd calls the filter with its live filter, on this thread.
+    let f = unsafe { httpd::Filter::from_ptr(f) };
+    // SAFETY: the brigade httpd passed to this call.
+    let Some(bb) = (unsafe { httpd::FilterBrigade::from_ptr(bb) }) else { return -1 };
+    let call = httpd::InputCall { mode, block, readbytes };
+    guard("mod_python input filter", -1, || super::modpython_filter::input_filter(f, &bb, call))
 }

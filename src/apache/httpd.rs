@@ -154,8 +154,9 @@ pub fn regsub<'p>(pool: &'p Pool, template: &CStr, subject: &CStr, m: &mut Match
 // ---- tables -------------------------------------------------------------------------
 
 /// An APR table, read-only: the tables this module reads (`headers_in`,
-/// `subprocess_env`, `notes`) are changed by it only through `Request::set_note`, never
-/// while a `&Table` of them is held, so an iterator's entry array cannot move under it.
+/// `subprocess_env`, `notes`) are changed by it only through `Request::set_note` and
+/// mod_python's `Request::table_*` (which copy what they read), never while a `&Table` of
+/// them is held, so an iterator's entry array cannot move under it.
 #[repr(transparent)]
 pub struct Table(UnsafeCell<apr_table_t>);
 
@@ -1105,11 +1106,556 @@ pub mod process {
         unsafe { opt_bytes(p) }.map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
+    /// `-D name` was given to httpd (`<IfDefine name>`).
+    pub fn config_define_exists(name: &CStr) -> bool {
+        // SAFETY: a plain look-up in httpd's list of defines with a NUL-terminated name.
+        unsafe { ap_exists_config_define(name.as_ptr()) != 0 }
+    }
+
+    /// Register a mod_python input filter called `name` with httpd (configuration time).
+    pub fn register_mp_input_filter(name: &CStr) {
+        // SAFETY: called while the configuration is read (one thread); httpd copies the
+        // name into its filter registry.
+        unsafe { oxwsgi_ap_register_mp_input_filter(name.as_ptr()) }
+    }
+
+    /// Register a mod_python output filter called `name` with httpd (configuration time).
+    pub fn register_mp_output_filter(name: &CStr) {
+        // SAFETY: called while the configuration is read (one thread); httpd copies the
+        // name into its filter registry.
+        unsafe { oxwsgi_ap_register_mp_output_filter(name.as_ptr()) }
+    }
+
     /// The uid and gid `User`/`Group` configured (0 when not yet).
     pub fn unixd_ids() -> (u32, u32) {
         // SAFETY: ap_unixd_config is a plain global filled by the User/Group directives;
         // it is read on the configuration thread, which is also the only writer.
         let c = unsafe { &*std::ptr::addr_of!(ap_unixd_config) };
         (c.user_id, c.group_id)
+    }
+}
+
+// ---- mod_python's requests (src/apache/modpython*.rs) --------------------------------
+
+use std::sync::Arc;
+
+use super::modpython_conf::MpConf;
+
+/// Drop the `Box<Arc<MpConf>>` a pool kept (its cleanup).
+extern "C" fn drop_kept_mp_conf(data: *mut std::ffi::c_void) -> apr_status_t {
+    // SAFETY: data is the Box<Arc<MpConf>> that `Pool::keep_mp_conf` leaked for this
+    // cleanup, which APR runs once.
+    drop(unsafe { Box::from_raw(data as *mut Arc<MpConf>) });
+    0
+}
+
+impl Pool {
+    /// Keep `conf` alive as long as the pool; the pointer goes into a dir config.
+    pub fn keep_mp_conf(&self, conf: Arc<MpConf>) -> *const std::ffi::c_void {
+        let p = Box::into_raw(Box::new(conf)) as *mut std::ffi::c_void;
+        // SAFETY: the pool is live; the cleanup frees exactly this box, once, when the pool
+        // is cleared, after every dir config that points at it (same pool or a child's).
+        unsafe { apr_pool_cleanup_register(self.as_ptr(), p, Some(drop_kept_mp_conf), Some(apr_pool_cleanup_null)) };
+        p
+    }
+
+    /// Run `cleanup(data)` when the pool is cleared.
+    pub fn on_clear_data(&self, data: usize, cleanup: unsafe extern "C" fn(*mut std::ffi::c_void) -> apr_status_t) {
+        // SAFETY: the pool is live; data is an opaque number the cleanup interprets (never
+        // dereferenced as a pointer by APR).
+        unsafe {
+            apr_pool_cleanup_register(
+                self.as_ptr(),
+                data as *const std::ffi::c_void,
+                Some(cleanup),
+                Some(apr_pool_cleanup_null),
+            )
+        }
+    }
+}
+
+/// The `MpConf` behind a dir config's `modpython` pointer.
+///
+/// # Safety
+/// `p` must be NULL or a pointer made by [`Pool::keep_mp_conf`] in a pool that is not
+/// cleared during `'a`.
+pub unsafe fn kept_mp_conf<'a>(p: *const std::ffi::c_void) -> Option<&'a Arc<MpConf>> {
+    // SAFETY: NULL or the live Box<Arc<MpConf>> of keep_mp_conf (the caller's contract).
+    unsafe { (p as *const Arc<MpConf>).as_ref() }
+}
+
+impl DirConf {
+    /// The mod_python directives of this context (merged).
+    pub fn modpython(&self) -> Option<Arc<MpConf>> {
+        // SAFETY: the field is NULL or set by set_modpython / the merge from pointers of
+        // keep_mp_conf in the configuration or request pool, which outlive the dir config.
+        unsafe { kept_mp_conf(self.0.modpython) }.cloned()
+    }
+    pub fn set_modpython(&mut self, cmd: &CmdParms, conf: Arc<MpConf>) {
+        self.0.modpython = cmd.pool().keep_mp_conf(conf);
+    }
+}
+
+impl CmdParms {
+    /// The section's path (`<Directory>`, `<Location>`, `<Files>`...), `None` at server
+    /// level.
+    pub fn path(&self) -> Option<&[u8]> {
+        // SAFETY: cmd->path is NULL or a configuration pool string.
+        unsafe { opt_bytes(self.0.path) }
+    }
+
+    /// The directive is inside a `<Location>` or `<LocationMatch>` section.
+    pub fn in_location_section(&self) -> bool {
+        let d = self.0.directive;
+        if d.is_null() {
+            return false;
+        }
+        // SAFETY: cmd->directive is the live node of the directive being read.
+        let parent = unsafe { (*d).parent };
+        if parent.is_null() {
+            return false;
+        }
+        // SAFETY: the parent is a live node of the same configuration tree.
+        let name = unsafe { (*parent).directive };
+        // SAFETY: a node's directive name is a NUL-terminated configuration pool string.
+        let name = unsafe { as_bytes(name) };
+        name.eq_ignore_ascii_case(b"<Location") || name.eq_ignore_ascii_case(b"<LocationMatch")
+    }
+}
+
+/// A request related to another (`Request::related`).
+#[derive(Clone, Copy, Debug)]
+pub enum Related {
+    Main,
+    Prev,
+    Next,
+}
+
+/// The request tables mod_python's `req` exposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableId {
+    HeadersIn,
+    HeadersOut,
+    ErrHeadersOut,
+    SubprocessEnv,
+    Notes,
+}
+
+impl Server {
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+    pub fn admin(&self) -> &[u8] {
+        // SAFETY: server_admin is NULL or a configuration pool string.
+        unsafe { as_bytes(self.0.server_admin) }
+    }
+    /// Where the server was defined (`defn_name`, `defn_line_number`).
+    pub fn definition(&self) -> (&[u8], u32) {
+        // SAFETY: defn_name is NULL or a configuration pool string.
+        (unsafe { as_bytes(self.0.defn_name) }, self.0.defn_line_number)
+    }
+}
+
+impl Connection {
+    /// The client's address as the connection has it.
+    pub fn client_ip(&self) -> &[u8] {
+        let p = self.get(|c| c.client_ip);
+        // SAFETY: client_ip is NULL or a connection pool string, never changed.
+        unsafe { as_bytes(p) }
+    }
+    pub fn remote_host(&self) -> Option<&[u8]> {
+        let p = self.get(|c| c.remote_host);
+        // SAFETY: remote_host is NULL or a connection pool string.
+        unsafe { opt_bytes(p) }
+    }
+    pub fn id(&self) -> i64 {
+        self.get(|c| c.id)
+    }
+    pub fn keepalive(&self) -> i32 {
+        self.get(|c| c.keepalive) as i32
+    }
+}
+
+impl Request {
+    fn table_ptr(&self, id: TableId) -> *mut apr_table_t {
+        self.get(|r| match id {
+            TableId::HeadersIn => r.headers_in,
+            TableId::HeadersOut => r.headers_out,
+            TableId::ErrHeadersOut => r.err_headers_out,
+            TableId::SubprocessEnv => r.subprocess_env,
+            TableId::Notes => r.notes,
+        })
+    }
+
+    /// A copy of every entry of a table, in order.
+    pub fn table_entries(&self, id: TableId) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let t = self.table_ptr(id);
+        // SAFETY: the request's tables live in its pool; the borrow ends with this copy,
+        // before anything can change the table.
+        let t = unsafe { Table::from_ptr(t) }.expect("request tables are never NULL");
+        t.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
+    /// `apr_table_set` (replace every entry named `key`).
+    pub fn table_set(&self, id: TableId, key: &CStr, value: &CStr) {
+        // SAFETY: the table is live; apr_table_set copies both strings; no &Table of it is
+        // held (readers copy, table_entries).
+        unsafe { apr_table_set(self.table_ptr(id), key.as_ptr(), value.as_ptr()) }
+    }
+    /// `apr_table_add` (one more entry).
+    pub fn table_add(&self, id: TableId, key: &CStr, value: &CStr) {
+        // SAFETY: as table_set.
+        unsafe { apr_table_add(self.table_ptr(id), key.as_ptr(), value.as_ptr()) }
+    }
+    /// `apr_table_unset` (remove every entry named `key`).
+    pub fn table_unset(&self, id: TableId, key: &CStr) {
+        // SAFETY: as table_set.
+        unsafe { apr_table_unset(self.table_ptr(id), key.as_ptr()) }
+    }
+    pub fn table_clear(&self, id: TableId) {
+        // SAFETY: as table_set.
+        unsafe { apr_table_clear(self.table_ptr(id)) }
+    }
+
+    pub fn hostname(&self) -> Option<&[u8]> {
+        self.field(|r| r.hostname)
+    }
+    pub fn the_request(&self) -> Option<&[u8]> {
+        self.field(|r| r.the_request)
+    }
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.field(|r| r.content_type)
+    }
+    pub fn status(&self) -> i32 {
+        self.get(|r| r.status)
+    }
+    pub fn status_line(&self) -> Option<&[u8]> {
+        self.field(|r| r.status_line)
+    }
+    pub fn proto_num(&self) -> i32 {
+        self.get(|r| r.proto_num)
+    }
+    pub fn header_only(&self) -> bool {
+        self.get(|r| r.header_only) != 0
+    }
+    pub fn bytes_sent(&self) -> i64 {
+        self.get(|r| r.bytes_sent)
+    }
+    pub fn canonical_filename(&self) -> Option<&[u8]> {
+        self.field(|r| r.canonical_filename)
+    }
+    pub fn opt_filename(&self) -> Option<&[u8]> {
+        self.field(|r| r.filename)
+    }
+    pub fn opt_path_info(&self) -> Option<&[u8]> {
+        self.field(|r| r.path_info)
+    }
+    pub fn opt_args(&self) -> Option<&[u8]> {
+        self.field(|r| r.args)
+    }
+    pub fn opt_handler(&self) -> Option<&[u8]> {
+        self.field(|r| r.handler)
+    }
+    /// The response body's length as set (`ap_set_content_length`), 0 when not.
+    pub fn clength(&self) -> i64 {
+        self.get(|r| r.clength)
+    }
+    /// Body bytes went out (the headers are sent).
+    pub fn sent_bodyct(&self) -> bool {
+        self.get(|r| r.sent_bodyct) != 0
+    }
+    /// Add `method` to the methods the resource allows (the `Allow` header of a 405 or
+    /// an OPTIONS response), as `ap_allow_methods` does.
+    pub fn allow_method(&self, method: &CStr) {
+        let l = self.get(|r| r.allowed_methods);
+        // SAFETY: allowed_methods is the request's live method list (request pool);
+        // httpd copies the name into the list's pool.
+        unsafe { ap_method_list_add(l, method.as_ptr()) }
+    }
+    pub fn clear_allowed(&self) {
+        let l = self.get(|r| r.allowed_methods);
+        // SAFETY: allowed_methods is the request's live method list.
+        unsafe { ap_clear_method_list(l) }
+    }
+    /// `ap_get_remote_host`: the client's name (a DNS look-up for `REMOTE_DOUBLE_REV`
+    /// types when `HostnameLookups` allows), or its address.
+    pub fn remote_host(&self, kind: i32) -> Option<Vec<u8>> {
+        let c = self.get(|r| r.connection);
+        let dc = self.get(|r| r.per_dir_config);
+        // SAFETY: the request, its connection and dir config are live; a NULL str_is_ip
+        // is allowed; the result is NULL or a connection pool string.
+        let p = unsafe { ap_get_remote_host(c, dc as *mut std::ffi::c_void, kind, std::ptr::null_mut()) };
+        // SAFETY: NULL or a connection pool string, valid while the request is.
+        unsafe { opt_bytes(p) }.map(|b| b.to_vec())
+    }
+    /// The request this one is a subrequest of (`r->main`), the one it was redirected
+    /// from (`r->prev`) or to (`r->next`).
+    pub fn related(&self, which: Related) -> Option<&Request> {
+        let p = self.get(|r| match which {
+            Related::Main => r.main,
+            Related::Prev => r.prev,
+            Related::Next => r.next,
+        });
+        // SAFETY: main outlives its subrequests, and prev/next of an internal redirect
+        // share this request's pool: each is NULL or live while this request is, and is
+        // used from this thread only.
+        (!p.is_null()).then(|| unsafe { Request::from_ptr(p) })
+    }
+
+    /// A subrequest or internal redirect's origin exists.
+    pub fn is_initial(&self) -> bool {
+        self.get(|r| r.main.is_null() && r.prev.is_null())
+    }
+
+    /// `r->status` only (the status line follows from it).
+    pub fn set_status_code(&self, status: i32) {
+        self.set(|r| r.status = status);
+    }
+    /// One of the request's string fields, copied into the request pool (`None`: NULL).
+    fn set_text(&self, v: Option<&[u8]>, f: impl FnOnce(&mut request_rec, *const c_char)) {
+        let p = v.map_or(std::ptr::null(), |v| self.pool().strdup(v).as_ptr());
+        self.set(|r| f(r, p));
+    }
+    pub fn set_user(&self, v: Option<&[u8]>) {
+        self.set_text(v, |r, p| r.user = p as *mut c_char);
+    }
+    pub fn set_auth_type(&self, v: Option<&[u8]>) {
+        self.set_text(v, |r, p| r.ap_auth_type = p as *mut c_char);
+    }
+    pub fn set_filename(&self, v: Option<&[u8]>) {
+        self.set_text(v, |r, p| r.filename = p as *mut c_char);
+    }
+    pub fn set_path_info(&self, v: Option<&[u8]>) {
+        self.set_text(v, |r, p| r.path_info = p as *mut c_char);
+    }
+    pub fn set_uri(&self, v: Option<&[u8]>) {
+        self.set_text(v, |r, p| r.uri = p as *mut c_char);
+    }
+    pub fn set_args(&self, v: Option<&[u8]>) {
+        self.set_text(v, |r, p| r.args = p as *mut c_char);
+    }
+    pub fn set_handler(&self, v: Option<&[u8]>) {
+        self.set_text(v, |r, p| r.handler = p);
+    }
+
+    /// `AuthName` of the request's context.
+    pub fn auth_name(&self) -> Option<&[u8]> {
+        // SAFETY: the request is live; ap_auth_name only reads its configuration.
+        let p = unsafe { ap_auth_name(self.as_ptr()) };
+        // SAFETY: NULL or a configuration pool string, which outlives the request.
+        unsafe { opt_bytes(p) }
+    }
+
+    /// `ap_get_basic_auth_pw`: the password of Basic credentials (the user goes to
+    /// `r->user`), or the HTTP status httpd decided (401, 500).
+    pub fn basic_auth_pw(&self) -> Result<Vec<u8>, i32> {
+        let mut pw: *const c_char = std::ptr::null();
+        // SAFETY: the request is live; pw is a writable pointer slot for the answer.
+        let rc = unsafe { ap_get_basic_auth_pw(self.as_ptr(), &mut pw) };
+        if rc != OK as i32 {
+            return Err(rc);
+        }
+        // SAFETY: on OK pw is a request pool string.
+        Ok(unsafe { as_bytes(pw) }.to_vec())
+    }
+
+    /// `Options` of the request's directory (`OPT_*` bits).
+    pub fn allow_options(&self) -> i32 {
+        // SAFETY: the request is live; ap_allow_options only reads its configuration.
+        unsafe { ap_allow_options(self.as_ptr()) }
+    }
+
+    /// `ap_add_common_vars`: the CGI variables into `subprocess_env`.
+    pub fn add_common_vars(&self) {
+        // SAFETY: the request is live; httpd fills subprocess_env (no &Table of it held).
+        unsafe { ap_add_common_vars(self.as_ptr()) }
+    }
+    /// `ap_add_cgi_vars`: `GATEWAY_INTERFACE`, `SCRIPT_NAME`, `PATH_INFO`... into
+    /// `subprocess_env`.
+    pub fn add_cgi_vars(&self) {
+        // SAFETY: the request is live; httpd fills subprocess_env (it may run a
+        // subrequest for PATH_TRANSLATED, on this thread).
+        unsafe { ap_add_cgi_vars(self.as_ptr()) }
+    }
+    /// `ap_internal_redirect`: serve `uri` instead, now, on this thread.
+    pub fn internal_redirect(&self, uri: &CStr) {
+        // SAFETY: the request is live and in its handler; httpd copies the URI and runs
+        // the new request to its end before returning.
+        unsafe { ap_internal_redirect(uri.as_ptr(), self.as_ptr()) }
+    }
+    /// `ap_note_basic_auth_failure`: the `WWW-Authenticate` challenge of the 401.
+    pub fn note_basic_auth_failure(&self) {
+        // SAFETY: the request is live; httpd adds a header to err_headers_out.
+        unsafe { ap_note_basic_auth_failure(self.as_ptr()) }
+    }
+    /// A document root, server name and port based URL for `uri` (`ap_construct_url`).
+    pub fn construct_url(&self, uri: &CStr) -> Vec<u8> {
+        let pool = self.get(|r| r.pool);
+        // SAFETY: the request and its pool are live; the result is a pool string.
+        let p = unsafe { ap_construct_url(pool, uri.as_ptr(), self.as_ptr()) };
+        // SAFETY: a NUL-terminated request pool string.
+        unsafe { as_bytes(p) }.to_vec()
+    }
+}
+
+// ---- mod_python output filters (src/apache/modpython_filter.rs) ----------------------
+
+/// An output filter instance (`ap_filter_t`) of the request being filtered.
+#[repr(transparent)]
+pub struct Filter(UnsafeCell<ap_filter_t>);
+
+/// The brigade a filter was called with.
+#[derive(Clone)]
+pub struct FilterBrigade(NonNull<apr_bucket_brigade>);
+
+// SAFETY: used only during its filter call, on that call's thread (the filter object that
+// keeps one checks both, as for FilterHandle); Python objects holding it need it Send.
+unsafe impl Send for FilterBrigade {}
+// SAFETY: as Send.
+unsafe impl Sync for FilterBrigade {}
+
+/// How an input filter was called (`ap_input_mode_t`, `apr_read_type_e`, readbytes).
+#[derive(Clone, Copy, Debug)]
+pub struct InputCall {
+    pub mode: i32,
+    pub block: i32,
+    pub readbytes: i64,
+}
+
+impl Filter {
+    /// # Safety
+    /// `f` must be the live filter httpd called, on this thread, for `'a`.
+    pub unsafe fn from_ptr<'a>(f: *mut ap_filter_t) -> &'a Filter {
+        // SAFETY: f is live for 'a (the caller's contract); Filter is a repr(transparent)
+        // UnsafeCell of ap_filter_t.
+        unsafe { &*(f as *const Filter) }
+    }
+
+    pub fn as_ptr(&self) -> *mut ap_filter_t {
+        self.0.get()
+    }
+
+    /// The request being filtered (`None` for a connection filter).
+    pub fn request(&self) -> Option<&Request> {
+        // SAFETY: the filter is live; the shim reads f->r.
+        let r = unsafe { oxwsgi_ap_filter_request(self.as_ptr()) };
+        // SAFETY: f->r is NULL or the live request this filter serves, on this thread, for
+        // as long as the filter call (and &self) lasts.
+        (!r.is_null()).then(|| unsafe { Request::from_ptr(r) })
+    }
+
+    /// The filter's registered name (lower-cased by httpd).
+    pub fn name(&self) -> &[u8] {
+        // SAFETY: the filter is live; the shim reads f->frec->name.
+        let p = unsafe { oxwsgi_ap_filter_name(self.as_ptr()) };
+        // SAFETY: NULL or the registry's copy of the name, which outlives the request.
+        unsafe { as_bytes(p) }
+    }
+
+    /// The data of `bb` (copied out) and whether it ended with EOS; `bb` is emptied.
+    pub fn take(&self, bb: &FilterBrigade) -> Option<(Vec<u8>, bool)> {
+        let mut data: *mut c_char = std::ptr::null_mut();
+        let mut len: apr_size_t = 0;
+        let mut eos = 0;
+        // SAFETY: the filter and its brigade are live; the out parameters are writable.
+        let rc = unsafe { oxwsgi_ap_filter_flatten(self.as_ptr(), bb.0.as_ptr(), &mut data, &mut len, &mut eos) };
+        if rc != 0 {
+            return None;
+        }
+        let bytes = if data.is_null() || len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: pflatten returned len bytes at data, in the request pool.
+            unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec()
+        };
+        Some((bytes, eos != 0))
+    }
+
+    /// Send `data` (copied) to the next filter; `flags` OXWSGI_W_FLUSH / OXWSGI_W_EOS.
+    pub fn pass(&self, data: &[u8], flags: i32) -> bool {
+        // SAFETY: the filter is live; the shim copies data into a heap bucket.
+        unsafe { oxwsgi_ap_filter_pass(self.as_ptr(), data.as_ptr() as *const c_char, data.len(), flags) == 0 }
+    }
+
+    /// Input filters: read from the filter before this one, as the caller asked (at most
+    /// `max` bytes when given); the data and whether the body ended.
+    pub fn get(&self, call: InputCall, max: Option<i64>) -> Option<(Vec<u8>, bool)> {
+        let mut data: *mut c_char = std::ptr::null_mut();
+        let mut len: apr_size_t = 0;
+        let mut eos = 0;
+        let n = max.map_or(call.readbytes, |m| m.min(call.readbytes).max(1));
+        // SAFETY: the filter is live; the out parameters are writable.
+        let rc =
+            unsafe { oxwsgi_ap_filter_get(self.as_ptr(), call.mode, call.block, n, &mut data, &mut len, &mut eos) };
+        if rc != 0 {
+            return None;
+        }
+        let bytes = if data.is_null() || len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: pflatten returned len bytes at data, in the request pool.
+            unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec()
+        };
+        Some((bytes, eos != 0))
+    }
+
+    /// Input filters: add `data` (copied) and maybe EOS to the caller's brigade.
+    pub fn append(&self, bb: &FilterBrigade, data: &[u8], eos: bool) {
+        // SAFETY: the filter and the caller's brigade are live; the shim copies data.
+        unsafe {
+            oxwsgi_ap_filter_append(
+                self.as_ptr(),
+                bb.0.as_ptr(),
+                data.as_ptr() as *const c_char,
+                data.len(),
+                i32::from(eos),
+            )
+        }
+    }
+
+    /// Input filters: let this call through to the filter before.
+    pub fn get_brigade(&self, bb: &FilterBrigade, call: InputCall) -> bool {
+        // SAFETY: the filter and the caller's brigade are live.
+        unsafe {
+            oxwsgi_ap_filter_get_brigade(self.as_ptr(), bb.0.as_ptr(), call.mode, call.block, call.readbytes) == 0
+        }
+    }
+
+    /// Hand `bb` to the next filter untouched.
+    pub fn pass_brigade(&self, bb: &FilterBrigade) -> bool {
+        // SAFETY: the filter and its brigade are live.
+        unsafe { oxwsgi_ap_filter_pass_brigade(self.as_ptr(), bb.0.as_ptr()) == 0 }
+    }
+}
+
+impl FilterBrigade {
+    /// # Safety
+    /// `bb` must be the brigade httpd passed to the running filter call.
+    pub unsafe fn from_ptr(bb: *mut apr_bucket_brigade) -> Option<FilterBrigade> {
+        NonNull::new(bb).map(FilterBrigade)
+    }
+}
+
+/// A filter lent to its Python object during one filter call.
+#[derive(Clone)]
+pub struct FilterHandle(NonNull<Filter>);
+
+// SAFETY: only dereferenced on the thread of the filter call, while it runs
+// (FilterHandle::new's contract); Python objects holding it need it Send.
+unsafe impl Send for FilterHandle {}
+// SAFETY: as Send.
+unsafe impl Sync for FilterHandle {}
+
+impl FilterHandle {
+    /// # Safety
+    /// Every use must happen on the thread of the filter call that handed `f` over, before
+    /// that call returns (the holder checks both before each use).
+    pub unsafe fn new(f: &Filter) -> FilterHandle {
+        FilterHandle(NonNull::from(f))
+    }
+
+    pub fn get(&self) -> &Filter {
+        // SAFETY: live and on its thread (new's contract).
+        unsafe { self.0.as_ref() }
     }
 }

@@ -14,6 +14,10 @@ mod entry;
 mod handler;
 mod httpd;
 mod io;
+mod modpython;
+mod modpython_conf;
+mod modpython_filter;
+mod modpython_req;
 
 use std::ptr::null_mut;
 

@@ -19,6 +19,7 @@ pub mod file_wrapper;
 pub mod head;
 pub mod input;
 pub mod log;
+pub mod modpython;
 pub mod modwsgi_module;
 pub mod proxy;
 pub mod request;
