@@ -6,9 +6,6 @@
 use std::borrow::Cow;
 use std::ffi::{CStr, CString, c_int};
 use std::sync::Arc;
-use std::time::Instant;
-
-use pyo3::prelude::*;
 
 use super::compat;
 use super::config::{self, Alias, Config};
@@ -16,7 +13,6 @@ use super::daemon_conf::{DaemonGroup, ProcessGroup, process_group};
 use super::httpd::{Matches, Request, RequestHandle, regsub};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
 use crate::core::head::ResponseHead;
-use crate::core::modwsgi_module;
 use crate::core::request::{AppSettings, Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::worker::{self, Channel};
@@ -274,7 +270,9 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
 
     python::keep_thread_state();
     let context: Arc<str> = Arc::from(filename.as_str());
-    let outcome = Python::attach(|py| {
+    // The application group's interpreter (docs/interpreters.md); the GIL is taken in it.
+    let Some(interp) = w.interpreter(&meta, &**log, &filename) else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
+    let outcome = interp.attach(|py| {
         let ch = Channel {
             body: Box::new(ApacheBody::new(handle.clone())),
             sink: Box::new(ApacheSink::new(handle.clone())),
@@ -284,16 +282,12 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
         if !compat::dispatch(py, r, w, &mut meta, &**log) {
             return None;
         }
-        let started = Instant::now();
-        let mut ex = w.begin(py, &meta, ch)?;
-        let outcome = loop {
-            if let Some(outcome) = ex.pump(py, None) {
-                break outcome;
-            }
-        };
-        drop(ex);
-        modwsgi_module::request_finished(py, started);
-        Some(outcome)
+        // In the group's interpreter (another one if the dispatch script chose another).
+        w.serve(py, &meta, ch)
+    });
+    let outcome = outcome.unwrap_or_else(|e| {
+        log.log(Level::Error, &format!("{filename}: {e}"));
+        None
     });
     match outcome {
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,

@@ -1,6 +1,6 @@
 //! Loading WSGI scripts (`app.wsgi` files) as modules, once per process, and re-loading
 //! them when their modification time changes (mod_wsgi's `WSGIScriptReloading On`),
-//! checked at most once a second per process.
+//! checked at most once a second per process. Each interpreter loads its own copy.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,9 @@ struct Entry {
 /// How often a script's modification time is checked for reloading.
 const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Loaded scripts of this process, keyed by path.
-static SCRIPTS: Mutex<Option<HashMap<PathBuf, Entry>>> = Mutex::new(None);
+/// Loaded scripts of this process, keyed by interpreter (each has its own modules: a script
+/// used by two application groups is loaded in each) and path.
+static SCRIPTS: Mutex<Option<HashMap<i64, HashMap<PathBuf, Entry>>>> = Mutex::new(None);
 
 /// The module name a script is loaded under: unique per path, like mod_wsgi's
 /// `_mod_wsgi_<hash>`, so two `app.wsgi` files never share a module.
@@ -66,7 +67,7 @@ pub fn module<'py>(py: Python<'py>, path: &Path, reload: bool) -> PyResult<Bound
     // Waiting for the lock detaches from Python: another thread may hold it while it runs
     // a script's top-level code, which needs the GIL to finish.
     let mut guard = SCRIPTS.lock_py_attached(py).unwrap_or_else(|p| p.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
+    let map = guard.get_or_insert_with(HashMap::new).entry(super::interp::current_id(py)).or_default();
     if let Some(entry) = map.get_mut(path) {
         if !reload || entry.checked.elapsed() < RELOAD_CHECK_INTERVAL {
             return Ok(entry.module.bind(py).clone());
@@ -88,7 +89,7 @@ pub fn module<'py>(py: Python<'py>, path: &Path, reload: bool) -> PyResult<Bound
 /// the process rather than reloading the module in place (mod_wsgi's rule).
 pub fn changed(py: Python<'_>, path: &Path) -> bool {
     let guard = SCRIPTS.lock_py_attached(py).unwrap_or_else(|p| p.into_inner());
-    match guard.as_ref().and_then(|m| m.get(path)) {
+    match guard.as_ref().and_then(|m| m.get(&super::interp::current_id(py))).and_then(|m| m.get(path)) {
         Some(entry) => entry.mtime != mtime(path),
         None => false,
     }

@@ -3,6 +3,7 @@
 //! the OS calls daemon mode needs that std does not wrap (`unix`).
 
 pub mod guard;
+pub mod interp;
 pub mod os;
 pub mod python;
 pub mod unix;
