@@ -383,7 +383,7 @@ fn dispatch_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<
                      not support yet"
                 ));
             }
-            // Every group is the main interpreter: the dispatch script runs there.
+            // The dispatch script runs in the main interpreter (mod_wsgi's default).
             Some(("application-group", _)) => {}
             _ => {
                 return Err(format!("{name}: unexpected argument {a:?} (options: process-group=, application-group=)"));

@@ -29,8 +29,7 @@ pub struct Alias {
     pub process_group: Option<String>,
 }
 
-/// A `WSGIImportScript` (its application group is recorded for the start-up notice
-/// only: every group is the main interpreter).
+/// A `WSGIImportScript`.
 pub struct ImportScript {
     pub path: PathBuf,
     /// `process-group=<daemon group>`: preloaded there instead of in Apache's children.
@@ -516,26 +515,45 @@ pub fn shared_interpreter_notice(c: &Config) -> Option<String> {
     if c.restrict_embedded || c.named_groups.iter().any(|(_, d)| d == "WSGIProcessGroup") {
         return None; // a WSGIProcessGroup may move them: per-directory, not known here
     }
-    let mut apps: Vec<(String, String)> = Vec::new();
+    // Applications share an interpreter when they are in one application group: the
+    // default (%{RESOURCE}) gives each its own; a WSGIApplicationGroup (its scope is
+    // per directory, not known here) may put those without an option together.
+    let set_somewhere = c.application_groups.iter().any(|g| g != "%{RESOURCE}");
+    let group_of = |a: &Alias| -> Option<String> {
+        match a.application_group.as_deref() {
+            Some(g) if g == "%{RESOURCE}" || g.starts_with("%{ENV:") => None,
+            Some(g) => Some(g.to_string()),
+            None if set_somewhere => Some(String::from("WSGIApplicationGroup")),
+            None => None,
+        }
+    };
+    let mut by_group: Vec<(String, Vec<(String, String)>)> = Vec::new();
     for a in c.aliases.values().flatten() {
         let embedded = match a.process_group.as_deref().map(daemon_conf::process_group) {
             None | Some(Ok(ProcessGroup::Embedded)) => true,
             Some(_) => false,
         };
-        if embedded && !apps.iter().any(|(_, t)| *t == a.target) {
+        let Some(group) = group_of(a).filter(|_| embedded) else { continue };
+        let i = match by_group.iter().position(|(g, _)| *g == group) {
+            Some(i) => i,
+            None => {
+                by_group.push((group, Vec::new()));
+                by_group.len() - 1
+            }
+        };
+        if !by_group[i].1.iter().any(|(_, t)| *t == a.target) {
             let url = if a.regex.is_some() { a.prefix.clone() } else { format!("{}/", a.prefix) };
-            apps.push((url, a.target.clone()));
+            by_group[i].1.push((url, a.target.clone()));
         }
     }
-    if apps.len() < 2 {
-        return None;
-    }
+    let apps = by_group.into_iter().map(|(_, apps)| apps).find(|apps| apps.len() >= 2)?;
     let list: Vec<String> = apps.iter().map(|(u, t)| format!("{u} ({t})")).collect();
     Some(format!(
         "oxwsgi: {} applications run embedded and share one Python interpreter in each Apache child: {}; \
          a module they both import (e.g. `config` or `settings`) is loaded once, for the first of them. To \
-         isolate them, give each its own process group (WSGIDaemonProcess NAME ... and process-group=NAME on \
-         its WSGIScriptAlias; see docs/daemon-mode.md)",
+         isolate them, give each its own application group (application-group=NAME, or leave mod_wsgi's \
+         default %{{RESOURCE}}; see docs/interpreters.md) or its own process group (WSGIDaemonProcess NAME \
+         ... and process-group=NAME; see docs/daemon-mode.md)",
         apps.len(),
         list.join(", ")
     ))

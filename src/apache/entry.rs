@@ -164,17 +164,6 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
             for n in &c.notices {
                 log.log(Level::Notice, &format!("oxwsgi: {n}"));
             }
-            for g in &c.application_groups {
-                if g != "%{GLOBAL}" {
-                    log.log(
-                        Level::Notice,
-                        &format!(
-                            "oxwsgi: application group {g:?} runs in the main interpreter, like %{{GLOBAL}}: \
-                         oxwsgi uses one interpreter per process (see docs/mod_wsgi-migration.md)"
-                        ),
-                    );
-                }
-            }
             if let Some(msg) = config::shared_interpreter_notice(c) {
                 log.log(Level::Notice, &msg);
             }

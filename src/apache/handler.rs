@@ -13,6 +13,7 @@ use super::daemon_conf::{DaemonGroup, ProcessGroup, process_group};
 use super::httpd::{Matches, Request, RequestHandle, regsub};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
 use crate::core::head::ResponseHead;
+use crate::core::interp;
 use crate::core::request::{AppSettings, Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::worker::{self, Channel};
@@ -279,7 +280,9 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
             log: log.clone(),
             context,
         };
-        if !compat::dispatch(py, r, w, &mut meta, &**log) {
+        // mod_wsgi runs a dispatch script in the main interpreter.
+        let dispatched = interp::main().with(py, |py| compat::dispatch(py, r, w, &mut meta, &**log));
+        if dispatched != Ok(true) {
             return None;
         }
         // In the group's interpreter (another one if the dispatch script chose another).

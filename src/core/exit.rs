@@ -47,7 +47,7 @@ def _oxwsgi_exit(thread_deadline, phase):
 "#;
 
 /// The callable the exit code reports its phase through.
-#[pyclass]
+#[pyclass(immutable_type)]
 struct Phase(Arc<Mutex<String>>, String);
 
 #[pymethods]

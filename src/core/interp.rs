@@ -19,6 +19,8 @@
 //! modules, `sys.stdout`/`sys.stderr` to the error log, the `logging` bridge,
 //! `WSGIPythonPath`) by the initialisers registered with [`add_initializer`].
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
@@ -46,6 +48,23 @@ type Initializer = Arc<dyn Fn(Python<'_>, &str) -> PyResult<()> + Send + Sync>;
 /// The interpreters made so far (or why one could not be), by name.
 static REGISTRY: Mutex<Vec<(&'static str, Result<Interp, String>)>> = Mutex::new(Vec::new());
 static INITIALIZERS: Mutex<Vec<Initializer>> = Mutex::new(Vec::new());
+/// Whether any sub-interpreter was made: until then the main one is always current.
+static ANY_SUB: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The interpreter this thread looked up last: requests of one application repeat
+    /// the same name, and this spares them the registry's lock and search.
+    static LAST: Cell<Option<Interp>> = const { Cell::new(None) };
+}
+
+/// The interpreter called `name` if this thread looked it up last.
+fn last(name: &str) -> Option<Interp> {
+    LAST.with(|l| l.get().filter(|i| i.name == name))
+}
+
+fn remember(i: Interp) {
+    LAST.with(|l| l.set(Some(i)));
+}
 
 /// Whether `name` names the main interpreter (`""` or `%{GLOBAL}`).
 pub fn is_main_name(name: &str) -> bool {
@@ -70,8 +89,15 @@ pub fn find(name: &str) -> Option<Result<Interp, String>> {
     if is_main_name(name) {
         return Some(Ok(main()));
     }
+    if let Some(i) = last(name) {
+        return Some(Ok(i));
+    }
     let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    reg.iter().find(|(n, _)| *n == name).map(|(_, r)| r.clone())
+    let found = reg.iter().find(|(n, _)| *n == name).map(|(_, r)| r.clone());
+    if let Some(Ok(i)) = &found {
+        remember(*i);
+    }
+    found
 }
 
 /// The interpreter called `name`, made now if needed. For a caller that is attached (any
@@ -80,10 +106,16 @@ pub fn get_or_create(py: Python<'_>, name: &str) -> Result<Interp, String> {
     if is_main_name(name) {
         return Ok(main());
     }
+    if let Some(i) = last(name) {
+        return Ok(i);
+    }
     // Waiting for the lock detaches: the thread holding it may be running a new
     // interpreter's set-up, which needs the GIL to finish.
     let mut reg = pyo3::sync::MutexExt::lock_py_attached(&REGISTRY, py).unwrap_or_else(|p| p.into_inner());
     if let Some((_, r)) = reg.iter().find(|(n, _)| *n == name) {
+        if let Ok(i) = r {
+            remember(*i);
+        }
         return r.clone();
     }
     if reg.len() >= MAX_INTERPRETERS {
@@ -97,6 +129,7 @@ pub fn get_or_create(py: Python<'_>, name: &str) -> Result<Interp, String> {
     // New interpreters are made from the main one, whose configuration they copy.
     let made = {
         let _main = if sub::main_is_current(py) { None } else { Some(sub::enter_main(py)?) };
+        ANY_SUB.store(true, Ordering::Relaxed);
         SubInterpreter::new(py, |py| {
             for init in &inits {
                 init(py, name).map_err(|e| super::runtime::describe(py, &e))?;
@@ -178,7 +211,7 @@ impl Interp {
     /// in Rust statics shared with other interpreters (see docs/interpreters.md).
     pub fn with<R>(&self, py: Python<'_>, f: impl for<'py> FnOnce(Python<'py>) -> R) -> Result<R, String> {
         match self.sub {
-            None if sub::main_is_current(py) => Ok(f(py)),
+            None if !ANY_SUB.load(Ordering::Relaxed) || sub::main_is_current(py) => Ok(f(py)),
             None => {
                 let _main = sub::enter_main(py)?;
                 Ok(f(py))

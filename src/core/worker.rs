@@ -98,6 +98,34 @@ impl Worker {
     }
 }
 
+/// After a failed script load in a sub-interpreter whose error names sub-interpreters (an
+/// extension module that refuses them, such as any built with PyO3): say what to do.
+fn sub_interpreter_hint(py: Python<'_>, log: &dyn LogSink, context: &str, meta: &RequestMeta<'_>, e: &PyErr) {
+    let text = runtime::describe(py, e).to_ascii_lowercase();
+    if interp::current_id(py) != interp::main().id()
+        && (text.contains("subinterpreter") || text.contains("sub-interpreter"))
+    {
+        let group = group_name(&meta.app.application_group);
+        log.log(
+            Level::Error,
+            &format!(
+                "{context}: the application runs in the sub-interpreter of application group {group:?} and uses an \
+                 extension module that does not support sub-interpreters: give it the main interpreter with \
+                 WSGIApplicationGroup %{{GLOBAL}} (or application-group=%{{GLOBAL}}; see docs/interpreters.md)"
+            ),
+        );
+    }
+}
+
+/// An application group's name as text (`from_utf8` first: the lossy decoder is slower
+/// for the valid names every request has).
+fn group_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    }
+}
+
 /// What a request needs besides its metadata.
 pub struct Channel {
     pub body: Box<dyn RequestBody>,
@@ -148,7 +176,7 @@ impl Worker {
     /// is the main one), made now if needed. For a thread that is not attached; `None`:
     /// it cannot be made, which is logged (against `context`), and the request gets a 500.
     pub fn interpreter(&self, meta: &RequestMeta<'_>, log: &dyn LogSink, context: &str) -> Option<Interp> {
-        let name = String::from_utf8_lossy(&meta.app.application_group);
+        let name = group_name(&meta.app.application_group);
         match interp::resolve(&name) {
             Ok(i) => Some(i),
             Err(e) => {
@@ -168,7 +196,7 @@ impl Worker {
     /// [`Worker::serve`], reloading a changed script in place only if `reload` (see
     /// [`Worker::begin_with`]).
     pub fn serve_with(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel, reload: bool) -> Option<Outcome> {
-        let name = String::from_utf8_lossy(&meta.app.application_group);
+        let name = group_name(&meta.app.application_group);
         let group = match interp::get_or_create(py, &name) {
             Ok(i) => i,
             Err(e) => {
@@ -220,6 +248,7 @@ impl Worker {
             Err(e) => {
                 let what = "failed to load the WSGI script";
                 log_exception_id(py, &*ch.log, msgid::SCRIPT_LOAD_FAILED, &ch.context, what, &e);
+                sub_interpreter_hint(py, &*ch.log, &ch.context, meta, &e);
                 return None;
             }
         };

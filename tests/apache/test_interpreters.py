@@ -65,6 +65,14 @@ def application(environ, start_response):
         == ctypes.pythonapi.PyThreadState_Get(),
         stdout_is_log=type(sys.stdout).__name__,
     )
+    # The types oxwsgi gives every interpreter are one object each: they must be immutable,
+    # or one group could change what another's wsgi.input or file_wrapper does.
+    body['shared_types_immutable'] = []
+    for t in (type(environ['wsgi.input']), environ['wsgi.file_wrapper'], type(environ['wsgi.errors'])):
+        try:
+            t.oxwsgi_probe = 1
+        except TypeError:
+            body['shared_types_immutable'].append(t.__name__)
     print('printed from group %r' % mod_wsgi.application_group)
     start_response('200 OK', [('Content-Type', 'application/json')])
     return [json.dumps(body).encode()]
@@ -88,10 +96,7 @@ class InterpServer(ApacheServer):
             name=self.name, stage=self.stage.root, port=self.port, user=paths.RUN_USER,
             group=paths.RUN_GROUP, mpm=self.mpm, modules=paths.APACHE_MODULES,
             wsgi_load=self.wsgi_load, mpm_tuning=ONE_PROCESS[self.mpm], venv=paths.VENV,
-            aliases=aliases)
-        # The server-wide %{GLOBAL} of the conformance template would hide the default.
-        text = text.replace("WSGIApplicationGroup %{GLOBAL}\n", "")
-        assert "WSGIApplicationGroup" not in text
+            aliases=aliases, application_group="")  # no server-wide group: the default shows
         text += f"""
 <Directory {d}>
     Require all granted
@@ -116,6 +121,10 @@ WSGIScriptAlias /env-b {d}/b/app.wsgi
     WSGIApplicationGroup %{{ENV:OXWSGI_GROUP}}
 </Location>
 """
+        (d / "pyo3like.wsgi").write_text(
+            "raise ImportError('PyO3 modules do not yet support subinterpreters, see "
+            "https://github.com/PyO3/pyo3/issues/576')\n")
+        text += f"WSGIScriptAlias /pyo3like {d}/pyo3like.wsgi application-group=needs-main\n"
         if self.with_daemon:
             text += f"""
 WSGIDaemonProcess iso processes=1 threads=4
@@ -167,6 +176,7 @@ def test_groups_have_their_own_modules_and_globals(srv):
     # print() goes to the error log in every interpreter.
     assert a1["stdout_is_log"] == b1["stdout_is_log"] == "ErrorLog"
     srv.wait_for_log(r"printed from group 'beta'")
+    assert a1["shared_types_immutable"] == ["Input", "FileWrapper", "ErrorLog"]
 
 
 def test_global_is_the_main_interpreter(srv):
@@ -244,3 +254,11 @@ def test_daemon_process_hosts_several_groups():
         srv.stop()
         srv.check_log()
         srv.cleanup()
+
+
+def test_an_extension_refusing_sub_interpreters_gets_a_hint(srv):
+    # The error an extension built with PyO3 raises when imported in a sub-interpreter.
+    r = requests.get(srv.url("/pyo3like/"), timeout=20)
+    assert r.status_code == 500
+    srv.wait_for_log(r'application group "needs-main" and uses an extension module that does not support '
+                     r'sub-interpreters: give it the main interpreter with WSGIApplicationGroup %\{GLOBAL\}')
