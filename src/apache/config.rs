@@ -34,6 +34,9 @@ pub struct ImportScript {
     pub path: PathBuf,
     /// `process-group=<daemon group>`: preloaded there instead of in Apache's children.
     pub process_group: Option<String>,
+    /// `application-group=`: the interpreter it is preloaded into ("" or `%{GLOBAL}`: the
+    /// main one; a name: that sub-interpreter, embedded mode only).
+    pub application_group: String,
 }
 
 #[derive(Default)]
@@ -304,6 +307,15 @@ pub fn check() -> Result<(), String> {
         for i in imports {
             match i.process_group.as_deref().map(daemon_conf::process_group) {
                 Some(Ok(ProcessGroup::Named(g))) => {
+                    if !crate::core::interp::is_main_name(&i.application_group) {
+                        return Err(format!(
+                            "WSGIImportScript {}: preloading into application group {:?} of a daemon process \
+                             group is not supported yet; use application-group=%{{GLOBAL}} (the script is then \
+                             preloaded into the daemon's main interpreter)",
+                            i.path.display(),
+                            i.application_group
+                        ));
+                    }
                     let g = g.to_string();
                     if let Some(group) = c.groups.iter_mut().find(|x| x.name == g) {
                         if !group.imports.contains(&i.path) {
@@ -320,7 +332,10 @@ pub fn check() -> Result<(), String> {
             .aliases
             .values()
             .flatten()
-            .filter(|a| a.regex.is_none() && a.application_group.is_some())
+            // Only into the main interpreter: a daemon preloads into no other (yet).
+            .filter(|a| {
+                a.regex.is_none() && a.application_group.as_deref().is_some_and(crate::core::interp::is_main_name)
+            })
             .filter_map(|a| match daemon_conf::process_group(a.process_group.as_deref()?) {
                 Ok(ProcessGroup::Named(g)) if Path::new(&a.target).is_file() => {
                     Some((g.to_string(), PathBuf::from(&a.target)))
@@ -435,11 +450,18 @@ pub fn import_script(args: &[String]) -> Result<(), String> {
         return Err(format!("{name}: script {} does not exist", path.display()));
     }
     let o = parse_options(name, &args[1..], &["process-group", "application-group"])?;
+    let group = o.application_group.clone().unwrap_or_default();
+    if group == "%{RESOURCE}" || group == "%{SERVER}" || group.starts_with("%{ENV:") {
+        return Err(format!(
+            "{name}: application-group={group} is named from a request, and a script is preloaded before any \
+             request: use %{{GLOBAL}} or the group's name"
+        ));
+    }
     with(|c| {
         if let Some(g) = &o.application_group {
             c.application_groups.insert(g.clone());
         }
-        c.imports.push(ImportScript { path, process_group: o.process_group })
+        c.imports.push(ImportScript { path, process_group: o.process_group, application_group: group })
     });
     Ok(())
 }

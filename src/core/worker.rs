@@ -146,6 +146,22 @@ impl Worker {
         }
     }
 
+    /// Preload the script at `path` into the interpreter of application group `group`
+    /// (`WSGIImportScript application-group=NAME`), made now. For a thread that is not
+    /// attached, after [`start`]. A failure is logged (with `directive`) and not kept.
+    pub fn preload(&self, group: &str, path: &Path, directive: &str) {
+        if self.startup_error.is_some() {
+            return;
+        }
+        let loaded = interp::resolve(group).and_then(|i| {
+            i.attach(|py| script::module(py, path, false).map(drop).map_err(|e| runtime::describe(py, &e)))?
+        });
+        if let Err(e) = loaded {
+            let msg = format!("{directive} (application group {group:?}) failed: {e}");
+            self.log.log(Level::Error, &msgid::line(msgid::IMPORT_FAILED, &path.display().to_string(), &msg));
+        }
+    }
+
     /// The process-wide log.
     pub fn log(&self) -> &Arc<dyn LogSink> {
         &self.log

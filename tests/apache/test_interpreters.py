@@ -6,6 +6,7 @@ thread state); `%{ENV:var}` and `%{SERVER}` name groups as mod_wsgi does; the de
 (`%{RESOURCE}`) gives each application its own; daemon processes host several groups;
 each interpreter's atexit callbacks run when the process exits, without a crash."""
 
+import subprocess
 import time
 
 import pytest
@@ -60,6 +61,7 @@ def application(environ, start_response):
         module_group=mod_wsgi.application_group, hits=hits,
         interp=int(interpreters.get_current()), main=int(interpreters.get_main()),
         probe=getattr(sys, 'oxwsgi_probe', None),
+        preloaded=getattr(sys, 'oxwsgi_preloaded', False),
         probe_module='oxwsgi_probe_module' in sys.modules,
         gilstate_is_current=ctypes.pythonapi.PyGILState_GetThisThreadState()
         == ctypes.pythonapi.PyThreadState_Get(),
@@ -121,6 +123,8 @@ WSGIScriptAlias /env-b {d}/b/app.wsgi
     WSGIApplicationGroup %{{ENV:OXWSGI_GROUP}}
 </Location>
 """
+        (d / "preload.py").write_text("import sys\nsys.oxwsgi_preloaded = True\n")
+        text += f"WSGIImportScript {d}/preload.py process-group=%{{GLOBAL}} application-group=alpha\n"
         (d / "pyo3like.wsgi").write_text(
             "raise ImportError('PyO3 modules do not yet support subinterpreters, see "
             "https://github.com/PyO3/pyo3/issues/576')\n")
@@ -170,6 +174,8 @@ def test_groups_have_their_own_modules_and_globals(srv):
     # sys attributes and sys.modules are the group's own.
     assert (a2["probe"], a2["probe_module"]) == ("from-alpha", True)
     assert (b1["probe"], b1["probe_module"]) == (None, False)
+    # WSGIImportScript application-group=alpha preloaded into alpha's interpreter only.
+    assert (a1["preloaded"], b1["preloaded"]) == (True, False)
     # A C extension calling PyGILState_GetThisThreadState finds the main interpreter's
     # thread state, not the one running it: what breaks such extensions outside %{GLOBAL}.
     assert a1["gilstate_is_current"] is False
@@ -262,3 +268,25 @@ def test_an_extension_refusing_sub_interpreters_gets_a_hint(srv):
     assert r.status_code == 500
     srv.wait_for_log(r'application group "needs-main" and uses an extension module that does not support '
                      r'sub-interpreters: give it the main interpreter with WSGIApplicationGroup %\{GLOBAL\}')
+
+
+@pytest.mark.parametrize("options, message", [
+    ("process-group=%{GLOBAL} application-group=%{RESOURCE}", "is named from a request"),
+    ("process-group=iso application-group=alpha",
+     'preloading into application group "alpha" of a daemon process group is not supported yet'),
+])
+def test_import_script_into_a_group_it_cannot_reach_fails_configtest(options, message):
+    srv = InterpServer("event", daemon=True)
+    try:
+        srv.stage.populate()
+        srv.install_module()
+        srv.write_config()
+        preload = srv.stage.root / "d" / "preload.py"
+        srv.conf.write_text(srv.conf.read_text() + f"WSGIImportScript {preload} {options}\n")
+        srv.stage.make_readable()
+        r = subprocess.run([paths.APACHE_BIN, "-t", "-f", str(srv.conf)], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode != 0, r.stdout + r.stderr
+        assert message in r.stdout + r.stderr, r.stdout + r.stderr
+    finally:
+        srv.cleanup()
