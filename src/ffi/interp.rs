@@ -118,10 +118,11 @@ impl SubInterpreter {
         MINE.with(|m| m.borrow_mut().push((id, ThreadState(ts))));
         // The new interpreter is current: setup's pyo3 calls run in it (this thread is
         // attached as far as pyo3 is concerned, the caller holds `py`).
-        sub.active.fetch_add(1, Ordering::Relaxed);
+        // A new interpreter is not ended: this cannot fail.
+        let active = Active::enter(sub).ok();
         // SAFETY: the GIL is held by this thread, in the new interpreter.
         let r = setup(unsafe { Python::assume_attached() });
-        sub.active.fetch_sub(1, Ordering::Relaxed);
+        drop(active);
         // SAFETY: the GIL is held; saved was this thread's current state before the call
         // (Py_NewInterpreter swapped it out, it is still alive).
         unsafe { ffi::PyThreadState_Swap(saved) };
@@ -145,9 +146,10 @@ impl SubInterpreter {
         if let Some(ts) = MINE.with(|m| m.borrow().iter().find(|(id, _)| *id == self.id).map(|(_, ts)| *ts)) {
             return Ok(ts);
         }
-        // SAFETY: state is a live interpreter (not ended: callers checked `ended` with the
-        // GIL held). PyThreadState_New allocates a state for this thread in it, without
-        // making it current; NULL on memory exhaustion.
+        // SAFETY: state is a live interpreter (not ended: every caller holds an `Active`, or
+        // is `end` itself, before `Py_EndInterpreter`). PyThreadState_New (which needs no
+        // GIL in 3.11: it takes the runtime's own lock) allocates a state for this thread in
+        // it, without making it current; NULL on memory exhaustion.
         let ts = unsafe { ffi::PyThreadState_New(self.state.as_ptr()) };
         let ts = ThreadState(NonNull::new(ts).ok_or("cannot allocate a Python thread state")?);
         self.states.lock().unwrap_or_else(|p| p.into_inner()).push(ts);
@@ -158,30 +160,30 @@ impl SubInterpreter {
     /// Make this interpreter current on the calling thread until the guard drops. Called
     /// with the GIL held; pyo3 calls made with `py` meanwhile run in this interpreter.
     pub fn enter(&'static self, _py: Python<'_>) -> Result<Entered, String> {
-        if self.ended.load(Ordering::Acquire) {
-            return Err(format!("sub-interpreter {} has been ended (the process is exiting)", self.id));
-        }
+        let active = Active::enter(self)?;
         let ts = self.thread_state()?;
-        self.active.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the GIL is held by this thread; ts is this thread's live state in a live
-        // interpreter, not current anywhere else (each state belongs to one thread).
-        // Swap makes it current and returns the previous one, which Entered restores.
+        // interpreter (not ended: see `active`), not current anywhere else (each state
+        // belongs to one thread). Swap makes it current and returns the previous one,
+        // which Entered restores.
         let prev = unsafe { ffi::PyThreadState_Swap(ts.0.as_ptr()) };
-        Ok(Entered { sub: self, prev })
+        Ok(Entered { _active: active, prev })
     }
 
     /// End the interpreter at process exit: delete the thread states of other threads,
     /// then `Py_EndInterpreter` on this thread's (which runs `threading._shutdown` and
     /// finalises its modules). Skipped, with the reason, when a thread is still inside it
-    /// or a thread this module did not make (one the application started) still has a
-    /// state in it: `Py_EndInterpreter` would abort the process. Call with the GIL held,
+    /// (it stays usable by nobody: entering fails from now on) or a thread this module did
+    /// not make (one the application started) still has a state in it: `Py_EndInterpreter`
+    /// would abort the process. Call with the GIL held,
     /// after the interpreter's exit work (atexit) ran, from the main interpreter.
     pub fn end(&'static self, py: Python<'_>) -> Result<(), String> {
-        if self.active.load(Ordering::Acquire) != 0 {
+        // `ended` first, `active` after (see `Active::enter`); once set, nothing enters.
+        let mine = self.thread_state()?;
+        self.ended.store(true, Ordering::SeqCst);
+        if self.active.load(Ordering::SeqCst) != 0 {
             return Err("a thread is still running in it".into());
         }
-        let mine = self.thread_state()?;
-        self.ended.store(true, Ordering::Release);
         let saved = current(py);
         // SAFETY: the GIL is held; mine is this thread's live state in this interpreter.
         unsafe { ffi::PyThreadState_Swap(mine.0.as_ptr()) };
@@ -236,8 +238,9 @@ impl SubInterpreter {
 /// While alive, the calling thread runs in a sub-interpreter (see [`SubInterpreter::enter`]).
 /// Dropping it (also while unwinding) makes the previous thread state current again.
 pub struct Entered {
-    sub: &'static SubInterpreter,
     prev: *mut ffi::PyThreadState,
+    /// Dropped after `drop` below swapped back: the thread leaves the interpreter last.
+    _active: Active,
 }
 
 impl Drop for Entered {
@@ -246,7 +249,6 @@ impl Drop for Entered {
         // scope re-attached before returning); prev was current before `enter` and is
         // this thread's live state, so it may be current again.
         unsafe { ffi::PyThreadState_Swap(self.prev) };
-        self.sub.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -256,6 +258,10 @@ impl Drop for Entered {
 /// posts that request per interpreter). Inside, pyo3 is attached through the thread's main
 /// state (so nested `Python::attach`es and `detach` work), with the sub-interpreter current.
 pub fn attach<R>(sub: &'static SubInterpreter, f: impl for<'py> FnOnce(Python<'py>) -> R) -> Result<R, String> {
+    // Counted in before anything touches the interpreter, and `ended` checked after: `end`
+    // sets `ended` first and checks `active` after (both SeqCst), so either this thread
+    // sees the interpreter ended and stays out, or `end` sees this thread and leaves it.
+    let _active = Active::enter(sub)?;
     let ts = sub.thread_state()?;
     // SAFETY: PyGILState_GetThisThreadState only reads this thread's registered main
     // thread state (kept by python::keep_thread_state, which callers ran first).
@@ -264,8 +270,8 @@ pub fn attach<R>(sub: &'static SubInterpreter, f: impl for<'py> FnOnce(Python<'p
         return Err("this thread has no Python thread state (keep_thread_state was not called)".into());
     }
     // SAFETY: this thread holds no GIL (callers are not attached); ts is its live state in
-    // a live interpreter (`ended` is checked below, under the GIL). RestoreThread waits
-    // for the GIL as ts and makes it current.
+    // a live interpreter (not ended: see `_active`). RestoreThread waits for the GIL as ts
+    // and makes it current.
     unsafe { ffi::PyEval_RestoreThread(ts.0.as_ptr()) };
     /// Hands the GIL back as `ts` at the end, also while unwinding.
     struct Release(ThreadState);
@@ -279,20 +285,44 @@ pub fn attach<R>(sub: &'static SubInterpreter, f: impl for<'py> FnOnce(Python<'p
         }
     }
     let _release = Release(ts);
-    if sub.ended.load(Ordering::Acquire) {
-        return Err(format!("sub-interpreter {} has been ended (the process is exiting)", sub.id));
-    }
     // SAFETY: the GIL is held; main is this thread's live main state, not current elsewhere.
     unsafe { ffi::PyThreadState_Swap(main) };
     // PyGILState_Ensure now finds this thread's own state current: it only counts.
     Ok(Python::attach(|py| {
-        sub.active.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the GIL is held by this thread; ts is its live state in `sub` (checked
-        // not ended above, under the GIL), not current elsewhere. Entered swaps back.
+        /// Makes the main state current again before pyo3's attach ends (also unwinding).
+        struct Back(*mut ffi::PyThreadState);
+        impl Drop for Back {
+            fn drop(&mut self) {
+                // SAFETY: the GIL is held by this thread; self.0 is its main state.
+                unsafe { ffi::PyThreadState_Swap(self.0) };
+            }
+        }
+        // SAFETY: the GIL is held by this thread; ts is its live state in `sub` (not ended,
+        // see `_active`), not current elsewhere. Back swaps the main state back.
         let prev = unsafe { ffi::PyThreadState_Swap(ts.0.as_ptr()) };
-        let _entered = Entered { sub, prev };
+        let _back = Back(prev);
         f(py)
     }))
+}
+
+/// A thread counted in `SubInterpreter::active` while alive.
+struct Active(&'static SubInterpreter);
+
+impl Active {
+    fn enter(sub: &'static SubInterpreter) -> Result<Active, String> {
+        sub.active.fetch_add(1, Ordering::SeqCst);
+        let a = Active(sub);
+        if sub.ended.load(Ordering::SeqCst) {
+            return Err(format!("sub-interpreter {} has been ended (the process is exiting)", sub.id));
+        }
+        Ok(a)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// While alive, the calling thread runs in the main interpreter (see [`enter_main`]).
