@@ -239,3 +239,49 @@ impl std::fmt::Debug for Interp {
         write!(f, "Interp({:?}, id {})", self.name, self.id())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+
+    use pyo3::prelude::*;
+
+    use super::*;
+
+    fn run(py: Python<'_>, code: &str) -> PyResult<()> {
+        py.run(&CString::new(code).expect("no NUL"), None, None)
+    }
+
+    fn probe(py: Python<'_>) -> Option<String> {
+        py.import("sys").and_then(|s| s.getattr("oxwsgi_unit_probe")).and_then(|v| v.extract()).ok()
+    }
+
+    #[test]
+    fn named_interpreters_are_isolated_and_main_is_global() {
+        super::super::tests::python();
+        let a = resolve("unit-a").expect("made");
+        let b = resolve("unit-b").expect("made");
+        assert!(!a.is_main() && !b.is_main() && a.id() != b.id());
+        assert_eq!(resolve("unit-a").expect("found").id(), a.id());
+        assert!(resolve(GLOBAL).expect("main").is_main() && resolve("").expect("main").is_main());
+        // Set in a, seen only in a; the main interpreter and b have their own sys.
+        a.attach(|py| {
+            assert_eq!(current_id(py), a.id());
+            run(py, "import sys; sys.oxwsgi_unit_probe = 'a'").expect("runs");
+        })
+        .expect("a is alive");
+        assert_eq!(a.attach(probe).expect("alive").as_deref(), Some("a"));
+        assert_eq!(b.attach(probe).expect("alive"), None);
+        assert_eq!(main().attach(probe).expect("main"), None);
+        // Nested: from b, run in a, then back in b.
+        b.attach(|py| {
+            assert_eq!(a.with(py, probe).expect("alive").as_deref(), Some("a"));
+            assert_eq!(current_id(py), b.id());
+            assert_eq!(main().with(py, current_id).expect("main"), main().id());
+            // Detaching inside an interpreter comes back to it.
+            py.detach(|| ());
+            assert_eq!(current_id(py), b.id());
+        })
+        .expect("b is alive");
+    }
+}
