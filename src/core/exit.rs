@@ -89,7 +89,7 @@ pub fn run_exit_handlers(limit: Duration, log: Arc<dyn LogSink>) {
     let thread_log = log.clone();
     // Sub-interpreters first (mod_wsgi's order), each ended after its exit work, then the
     // main interpreter, which is never finalized (the process exits).
-    let subs = super::interp::subinterpreters();
+    let subs: Vec<_> = super::interp::subinterpreters().into_iter().filter(|i| !i.is_ended()).collect();
     let spawned = std::thread::Builder::new().name("oxwsgi-exit".into()).spawn(move || {
         // Non-daemon threads of every interpreter get, together, half of the time.
         let thread_deadline = Instant::now() + limit / 2;

@@ -187,6 +187,11 @@ impl Interp {
         self.sub.is_none()
     }
 
+    /// Whether it was ended at exit (the main interpreter never is).
+    pub fn is_ended(&self) -> bool {
+        self.sub.is_some_and(|s| s.is_ended())
+    }
+
     /// CPython's id (what [`current_id`] returns while it runs).
     pub fn id(&self) -> i64 {
         match self.sub {

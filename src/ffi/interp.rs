@@ -42,6 +42,8 @@ pub struct SubInterpreter {
     ended: AtomicBool,
     /// Threads inside the interpreter now (an [`Entered`] alive, maybe detached).
     active: AtomicUsize,
+    /// `Py_EndInterpreter` ran: the interpreter is gone (its memory freed by CPython).
+    finished: AtomicBool,
     /// Every thread state made for it, on any thread, for `end` to delete.
     states: Mutex<Vec<ThreadState>>,
 }
@@ -113,6 +115,7 @@ impl SubInterpreter {
             id,
             ended: AtomicBool::new(false),
             active: AtomicUsize::new(0),
+            finished: AtomicBool::new(false),
             states: Mutex::new(vec![ThreadState(ts)]),
         }));
         MINE.with(|m| m.borrow_mut().push((id, ThreadState(ts))));
@@ -132,6 +135,11 @@ impl SubInterpreter {
     /// CPython's id of this interpreter.
     pub fn id(&self) -> i64 {
         self.id
+    }
+
+    /// Whether [`SubInterpreter::end`] ran for it (nothing enters it any more).
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Whether the calling thread runs in this interpreter now.
@@ -178,6 +186,10 @@ impl SubInterpreter {
     /// would abort the process. Call with the GIL held,
     /// after the interpreter's exit work (atexit) ran, from the main interpreter.
     pub fn end(&'static self, py: Python<'_>) -> Result<(), String> {
+        // Once gone, nothing of it may be touched again (a second exit pass).
+        if self.finished.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         // `ended` first, `active` after (see `Active::enter`); once set, nothing enters.
         let mine = self.thread_state()?;
         self.ended.store(true, Ordering::SeqCst);
@@ -212,6 +224,7 @@ impl SubInterpreter {
         // now) and is the interpreter's only thread state. Py_EndInterpreter finalises the
         // interpreter, frees mine and leaves no current thread state, GIL still held.
         unsafe { ffi::Py_EndInterpreter(mine.0.as_ptr()) };
+        self.finished.store(true, Ordering::SeqCst);
         self.states.lock().unwrap_or_else(|p| p.into_inner()).clear();
         MINE.with(|m| m.borrow_mut().retain(|(id, _)| *id != self.id));
         // SAFETY: the GIL is held with no current state; saved is this thread's live state
