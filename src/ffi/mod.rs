@@ -1,5 +1,6 @@
 //! Foreign-function layer: generated server bindings and the few CPython C-API calls that
-//! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread), and
+//! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread,
+//! sub-interpreters in `interp`), and
 //! the OS calls daemon mode needs that std does not wrap (`unix`).
 
 pub mod guard;
