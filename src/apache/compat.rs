@@ -410,7 +410,7 @@ fn dispatch_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<
                      script always runs in Apache's children; its process_group() picks the request's group"
                 ));
             }
-            // Every group is the main interpreter: the dispatch script runs there.
+            // The dispatch script runs in the main interpreter (mod_wsgi's default).
             Some(("application-group", _)) => {}
             _ => {
                 return Err(format!("{name}: unexpected argument {a:?} (the only option is application-group=)"));

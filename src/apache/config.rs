@@ -29,12 +29,14 @@ pub struct Alias {
     pub process_group: Option<String>,
 }
 
-/// A `WSGIImportScript` (its application group is recorded for the start-up notice
-/// only: every group is the main interpreter).
+/// A `WSGIImportScript`.
 pub struct ImportScript {
     pub path: PathBuf,
     /// `process-group=<daemon group>`: preloaded there instead of in Apache's children.
     pub process_group: Option<String>,
+    /// `application-group=`: the interpreter it is preloaded into ("" or `%{GLOBAL}`: the
+    /// main one; a name: that sub-interpreter, embedded mode only).
+    pub application_group: String,
 }
 
 #[derive(Default)]
@@ -319,6 +321,15 @@ pub fn check(main: Option<&Server>) -> Result<(), String> {
         for i in imports {
             match i.process_group.as_deref().map(daemon_conf::process_group) {
                 Some(Ok(ProcessGroup::Named(g))) => {
+                    if !crate::core::interp::is_main_name(&i.application_group) {
+                        return Err(format!(
+                            "WSGIImportScript {}: preloading into application group {:?} of a daemon process \
+                             group is not supported yet; use application-group=%{{GLOBAL}} (the script is then \
+                             preloaded into the daemon's main interpreter)",
+                            i.path.display(),
+                            i.application_group
+                        ));
+                    }
                     let g = g.to_string();
                     if let Some(group) = c.groups.iter_mut().find(|x| x.name == g) {
                         if !group.imports.contains(&i.path) {
@@ -335,7 +346,10 @@ pub fn check(main: Option<&Server>) -> Result<(), String> {
             .aliases
             .values()
             .flatten()
-            .filter(|a| a.regex.is_none() && a.application_group.is_some())
+            // Only into the main interpreter: a daemon preloads into no other (yet).
+            .filter(|a| {
+                a.regex.is_none() && a.application_group.as_deref().is_some_and(crate::core::interp::is_main_name)
+            })
             .filter_map(|a| match daemon_conf::process_group(a.process_group.as_deref()?) {
                 Ok(ProcessGroup::Named(g)) if Path::new(&a.target).is_file() => {
                     Some((g.to_string(), PathBuf::from(&a.target)))
@@ -450,11 +464,18 @@ pub fn import_script(args: &[String]) -> Result<(), String> {
         return Err(format!("{name}: script {} does not exist", path.display()));
     }
     let o = parse_options(name, &args[1..], &["process-group", "application-group"])?;
+    let group = o.application_group.clone().unwrap_or_default();
+    if group == "%{RESOURCE}" || group == "%{SERVER}" || group.starts_with("%{ENV:") {
+        return Err(format!(
+            "{name}: application-group={group} is named from a request, and a script is preloaded before any \
+             request: use %{{GLOBAL}} or the group's name"
+        ));
+    }
     with(|c| {
         if let Some(g) = &o.application_group {
             c.application_groups.insert(g.clone());
         }
-        c.imports.push(ImportScript { path, process_group: o.process_group })
+        c.imports.push(ImportScript { path, process_group: o.process_group, application_group: group })
     });
     Ok(())
 }
@@ -533,26 +554,45 @@ pub fn shared_interpreter_notice(c: &Config) -> Option<String> {
     if c.restrict_embedded || c.named_groups.iter().any(|(_, d)| d == "WSGIProcessGroup") {
         return None; // a WSGIProcessGroup may move them: per-directory, not known here
     }
-    let mut apps: Vec<(String, String)> = Vec::new();
+    // Applications share an interpreter when they are in one application group: the
+    // default (%{RESOURCE}) gives each its own; a WSGIApplicationGroup (its scope is
+    // per directory, not known here) may put those without an option together.
+    let set_somewhere = c.application_groups.iter().any(|g| g != "%{RESOURCE}");
+    let group_of = |a: &Alias| -> Option<String> {
+        match a.application_group.as_deref() {
+            Some(g) if g == "%{RESOURCE}" || g.starts_with("%{ENV:") => None,
+            Some(g) => Some(g.to_string()),
+            None if set_somewhere => Some(String::from("WSGIApplicationGroup")),
+            None => None,
+        }
+    };
+    let mut by_group: Vec<(String, Vec<(String, String)>)> = Vec::new();
     for a in c.aliases.values().flatten() {
         let embedded = match a.process_group.as_deref().map(daemon_conf::process_group) {
             None | Some(Ok(ProcessGroup::Embedded)) => true,
             Some(_) => false,
         };
-        if embedded && !apps.iter().any(|(_, t)| *t == a.target) {
+        let Some(group) = group_of(a).filter(|_| embedded) else { continue };
+        let i = match by_group.iter().position(|(g, _)| *g == group) {
+            Some(i) => i,
+            None => {
+                by_group.push((group, Vec::new()));
+                by_group.len() - 1
+            }
+        };
+        if !by_group[i].1.iter().any(|(_, t)| *t == a.target) {
             let url = if a.regex.is_some() { a.prefix.clone() } else { format!("{}/", a.prefix) };
-            apps.push((url, a.target.clone()));
+            by_group[i].1.push((url, a.target.clone()));
         }
     }
-    if apps.len() < 2 {
-        return None;
-    }
+    let apps = by_group.into_iter().map(|(_, apps)| apps).find(|apps| apps.len() >= 2)?;
     let list: Vec<String> = apps.iter().map(|(u, t)| format!("{u} ({t})")).collect();
     Some(format!(
         "oxwsgi: {} applications run embedded and share one Python interpreter in each Apache child: {}; \
          a module they both import (e.g. `config` or `settings`) is loaded once, for the first of them. To \
-         isolate them, give each its own process group (WSGIDaemonProcess NAME ... and process-group=NAME on \
-         its WSGIScriptAlias; see docs/daemon-mode.md)",
+         isolate them, give each its own application group (application-group=NAME, or leave mod_wsgi's \
+         default %{{RESOURCE}}; see docs/interpreters.md) or its own process group (WSGIDaemonProcess NAME \
+         ... and process-group=NAME; see docs/daemon-mode.md)",
         apps.len(),
         list.join(", ")
     ))

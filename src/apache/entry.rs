@@ -19,7 +19,7 @@ use super::handler;
 use super::httpd::{self, CmdParms, DirConf, Pool, Request, Server};
 use super::io::ServerLog;
 use super::{modpython, modpython_conf};
-use crate::core::{Level, LogSink, modwsgi_module, worker};
+use crate::core::{Level, LogSink, interp, modwsgi_module, worker};
 use crate::ffi::guard::guard;
 use crate::ffi::httpd::*;
 
@@ -171,17 +171,6 @@ pub unsafe extern "C" fn oxwsgi_rs_post_config(
             for n in &c.notices {
                 log.log(Level::Notice, &format!("oxwsgi: {n}"));
             }
-            for g in &c.application_groups {
-                if g != "%{GLOBAL}" {
-                    log.log(
-                        Level::Notice,
-                        &format!(
-                            "oxwsgi: application group {g:?} runs in the main interpreter, like %{{GLOBAL}}: \
-                         oxwsgi uses one interpreter per process (see docs/mod_wsgi-migration.md)"
-                        ),
-                    );
-                }
-            }
             if let Some(msg) = config::shared_interpreter_notice(c) {
                 log.log(Level::Notice, &msg);
             }
@@ -264,7 +253,9 @@ fn child_init(s: &'static Server) {
     if config.restrict_embedded {
         return; // WSGIRestrictEmbedded On: no Python in Apache's own children
     }
-    let imports: Vec<PathBuf> = config.imports.iter().map(|i| i.path.clone()).collect();
+    // Preloads into the main interpreter go with the start; the others follow it.
+    let imports: Vec<PathBuf> =
+        config.imports.iter().filter(|i| interp::is_main_name(&i.application_group)).map(|i| i.path.clone()).collect();
     let mut runtime = config.runtime.clone();
     (runtime.modwsgi.maximum_processes, runtime.modwsgi.threads_per_process) = compat::server_limits();
     if config.server_metrics {
@@ -278,7 +269,10 @@ fn child_init(s: &'static Server) {
         multiprocess: true,
         server_software: format!("{} oxwsgi/{}", httpd::process::server_banner(), env!("CARGO_PKG_VERSION")),
     };
-    worker::start(&setup, Arc::new(ServerLog::new(s)));
+    let w = worker::start(&setup, Arc::new(ServerLog::new(s)));
+    for i in config.imports.iter().filter(|i| !interp::is_main_name(&i.application_group)) {
+        w.preload(&i.application_group, &i.path, "WSGIImportScript");
+    }
     modpython::child_init();
 }
 

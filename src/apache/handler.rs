@@ -8,7 +8,6 @@ use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_int};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use pyo3::prelude::*;
 
@@ -18,7 +17,6 @@ use super::daemon_conf::{DaemonGroup, ProcessGroup, process_group};
 use super::httpd::{Matches, Request, RequestHandle, regsub};
 use super::io::{ApacheBody, ApacheSink, RequestLog};
 use crate::core::head::ResponseHead;
-use crate::core::modwsgi_module;
 use crate::core::request::{AppSettings, Bytes, RequestMeta};
 use crate::core::response::Outcome;
 use crate::core::worker::{self, Channel};
@@ -313,23 +311,21 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
 
     python::keep_thread_state();
     let context = context_for(&filename);
-    let outcome = Python::attach(|py| {
+    // The application group's interpreter (docs/interpreters.md); the GIL is taken in it.
+    let Some(interp) = w.interpreter(&meta, &**log, &filename) else { return HTTP_INTERNAL_SERVER_ERROR as c_int };
+    let outcome = interp.attach(|py| {
         let ch = Channel {
             body: Box::new(ApacheBody::new(handle.clone())),
             sink: Box::new(ApacheSink::new(handle.clone())),
             log: log.clone(),
             context,
         };
-        let started = Instant::now();
-        let mut ex = w.begin(py, &meta, ch)?;
-        let outcome = loop {
-            if let Some(outcome) = ex.pump(py, None) {
-                break outcome;
-            }
-        };
-        drop(ex);
-        modwsgi_module::request_finished(py, started);
-        Some(outcome)
+        // (A dispatch script ran above, in the main interpreter, as under mod_wsgi.)
+        w.serve(py, &meta, ch)
+    });
+    let outcome = outcome.unwrap_or_else(|e| {
+        log.log(Level::Error, &format!("{filename}: {e}"));
+        None
     });
     match outcome {
         Some(Outcome::Failed) | None => HTTP_INTERNAL_SERVER_ERROR as c_int,

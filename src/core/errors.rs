@@ -9,7 +9,7 @@ use pyo3::types::PyString;
 
 use super::{Level, LogSink};
 
-#[pyclass(module = "oxwsgi", name = "ErrorLog")]
+#[pyclass(module = "oxwsgi", immutable_type, name = "ErrorLog")]
 pub struct ErrorStream {
     log: Arc<dyn LogSink>,
     level: Level,

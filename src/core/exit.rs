@@ -30,10 +30,9 @@ pub const DEFAULT_LIMIT: Duration = Duration::from_secs(3);
 const EXIT_CODE: &str = r#"
 import atexit, threading, time
 
-def _oxwsgi_exit(deadline, phase):
+def _oxwsgi_exit(thread_deadline, phase):
     me = threading.current_thread()
     main = threading.main_thread()
-    thread_deadline = time.monotonic() + (deadline - time.monotonic()) / 2
     for t in threading.enumerate():
         if t is me or t is main or t.daemon or not t.is_alive():
             continue
@@ -48,42 +47,87 @@ def _oxwsgi_exit(deadline, phase):
 "#;
 
 /// The callable the exit code reports its phase through.
-#[pyclass]
-struct Phase(Arc<Mutex<String>>);
+#[pyclass(immutable_type)]
+struct Phase(Arc<Mutex<String>>, String);
 
 #[pymethods]
 impl Phase {
     fn __call__(&self, what: String) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = what;
+        let what =
+            if what.is_empty() { format!("after the exit work of {}", self.1) } else { format!("{what} ({})", self.1) };
+        set_phase(&self.0, &what);
     }
 }
 
-/// Run the interpreter's exit work, waiting at most `limit`. Call without the GIL, once,
+fn set_phase(phase: &Mutex<String>, what: &str) {
+    *phase.lock().unwrap_or_else(|p| p.into_inner()) = what.to_string();
+}
+
+/// The exit work of the current interpreter; the names of non-daemon threads still alive.
+fn exit_work(
+    py: Python<'_>,
+    thread_deadline: Instant,
+    label: &str,
+    phase: &Arc<Mutex<String>>,
+) -> PyResult<Vec<String>> {
+    set_phase(phase, &format!("starting the exit work of {label}"));
+    let globals = PyDict::new(py);
+    py.run(&std::ffi::CString::new(EXIT_CODE).expect("no NUL"), Some(&globals), None)?;
+    let f = globals.get_item("_oxwsgi_exit")?.expect("defined above");
+    // time.monotonic() and Instant share CLOCK_MONOTONIC on Linux.
+    let now: f64 = py.import("time")?.call_method0("monotonic")?.extract()?;
+    let left = thread_deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+    f.call1((now + left, Phase(phase.clone(), label.to_string())))?.extract()
+}
+
+/// Run every interpreter's exit work, waiting at most `limit`. Call without the GIL, once,
 /// when the worker process is about to exit, after it stopped serving requests.
 pub fn run_exit_handlers(limit: Duration, log: Arc<dyn LogSink>) {
     let phase = Arc::new(Mutex::new(String::from("waiting for the GIL")));
     let (done, finished) = mpsc::channel();
-    let deadline = Instant::now() + limit;
     let thread_phase = phase.clone();
     let thread_log = log.clone();
+    // Sub-interpreters first (mod_wsgi's order), each ended after its exit work, then the
+    // main interpreter, which is never finalized (the process exits).
+    let subs: Vec<_> = super::interp::subinterpreters().into_iter().filter(|i| !i.is_ended()).collect();
     let spawned = std::thread::Builder::new().name("oxwsgi-exit".into()).spawn(move || {
-        let alive = Python::attach(|py| -> PyResult<Vec<String>> {
-            let globals = PyDict::new(py);
-            py.run(&std::ffi::CString::new(EXIT_CODE).expect("no NUL"), Some(&globals), None)?;
-            let f = globals.get_item("_oxwsgi_exit")?.expect("defined above");
-            // time.monotonic() and Instant share CLOCK_MONOTONIC on Linux.
-            let now: f64 = py.import("time")?.call_method0("monotonic")?.extract()?;
-            let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
-            f.call1((now + left, Phase(thread_phase)))?.extract()
+        // Non-daemon threads of every interpreter get, together, half of the time.
+        let thread_deadline = Instant::now() + limit / 2;
+        Python::attach(|py| {
+            for i in subs.iter().chain(std::iter::once(&super::interp::main())) {
+                let label = if i.is_main() {
+                    "the main interpreter".to_string()
+                } else {
+                    format!("interpreter {:?}", i.name())
+                };
+                // Errors become text inside: the exception belongs to that interpreter.
+                let ran = i.with(py, |py| {
+                    exit_work(py, thread_deadline, &label, &thread_phase).map_err(|e| super::runtime::describe(py, &e))
+                });
+                match ran {
+                    Ok(Ok(alive)) if !alive.is_empty() => thread_log.log(
+                        Level::Warning,
+                        &format!(
+                            "oxwsgi: exit handlers of {label} ran while non-daemon threads were still running: {}",
+                            alive.join(", ")
+                        ),
+                    ),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        thread_log.log(Level::Error, &format!("oxwsgi: the exit handlers of {label} failed: {e}"))
+                    }
+                    Err(e) => {
+                        thread_log.log(Level::Error, &format!("oxwsgi: cannot run the exit handlers of {label}: {e}"))
+                    }
+                }
+                if !i.is_main() {
+                    set_phase(&thread_phase, &format!("ending {label}"));
+                    if let Err(e) = i.end(py) {
+                        thread_log.log(Level::Notice, &format!("oxwsgi: {label} left as it is at exit: {e}"));
+                    }
+                }
+            }
         });
-        match alive {
-            Ok(alive) if !alive.is_empty() => thread_log.log(
-                Level::Warning,
-                &format!("oxwsgi: exit handlers ran while non-daemon threads were still running: {}", alive.join(", ")),
-            ),
-            Ok(_) => {}
-            Err(e) => thread_log.log(Level::Error, &format!("oxwsgi: the exit handlers failed: {e}")),
-        }
         let _ = done.send(());
     });
     if let Err(e) = spawned {

@@ -8,7 +8,7 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-#[pyclass(module = "oxwsgi", name = "FileWrapper")]
+#[pyclass(module = "oxwsgi", immutable_type, name = "FileWrapper")]
 pub struct FileWrapper {
     pub(crate) filelike: Py<PyAny>,
     pub(crate) blksize: usize,

@@ -14,7 +14,7 @@ use super::RequestBody;
 
 const CHUNK: usize = 64 * 1024;
 
-#[pyclass(module = "oxwsgi", name = "Input")]
+#[pyclass(module = "oxwsgi", immutable_type, name = "Input")]
 pub struct Input {
     body: Option<Box<dyn RequestBody>>,
     buf: Vec<u8>,

@@ -18,6 +18,7 @@ pub mod exit;
 pub mod file_wrapper;
 pub mod head;
 pub mod input;
+pub mod interp;
 pub mod log;
 pub mod modpython;
 pub mod modwsgi_module;

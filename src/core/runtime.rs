@@ -91,6 +91,14 @@ pub fn describe(py: Python<'_>, err: &PyErr) -> String {
     tb.unwrap_or_else(|_| err.to_string()).trim_end().to_string()
 }
 
+/// Prepare a new sub-interpreter (`interp`) as [`start`] prepares the main one: its own
+/// `oxwsgi` and `mod_wsgi` modules (whose `application_group` is `name`), `sys.stdout` and
+/// `sys.stderr` to the error log, the `logging` bridge and `WSGIPythonPath`.
+pub fn prepare_interpreter(py: Python<'_>, cfg: &RuntimeConfig, log: Arc<dyn LogSink>, name: &str) -> PyResult<()> {
+    prepare(py, cfg, log)?;
+    py.import("mod_wsgi")?.setattr("application_group", name)
+}
+
 fn prepare(py: Python<'_>, cfg: &RuntimeConfig, log: Arc<dyn LogSink>) -> PyResult<()> {
     // Import threading on this (the main) thread: imported first inside a request, it
     // would take that worker thread for the main thread (build-facts §1).

@@ -36,7 +36,7 @@ impl EmitError {
 }
 
 /// The `start_response` callable. Owns the response sink for the length of the request.
-#[pyclass(module = "oxwsgi", name = "StartResponse")]
+#[pyclass(module = "oxwsgi", immutable_type, name = "StartResponse")]
 pub struct Responder {
     sink: Option<Box<dyn ResponseSink>>,
     pub(crate) log: Arc<dyn LogSink>,

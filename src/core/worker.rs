@@ -16,8 +16,9 @@ use oxwsgi_checks::msgid;
 use pyo3::prelude::*;
 
 use super::environ::EnvironTemplate;
+use super::interp::{self, Interp};
 use super::request::RequestMeta;
-use super::response::{Exchange, RequestParts, log_exception, log_exception_id};
+use super::response::{Exchange, Outcome, RequestParts, log_exception, log_exception_id};
 use super::runtime::{self, RuntimeConfig};
 use super::{Level, LogSink, RequestBody, ResponseSink, script};
 use crate::ffi::python;
@@ -57,6 +58,9 @@ pub fn start(setup: &Setup<'_>, log: Arc<dyn LogSink>) -> &'static Worker {
         Err(e) => Worker::failed(e, log),
         Ok(()) => {
             python::keep_thread_state();
+            // Every sub-interpreter (application group) is prepared as the main one was.
+            let (cfg, init_log) = (setup.runtime.clone(), log.clone());
+            interp::add_initializer(move |py, name| runtime::prepare_interpreter(py, &cfg, init_log.clone(), name));
             Worker::prepare(setup, log)
         }
     })
@@ -94,6 +98,34 @@ impl Worker {
     }
 }
 
+/// After a failed script load in a sub-interpreter whose error names sub-interpreters (an
+/// extension module that refuses them, such as any built with PyO3): say what to do.
+fn sub_interpreter_hint(py: Python<'_>, log: &dyn LogSink, context: &str, meta: &RequestMeta<'_>, e: &PyErr) {
+    let text = runtime::describe(py, e).to_ascii_lowercase();
+    if interp::current_id(py) != interp::main().id()
+        && (text.contains("subinterpreter") || text.contains("sub-interpreter"))
+    {
+        let group = group_name(&meta.app.application_group);
+        log.log(
+            Level::Error,
+            &format!(
+                "{context}: the application runs in the sub-interpreter of application group {group:?} and uses an \
+                 extension module that does not support sub-interpreters: give it the main interpreter with \
+                 WSGIApplicationGroup %{{GLOBAL}} (or application-group=%{{GLOBAL}}; see docs/interpreters.md)"
+            ),
+        );
+    }
+}
+
+/// An application group's name as text (`from_utf8` first: the lossy decoder is slower
+/// for the valid names every request has).
+fn group_name(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    }
+}
+
 /// What a request needs besides its metadata.
 pub struct Channel {
     pub body: Box<dyn RequestBody>,
@@ -123,6 +155,22 @@ impl Worker {
         }
     }
 
+    /// Preload the script at `path` into the interpreter of application group `group`
+    /// (`WSGIImportScript application-group=NAME`), made now. For a thread that is not
+    /// attached, after [`start`]. A failure is logged (with `directive`) and not kept.
+    pub fn preload(&self, group: &str, path: &Path, directive: &str) {
+        if self.startup_error.is_some() {
+            return;
+        }
+        let loaded = interp::resolve(group).and_then(|i| {
+            i.attach(|py| script::module(py, path, false).map(drop).map_err(|e| runtime::describe(py, &e)))?
+        });
+        if let Err(e) = loaded {
+            let msg = format!("{directive} (application group {group:?}) failed: {e}");
+            self.log.log(Level::Error, &msgid::line(msgid::IMPORT_FAILED, &path.display().to_string(), &msg));
+        }
+    }
+
     /// The process-wide log.
     pub fn log(&self) -> &Arc<dyn LogSink> {
         &self.log
@@ -149,8 +197,64 @@ impl Worker {
         }
     }
 
+    /// The interpreter `meta`'s application group names (`meta.app.application_group`: ""
+    /// is the main one), made now if needed. For a thread that is not attached; `None`:
+    /// it cannot be made, which is logged (against `context`), and the request gets a 500.
+    pub fn interpreter(&self, meta: &RequestMeta<'_>, log: &dyn LogSink, context: &str) -> Option<Interp> {
+        let name = group_name(&meta.app.application_group);
+        match interp::resolve(&name) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                log.log(Level::Error, &format!("{context}: application group {name:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Serve a request to the end in its application group's interpreter (entered here if
+    /// it is not current already): load the script, call the application, produce the
+    /// whole response, publish mod_wsgi's `request_finished`. `None`: a 500 (logged).
+    pub fn serve(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel) -> Option<Outcome> {
+        self.serve_with(py, meta, ch, meta.app.script_reloading)
+    }
+
+    /// [`Worker::serve`], reloading a changed script in place only if `reload` (see
+    /// [`Worker::begin_with`]).
+    pub fn serve_with(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel, reload: bool) -> Option<Outcome> {
+        let name = group_name(&meta.app.application_group);
+        let group = match interp::get_or_create(py, &name) {
+            Ok(i) => i,
+            Err(e) => {
+                ch.log.log(Level::Error, &format!("{}: application group {name:?}: {e}", ch.context));
+                return None;
+            }
+        };
+        let log = ch.log.clone();
+        let context = ch.context.clone();
+        let run = move |py: Python<'_>| {
+            let started = std::time::Instant::now();
+            let mut ex = self.begin_with(py, meta, ch, reload)?;
+            let outcome = loop {
+                if let Some(outcome) = ex.pump(py, None) {
+                    break outcome;
+                }
+            };
+            drop(ex);
+            super::modwsgi_module::request_finished(py, started);
+            Some(outcome)
+        };
+        match group.with(py, run) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                log.log(Level::Error, &format!("{context}: application group {name:?}: {e}"));
+                None
+            }
+        }
+    }
+
     /// Load the request's script and call its application. `None` means the request gets a
-    /// 500; what went wrong is in the log already.
+    /// 500; what went wrong is in the log already. Runs in the current interpreter (see
+    /// [`Worker::serve`] for one that enters the request's application group).
     pub fn begin(&self, py: Python<'_>, meta: &RequestMeta<'_>, ch: Channel) -> Option<Exchange> {
         self.begin_with(py, meta, ch, meta.app.script_reloading)
     }
@@ -169,6 +273,7 @@ impl Worker {
             Err(e) => {
                 let what = "failed to load the WSGI script";
                 log_exception_id(py, &*ch.log, msgid::SCRIPT_LOAD_FAILED, &ch.context, what, &e);
+                sub_interpreter_hint(py, &*ch.log, &ch.context, meta, &e);
                 return None;
             }
         };

@@ -372,14 +372,18 @@ fn handle(state: &State, conn: &mut Conn) -> bool {
     // The group the request runs in is this daemon's, whatever the server thought.
     meta.app.process_group = Cow::Borrowed(state.settings.name.as_bytes());
     let what = format!("{} {}", String::from_utf8_lossy(&meta.method), String::from_utf8_lossy(&meta.request_uri));
+    let context: Arc<str> = Arc::from(String::from_utf8_lossy(&meta.app.script).as_ref());
+    // The application group's interpreter (docs/interpreters.md): the request runs in it.
+    let Some(group) = state.worker.interpreter(&meta, &*state.log, &context) else {
+        return refuse(500, "the application group's interpreter could not be made (see the daemon's log)".into());
+    };
     let id = state.next_id.fetch_add(1, Ordering::SeqCst);
     let thread = sys::python_thread_ident();
     locked(&state.in_flight).insert(
         id,
         InFlight { started: Instant::now(), thread, out: out.clone(), sock: sock.clone(), what, timed_out: None },
     );
-    let context: Arc<str> = Arc::from(String::from_utf8_lossy(&meta.app.script).as_ref());
-    Python::attach(|py| {
+    let ran = group.attach(|py| {
         if restarting(state, py, &meta) {
             // Nothing of the request was read: the client sends it to another process of
             // the group or to this one's replacement, which loads the new script.
@@ -427,6 +431,10 @@ fn handle(state: &State, conn: &mut Conn) -> bool {
             }
         }
     });
+    if let Err(e) = ran {
+        locked(&state.in_flight).remove(&id);
+        return refuse(500, e);
+    }
     let o = lock(out);
     o.reusable && o.done
 }
@@ -523,7 +531,10 @@ fn check_timeouts(state: &Arc<State>, limit: Duration) {
                 let flights = locked(&s.in_flight);
                 for id in interrupt {
                     if let Some(f) = flights.get(&id) {
-                        sys::interrupt_thread(py, f.thread, exc.as_any());
+                        // CPython finds a thread only among the current interpreter's.
+                        crate::core::interp::in_each(py, |py| {
+                            sys::interrupt_thread(py, f.thread, exc.as_any());
+                        });
                     }
                 }
             })

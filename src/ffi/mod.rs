@@ -1,9 +1,11 @@
 //! Foreign-function layer: generated server bindings and the few CPython C-API calls that
-//! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread), and
+//! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread,
+//! sub-interpreters in `interp`), and
 //! the OS calls daemon mode needs that std does not wrap (`unix`).
 
 pub mod epoll;
 pub mod guard;
+pub mod interp;
 pub mod os;
 pub mod python;
 pub mod unix;

@@ -31,6 +31,7 @@ import json
 def application(environ, start_response):
     start_response('200 OK', [('Content-Type', 'application/json')])
     keys = {k: environ.get(k) for k in ('HTTP_AUTHORIZATION', 'SCRIPT_NAME', 'PATH_INFO', 'mod_wsgi.application_group')}
+    keys['preloaded'] = 'oxwsgi_preloaded_marker' in __import__('sys').modules
     return [json.dumps(keys).encode()]
 """,
     "version.wsgi": "VERSION = 1\n" + """
@@ -137,8 +138,14 @@ def test_authorization_is_passed_only_when_configured(srv):
     assert j["mod_wsgi.application_group"] == "site1"
 
 
-def test_application_group_notice_at_startup(srv):
-    assert 'application group "site1" runs in the main interpreter' in srv.error_log()
+def test_application_group_is_an_interpreter_of_its_own(srv):
+    # site1 is a sub-interpreter (docs/interpreters.md): the %{GLOBAL} preload is not in it.
+    hdr = {"Authorization": "Basic dXNlcjpwYXNz"}
+    j = get(srv, "/auth-opt/p", headers=hdr).json()
+    assert j["mod_wsgi.application_group"] == "site1"
+    assert j["preloaded"] is False
+    assert "preloaded=True" in get(srv, "/named/").text
+    assert "runs in the main interpreter" not in srv.error_log()
 
 
 def test_script_alias_match_and_add_handler(srv):

@@ -79,7 +79,7 @@ DocumentRoot "{stage}/htdocs"
 WSGIPythonHome {venv}
 WSGIPythonPath {stage}/apps
 WSGIChunkedRequest On
-WSGIApplicationGroup %{{GLOBAL}}
+{application_group}
 
 {aliases}
 
@@ -90,6 +90,14 @@ WSGIApplicationGroup %{{GLOBAL}}
     Require all granted
 </Directory>
 """
+
+
+def application_group_line():
+    """`WSGIApplicationGroup` of the generated configuration: `%{GLOBAL}` unless
+    OXWSGI_APPLICATION_GROUP names another; `default` leaves the directive out (mod_wsgi's
+    default, one interpreter per application)."""
+    group = os.environ.get("OXWSGI_APPLICATION_GROUP", "%{GLOBAL}")
+    return "" if group == "default" else f"WSGIApplicationGroup {group}"
 
 
 class ApacheServer(Server):
@@ -127,7 +135,7 @@ class ApacheServer(Server):
             name=self.name, stage=self.stage.root, port=self.port, user=paths.RUN_USER,
             group=paths.RUN_GROUP, mpm=self.mpm, modules=paths.APACHE_MODULES,
             wsgi_load=self.wsgi_load, mpm_tuning=MPM_TUNING[self.mpm], venv=paths.VENV,
-            aliases=aliases)
+            aliases=aliases, application_group=application_group_line())
 
     def write_config(self):
         self.conf.write_text(self.config_text())
