@@ -17,7 +17,7 @@ use super::httpd::Request;
 use super::modpython_conf::{self, CLEANUP, Handler, MpConf, PHASES};
 use super::modpython_req::{MpConnection, MpRequest, MpServer, MpTable};
 use crate::core::modpython as package;
-use crate::core::{Level, response::log_exception, worker};
+use crate::core::{Level, interp, response::log_exception, worker};
 use crate::ffi::guard::guard;
 use crate::ffi::httpd::{DECLINED, HTTP_INTERNAL_SERVER_ERROR, HTTP_UNAUTHORIZED, OK};
 use crate::ffi::python;
@@ -70,16 +70,26 @@ pub(super) fn interpreter_name(r: &Request, conf: &MpConf, first: Option<&Handle
     String::from_utf8_lossy(r.server().hostname()).into_owned()
 }
 
-/// Run `f` in the interpreter called `name`.
+/// Run `f` in the interpreter called `name` (mod_python's name: the virtual host's
+/// `ServerName` by default, `PythonInterpreter`, the directory for
+/// `PythonInterpPerDirectory`/`PerDirective`; `main_interpreter` is the main one).
 ///
-/// The one place that picks the interpreter: until named interpreters exist
-/// (`src/core/interp.rs`), every name runs in the main interpreter, and `req.interpreter`
-/// still reports mod_python's name. Everything Python of a mod_python request, filter,
-/// cleanup or `PythonImport` runs inside this. When it switches interpreters, two
-/// process-wide caches must become per interpreter: the installed-package flag of
-/// `core::modpython::install` and [`dispatch`]'s `DISPATCH`.
-pub(super) fn in_interpreter<R>(py: Python<'_>, _name: &str, f: impl FnOnce(Python<'_>) -> R) -> R {
-    f(py)
+/// The one place that picks the interpreter. The names share the registry of WSGI
+/// application groups (`core::interp`, docs/interpreters.md): a handler and a WSGI
+/// application with the same name share one interpreter, as under mod_python beside
+/// mod_wsgi. The `mod_python` package is installed in each interpreter on first use.
+/// `Err`: the interpreter could not be made (the reason is in the text).
+pub(super) fn in_interpreter<R>(
+    py: Python<'_>,
+    name: &str,
+    f: impl for<'py> FnOnce(Python<'py>) -> R,
+) -> Result<R, String> {
+    let registry_name = if name == "main_interpreter" { "" } else { name };
+    let i = interp::get_or_create(py, registry_name)?;
+    i.with(py, |py| match ensure_package(py) {
+        Ok(()) => Ok(f(py)),
+        Err(e) => Err(format!("the mod_python package failed to load in interpreter {name:?}: {e}")),
+    })?
 }
 
 /// The `mod_python._oxwsgi` native module: the request types and `log_error`.
@@ -165,6 +175,10 @@ pub fn phase(r: &Request, phase: usize) -> c_int {
                 HTTP_INTERNAL_SERVER_ERROR as i32
             })
         })
+        .unwrap_or_else(|e| {
+            log.log(Level::Error, &format!("mod_python: interpreter {interp:?}: {e}"));
+            HTTP_INTERNAL_SERVER_ERROR as i32
+        })
     });
     if phase == AUTHEN {
         if rc == OK as i32 && r.user().is_none() {
@@ -196,11 +210,10 @@ fn dispatch(py: Python<'_>, req: &Py<MpRequest>, phase: &str, handlers: &[Handle
             ],
         )?)?;
     }
-    // One look-up per process (per interpreter, once handlers run in interpreters of
-    // their own: then this cache moves with them).
-    static DISPATCH: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    let f = DISPATCH.get_or_try_init(py, || py.import("mod_python.apache")?.getattr("_dispatch").map(Bound::unbind))?;
-    f.bind(py)
+    // Looked up per call: each interpreter has its own `mod_python.apache` (a dict
+    // look-up in `sys.modules`).
+    py.import("mod_python.apache")?
+        .getattr("_dispatch")?
         .call1((
             req.clone_ref(py),
             phase,
@@ -257,7 +270,7 @@ unsafe extern "C" fn request_ended(data: *mut c_void) -> crate::ffi::httpd::apr_
         }
         python::keep_thread_state();
         Python::attach(|py| {
-            in_interpreter(py, &interp, |py| {
+            let ran = in_interpreter(py, &interp, |py| {
                 if !handlers.is_empty() {
                     r.enter_phase(PHASES[CLEANUP], conf.clone(), &interp);
                     if let Err(e) = dispatch(py, &req, PHASES[CLEANUP], &handlers, &conf) {
@@ -274,6 +287,9 @@ unsafe extern "C" fn request_ended(data: *mut c_void) -> crate::ffi::httpd::apr_
                     }
                 }
             });
+            if let (Err(e), Some(w)) = (ran, worker::get()) {
+                w.log().log(Level::Error, &format!("mod_python cleanup: interpreter {interp:?}: {e}"));
+            }
             r.end();
         });
         0
@@ -299,7 +315,7 @@ pub fn child_init() {
             return;
         }
         for i in imports {
-            in_interpreter(py, &i.interpreter, |py| {
+            let ran = in_interpreter(py, &i.interpreter, |py| {
                 let r = py
                     .import("mod_python.apache")
                     .and_then(|m| m.getattr("_import_dispatch"))
@@ -308,6 +324,9 @@ pub fn child_init() {
                     log_exception(py, &*log, &format!("PythonImport {} {}", i.module, i.interpreter), "failed", &e);
                 }
             });
+            if let Err(e) = ran {
+                log.log(Level::Error, &format!("PythonImport {} {}: {e}", i.module, i.interpreter));
+            }
         }
     });
 }

@@ -438,7 +438,11 @@ fn run(f: &Filter, name: &str, def: &FilterDef, is_input: bool, setup: impl FnOn
         })
     });
     match ok {
-        Ok(true) => 0,
+        Ok(Ok(true)) => 0,
+        Err(e) => {
+            r.log(crate::core::Level::Error, &format!("{directive}: interpreter {interp:?}: {e}"));
+            -1
+        }
         _ => -1,
     }
 }

@@ -11,7 +11,6 @@
 pub mod conf;
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -31,19 +30,19 @@ const SUBMODULES: &[(&str, &str)] = &[
     ("cgihandler", include_str!("mod_python/cgihandler.py")),
 ];
 
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-
 fn c(s: &str) -> PyResult<CString> {
     CString::new(s).map_err(|_| pyo3::exceptions::PyValueError::new_err("NUL byte in embedded source"))
 }
 
-/// Install the package into `sys.modules` (once per process; callers hold the GIL, which
+/// Install the package into `sys.modules` (once per interpreter; callers hold the GIL, which
 /// serializes the first calls).
 pub fn install(py: Python<'_>, native: impl FnOnce(Python<'_>) -> PyResult<Bound<'_, PyModule>>) -> PyResult<()> {
-    if INSTALLED.load(Ordering::Acquire) {
+    // Once per interpreter: each has its own `sys.modules`, and only this function
+    // puts the native part there.
+    let modules = py.import("sys")?.getattr("modules")?;
+    if modules.contains("mod_python._oxwsgi")? {
         return Ok(());
     }
-    let modules = py.import("sys")?.getattr("modules")?;
     let pkg = PyModule::new(py, "mod_python")?;
     pkg.setattr("__path__", PyList::empty(py))?;
     pkg.setattr("__file__", "<oxwsgi>/mod_python/__init__.py")?;
@@ -76,6 +75,5 @@ pub fn install(py: Python<'_>, native: impl FnOnce(Python<'_>) -> PyResult<Bound
         }
         return Err(e);
     }
-    INSTALLED.store(true, Ordering::Release);
     Ok(())
 }
