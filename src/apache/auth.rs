@@ -16,12 +16,13 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyModule};
 
+use super::compat;
 use super::handler::with_auth_meta;
 use super::httpd::Request;
 use super::io::ServerLog;
 use crate::core::errors::ErrorStream;
 use crate::core::response::log_exception;
-use crate::core::{Level, LogSink, script, worker};
+use crate::core::{Level, LogSink, interp, script, worker};
 use crate::ffi::httpd::{
     OXWSGI_AUTH_DECLINED, OXWSGI_AUTH_DENIED, OXWSGI_AUTH_ERROR, OXWSGI_AUTH_GRANTED, OXWSGI_AUTH_USER_NOT_FOUND,
 };
@@ -30,13 +31,15 @@ use crate::ffi::python;
 /// A decision, or why there is none (logged by the caller).
 type Decision = Result<c_int, String>;
 
-/// Run `f` with the script's module and the request's auth environ.
+/// Run `f` with the script's module and the request's auth environ, in the script's
+/// application group's interpreter (`application-group=`, the main one by default).
 fn run(
     r: &Request,
-    script: &[u8],
+    stored: &[u8],
     failed: c_int,
     f: impl FnOnce(Python<'_>, &Bound<'_, PyModule>, &Bound<'_, PyDict>) -> PyResult<Decision>,
 ) -> c_int {
+    let (group, script) = compat::script_and_group(stored);
     let path = Path::new(OsStr::from_bytes(script));
     let log: Arc<dyn LogSink> = Arc::new(ServerLog::new(r.server_static()));
     let context = path.display().to_string();
@@ -48,25 +51,32 @@ fn run(
         return failed;
     }
     let reload = r.dir_conf().script_reloading().unwrap_or(true);
+    let name = compat::script_interpreter(r, group);
     python::keep_thread_state();
-    Python::attach(|py| {
-        let result = (|| {
-            let module = script::module(py, path, reload)?;
-            let environ = with_auth_meta(r, |m| w.environ(py, m))?;
-            environ.set_item("wsgi.errors", Py::new(py, ErrorStream::new(log.clone(), Level::Error))?)?;
-            f(py, &module, &environ)
-        })();
-        match result {
-            Ok(Ok(rc)) => rc,
-            Ok(Err(why)) => {
-                log.log(Level::Error, &format!("{context}: {why}"));
-                failed
+    let ran = Python::attach(|py| {
+        interp::get_or_create(py, &name)?.with(py, |py| {
+            let result = (|| {
+                let module = script::module(py, path, reload)?;
+                let environ = with_auth_meta(r, |m| w.environ(py, m))?;
+                environ.set_item("wsgi.errors", Py::new(py, ErrorStream::new(log.clone(), Level::Error))?)?;
+                f(py, &module, &environ)
+            })();
+            match result {
+                Ok(Ok(rc)) => rc,
+                Ok(Err(why)) => {
+                    log.log(Level::Error, &format!("{context}: {why}"));
+                    failed
+                }
+                Err(e) => {
+                    log_exception(py, &*log, &context, "auth script failed", &e);
+                    failed
+                }
             }
-            Err(e) => {
-                log_exception(py, &*log, &context, "auth script failed", &e);
-                failed
-            }
-        }
+        })
+    });
+    ran.unwrap_or_else(|e| {
+        log.log(Level::Error, &format!("{context}: interpreter {name:?}: {e}"));
+        failed
     })
 }
 

@@ -20,9 +20,9 @@ use crate::core::head::ResponseHead;
 use crate::core::proxy::{self, Subnet, Trust};
 use crate::core::request::{Bytes, RequestMeta};
 use crate::core::response::log_exception;
-use crate::core::script;
 use crate::core::worker::Worker;
-use crate::core::{LogSink, ResponseSink, SinkError, WriteFlags};
+use crate::core::{Level, LogSink, ResponseSink, SinkError, WriteFlags};
+use crate::core::{interp, script};
 use crate::ffi::httpd::*;
 
 /// Remember a start-up notice (logged once, by post_config).
@@ -145,15 +145,15 @@ pub fn directive(cmd: &CmdParms, dc: &mut DirConf, id: u32, name: &str, args: &[
         }
         OXWSGI_D_DISPATCH_SCRIPT => dispatch_script(cmd, dc, args),
         OXWSGI_D_HANDLER_SCRIPT => handler_script(cmd, dc, args),
-        OXWSGI_D_ACCESS_SCRIPT => auth_script(name, args).map(|p| dc.set_access_script(cmd, p.as_bytes())),
-        OXWSGI_D_AUTH_USER_SCRIPT => auth_script(name, args).map(|p| dc.set_auth_user_script(cmd, p.as_bytes())),
+        OXWSGI_D_ACCESS_SCRIPT => auth_script(name, args).map(|v| dc.set_access_script(cmd, v.as_bytes())),
+        OXWSGI_D_AUTH_USER_SCRIPT => auth_script(name, args).map(|v| dc.set_auth_user_script(cmd, v.as_bytes())),
         OXWSGI_D_GROUP_AUTHORITATIVE => flag(name, args).map(|_| {
             notice(format!(
                 "{name} has no effect with httpd 2.4: Require wsgi-group is an authorization provider \
                  that mod_authz_core combines with the other Require lines (as with mod_wsgi on 2.4)"
             ))
         }),
-        OXWSGI_D_AUTH_GROUP_SCRIPT => auth_script(name, args).map(|p| dc.set_auth_group_script(cmd, p.as_bytes())),
+        OXWSGI_D_AUTH_GROUP_SCRIPT => auth_script(name, args).map(|v| dc.set_auth_group_script(cmd, v.as_bytes())),
         OXWSGI_D_SERVER_METRICS => {
             global_only(cmd, name).and_then(|_| flag(name, args)).map(|v| with(|c| c.server_metrics = v == 1))
         }
@@ -401,6 +401,7 @@ fn dispatch_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<
     if !Path::new(path).is_file() {
         return Err(format!("{name}: script {path} does not exist"));
     }
+    let mut group = None;
     for a in &args[1..] {
         match a.split_once('=') {
             Some(("process-group", _)) => {
@@ -410,14 +411,14 @@ fn dispatch_script(cmd: &CmdParms, dc: &mut DirConf, args: &[String]) -> Result<
                      script always runs in Apache's children; its process_group() picks the request's group"
                 ));
             }
-            // The dispatch script runs in the main interpreter (mod_wsgi's default).
-            Some(("application-group", _)) => {}
+            // The interpreter the script runs in (mod_wsgi's default: the main one).
+            Some(("application-group", g)) => group = Some(g),
             _ => {
                 return Err(format!("{name}: unexpected argument {a:?} (the only option is application-group=)"));
             }
         }
     }
-    dc.set_dispatch_script(cmd, path.as_bytes());
+    dc.set_dispatch_script(cmd, with_group(group, path).as_bytes());
     Ok(())
 }
 
@@ -483,38 +484,55 @@ pub enum Dispatched {
 /// keeps the configured value). As in mod_wsgi, the script runs in Apache's child before
 /// the request goes to a daemon group, so the group it returns is where the request runs.
 pub fn dispatch(py: Python<'_>, r: &Request, w: &Worker, meta: &mut RequestMeta<'_>, log: &dyn LogSink) -> Dispatched {
-    let Some(path) = r.dir_conf().dispatch_script() else { return Dispatched::Keep };
+    let Some(stored) = r.dir_conf().dispatch_script() else { return Dispatched::Keep };
+    let (script_group, path) = script_and_group(stored);
     let path = Path::new(OsStr::from_bytes(path));
     let context = path.display().to_string();
-    let run = |meta: &mut RequestMeta<'_>| -> PyResult<Dispatched> {
-        let module = script::module(py, path, meta.app.script_reloading)?;
-        let environ = w.environ(py, meta)?;
-        // As mod_wsgi: the dispatch script's own context, no callable yet.
-        environ.set_item("mod_wsgi.process_group", "")?;
-        environ.set_item("mod_wsgi.application_group", "")?;
-        environ.del_item("mod_wsgi.callable_object")?;
-        let group = dispatch_result(&module, "process_group", &environ)?;
-        if let Some(g) = &group {
-            if let Err(e) = super::daemon_conf::process_group(g) {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!("process_group() returned {g:?}: {e}")));
+    // The script runs in its own application group's interpreter (the main one unless
+    // `application-group=` names another), whichever group it picks for the request.
+    let name = script_interpreter(r, script_group);
+    let ran = interp::get_or_create(py, &name).and_then(|i| {
+        i.with(py, |py| match dispatch_in(py, r, w, path, meta) {
+            Ok(d) => d,
+            Err(e) => {
+                log_exception(py, log, &context, "WSGIDispatchScript failed", &e);
+                Dispatched::Failed
             }
-        }
-        if let Some(g) = dispatch_result(&module, "application_group", &environ)? {
-            let g = application_group(r, Some(&g), &meta.script_name);
-            meta.app.application_group = Cow::Owned(g.into_bytes());
-        }
-        if let Some(c) = dispatch_result(&module, "callable_object", &environ)? {
-            meta.app.callable = Cow::Owned(c.into_bytes());
-        }
-        Ok(group.map_or(Dispatched::Keep, Dispatched::Group))
-    };
-    match run(meta) {
-        Ok(d) => d,
-        Err(e) => {
-            log_exception(py, log, &context, "WSGIDispatchScript failed", &e);
-            Dispatched::Failed
+        })
+    });
+    ran.unwrap_or_else(|e| {
+        log.log(Level::Error, &format!("{context}: WSGIDispatchScript: interpreter {name:?}: {e}"));
+        Dispatched::Failed
+    })
+}
+
+fn dispatch_in(
+    py: Python<'_>,
+    r: &Request,
+    w: &Worker,
+    path: &Path,
+    meta: &mut RequestMeta<'_>,
+) -> PyResult<Dispatched> {
+    let module = script::module(py, path, meta.app.script_reloading)?;
+    let environ = w.environ(py, meta)?;
+    // As mod_wsgi: the dispatch script's own context, no callable yet.
+    environ.set_item("mod_wsgi.process_group", "")?;
+    environ.set_item("mod_wsgi.application_group", "")?;
+    environ.del_item("mod_wsgi.callable_object")?;
+    let group = dispatch_result(&module, "process_group", &environ)?;
+    if let Some(g) = &group {
+        if let Err(e) = super::daemon_conf::process_group(g) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("process_group() returned {g:?}: {e}")));
         }
     }
+    if let Some(g) = dispatch_result(&module, "application_group", &environ)? {
+        let g = application_group(r, Some(&g), &meta.script_name);
+        meta.app.application_group = Cow::Owned(g.into_bytes());
+    }
+    if let Some(c) = dispatch_result(&module, "callable_object", &environ)? {
+        meta.app.callable = Cow::Owned(c.into_bytes());
+    }
+    Ok(group.map_or(Dispatched::Keep, Dispatched::Group))
 }
 
 /// `WSGIHandlerScript name script [process-group=%{GLOBAL}] [application-group=...]
@@ -563,13 +581,37 @@ pub fn handler_script_for<'c>(r: &Request, config: &'c Config) -> Option<&'c Han
 
 /// `WSGIAccessScript` / `WSGIAuthUserScript`: `path [application-group=...]`. The script
 /// must exist (a missing access script would otherwise deny or open by accident).
-fn auth_script<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
+/// `WSGIAccessScript`/`WSGIAuthUserScript`/`WSGIAuthGroupScript path [application-group=]`:
+/// the value to store (see [`script_and_group`]).
+fn auth_script(name: &str, args: &[String]) -> Result<String, String> {
     let Some(path) = args.first() else { return Err(format!("{name} takes a script path")) };
     if !Path::new(path).is_file() {
         return Err(format!("{name}: script {path} does not exist"));
     }
-    parse_options(name, &args[1..], &["application-group"])?;
-    Ok(path)
+    let o = parse_options(name, &args[1..], &["application-group"])?;
+    Ok(with_group(o.application_group.as_deref(), path))
+}
+
+/// A script directive's value as stored in the directory configuration: the application
+/// group (mod_wsgi's default for these scripts: `%{GLOBAL}`, the main interpreter), a
+/// newline (no configuration argument holds one), the path. One string, so that httpd's
+/// merge keeps a script and its group together.
+fn with_group(group: Option<&str>, path: &str) -> String {
+    format!("{}\n{path}", group.unwrap_or("%{GLOBAL}"))
+}
+
+/// The (application group, path) of a stored script value (see [`with_group`]).
+pub fn script_and_group(v: &[u8]) -> (&str, &[u8]) {
+    match v.iter().position(|&b| b == b'\n') {
+        Some(i) => (std::str::from_utf8(&v[..i]).unwrap_or("%{GLOBAL}"), &v[i + 1..]),
+        None => ("%{GLOBAL}", v),
+    }
+}
+
+/// The interpreter a request's access, auth or dispatch script runs in: its
+/// `application-group=`, named as for applications (`%{GLOBAL}` the main interpreter).
+pub fn script_interpreter(r: &Request, group: &str) -> String {
+    application_group(r, Some(group), r.uri())
 }
 
 /// `WSGIErrorOverride On` for a request proxied to a daemon group: an error status (4xx,

@@ -223,15 +223,15 @@ def test_exit_runs_each_interpreters_atexit():
     srv = InterpServer("event")
     srv.start()
     try:
-        pid = get(srv, "/alpha/")["pid"]
-        get(srv, "/beta/")
-        get(srv, "/global-a/")
-        # A daemon thread of the application keeps its interpreter from being ended.
-        get(srv, "/threads/?thread")
+        # Each request may reach another child: each interpreter's file names its process.
+        pids = {"alpha": get(srv, "/alpha/")["pid"], "beta": get(srv, "/beta/")["pid"],
+                "GLOBAL": get(srv, "/global-a/")["pid"],
+                # A daemon thread of the application keeps its interpreter from being ended.
+                "threads": get(srv, "/threads/?thread")["pid"]}
         offset = srv.stop()
         state = srv.stage.state
         deadline = time.monotonic() + 15
-        wanted = {f"atexit-{n}-{pid}": c for n, c in
+        wanted = {f"atexit-{n}-{pids[n]}": c for n, c in
                   (("alpha", "a"), ("beta", "b"), ("GLOBAL", "a"), ("threads", "a"))}
         while time.monotonic() < deadline and not all((state / f).exists() for f in wanted):
             time.sleep(0.1)
