@@ -292,6 +292,9 @@ fn serve(r: &Request, config: &Config, handle: &RequestHandle, log: &Arc<Request
             return HTTP_INTERNAL_SERVER_ERROR as c_int;
         }
         meta.app.process_group = Cow::Borrowed(g.name.as_bytes());
+        // As mod_wsgi: when the request was queued for the daemon (microseconds).
+        let queued = crate::core::environ::itoa(&mut [0; 20], client::now_us()).to_vec();
+        meta.server_vars.push((Cow::Borrowed(b"mod_wsgi.queue_start"), Cow::Owned(queued)));
         return to_daemon(g, &meta, handle, &**log, &filename, r);
     }
     if config.restrict_embedded {

@@ -21,11 +21,34 @@ pub struct Input {
     pos: usize,
     eof: bool,
     error: Option<String>,
+    /// For mod_wsgi's `request_finished`: calls, bytes returned, time waited.
+    reads: u64,
+    length: u64,
+    waited: std::time::Duration,
 }
 
 impl Input {
     pub fn new(body: Box<dyn RequestBody>) -> Input {
-        Input { body: Some(body), buf: Vec::new(), pos: 0, eof: false, error: None }
+        Input {
+            body: Some(body),
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
+            error: None,
+            reads: 0,
+            length: 0,
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    /// (calls, bytes returned, time waited for the body) so far.
+    pub fn counters(&self) -> (u64, u64, std::time::Duration) {
+        (self.reads, self.length, self.waited)
+    }
+
+    fn count(&mut self, n: usize) {
+        self.reads += 1;
+        self.length += n as u64;
     }
 
     /// The request is over: drop the adapter's body reader.
@@ -55,6 +78,7 @@ impl Input {
         // One GIL release for the whole fill: servers hand the body over in socket-sized
         // pieces (8 KiB under httpd), and re-taking the GIL per piece costs a thread
         // hand-off each time other threads are waiting for it.
+        let timed = super::modwsgi_module::subscribed().then(std::time::Instant::now);
         let (n, at_eof, error) = py.detach(|| {
             let mut filled = 0;
             while filled < dst.len() {
@@ -70,6 +94,9 @@ impl Input {
             }
             (filled, false, None)
         });
+        if let Some(t) = timed {
+            self.waited += t.elapsed();
+        }
         out.truncate(start + n);
         if at_eof {
             self.eof = true;
@@ -153,12 +180,14 @@ impl Input {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let data = self.read_bytes(py, limit(size))?;
+        self.count(data.len());
         Ok(PyBytes::new(py, &data))
     }
 
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let line = self.read_line(py, limit(size))?;
+        self.count(line.len());
         Ok(PyBytes::new(py, &line))
     }
 
@@ -173,6 +202,7 @@ impl Input {
                 break;
             }
             total += line.len();
+            self.count(line.len());
             list.append(PyBytes::new(py, &line))?;
             if hint.is_some_and(|h| total >= h) {
                 break;
@@ -190,6 +220,7 @@ impl Input {
         if line.is_empty() {
             return Err(PyStopIteration::new_err(()));
         }
+        self.count(line.len());
         Ok(PyBytes::new(py, &line))
     }
 

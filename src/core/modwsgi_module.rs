@@ -63,6 +63,27 @@ static ACTIVE: AtomicU64 = AtomicU64::new(0);
 static BUSY_US: AtomicU64 = AtomicU64::new(0);
 /// An application subscribed to events: requests publish them.
 static SUBSCRIBED: AtomicBool = AtomicBool::new(false);
+
+/// Whether an application subscribed to mod_wsgi's events: the timings only they report
+/// (input and output time) are measured only then.
+pub fn subscribed() -> bool {
+    SUBSCRIBED.load(Ordering::Relaxed)
+}
+
+/// A request's input and output, for `request_finished` (mod_wsgi's keys).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IoCounters {
+    /// `wsgi.input` calls (read, readline, readlines, iteration) and bytes they returned.
+    pub input_reads: u64,
+    pub input_length: u64,
+    /// Time spent waiting for the request body (measured while subscribed).
+    pub input_time: std::time::Duration,
+    /// Response body bytes and writes handed to the server.
+    pub output_length: u64,
+    pub output_writes: u64,
+    /// Time spent handing them over (measured while subscribed).
+    pub output_time: std::time::Duration,
+}
 /// Threads that served requests: (thread id, requests served).
 static THREADS: Mutex<Vec<(u64, Arc<AtomicU64>)>> = Mutex::new(Vec::new());
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
@@ -118,15 +139,29 @@ def _thread_cpu():
     except (ImportError, AttributeError, OSError):
         return 0.0, 0.0
 
-def _request_started(environ, request_start, application_start):
+def _seconds(environ, key):
+    try:
+        return int(environ.get(key, 0)) / 1e6
+    except (TypeError, ValueError):
+        return 0.0
+
+def _request_started(environ, request_start, application_start, application):
     data = {}
     _local.data = data
     _local.request_id = environ.get('mod_wsgi.request_id')
     _local.cpu = _thread_cpu()
+    # The daemon keys are 0 in embedded mode, as in mod_wsgi.
     event = dict(request_environ=environ, request_id=_local.request_id,
                  thread_id=environ.get('mod_wsgi.thread_id'), request_start=request_start,
+                 daemon_connects=int(environ.get('mod_wsgi.daemon_connects', 0) or 0),
+                 daemon_restarts=int(environ.get('mod_wsgi.daemon_restarts', 0) or 0),
+                 queue_start=_seconds(environ, 'mod_wsgi.queue_start'),
+                 daemon_start=_seconds(environ, 'mod_wsgi.daemon_start'),
+                 application_object=application,
                  application_start=application_start, request_data=data)
     _publish('request_started', event)
+    # A subscriber may wrap the application (mod_wsgi's application_object).
+    return event.get('application_object', application)
 
 def _response_started(status, headers, exc_info):
     data = getattr(_local, 'data', None)
@@ -136,12 +171,16 @@ def _response_started(status, headers, exc_info):
                                       response_status=status, response_headers=headers,
                                       exception_info=exc_info, request_data=data))
 
-def _request_finished(application_finish, application_time):
+def _request_finished(application_finish, application_time, io):
     data = getattr(_local, 'data', None)
     _local.data = None
     user, system = _thread_cpu()
     user0, system0 = getattr(_local, 'cpu', (user, system))
+    input_reads, input_length, input_time, output_length, output_writes, output_time = io
     _publish('request_finished', dict(request_id=getattr(_local, 'request_id', None),
+                                      input_reads=input_reads, input_length=input_length,
+                                      input_time=input_time, output_length=output_length,
+                                      output_writes=output_writes, output_time=output_time,
                                       application_finish=application_finish,
                                       application_time=application_time,
                                       cpu_user_time=user - user0, cpu_system_time=system - system0,
@@ -304,7 +343,13 @@ pub fn install(py: Python<'_>, cfg: &ModWsgiConfig) -> PyResult<()> {
 
 /// A request starts: the typed `mod_wsgi.*` keys of its environ, and the
 /// `request_started` event when an application subscribed.
-pub fn request_started(py: Python<'_>, environ: &Bound<'_, PyDict>) -> PyResult<()> {
+/// `Some`: the application object a subscriber put in the event's `application_object`
+/// (a wrapper), to call instead of the application.
+pub fn request_started(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    application: &Bound<'_, PyAny>,
+) -> PyResult<Option<Py<PyAny>>> {
     let total = TOTAL.fetch_add(1, Ordering::Relaxed) + 1;
     ACTIVE.fetch_add(1, Ordering::Relaxed);
     let (thread_id, thread_requests) = THREAD.with(|(id, n)| (*id, n.fetch_add(1, Ordering::Relaxed) + 1));
@@ -333,22 +378,33 @@ pub fn request_started(py: Python<'_>, environ: &Bound<'_, PyDict>) -> PyResult<
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(start as f64 / 1e6, |us| us / 1e6);
         let m = py.import("mod_wsgi")?;
-        m.getattr("_request_started")?.call1((environ, request_start, start as f64 / 1e6))?;
+        let app = m.getattr("_request_started")?.call1((environ, request_start, start as f64 / 1e6, application))?;
+        if !app.is(application) {
+            return Ok(Some(app.unbind()));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The request that [`Worker::begin`](super::worker::Worker::begin) started at `started`
 /// is complete (or failed): counters, and the `request_finished` event when an application
 /// subscribed. Call it only for a request whose `begin` returned an exchange.
-pub fn request_finished(py: Python<'_>, started: Instant) {
+pub fn request_finished(py: Python<'_>, started: Instant, io: &IoCounters) {
     let elapsed = started.elapsed();
     ACTIVE.fetch_sub(1, Ordering::Relaxed);
     BUSY_US.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     if SUBSCRIBED.load(Ordering::Relaxed) {
-        let r = py
-            .import("mod_wsgi")
-            .and_then(|m| m.getattr("_request_finished")?.call1((now_us() as f64 / 1e6, elapsed.as_secs_f64())));
+        let r = py.import("mod_wsgi").and_then(|m| {
+            let io = (
+                io.input_reads,
+                io.input_length,
+                io.input_time.as_secs_f64(),
+                io.output_length,
+                io.output_writes,
+                io.output_time.as_secs_f64(),
+            );
+            m.getattr("_request_finished")?.call1((now_us() as f64 / 1e6, elapsed.as_secs_f64(), io))
+        });
         if let Err(e) = r {
             e.print(py);
         }

@@ -92,6 +92,20 @@ fn log_traceback(py: Python<'_>, log: &dyn LogSink, context: &str, err: &PyErr) 
 }
 
 impl Exchange {
+    /// The request's input and output so far (mod_wsgi's `request_finished` keys).
+    pub fn counters(&self, py: Python<'_>) -> super::modwsgi_module::IoCounters {
+        let (input_reads, input_length, input_time) = self.input.borrow(py).counters();
+        let r = self.responder.borrow(py);
+        super::modwsgi_module::IoCounters {
+            input_reads,
+            input_length,
+            input_time,
+            output_length: r.written,
+            output_writes: r.writes,
+            output_time: r.write_time,
+        }
+    }
+
     /// Complete the environ with `wsgi.input` / `wsgi.errors` and call the application.
     pub fn begin(
         py: Python<'_>,

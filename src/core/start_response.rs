@@ -47,6 +47,10 @@ pub struct Responder {
     pub(crate) head_sent: bool,
     pub(crate) eos_sent: bool,
     pub(crate) written: u64,
+    /// Writes and sendfiles handed to the sink, and the time they took (measured only
+    /// while an application subscribed to mod_wsgi's events).
+    pub(crate) writes: u64,
+    pub(crate) write_time: std::time::Duration,
     pub(crate) content_length: Option<u64>,
     pub(crate) client_gone: bool,
     pub(crate) overflow_logged: bool,
@@ -62,6 +66,8 @@ impl Responder {
             head_sent: false,
             eos_sent: false,
             written: 0,
+            writes: 0,
+            write_time: std::time::Duration::ZERO,
             content_length: None,
             client_gone: false,
             overflow_logged: false,
@@ -145,13 +151,18 @@ impl Responder {
             return Ok(());
         }
         let sink = self.sink.as_mut().expect("checked above");
+        let timed = super::modwsgi_module::subscribed().then(std::time::Instant::now);
         let r = if sink.may_block(data.len(), flags) {
             py.detach(|| sink.write(data, flags))
         } else {
             sink.write(data, flags)
         };
+        if let Some(t) = timed {
+            self.write_time += t.elapsed();
+        }
         r.map_err(|e| self.sink_error(e))?;
         self.written += data.len() as u64;
+        self.writes += 1;
         if flags.last {
             self.eos_sent = true;
         }
@@ -178,6 +189,7 @@ impl Responder {
         let sent = r.map_err(|e| self.sink_error(e))?;
         if sent {
             self.written += len;
+            self.writes += 1;
             if flags.last {
                 self.eos_sent = true;
             }

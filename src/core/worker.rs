@@ -239,8 +239,9 @@ impl Worker {
                     break outcome;
                 }
             };
+            let io = ex.counters(py);
             drop(ex);
-            super::modwsgi_module::request_finished(py, started);
+            super::modwsgi_module::request_finished(py, started, &io);
             Some(outcome)
         };
         match group.with(py, run) {
@@ -284,16 +285,21 @@ impl Worker {
                 return None;
             }
         };
-        if let Err(e) = super::modwsgi_module::request_started(py, environ.dict()) {
-            log_exception(py, &*ch.log, &ch.context, "mod_wsgi request_started event failed", &e);
-        }
+        let wrapped = match super::modwsgi_module::request_started(py, environ.dict(), &app) {
+            Ok(w) => w.map(|w| w.into_bound(py)),
+            Err(e) => {
+                log_exception(py, &*ch.log, &ch.context, "mod_wsgi request_started event failed", &e);
+                None
+            }
+        };
+        let app = wrapped.as_ref().unwrap_or(&app);
         let parts = RequestParts { body: ch.body, sink: ch.sink, log: ch.log.clone(), context: ch.context.clone() };
-        match Exchange::begin(py, &app, environ, parts) {
+        match Exchange::begin(py, app, environ, parts) {
             Ok(ex) => Some(ex),
             Err(e) => {
                 log_exception(py, &*ch.log, &ch.context, "internal error", &e);
                 // The request started (mod_wsgi's counters) but no exchange ends it.
-                super::modwsgi_module::request_finished(py, std::time::Instant::now());
+                super::modwsgi_module::request_finished(py, std::time::Instant::now(), &Default::default());
                 None
             }
         }

@@ -371,6 +371,9 @@ fn handle(state: &State, conn: &mut Conn) -> bool {
     }
     // The group the request runs in is this daemon's, whatever the server thought.
     meta.app.process_group = Cow::Borrowed(state.settings.name.as_bytes());
+    // As mod_wsgi: when a daemon thread took the request (microseconds).
+    let taken = crate::core::environ::itoa(&mut [0; 20], super::client::now_us()).to_vec();
+    meta.server_vars.push((Cow::Borrowed(b"mod_wsgi.daemon_start"), Cow::Owned(taken)));
     let what = format!("{} {}", String::from_utf8_lossy(&meta.method), String::from_utf8_lossy(&meta.request_uri));
     let context: Arc<str> = Arc::from(String::from_utf8_lossy(&meta.app.script).as_ref());
     // The application group's interpreter (docs/interpreters.md): the request runs in it.
@@ -406,9 +409,10 @@ fn handle(state: &State, conn: &mut Conn) -> bool {
                         break o;
                     }
                 };
+                let io = ex.counters(py);
                 drop(ex);
                 // mod_wsgi's request_finished event and metrics, as in embedded mode.
-                crate::core::modwsgi_module::request_finished(py, started);
+                crate::core::modwsgi_module::request_finished(py, started, &io);
                 outcome
             })
         } else {

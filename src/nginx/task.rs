@@ -57,10 +57,11 @@ pub fn run(ts: &TaskSide) {
         let Some(ex) = job.exchange.as_mut() else { return Some(Outcome::Failed) };
         let r = ex.pump(py, Some(BUDGET));
         if r.is_some() {
+            let io = ex.counters(py);
             // Python objects are released here, with the GIL held.
             job.exchange = None;
             if let Some(started) = job.started.take() {
-                modwsgi_module::request_finished(py, started);
+                modwsgi_module::request_finished(py, started, &io);
             }
         }
         r

@@ -36,8 +36,22 @@ def record(kind, name, event):
         line['status'] = event['response_status']
     if name == 'process_stopping':
         line['reason'] = event['shutdown_reason']
+    wrap = None
+    if name == 'request_started':
+        line['queued'] = event.get('queue_start', 0) > 0
+        line['daemon_started'] = event.get('daemon_start', 0) > 0
+        if event['request_environ'].get('PATH_INFO') == '/wrapped':
+            inner = event['application_object']
+            def wrapper(environ, start_response):
+                return [b'wrapped:'] + list(inner(environ, start_response))
+            # What a callback returns is merged into the event (its kwargs are a copy).
+            wrap = {'application_object': wrapper}
+    if name == 'request_finished':
+        line['io'] = [event.get(k) for k in ('input_reads', 'input_length', 'output_length',
+                                              'output_writes')]
     with _lock, open(os.path.join(STATE, 'events-%%d.jsonl' %% os.getpid()), 'a') as f:
         f.write(json.dumps(line) + '\\n')
+    return wrap
 
 mod_wsgi.subscribe_events(lambda name, **event: record('events', name, event))
 mod_wsgi.subscribe_shutdown(lambda name, **event: record('shutdown', name, event))
@@ -86,11 +100,13 @@ def srv(request):
 
 
 REQUEST_STARTED = {"request_environ", "request_start", "application_start", "request_data", "request_id",
-                   "thread_id"}
+                   "thread_id", "daemon_connects", "daemon_restarts", "queue_start", "daemon_start",
+                   "application_object"}
 RESPONSE_STARTED = {"response_status", "response_headers", "exception_info", "request_data"}
 # (mod_wsgi adds cpu_user_time/cpu_system_time only once the thread has used CPU time
 # before the request; oxwsgi always does.)
-REQUEST_FINISHED = {"application_finish", "application_time", "request_data"}
+REQUEST_FINISHED = {"application_finish", "application_time", "request_data", "input_reads", "input_length",
+                    "input_time", "output_length", "output_writes", "output_time"}
 
 
 @pytest.mark.parametrize("mount, group", [("/embedded", ""), ("/daemon", "evd")])
@@ -113,6 +129,17 @@ def test_request_events_in_order_with_shared_request_data(srv, mount, group):
     assert RESPONSE_STARTED <= set(response["keys"]), response
     assert response["status"] == "201 Created"
     assert REQUEST_FINISHED <= set(finished["keys"]), finished
+    # In a daemon process the request was queued for it and taken by a daemon thread.
+    assert (started["queued"], started["daemon_started"]) == (bool(group), bool(group)), started
+    # No body read; one write of the JSON the application returned.
+    assert finished["io"] == [0, 0, len(r.content), 1], finished
+
+
+@pytest.mark.parametrize("mount", ["/embedded", "/daemon"])
+def test_a_subscriber_may_wrap_the_application(srv, mount):
+    r = requests.get(srv.url(f"{mount}/wrapped"), timeout=20)
+    assert r.status_code == 201
+    assert r.content.startswith(b"wrapped:{"), r.content[:100]
 
 
 def test_process_stopping_when_the_server_stops(srv):
