@@ -330,6 +330,11 @@ impl DaemonConn {
                 return Ok(Next::Wait(0));
             }
             let Some(conn) = &self.conn else { return Ok(self.wait()) };
+            if !conn.read_ready() {
+                // Nothing arrived since the last read found the socket empty (or since
+                // the request was written): the next read event calls again.
+                return Ok(self.wait());
+            }
             match recv_msg(conn.fd(), &mut self.buf, &mut self.fds) {
                 Ok(0) => return Err(self.codec.eof()),
                 Ok(n) => {

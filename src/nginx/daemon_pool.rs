@@ -60,6 +60,9 @@ pub fn give(socket: &Path, conn: PeerConn) {
     // SAFETY: the worker's log lives as long as the worker; the pool's handler needs no
     // data (it finds the connection by its event).
     unsafe { conn.rebind(ngx::worker_log(), std::ptr::null_mut(), super::DAEMON_IDLE_EVENT, true) };
+    // The last read event was the answer's: a close by the daemon from now on is a new one
+    // (and a close already missed shows as EPIPE on the next request's write: retried).
+    conn.forget_read_ready();
     let old = IDLE.with(|p| {
         let mut p = p.borrow_mut();
         let old = (p.len() >= MAX_IDLE).then(|| p.remove(0));

@@ -994,6 +994,21 @@ impl PeerConn {
         self.want_read();
     }
 
+    /// Whether the read event said bytes (or the end) may be waiting: false after a read
+    /// found nothing, until the next read event (edge-triggered epoll reports each
+    /// arrival), so a read that could only say EAGAIN is not tried.
+    pub fn read_ready(&self) -> bool {
+        // SAFETY: the read event of the live connection.
+        unsafe { (*self.c().read).ready() != 0 }
+    }
+
+    /// Forget a stale read-ready mark (a kept connection between requests: nothing is due
+    /// until the next request's answer, whose arrival is a new read event).
+    pub fn forget_read_ready(&self) {
+        // SAFETY: the read event of the live connection.
+        unsafe { (*self.c().read).set_ready(0) };
+    }
+
     /// The write side is full (EAGAIN): wait for the next write event.
     pub fn write_full(&self) {
         // SAFETY: the write event of the live connection.
