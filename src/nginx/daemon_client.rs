@@ -16,13 +16,14 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::daemon_pool::{self, READ_CHUNK};
+use super::daemon_pool;
 use super::io::NgxBody;
 use super::ngx::{self, EventHandler, PeerConn};
 use crate::core::RequestBody;
 use crate::core::request::RequestMeta;
 use crate::daemon::client::{ClientTimeouts, ProxyError, now_us};
 use crate::daemon::codec::{ClientCodec, Event};
+use crate::daemon::protocol::HEADER_LEN;
 use crate::ffi::ngx::ngx_log_t;
 use crate::ffi::unix::recv_msg;
 
@@ -68,7 +69,9 @@ pub struct DaemonConn {
     fresh_only: bool,
     codec: ClientCodec,
     conn: Option<PeerConn>,
-    out: VecDeque<u8>,
+    /// Frames to send after the head (`BODY` answers), `out_sent` of them so far.
+    out: Vec<u8>,
+    out_sent: usize,
     body: NgxBody,
     phase: Phase,
     /// When the current wait fails, and what that means.
@@ -127,7 +130,8 @@ impl DaemonConn {
             waiting: Wait::Connect,
             target,
             codec,
-            out: VecDeque::new(),
+            out: Vec::new(),
+            out_sent: 0,
             start,
             start_sent: 0,
             reused: false,
@@ -217,6 +221,7 @@ impl DaemonConn {
         self.conn = None;
         self.reused = false;
         self.out.clear();
+        self.out_sent = 0;
         self.fds.clear();
         self.fresh_only = true;
         self.phase = Phase::Connecting { retry_at: Instant::now(), pause: Duration::from_millis(5) };
@@ -229,7 +234,7 @@ impl DaemonConn {
     pub fn keep(mut self) {
         let clean = self.codec.done()
             && self.codec.buffered() == 0
-            && self.out.is_empty()
+            && self.out_sent == self.out.len()
             && self.fds.is_empty()
             && self.start_sent == self.start.len();
         if let Some(conn) = self.conn.take().filter(|_| clean) {
@@ -248,6 +253,7 @@ impl DaemonConn {
         self.conn = None;
         self.reused = false;
         self.out.clear();
+        self.out_sent = 0;
         self.fds.clear();
         self.phase = Phase::Connecting { retry_at: Instant::now(), pause: Duration::from_millis(5) };
         (self.deadline, self.waiting) = (self.connect_deadline, Wait::Connect);
@@ -261,16 +267,16 @@ impl DaemonConn {
         loop {
             let a = if self.start_sent < self.start.len() {
                 &self.start[self.start_sent..]
-            } else if !self.out.is_empty() {
-                self.out.as_slices().0
+            } else if self.out_sent < self.out.len() {
+                &self.out[self.out_sent..]
             } else {
+                self.out.clear();
+                self.out_sent = 0;
                 return Ok(Ok(true));
             };
             match ngx::send_nonblocking(conn.fd(), a) {
                 Ok(n) if self.start_sent < self.start.len() => self.start_sent += n,
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
+                Ok(n) => self.out_sent += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     conn.write_full();
                     return Ok(Ok(false));
@@ -313,14 +319,20 @@ impl DaemonConn {
                     continue;
                 }
                 Ok(Some(Event::Read(n))) => {
-                    // The read buffer is free here (its bytes went to the codec); fewer
-                    // bytes than asked is a valid answer, none only at the end.
-                    let chunk = &mut self.buf[..n.min(READ_CHUNK)];
-                    let frame = match self.body.read(chunk) {
-                        Ok(got) => self.codec.body(&chunk[..got]),
-                        Err(msg) => self.codec.body_error(&msg),
-                    };
-                    self.out.extend(frame);
+                    // The chunk is read straight into the frame after its header's room.
+                    let base = self.out.len();
+                    self.out.resize(base + HEADER_LEN + n, 0);
+                    match self.body.read(&mut self.out[base + HEADER_LEN..]) {
+                        Ok(got) => {
+                            let len = self.codec.body_in_place(&mut self.out[base..base + HEADER_LEN + got]);
+                            self.out.truncate(base + len);
+                        }
+                        Err(msg) => {
+                            self.out.truncate(base);
+                            let frame = self.codec.body_error(&msg);
+                            self.out.extend_from_slice(&frame);
+                        }
+                    }
                     continue;
                 }
                 Ok(Some(ev)) => return Ok(Next::Event(ev)),
