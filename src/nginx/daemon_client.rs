@@ -35,6 +35,9 @@ pub struct Target {
     pub timeouts: ClientTimeouts,
 }
 
+/// At most this many request body bytes per `BODY` frame (a short answer to a `READ` is
+/// valid; the application's read asks again).
+const BODY_CHUNK: usize = 64 * 1024;
 /// At most this many new connections for a request whose daemon restarts (`RETRY`).
 const MAX_RETRIES: u32 = 64;
 
@@ -320,8 +323,10 @@ impl DaemonConn {
                 }
                 Ok(Some(Event::Read(n))) => {
                     // The chunk is read straight into the frame after its header's room.
+                    // At most BODY_CHUNK (the daemon asks up to 256 KiB): the frame fits
+                    // the socket's send buffer, and a request holds at most that much.
                     let base = self.out.len();
-                    self.out.resize(base + HEADER_LEN + n, 0);
+                    self.out.resize(base + HEADER_LEN + n.min(BODY_CHUNK), 0);
                     match self.body.read(&mut self.out[base + HEADER_LEN..]) {
                         Ok(got) => {
                             let len = self.codec.body_in_place(&mut self.out[base..base + HEADER_LEN + got]);
