@@ -261,6 +261,18 @@ impl ClientCodec {
         out
     }
 
+    /// The answer to a READ built in place (no copy of the chunk): `frame` is
+    /// [`protocol::HEADER_LEN`] bytes of room followed by the chunk (at most the bytes
+    /// asked for; none: the body ended). Writes the header into the room and returns the
+    /// frame's length (the header's alone once the body ended).
+    pub fn body_in_place(&mut self, frame: &mut [u8]) -> usize {
+        self.read_pending = false;
+        let len = if self.body_done { 0 } else { frame.len().saturating_sub(protocol::HEADER_LEN) };
+        self.body_done |= len == 0;
+        frame[..protocol::HEADER_LEN].copy_from_slice(&protocol::header(Kind::Body, len));
+        protocol::HEADER_LEN + len
+    }
+
     /// The answer to a READ when reading the client's body failed (the application's
     /// `wsgi.input` raises `OSError` with `msg`).
     pub fn body_error(&mut self, msg: &str) -> Vec<u8> {

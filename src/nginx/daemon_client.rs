@@ -16,12 +16,14 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::daemon_pool;
 use super::io::NgxBody;
 use super::ngx::{self, EventHandler, PeerConn};
 use crate::core::RequestBody;
 use crate::core::request::RequestMeta;
 use crate::daemon::client::{ClientTimeouts, ProxyError, now_us};
 use crate::daemon::codec::{ClientCodec, Event};
+use crate::daemon::protocol::HEADER_LEN;
 use crate::ffi::ngx::ngx_log_t;
 use crate::ffi::unix::recv_msg;
 
@@ -33,8 +35,9 @@ pub struct Target {
     pub timeouts: ClientTimeouts,
 }
 
-/// At most this many bytes are read from the daemon before the events are taken.
-const READ_CHUNK: usize = 64 * 1024;
+/// At most this many request body bytes per `BODY` frame (a short answer to a `READ` is
+/// valid; the application's read asks again).
+const BODY_CHUNK: usize = 64 * 1024;
 /// At most this many new connections for a request whose daemon restarts (`RETRY`).
 const MAX_RETRIES: u32 = 64;
 
@@ -56,11 +59,22 @@ enum Phase {
 
 pub struct DaemonConn {
     target: Target,
-    /// The first bytes (HELLO + REQUEST), kept to send again after a `RETRY`.
+    /// The first bytes (HELLO + REQUEST), kept to send again after a `RETRY`; written
+    /// from here (one `send` for the whole head), `start_sent` of them so far.
     start: Vec<u8>,
+    start_sent: usize,
+    /// The connection came from the worker's kept ones (daemon_pool.rs).
+    reused: bool,
+    /// Something of the answer arrived on this connection: it can no longer be sent
+    /// again on another one.
+    heard: bool,
+    /// Connect anew (a kept connection turned out closed): no kept one.
+    fresh_only: bool,
     codec: ClientCodec,
     conn: Option<PeerConn>,
-    out: VecDeque<u8>,
+    /// Frames to send after the head (`BODY` answers), `out_sent` of them so far.
+    out: Vec<u8>,
+    out_sent: usize,
     body: NgxBody,
     phase: Phase,
     /// When the current wait fails, and what that means.
@@ -119,14 +133,19 @@ impl DaemonConn {
             waiting: Wait::Connect,
             target,
             codec,
-            out: VecDeque::new(),
+            out: Vec::new(),
+            out_sent: 0,
             start,
+            start_sent: 0,
+            reused: false,
+            heard: false,
+            fresh_only: false,
             conn: None,
             body,
             phase: Phase::Connecting { retry_at: now, pause: Duration::from_millis(5) },
             retries: 0,
             fds: VecDeque::new(),
-            buf: vec![0; READ_CHUNK],
+            buf: daemon_pool::buffer(),
             log,
             data,
             handler,
@@ -148,20 +167,19 @@ impl DaemonConn {
         if now < retry_at {
             return Ok(false);
         }
+        if !self.fresh_only {
+            // SAFETY: log and data outlive the connection (the invariant of `new`).
+            if let Some(conn) = unsafe { daemon_pool::take(&self.target.socket, self.log, self.data, self.handler) } {
+                self.talk(conn, true, now);
+                return Ok(true);
+            }
+        }
         match ngx::unix_connect_nonblocking(&self.target.socket) {
             Ok(fd) => {
                 // SAFETY: log and data outlive the connection (the invariant of `new`).
                 let conn = unsafe { PeerConn::new(fd, self.log, self.data, self.handler) }
                     .ok_or_else(|| ProxyError::Connect("nginx has no free connection for the daemon socket".into()))?;
-                self.conn = Some(conn);
-                self.out.extend(self.start.iter().copied());
-                self.phase = Phase::Talking;
-                // Until a daemon thread says hello the request is queued.
-                let socket = self.target.timeouts.socket;
-                (self.deadline, self.waiting) = match self.target.timeouts.queue {
-                    Some(q) => (now + q, Wait::Queue),
-                    None => (now + socket, Wait::Socket),
-                };
+                self.talk(conn, false, now);
                 Ok(true)
             }
             Err(e)
@@ -179,6 +197,54 @@ impl DaemonConn {
         }
     }
 
+    /// Start the conversation on `conn` (new, or kept: `reused`).
+    fn talk(&mut self, conn: PeerConn, reused: bool, now: Instant) {
+        self.conn = Some(conn);
+        self.reused = reused;
+        self.heard = false;
+        self.start_sent = 0;
+        self.phase = Phase::Talking;
+        // Until a daemon thread says hello the request is queued.
+        let socket = self.target.timeouts.socket;
+        (self.deadline, self.waiting) = match self.target.timeouts.queue {
+            Some(q) => (now + q, Wait::Queue),
+            None => (now + socket, Wait::Socket),
+        };
+    }
+
+    /// A kept connection failed before anything of the answer arrived: the daemon had
+    /// closed it (EPIPE on the write) or closed it with the request unread (ECONNRESET
+    /// on the read); it ran nothing. Send the request again on a new connection.
+    fn stale(&mut self, e: std::io::Error, doing: &str) -> Result<(), ProxyError> {
+        let unread = matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset);
+        if !(self.reused && !self.heard && unread) {
+            return Err(ProxyError::DaemonGone(format!("{doing} the daemon: {e}")));
+        }
+        self.codec = self.codec.again();
+        self.conn = None;
+        self.reused = false;
+        self.out.clear();
+        self.out_sent = 0;
+        self.fds.clear();
+        self.fresh_only = true;
+        self.phase = Phase::Connecting { retry_at: Instant::now(), pause: Duration::from_millis(5) };
+        (self.deadline, self.waiting) = (self.connect_deadline, Wait::Connect);
+        Ok(())
+    }
+
+    /// The response ended with `END`: give the connection to the worker's kept ones when
+    /// nothing of it is left over (anything else closes it with this).
+    pub fn keep(mut self) {
+        let clean = self.codec.done()
+            && self.codec.buffered() == 0
+            && self.out_sent == self.out.len()
+            && self.fds.is_empty()
+            && self.start_sent == self.start.len();
+        if let Some(conn) = self.conn.take().filter(|_| clean) {
+            daemon_pool::give(&self.target.socket, conn);
+        }
+    }
+
     /// Start over on a new connection (the daemon answered `RETRY`: it is restarting and
     /// did not run the request). The same first bytes go again.
     fn restart(&mut self) -> Result<(), ProxyError> {
@@ -188,7 +254,9 @@ impl DaemonConn {
         }
         self.codec = self.codec.again();
         self.conn = None;
+        self.reused = false;
         self.out.clear();
+        self.out_sent = 0;
         self.fds.clear();
         self.phase = Phase::Connecting { retry_at: Instant::now(), pause: Duration::from_millis(5) };
         (self.deadline, self.waiting) = (self.connect_deadline, Wait::Connect);
@@ -196,23 +264,33 @@ impl DaemonConn {
     }
 
     /// Write what is pending to the daemon; `Ok(true)` when all of it went.
-    fn flush(&mut self) -> Result<bool, ProxyError> {
-        let Some(conn) = &self.conn else { return Ok(false) };
-        while !self.out.is_empty() {
-            let (a, _) = self.out.as_slices();
+    /// `Err` of `Ok`: a kept connection turned out closed; start over.
+    fn flush(&mut self) -> Result<Result<bool, ()>, ProxyError> {
+        let Some(conn) = &self.conn else { return Ok(Ok(false)) };
+        loop {
+            let a = if self.start_sent < self.start.len() {
+                &self.start[self.start_sent..]
+            } else if self.out_sent < self.out.len() {
+                &self.out[self.out_sent..]
+            } else {
+                self.out.clear();
+                self.out_sent = 0;
+                return Ok(Ok(true));
+            };
             match ngx::send_nonblocking(conn.fd(), a) {
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
+                Ok(n) if self.start_sent < self.start.len() => self.start_sent += n,
+                Ok(n) => self.out_sent += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     conn.write_full();
-                    return Ok(false);
+                    return Ok(Ok(false));
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(ProxyError::DaemonGone(format!("writing to the daemon: {e}"))),
+                Err(e) => {
+                    self.stale(e, "writing to")?;
+                    return Ok(Err(()));
+                }
             }
         }
-        Ok(true)
     }
 
     /// The timer fired: has the current wait run out?
@@ -230,7 +308,9 @@ impl DaemonConn {
             if matches!(self.phase, Phase::Connecting { .. }) && !self.connect()? {
                 return Ok(self.wait());
             }
-            self.flush()?;
+            if self.flush()?.is_err() {
+                continue;
+            }
             match self.codec.next_event() {
                 Err(ProxyError::Restarting) => {
                     self.restart()?;
@@ -242,12 +322,22 @@ impl DaemonConn {
                     continue;
                 }
                 Ok(Some(Event::Read(n))) => {
-                    let mut chunk = vec![0; n];
-                    let frame = match self.body.read(&mut chunk) {
-                        Ok(got) => self.codec.body(&chunk[..got]),
-                        Err(msg) => self.codec.body_error(&msg),
-                    };
-                    self.out.extend(frame);
+                    // The chunk is read straight into the frame after its header's room.
+                    // At most BODY_CHUNK (the daemon asks up to 256 KiB): the frame fits
+                    // the socket's send buffer, and a request holds at most that much.
+                    let base = self.out.len();
+                    self.out.resize(base + HEADER_LEN + n.min(BODY_CHUNK), 0);
+                    match self.body.read(&mut self.out[base + HEADER_LEN..]) {
+                        Ok(got) => {
+                            let len = self.codec.body_in_place(&mut self.out[base..base + HEADER_LEN + got]);
+                            self.out.truncate(base + len);
+                        }
+                        Err(msg) => {
+                            self.out.truncate(base);
+                            let frame = self.codec.body_error(&msg);
+                            self.out.extend_from_slice(&frame);
+                        }
+                    }
                     continue;
                 }
                 Ok(Some(ev)) => return Ok(Next::Event(ev)),
@@ -257,9 +347,15 @@ impl DaemonConn {
                 return Ok(Next::Wait(0));
             }
             let Some(conn) = &self.conn else { return Ok(self.wait()) };
+            if !conn.read_ready() {
+                // Nothing arrived since the last read found the socket empty (or since
+                // the request was written): the next read event calls again.
+                return Ok(self.wait());
+            }
             match recv_msg(conn.fd(), &mut self.buf, &mut self.fds) {
                 Ok(0) => return Err(self.codec.eof()),
                 Ok(n) => {
+                    self.heard = true;
                     self.codec.received(&self.buf[..n]);
                     self.codec.received_fds(&mut self.fds);
                     if self.waiting == Wait::Socket {
@@ -272,8 +368,14 @@ impl DaemonConn {
                     return Ok(self.wait());
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(ProxyError::DaemonGone(format!("reading from the daemon: {e}"))),
+                Err(e) => self.stale(e, "reading from")?,
             }
         }
+    }
+}
+
+impl Drop for DaemonConn {
+    fn drop(&mut self) {
+        daemon_pool::give_buffer(std::mem::take(&mut self.buf));
     }
 }

@@ -84,6 +84,7 @@ pub extern "C" fn ngx_http_oxwsgi_rs_exit_process(_cycle: *mut ngx_cycle_t) {
     // process is about to exit anyway (a reload starts fresh workers). Its exit work
     // (atexit, logging.shutdown, ...) runs, bounded in time (core::exit).
     guard("exit_process", (), || {
+        super::daemon_pool::close_all();
         if let Some(w) = worker::get() {
             let n = IN_FLIGHT.load(Ordering::Relaxed);
             if n > 0 {
@@ -359,4 +360,14 @@ pub extern "C" fn ngx_http_oxwsgi_rs_cleanup(state: *mut c_void) {
         let mut st = unsafe { Box::from_raw(state as *mut NgxRequest) };
         st.orphan();
     })
+}
+
+/// An event of an idle kept daemon connection (daemon_pool.rs), on the event loop.
+///
+/// # Safety
+/// `ev` is an event of a connection the pool holds (the pool binds this handler).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ngx_http_oxwsgi_rs_daemon_idle_event(ev: *mut ngx_event_t) {
+    // SAFETY: ev is an event of a pooled connection (above).
+    guard("idle daemon connection event", (), || unsafe { super::daemon_pool::idle_event(ev) })
 }

@@ -14,6 +14,7 @@ mod commands;
 mod conf;
 mod daemon_client;
 mod daemon_conf;
+mod daemon_pool;
 mod daemons;
 mod dispatch;
 mod entry;
@@ -31,6 +32,9 @@ const RUNNER: unsafe extern "C" fn(*mut std::ffi::c_void, *mut crate::ffi::ngx::
     entry::ngx_http_oxwsgi_rs_runner;
 /// The event handler of a request's daemon connection (daemon_client.rs).
 const DAEMON_EVENT: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_event_t) = entry::ngx_http_oxwsgi_rs_daemon_event;
+/// The event handler of an idle kept daemon connection (daemon_pool.rs).
+const DAEMON_IDLE_EVENT: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_event_t) =
+    entry::ngx_http_oxwsgi_rs_daemon_idle_event;
 const CONTENT_HANDLER: unsafe extern "C" fn(*mut crate::ffi::ngx::ngx_http_request_t) -> crate::ffi::ngx::ngx_int_t =
     entry::ngx_http_oxwsgi_rs_handler;
 

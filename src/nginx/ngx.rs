@@ -994,11 +994,54 @@ impl PeerConn {
         self.want_read();
     }
 
+    /// Whether the read event said bytes (or the end) may be waiting: false after a read
+    /// found nothing, until the next read event (edge-triggered epoll reports each
+    /// arrival), so a read that could only say EAGAIN is not tried.
+    pub fn read_ready(&self) -> bool {
+        // SAFETY: the read event of the live connection.
+        unsafe { (*self.c().read).ready() != 0 }
+    }
+
+    /// Forget a stale read-ready mark (a kept connection between requests: nothing is due
+    /// until the next request's answer, whose arrival is a new read event).
+    pub fn forget_read_ready(&self) {
+        // SAFETY: the read event of the live connection.
+        unsafe { (*self.c().read).set_ready(0) };
+    }
+
     /// The write side is full (EAGAIN): wait for the next write event.
     pub fn write_full(&self) {
         // SAFETY: the write event of the live connection.
         unsafe { (*self.c().write).set_ready(0) };
         self.want_write();
+    }
+
+    /// Hand the connection to another owner: its events now call `handler` with
+    /// `c->data == data` and log to `log`. `idle`: nginx may close it on its own when the
+    /// worker shuts down (`ngx_close_idle_connections` sets `c->close` and calls the read
+    /// handler).
+    ///
+    /// # Safety
+    /// As for [`PeerConn::new`]: `log` outlives the connection, `data` stays valid for
+    /// `handler` while it is bound.
+    pub unsafe fn rebind(&self, log: *mut ngx_log_t, data: *mut std::ffi::c_void, handler: EventHandler, idle: bool) {
+        // SAFETY: the connection and its two events are live and used on the loop only.
+        unsafe {
+            let c = self.0.as_ptr();
+            (*c).data = data;
+            (*c).log = log;
+            (*c).set_idle(idle as u32);
+            (*(*c).read).handler = Some(handler);
+            (*(*c).read).log = log;
+            (*(*c).write).handler = Some(handler);
+            (*(*c).write).log = log;
+        }
+    }
+
+    /// Whether this is the connection of event `ev`.
+    pub fn is_of(&self, ev: *mut ngx_event_t) -> bool {
+        // SAFETY: an event's data is its connection (caller: an event of a PeerConn).
+        std::ptr::eq(unsafe { (*ev).data } as *const ngx_connection_t, self.0.as_ptr())
     }
 
     fn want_read(&self) -> bool {
@@ -1017,6 +1060,23 @@ impl Drop for PeerConn {
         // SAFETY: the connection is ours and live; this closes it exactly once.
         unsafe { ngx_close_connection(self.0.as_ptr()) }
     }
+}
+
+/// Whether `ev` is a write event, and whether nginx asks its connection to close
+/// (`c->close`: the worker is shutting down).
+///
+/// # Safety
+/// `ev` must be an event of a live [`PeerConn`].
+pub unsafe fn peer_event_kind(ev: *mut ngx_event_t) -> (bool, bool) {
+    // SAFETY: ev and its connection are live (caller).
+    unsafe { ((*ev).write() != 0, (*((*ev).data as *mut ngx_connection_t)).close() != 0) }
+}
+
+/// The current cycle's log: lives as long as the worker (for connections that outlive
+/// a request).
+pub fn worker_log() -> *mut ngx_log_t {
+    // SAFETY: ngx_cycle is nginx's current cycle, set before any request runs.
+    unsafe { (*ngx_cycle).log }
 }
 
 /// The `data` of a connection whose event fired (see [`PeerConn::new`]).

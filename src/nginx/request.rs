@@ -726,7 +726,11 @@ impl NgxRequest {
     /// The end of a daemon request: close its connection (a daemon still writing gets
     /// EPIPE and closes the application's iterable), then end as embedded mode does.
     fn daemon_finish(&mut self, outcome: Outcome, rc: ngx_int_t) -> After {
-        self.daemon = None;
+        // A complete response (END) leaves the connection ready for the next request.
+        match self.daemon.take() {
+            Some(d) if outcome == Outcome::Complete => d.keep(),
+            d => drop(d),
+        }
         self.ctx().poll_timer(0);
         self.finish(outcome, rc)
     }

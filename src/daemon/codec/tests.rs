@@ -304,3 +304,20 @@ fn the_real_daemon_through_the_codec() {
     thread.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_body_frame_built_in_place_matches_the_copied_one_and_ends_once() {
+    let mut a = codec();
+    let mut b = codec();
+    let mut frame = vec![0u8; protocol::HEADER_LEN];
+    frame.extend_from_slice(b"chunk");
+    let n = a.body_in_place(&mut frame);
+    assert_eq!(&frame[..n], &b.body(b"chunk")[..]);
+    // An empty chunk ends the body; anything after it is sent as empty too.
+    let mut end = vec![0u8; protocol::HEADER_LEN];
+    assert_eq!(a.body_in_place(&mut end), protocol::HEADER_LEN);
+    let mut late = vec![0u8; protocol::HEADER_LEN];
+    late.extend_from_slice(b"late");
+    assert_eq!(a.body_in_place(&mut late), protocol::HEADER_LEN);
+    assert_eq!(&late[..protocol::HEADER_LEN], &protocol::header(Kind::Body, 0));
+}
