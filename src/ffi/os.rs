@@ -304,3 +304,33 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions; it does not return.
     unsafe { libc::_exit(code) }
 }
+
+/// Point `fd`, a log file opened for appending, at the file now at `path` when the two
+/// differ (the log was rotated: renamed, and a new one made at `path`); true if it did.
+/// The descriptor number stays the same, so whoever writes to it (nginx's log structures
+/// copied into a forked process) writes to the new file. Used by processes that nginx's
+/// `reopen` signal does not reach.
+pub fn reopen_if_replaced(fd: RawFd, path: &std::path::Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::IntoRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the buffer it is given, of the right size.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat returned 0, so it filled the buffer.
+    let open = unsafe { st.assume_init() };
+    let on_disk = std::fs::metadata(path);
+    if matches!(&on_disk, Ok(m) if m.dev() == open.st_dev && m.ino() == open.st_ino) {
+        return Ok(false);
+    }
+    let new = std::fs::OpenOptions::new().append(true).create(true).open(path)?.into_raw_fd();
+    // SAFETY: both are open descriptors of this process; dup2 replaces fd atomically (the
+    // old file is closed by it), and `new`, which no Rust object owns, is closed after.
+    let r = unsafe { libc::dup2(new, fd) };
+    close(new);
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(true)
+}

@@ -20,6 +20,7 @@ use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use oxwsgi_checks::Account;
 
@@ -83,12 +84,39 @@ fn lock() -> MutexGuard<'static, Master> {
 
 /// nginx's error log for the keeper and the daemons, with nginx's cached time refreshed
 /// first (they have no event loop that would refresh it).
-struct DaemonLog(CycleLog);
+///
+/// `nginx -s reopen` (log rotation) reaches the master and the workers only: before
+/// writing, at most once a second, a log file that was replaced at its path is opened
+/// again onto the same descriptor. The master makes the new file and gives it to the
+/// workers' user, so daemons running as that user can open it; others keep the old file.
+struct DaemonLog {
+    log: CycleLog,
+    checked: Mutex<Instant>,
+}
+
+impl DaemonLog {
+    fn new(log: CycleLog) -> DaemonLog {
+        DaemonLog { log, checked: Mutex::new(Instant::now()) }
+    }
+
+    fn reopen_rotated(&self) {
+        let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *checked = Instant::now();
+        for (fd, path) in self.log.files() {
+            // A failure leaves the old file in use: there is nowhere else to say so.
+            let _ = os::reopen_if_replaced(fd, &path);
+        }
+    }
+}
 
 impl LogSink for DaemonLog {
     fn log(&self, level: Level, msg: &str) {
+        self.reopen_rotated();
         ngx::time_update();
-        self.0.log(level, msg);
+        self.log.log(level, msg);
     }
 }
 
@@ -232,7 +260,7 @@ fn start(cycle: *mut ngx_cycle_t) -> Result<(), String> {
         });
     }
     // SAFETY: the cycle's log lives in its pool, which a forked keeper never frees.
-    let log: Arc<dyn LogSink> = Arc::new(DaemonLog(unsafe { CycleLog::new(ngx::cycle_log(cycle)) }));
+    let log: Arc<dyn LogSink> = Arc::new(DaemonLog::new(unsafe { CycleLog::new(ngx::cycle_log(cycle)) }));
     let (read, write) = os::pipe().map_err(|e| format!("cannot create the keeper's pipe: {e}"))?;
     let pid = match os::fork().map_err(|e| format!("cannot fork the daemons' keeper: {e}"))? {
         Fork::Child => {

@@ -63,6 +63,32 @@ impl CycleLog {
     pub unsafe fn new(log: *mut ngx_log_t) -> CycleLog {
         CycleLog { log }
     }
+
+    /// The files this log writes to (descriptor and path), `error_log` after `error_log`;
+    /// `stderr` and syslog targets are left out.
+    pub fn files(&self) -> Vec<(std::os::fd::RawFd, std::path::PathBuf)> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = Vec::new();
+        let mut log = self.log;
+        while !log.is_null() {
+            // SAFETY: `log` is the cycle's log or a `next` of it: nginx keeps the chain
+            // for the life of the cycle (see `new`), and nothing here modifies it.
+            let l = unsafe { &*log };
+            if !l.file.is_null() {
+                // SAFETY: a log's `file` points into the cycle's open files, as long-lived.
+                let f = unsafe { &*l.file };
+                if f.name.len > 0 && !f.name.data.is_null() {
+                    // SAFETY: an ngx_str_t's data holds `len` bytes.
+                    let name = unsafe { std::slice::from_raw_parts(f.name.data, f.name.len) };
+                    if name.first() == Some(&b'/') {
+                        out.push((f.fd, std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name))));
+                    }
+                }
+            }
+            log = l.next;
+        }
+        out
+    }
 }
 
 impl LogSink for CycleLog {

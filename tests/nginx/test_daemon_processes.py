@@ -201,3 +201,39 @@ def test_a_crash_loop_backs_off():
     finally:
         s.stop()
         s.cleanup()
+
+
+LOG_APP = """
+def application(environ, start_response):
+    environ['wsgi.errors'].write('oxwsgi-rotation-marker %s\\n' % environ['QUERY_STRING'])
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'logged']
+"""
+
+
+def test_daemons_follow_a_rotated_error_log():
+    # `nginx -s reopen` (SIGUSR1 to the master) reaches the master and the workers; the
+    # daemons reopen a log file replaced at its path before their next line.
+    app = None
+    s = DaemonNginx("nginx-daemon-reopen", http_extra=GROUPS,
+                    locations="        location /log/ {{ wsgi_app {d}/../logapp.wsgi; wsgi_process_group other; }}\n")
+    app = s.stage.root / "logapp.wsgi"
+    app.write_text(LOG_APP)
+    os.chmod(app, 0o644)
+    s.start()
+    try:
+        log = s.error_log_path
+        assert requests.get(s.url("/log/?first"), timeout=20).text == "logged"
+        wait_for(lambda: "oxwsgi-rotation-marker first" in log.read_text(), what="the first line")
+        rotated = log.with_name("error.log.1")
+        os.rename(log, rotated)
+        os.kill(s.proc.pid, signal.SIGUSR1)
+        wait_for(log.exists, what="nginx's new error log")
+        time.sleep(1.2)
+        assert requests.get(s.url("/log/?second"), timeout=20).text == "logged"
+        wait_for(lambda: "oxwsgi-rotation-marker second" in log.read_text(), what="the line in the new log")
+        assert "oxwsgi-rotation-marker second" not in rotated.read_text()
+    finally:
+        s.stop()
+        s.check_log()
+        s.cleanup()
