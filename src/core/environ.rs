@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -104,24 +105,31 @@ impl SeededFx {
     }
 }
 
+// The per-thread caches below hold Python objects and are never dropped
+// (`ManuallyDrop`): a thread's locals are destroyed when it exits, and the thread that
+// exits may be inside a request whose application released the GIL — prefork's SIGTERM
+// handler exits the process from there — so releasing a dict then aborts the process
+// ("PyThreadState_Get: the function must be called with the GIL held"). Threads end with
+// their process; what a thread that ends earlier held is left to the process's exit.
+
 /// Raw name -> interned environ key, or None for a name that is dropped.
-type KeyCache = RefCell<HashMap<Vec<u8>, Option<Py<PyString>>, SeededFx>>;
+type KeyCache = RefCell<ManuallyDrop<HashMap<Vec<u8>, Option<Py<PyString>>, SeededFx>>>;
 
 thread_local! {
     /// Run-time keys (`SetEnv` names, `wsgi_param`): few, and the same on every request, so
     /// each thread makes each key string once.
-    static KEYS: KeyCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
+    static KEYS: KeyCache = RefCell::new(ManuallyDrop::new(HashMap::with_hasher(SeededFx::new())));
     /// Header name as received (any case) -> its `HTTP_*` key. Clients send the same few
     /// spellings on every request, so after the first request a header costs one lookup
     /// instead of validating and upper-casing its name.
-    static HEADER_KEYS: KeyCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
+    static HEADER_KEYS: KeyCache = RefCell::new(ManuallyDrop::new(HashMap::with_hasher(SeededFx::new())));
 }
 
 /// Recurring values (see [`EnvironBuilder::set_shared`]) -> their str, per thread.
-type ValueCache = RefCell<HashMap<Vec<u8>, Py<PyString>, SeededFx>>;
+type ValueCache = RefCell<ManuallyDrop<HashMap<Vec<u8>, Py<PyString>, SeededFx>>>;
 
 thread_local! {
-    static VALUES: ValueCache = RefCell::new(HashMap::with_hasher(SeededFx::new()));
+    static VALUES: ValueCache = RefCell::new(ManuallyDrop::new(HashMap::with_hasher(SeededFx::new())));
 }
 
 /// A value remembered with the str made for it: when the same place of the next request
@@ -235,7 +243,8 @@ struct Slots {
 }
 
 thread_local! {
-    static SLOTS: RefCell<Slots> = RefCell::new(Slots::default());
+    // Never dropped: see the caches above.
+    static SLOTS: RefCell<ManuallyDrop<Slots>> = RefCell::new(ManuallyDrop::new(Slots::default()));
 }
 
 /// Most distinct values, and the longest value, the per-thread value cache keeps.

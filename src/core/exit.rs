@@ -80,9 +80,14 @@ fn exit_work(
     f.call1((now + left, Phase(phase.clone(), label.to_string())))?.extract()
 }
 
-/// Run every interpreter's exit work, waiting at most `limit`. Call without the GIL, once,
-/// when the worker process is about to exit, after it stopped serving requests.
-pub fn run_exit_handlers(limit: Duration, log: Arc<dyn LogSink>) {
+/// Run every interpreter's exit work, waiting at most `limit`: mod_wsgi's
+/// `process_stopping` event (with `shutdown_reason` = `reason`), then the exit handlers.
+/// Call without the GIL, once, when the worker process is about to exit, after it stopped
+/// serving requests. All of it runs on a thread of its own: the caller may be a signal
+/// handler that interrupted this thread inside Python (prefork's SIGTERM exits from
+/// one), where running Python code crashes the process.
+pub fn run_exit_handlers(limit: Duration, log: Arc<dyn LogSink>, reason: &str) {
+    let reason = reason.to_string();
     let phase = Arc::new(Mutex::new(String::from("waiting for the GIL")));
     let (done, finished) = mpsc::channel();
     let thread_phase = phase.clone();
@@ -102,6 +107,7 @@ pub fn run_exit_handlers(limit: Duration, log: Arc<dyn LogSink>) {
                 };
                 // Errors become text inside: the exception belongs to that interpreter.
                 let ran = i.with(py, |py| {
+                    super::modwsgi_module::process_stopping(py, &reason);
                     exit_work(py, thread_deadline, &label, &thread_phase).map_err(|e| super::runtime::describe(py, &e))
                 });
                 match ran {

@@ -496,7 +496,7 @@ hang.start()
     });
     let log = Arc::new(MemLog::default());
     let started = Instant::now();
-    run_exit_handlers(Duration::from_millis(1500), log.clone());
+    run_exit_handlers(Duration::from_millis(1500), log.clone(), "");
     let took = started.elapsed();
     Python::attach(|py| {
         let g = globals.bind(py);
@@ -521,7 +521,7 @@ hang.start()
     });
     let log = Arc::new(MemLog::default());
     let started = Instant::now();
-    run_exit_handlers(Duration::from_millis(500), log.clone());
+    run_exit_handlers(Duration::from_millis(500), log.clone(), "");
     assert!(started.elapsed() < Duration::from_secs(2));
     let text = log.0.lock().unwrap().join("\n");
     assert!(text.contains("exit handlers cut after 0.5 s while running"), "{text}");

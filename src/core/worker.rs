@@ -148,10 +148,8 @@ impl Worker {
     pub fn exit_because(&self, reason: &str) {
         static ONCE: std::sync::Once = std::sync::Once::new();
         if self.startup_error.is_none() {
-            ONCE.call_once(|| {
-                Python::attach(|py| super::modwsgi_module::process_stopping(py, reason));
-                super::exit::run_exit_handlers(super::exit::DEFAULT_LIMIT, self.log.clone())
-            });
+            // Not one Python call on this thread: see run_exit_handlers.
+            ONCE.call_once(|| super::exit::run_exit_handlers(super::exit::DEFAULT_LIMIT, self.log.clone(), reason));
         }
     }
 
