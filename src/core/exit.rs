@@ -136,11 +136,20 @@ pub fn run_exit_handlers(limit: Duration, log: Arc<dyn LogSink>, reason: &str) {
         });
         let _ = done.send(());
     });
-    if let Err(e) = spawned {
-        log.log(Level::Error, &format!("oxwsgi: cannot run the exit handlers: {e}"));
+    let spawned = match spawned {
+        Ok(handle) => handle,
+        Err(e) => {
+            log.log(Level::Error, &format!("oxwsgi: cannot run the exit handlers: {e}"));
+            return;
+        }
+    };
+    if finished.recv_timeout(limit).is_ok() {
+        // The work is done; let the thread release its Python thread state before the
+        // process goes on to exit (it only returns from here).
+        let _ = spawned.join();
         return;
     }
-    if finished.recv_timeout(limit).is_err() {
+    {
         let what = phase.lock().unwrap_or_else(|p| p.into_inner()).clone();
         log.log(
             Level::Warning,
