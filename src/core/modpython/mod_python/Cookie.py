@@ -106,13 +106,17 @@ class SignedCookie(Cookie):
         self.value = val
         self.__data__["secret"] = secret
 
+    # What parse() checks each cookie with (MarshalCookie also decodes its value).
+    def _verify(self, secret):
+        self.unsign(secret)
+
     @classmethod
     def parse(cls, s, secret, mismatch=Cookie.DOWNGRADE, **kw):
         cookies = _parse_cookie(s, cls, **kw)
         for k in list(cookies):
             c = cookies[k]
             try:
-                c.unsign(secret)
+                c._verify(secret)
             except CookieError:
                 if mismatch == Cookie.EXCEPTION:
                     raise
@@ -137,21 +141,7 @@ class MarshalCookie(SignedCookie):
         except (ValueError, EOFError, TypeError) as e:
             raise CookieError("Invalid MarshalCookie %s: %s" % (self.name, e))
 
-    @classmethod
-    def parse(cls, s, secret, mismatch=Cookie.DOWNGRADE, **kw):
-        cookies = _parse_cookie(s, cls, **kw)
-        for k in list(cookies):
-            c = cookies[k]
-            try:
-                c.unmarshal(secret)
-            except CookieError:
-                if mismatch == Cookie.EXCEPTION:
-                    raise
-                if mismatch == Cookie.IGNORE:
-                    del cookies[k]
-                else:
-                    cookies[k] = Cookie(c.name, c.value)
-        return cookies
+    _verify = unmarshal
 
 
 def _parse_cookie(s, cls, names=None):
