@@ -246,6 +246,8 @@ unsafe extern "C" fn child_exit(_data: *mut c_void) -> apr_status_t {
 }
 
 fn child_init(s: &'static Server) {
+    // Also in a child without Python (WSGIRestrictEmbedded): its crashes are reported too.
+    crate::ffi::crash_report::install();
     let config = config::freeze();
     if !config.groups.is_empty() {
         daemons::close_inherited_sockets();

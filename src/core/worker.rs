@@ -54,6 +54,8 @@ pub fn get() -> Option<&'static Worker> {
 /// Start Python in this (worker) process, once. Errors are logged here and kept, so that
 /// every request can say why it cannot be served.
 pub fn start(setup: &Setup<'_>, log: Arc<dyn LogSink>) -> &'static Worker {
+    // A fault in this process from now on leaves its stack in the error log.
+    crate::ffi::crash_report::install();
     WORKER.get_or_init(|| match runtime::start(setup.runtime, log.clone()) {
         Err(e) => Worker::failed(e, log),
         Ok(()) => {

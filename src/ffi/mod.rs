@@ -3,6 +3,7 @@
 //! sub-interpreters in `interp`), and
 //! the OS calls daemon mode needs that std does not wrap (`unix`).
 
+pub mod crash_report;
 pub mod epoll;
 pub mod guard;
 pub mod interp;
