@@ -40,7 +40,9 @@ def _oxwsgi_exit(thread_deadline, phase):
         t.join(max(0.0, thread_deadline - time.monotonic()))
     alive = [t.name for t in threading.enumerate()
              if t is not me and t is not main and not t.daemon and t.is_alive()]
-    phase(f"running {atexit._ncallbacks()} atexit callbacks")
+    # Named here too, so that a cut in the callbacks still says which threads were left.
+    left = f" while non-daemon threads were still running: {', '.join(alive)}" if alive else ""
+    phase(f"running {atexit._ncallbacks()} atexit callbacks{left}")
     atexit._run_exitfuncs()
     phase("")
     return alive
