@@ -73,3 +73,41 @@ def excused(text, bad_lines):
     why = (f"httpd's event MPM crashed at stop in its own code (pids {sorted(races)}: "
            "apr_os_sock_get from close_worker_sockets, no oxwsgi or Python frame on the stack)")
     return out, why
+
+
+# A WSGI script that kills its process with a fault: reading address 0 through ctypes.
+CRASH_APP = """
+import ctypes
+def application(environ, start_response):
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+    start_response('200 OK', [])
+    return [b'not reached']
+"""
+
+
+def assert_crash_reported(srv, url, module_file, exit_pattern):
+    """GET `url` (a CRASH_APP) on `srv`: its process must die of SIGSEGV at address 0 and
+    leave one report whose frames run through CPython and `module_file` (the module's
+    file name), the server must log the death (`exit_pattern`), and the harness must not
+    excuse it. Returns the error log text."""
+    import requests
+
+    try:
+        r = requests.get(srv.url(url), timeout=20)
+        assert r.status_code >= 500, r.status_code
+    except requests.ConnectionError:
+        pass  # the process died with the connection: what the client sees
+    text = srv.wait_for_log(r"oxwsgi crash report: pid \d+: end of stack", timeout=20)
+    srv.wait_for_log(exit_pattern, timeout=20)
+    found = reports(text)
+    assert len(found) == 1, text[-3000:]
+    ((signal, frames),) = found.values()
+    assert signal == "SIGSEGV"
+    assert "fault address 0x0;" in text
+    # The faulting thread's stack runs through CPython and into oxwsgi's request path.
+    assert any("libpython3.11" in f for f in frames), frames
+    assert any(module_file in f for f in frames), frames
+    # Not httpd's own race: the harness would fail a server that logged this.
+    deaths = [line for line in text.splitlines() if re.search(exit_pattern, line) or HEADER.search(line)]
+    assert excused(text, deaths) == ([], "")
+    return text
