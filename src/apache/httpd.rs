@@ -758,30 +758,48 @@ impl Request {
     }
 }
 
-/// A request lent to objects the core owns (body, sink, log) for the time of the handler.
-/// Those objects must be `Send + Sync` because Python objects hold them; the request stays
-/// on the handler's thread (see [`RequestHandle::new`]).
-#[derive(Clone)]
-pub struct RequestHandle(NonNull<Request>);
+/// A server object (a request, a filter) lent, for the time of one hook or filter call, to
+/// objects that must be `Send + Sync` because Python objects hold them (the core's body,
+/// sink and log; mod_python's `req` and filter objects); the lent object itself stays on the
+/// thread of that call (see [`Lent::new`]). One type for both, so the contract is written
+/// once.
+pub struct Lent<T: Lendable>(NonNull<T>);
 
-// SAFETY: the handle is only dereferenced on the handler's thread while the handler runs
-// (RequestHandle::new's contract); it crosses threads only inside Python objects that the
-// handler's thread drives.
-unsafe impl Send for RequestHandle {}
-// SAFETY: as Send: no two threads use the request at once.
-unsafe impl Sync for RequestHandle {}
+/// The server objects that may be lent ([`Lent`]): httpd's per-call structures.
+pub trait Lendable {}
+impl Lendable for Request {}
+impl Lendable for Filter {}
 
-impl RequestHandle {
+/// A request lent to the objects of its handler.
+pub type RequestHandle = Lent<Request>;
+/// A filter lent to its Python object during one filter call.
+pub type FilterHandle = Lent<Filter>;
+
+impl<T: Lendable> Clone for Lent<T> {
+    fn clone(&self) -> Self {
+        Lent(self.0)
+    }
+}
+
+// SAFETY: the handle is only dereferenced on the thread of the call that lent it, while
+// that call runs (Lent::new's contract); it crosses threads only inside Python objects that
+// this thread drives.
+unsafe impl<T: Lendable> Send for Lent<T> {}
+// SAFETY: as Send: no two threads use the lent object at once.
+unsafe impl<T: Lendable> Sync for Lent<T> {}
+
+impl<T: Lendable> Lent<T> {
     /// # Safety
-    /// Every use of the handle (and its clones) must happen on the thread of the hook that
-    /// handed `r` over, before that hook returns; the holder of an object that keeps a
-    /// handle longer must stop using it first (see `RequestLog::expire`).
-    pub unsafe fn new(r: &Request) -> RequestHandle {
-        RequestHandle(NonNull::from(r))
+    /// Every use of the handle (and its clones) must happen on the thread of the hook or
+    /// filter call that handed `x` over, before that call returns; the holder of an object
+    /// that keeps a handle longer must stop using it first (see `RequestLog::expire`; the
+    /// mod_python objects check both before each use).
+    pub unsafe fn new(x: &T) -> Lent<T> {
+        Lent(NonNull::from(x))
     }
 
-    pub fn get(&self) -> &Request {
-        // SAFETY: the request is live and used from its hook's thread (new's contract).
+    pub fn get(&self) -> &T {
+        // SAFETY: the object is live and used from its call's thread (new's contract).
         unsafe { self.0.as_ref() }
     }
 }
@@ -1636,26 +1654,3 @@ impl FilterBrigade {
     }
 }
 
-/// A filter lent to its Python object during one filter call.
-#[derive(Clone)]
-pub struct FilterHandle(NonNull<Filter>);
-
-// SAFETY: only dereferenced on the thread of the filter call, while it runs
-// (FilterHandle::new's contract); Python objects holding it need it Send.
-unsafe impl Send for FilterHandle {}
-// SAFETY: as Send.
-unsafe impl Sync for FilterHandle {}
-
-impl FilterHandle {
-    /// # Safety
-    /// Every use must happen on the thread of the filter call that handed `f` over, before
-    /// that call returns (the holder checks both before each use).
-    pub unsafe fn new(f: &Filter) -> FilterHandle {
-        FilterHandle(NonNull::from(f))
-    }
-
-    pub fn get(&self) -> &Filter {
-        // SAFETY: live and on its thread (new's contract).
-        unsafe { self.0.as_ref() }
-    }
-}

@@ -342,7 +342,7 @@ fn run(f: &Filter, name: &str, def: &FilterDef, is_input: bool, setup: impl FnOn
     let key = f.as_ptr() as usize;
     let conf = r.dir_conf().modpython().unwrap_or_else(|| Arc::new(MpConf::default()));
     python::keep_thread_state();
-    // SAFETY (FilterHandle::new's contract): the handle is stored for this call only; the
+    // SAFETY (Lent::new's contract): the handle is stored for this call only; the
     // object checks the thread and clears it before this function returns.
     let handle = unsafe { FilterHandle::new(f) };
     let interp = super::modpython::interpreter_name(r, &conf, None);

@@ -93,7 +93,7 @@ impl MpRequest {
     /// The caller must call [`MpRequest::end`] from the request pool's cleanup (that is
     /// what keeps the lent request from being used after it is freed).
     pub fn new(r: &Request, conf: Arc<MpConf>, interpreter: String) -> MpRequest {
-        // SAFETY (RequestHandle::new's contract): every use goes through `with_r`, which
+        // SAFETY (Lent::new's contract): every use goes through `with_r`, which
         // checks that the request is live (`end` runs from its pool's cleanup) and that
         // the caller is the thread serving it.
         let handle = unsafe { RequestHandle::new(r) };
