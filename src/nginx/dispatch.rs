@@ -22,7 +22,9 @@
 //!   it. So a waiting runner counts as fresh (no runner is woken for it), and a runner that
 //!   finishes a job while another waits for the GIL steps aside (idles) instead of taking
 //!   the next job and queueing for the GIL behind it: the waiter, once running, takes the
-//!   queue. Without this, CPU-bound applications (Django, Flask: a job of 0.3–1 ms that
+//!   queue. Both only for [`GIL_WAIT_FRESH`]: a waiter that has not got the GIL by then
+//!   (it lost Python's hand-over to another thread, or the machine has not run it) no
+//!   longer holds the queue back. Without this, CPU-bound applications (Django, Flask: a job of 0.3–1 ms that
 //!   the scheduler stretches past [`STUCK_AFTER`] on a busy machine) had every pool thread
 //!   take turns on the GIL, one hand-off (two context switches) per request
 //!   (docs/profiles.md, "Real apps").
@@ -46,6 +48,10 @@ use crate::ffi::ngx::ngx_msec_t;
 /// A runner holding the GIL in one job for longer than this counts as blocked: queued
 /// work wakes another runner.
 const STUCK_AFTER: Duration = Duration::from_millis(2);
+
+/// A runner waiting for the GIL this long no longer counts as fresh: Python's switch
+/// interval (5 ms) would have handed it the GIL by now, but for contention or a busy CPU.
+const GIL_WAIT_FRESH: Duration = Duration::from_millis(5);
 
 /// While jobs wait, the loop checks for blocked runners this often (milliseconds).
 const TICK_MS: ngx_msec_t = 2;
@@ -84,28 +90,44 @@ struct Queues {
 }
 
 /// Where a runner is in its current job; the runner writes it without the queue lock (it
-/// gets the GIL in the middle of the job), the loop reads it under the lock.
+/// gets the GIL in the middle of the job), the loop and the other runners read it under
+/// the lock.
 struct Progress {
-    /// 0 while the runner waits for the GIL; then 1 + the nanoseconds from the
-    /// dispatcher's epoch to the moment it got it.
-    since: AtomicU64,
+    /// The nanoseconds from the dispatcher's epoch to the runner's last step (taking a
+    /// job, then getting the GIL), with [`HAS_GIL`] set after the second.
+    state: AtomicU64,
 }
+
+/// In [`Progress::state`]: the runner got the GIL for its current job.
+const HAS_GIL: u64 = 1 << 63;
 
 impl Progress {
     fn new() -> Progress {
-        Progress { since: AtomicU64::new(0) }
+        Progress { state: AtomicU64::new(0) }
     }
 
-    fn waiting(&self) -> bool {
-        self.since.load(Ordering::Relaxed) == 0
+    /// Record a step: `has_gil` false when the runner takes a job, true once it holds the GIL.
+    fn mark(&self, epoch: Instant, has_gil: bool) {
+        let ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(HAS_GIL - 1).min(HAS_GIL - 1);
+        self.state.store(if has_gil { ns | HAS_GIL } else { ns }, Ordering::Relaxed);
+    }
+
+    /// Whether it holds the GIL, and how long since its last step.
+    fn read(&self, epoch: Instant, now: Instant) -> (bool, Duration) {
+        let s = self.state.load(Ordering::Relaxed);
+        (s & HAS_GIL != 0, now.saturating_duration_since(epoch + Duration::from_nanos(s & !HAS_GIL)))
+    }
+
+    /// Waiting for the GIL, for less than [`GIL_WAIT_FRESH`]: it will likely run soon.
+    fn waiting(&self, epoch: Instant, now: Instant) -> bool {
+        let (has_gil, for_) = self.read(epoch, now);
+        !has_gil && for_ < GIL_WAIT_FRESH
     }
 
     /// Whether the job will likely end (or get the GIL) soon without help.
     fn fresh(&self, epoch: Instant, now: Instant) -> bool {
-        match self.since.load(Ordering::Relaxed) {
-            0 => true,
-            n => now.saturating_duration_since(epoch + Duration::from_nanos(n - 1)) < STUCK_AFTER,
-        }
+        let (has_gil, for_) = self.read(epoch, now);
+        for_ < if has_gil { STUCK_AFTER } else { GIL_WAIT_FRESH }
     }
 }
 
@@ -205,15 +227,14 @@ impl Dispatcher {
         q.spawning = q.spawning.saturating_sub(1);
         loop {
             // Step aside while another runner waits for the GIL (module docs).
-            let job = if q.busy.iter().any(|p| p.waiting()) { None } else { q.pending.pop_front() };
+            let now = Instant::now();
+            let step_aside = q.busy.iter().any(|p| p.waiting(self.epoch, now));
+            let job = if step_aside { None } else { q.pending.pop_front() };
             if let Some(job) = job {
-                me.since.store(0, Ordering::Relaxed);
+                me.mark(self.epoch, false);
                 q.busy.push(me.clone());
                 drop(q);
-                let got_gil = || {
-                    let n = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-                    me.since.store(n + 1, Ordering::Relaxed);
-                };
+                let got_gil = || me.mark(self.epoch, true);
                 let done = match job {
                     Job::Request { ts, token } => {
                         run_job(&ts, got_gil);
