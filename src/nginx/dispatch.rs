@@ -24,10 +24,10 @@
 //!   the next job and queueing for the GIL behind it: the waiter, once running, takes the
 //!   queue. Both only for [`GIL_WAIT_FRESH`]: a waiter that has not got the GIL by then
 //!   (it lost Python's hand-over to another thread, or the machine has not run it) no
-//!   longer holds the queue back. Without this, CPU-bound applications (Django, Flask: a job of 0.3–1 ms that
-//!   the scheduler stretches past [`STUCK_AFTER`] on a busy machine) had every pool thread
-//!   take turns on the GIL, one hand-off (two context switches) per request
-//!   (docs/profiles.md, "Real apps").
+//!   longer holds the queue back. Without this, CPU-bound applications (Django, Flask: a
+//!   job of 0.3–1 ms that the scheduler stretches past [`STUCK_AFTER`] on a busy machine)
+//!   had every pool thread take turns on the GIL, one hand-off (two context switches) per
+//!   request (docs/profiles.md, "Real apps").
 //! - **Completions** go back on our own eventfd (never `ngx_notify`, whose handler belongs
 //!   to the thread pool), written only when the loop has not been woken already: the loop
 //!   takes every completion since its last wake-up at once.
