@@ -9,13 +9,25 @@
 //! its thread back to the pool.
 //!
 //! - **Waking runners.** A queued job wakes (or starts) a runner only when no runner is
-//!   both busy and *fresh* (inside its current job for less than [`STUCK_AFTER`]) and no
-//!   runner is already on its way: a busy fresh runner will take the job when it is done.
-//!   So a fast application is served by one runner, which keeps the GIL to itself, while an
-//!   application that blocks (sleep, I/O, a full output batch) makes the next job wake
-//!   another runner — and while work waits, a timer on the loop ([`TICK_MS`]) checks again,
-//!   so queued jobs never wait behind a runner that blocks. More runners than the pool has
-//!   threads simply queue in nginx's pool.
+//!   both busy and *fresh* (waiting for the GIL to start its job, or holding it for less
+//!   than [`STUCK_AFTER`]) and no runner is already on its way: a busy fresh runner will
+//!   take the job when it is done. So a fast application is served by one runner, which
+//!   keeps the GIL to itself, while an application that blocks (sleep, I/O, a full output
+//!   batch) makes the next job wake another runner — and while work waits, a timer on the
+//!   loop ([`TICK_MS`]) checks again, so queued jobs never wait behind a runner that
+//!   blocks. More runners than the pool has threads simply queue in nginx's pool.
+//! - **One runner waiting for the GIL is enough.** A runner waiting for the GIL could not
+//!   start any other job either, and Python hands it the GIL within its switch interval
+//!   (5 ms) however long the holder computes; a second waiter would only take turns with
+//!   it. So a waiting runner counts as fresh (no runner is woken for it), and a runner that
+//!   finishes a job while another waits for the GIL steps aside (idles) instead of taking
+//!   the next job and queueing for the GIL behind it: the waiter, once running, takes the
+//!   queue. Both only for [`GIL_WAIT_FRESH`]: a waiter that has not got the GIL by then
+//!   (it lost Python's hand-over to another thread, or the machine has not run it) no
+//!   longer holds the queue back. Without this, CPU-bound applications (Django, Flask: a
+//!   job of 0.3–1 ms that the scheduler stretches past [`STUCK_AFTER`] on a busy machine)
+//!   had every pool thread take turns on the GIL, one hand-off (two context switches) per
+//!   request (docs/profiles.md, "Real apps").
 //! - **Completions** go back on our own eventfd (never `ngx_notify`, whose handler belongs
 //!   to the thread pool), written only when the loop has not been woken already: the loop
 //!   takes every completion since its last wake-up at once.
@@ -24,6 +36,7 @@
 //! (posting runners, the timer, completions) happens on the event loop.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,9 +45,13 @@ use super::task::{self, TaskSide};
 use crate::ffi::guard::guard;
 use crate::ffi::ngx::ngx_msec_t;
 
-/// A runner inside one job for longer than this counts as blocked: queued work wakes
-/// another runner.
+/// A runner holding the GIL in one job for longer than this counts as blocked: queued
+/// work wakes another runner.
 const STUCK_AFTER: Duration = Duration::from_millis(2);
+
+/// A runner waiting for the GIL this long no longer counts as fresh: Python's switch
+/// interval (5 ms) would have handed it the GIL by now, but for contention or a busy CPU.
+const GIL_WAIT_FRESH: Duration = Duration::from_millis(5);
 
 /// While jobs wait, the loop checks for blocked runners this often (milliseconds).
 const TICK_MS: ngx_msec_t = 2;
@@ -60,8 +77,8 @@ pub enum Done {
 struct Queues {
     pending: VecDeque<Job>,
     done: Vec<Done>,
-    /// When each busy runner started its current job (unordered).
-    busy: Vec<Instant>,
+    /// Each busy runner's progress through its current job (unordered).
+    busy: Vec<Arc<Progress>>,
     /// Runners waiting for work.
     idle: usize,
     /// Idle runners signalled and not yet awake (never more than `idle`).
@@ -72,9 +89,53 @@ struct Queues {
     loop_woken: bool,
 }
 
+/// Where a runner is in its current job; the runner writes it without the queue lock (it
+/// gets the GIL in the middle of the job), the loop and the other runners read it under
+/// the lock.
+struct Progress {
+    /// The nanoseconds from the dispatcher's epoch to the runner's last step (taking a
+    /// job, then getting the GIL), with [`HAS_GIL`] set after the second.
+    state: AtomicU64,
+}
+
+/// In [`Progress::state`]: the runner got the GIL for its current job.
+const HAS_GIL: u64 = 1 << 63;
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { state: AtomicU64::new(0) }
+    }
+
+    /// Record a step: `has_gil` false when the runner takes a job, true once it holds the GIL.
+    fn mark(&self, epoch: Instant, has_gil: bool) {
+        let ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(HAS_GIL - 1).min(HAS_GIL - 1);
+        self.state.store(if has_gil { ns | HAS_GIL } else { ns }, Ordering::Relaxed);
+    }
+
+    /// Whether it holds the GIL, and how long since its last step.
+    fn read(&self, epoch: Instant, now: Instant) -> (bool, Duration) {
+        let s = self.state.load(Ordering::Relaxed);
+        (s & HAS_GIL != 0, now.saturating_duration_since(epoch + Duration::from_nanos(s & !HAS_GIL)))
+    }
+
+    /// Waiting for the GIL, for less than [`GIL_WAIT_FRESH`]: it will likely run soon.
+    fn waiting(&self, epoch: Instant, now: Instant) -> bool {
+        let (has_gil, for_) = self.read(epoch, now);
+        !has_gil && for_ < GIL_WAIT_FRESH
+    }
+
+    /// Whether the job will likely end (or get the GIL) soon without help.
+    fn fresh(&self, epoch: Instant, now: Instant) -> bool {
+        let (has_gil, for_) = self.read(epoch, now);
+        for_ < if has_gil { STUCK_AFTER } else { GIL_WAIT_FRESH }
+    }
+}
+
 /// The dispatcher of one thread pool in this worker; lives for the life of the process.
 pub struct Dispatcher {
     pool: ThreadPool,
+    /// The origin of [`Progress`] times.
+    epoch: Instant,
     q: Mutex<Queues>,
     work: Condvar,
     events: OnceLock<DispatchEvents>,
@@ -91,6 +152,7 @@ impl Dispatcher {
         }
         let d: &'static Dispatcher = Box::leak(Box::new(Dispatcher {
             pool,
+            epoch: Instant::now(),
             q: Mutex::new(Queues::default()),
             work: Condvar::new(),
             events: OnceLock::new(),
@@ -135,7 +197,7 @@ impl Dispatcher {
             return;
         }
         let now = Instant::now();
-        let fresh = q.busy.iter().any(|t| now.duration_since(*t) < STUCK_AFTER);
+        let fresh = q.busy.iter().any(|p| p.fresh(self.epoch, now));
         if !fresh && q.notified == 0 && q.spawning == 0 {
             if q.idle > q.notified {
                 q.notified += 1;
@@ -160,25 +222,31 @@ impl Dispatcher {
 
     /// A runner, on a pool thread: run jobs until none comes for [`LINGER`].
     pub fn run(&self) {
+        let me = Arc::new(Progress::new());
         let mut q = self.lock();
         q.spawning = q.spawning.saturating_sub(1);
         loop {
-            if let Some(job) = q.pending.pop_front() {
-                let started = Instant::now();
-                q.busy.push(started);
+            // Step aside while another runner waits for the GIL (module docs).
+            let now = Instant::now();
+            let step_aside = q.busy.iter().any(|p| p.waiting(self.epoch, now));
+            let job = if step_aside { None } else { q.pending.pop_front() };
+            if let Some(job) = job {
+                me.mark(self.epoch, false);
+                q.busy.push(me.clone());
                 drop(q);
+                let got_gil = || me.mark(self.epoch, true);
                 let done = match job {
                     Job::Request { ts, token } => {
-                        run_job(&ts);
+                        run_job(&ts, got_gil);
                         Done::Request(token)
                     }
                     Job::Orphan(ts) => {
-                        run_job(&ts);
+                        run_job(&ts, got_gil);
                         Done::Orphan(ts)
                     }
                 };
                 q = self.lock();
-                if let Some(i) = q.busy.iter().position(|t| *t == started) {
+                if let Some(i) = q.busy.iter().position(|p| Arc::ptr_eq(p, &me)) {
                     q.busy.swap_remove(i);
                 }
                 q.done.push(done);
@@ -201,7 +269,8 @@ impl Dispatcher {
     }
 }
 
-/// One job; a panic in it (a bug) must not take the runner's bookkeeping with it.
-fn run_job(ts: &TaskSide) {
-    guard("thread task", (), || task::run(ts));
+/// One job (`got_gil` is called once it holds the GIL); a panic in it (a bug) must not
+/// take the runner's bookkeeping with it.
+fn run_job(ts: &TaskSide, got_gil: impl FnOnce()) {
+    guard("thread task", (), || task::run(ts, got_gil));
 }

@@ -43,10 +43,11 @@ pub struct TaskSide {
 }
 
 /// One task: start the exchange if needed, then produce up to [`BUDGET`] bytes.
-pub fn run(ts: &TaskSide) {
+pub fn run(ts: &TaskSide, got_gil: impl FnOnce()) {
     python::keep_thread_state();
     let mut job = ts.job.lock().unwrap_or_else(|p| p.into_inner());
     let outcome = Python::attach(|py| {
+        got_gil();
         if let Some(start) = job.start.take() {
             let started = Instant::now();
             match begin(py, start, &ts.shared) {

@@ -8,6 +8,11 @@ def application(environ, start_response):
     path = environ['PATH_INFO']
     if path.startswith('/sleep'):
         time.sleep(float(environ.get('QUERY_STRING') or '1'))
+    if path.startswith('/spin'):
+        # CPU-bound: pure Python holding the GIL (but for Python's switch interval).
+        end = time.monotonic() + float(environ.get('QUERY_STRING') or '1')
+        while time.monotonic() < end:
+            sum(range(1000))
     body = ('%s pid=%d' % (path, os.getpid())).encode()
     start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
     return [body]

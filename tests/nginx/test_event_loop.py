@@ -54,6 +54,26 @@ def test_fast_requests_are_not_blocked_by_slow_apps(srv):
     assert worst < 0.1, f"a fast request took {worst * 1000:.0f} ms while slow apps ran"
 
 
+def test_fast_requests_are_not_held_back_by_cpu_bound_apps(srv):
+    # A runner waiting for the GIL counts as fresh, and one finishing a job steps aside for
+    # it (dispatch.rs): fast requests still get the GIL within Python's switch interval
+    # while requests compute, not after them.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        spin = [pool.submit(timed_get, srv.url("/slow/spin?1.0")) for _ in range(4)]
+        time.sleep(0.3)  # the spinning ones are running now
+        fast = [timed_get(srv.url("/slow/fast")) for _ in range(5)]
+        results = [f.result() for f in spin]
+    for r, took in results:
+        assert r.status_code == 200 and r.text.startswith("/spin")
+        assert took >= 0.9
+    worst = 0.0
+    for r, took in fast:
+        assert r.status_code == 200 and r.text.startswith("/fast")
+        worst = max(worst, took)
+    print(f"slowest fast request under 4 computing apps: {worst * 1000:.1f} ms")
+    assert worst < 0.25, f"a fast request took {worst * 1000:.0f} ms while apps computed"
+
+
 def test_in_flight_cap_answers_503():
     s = CustomNginx("nginx-cap", locations=LOCATIONS, http_extra="    wsgi_max_in_flight 2;", threads=8)
     s.start()
