@@ -764,13 +764,10 @@ oxwsgi_pass(request_rec *r, apr_bucket_brigade *bb, int flags)
     apr_bucket_alloc_t *ba = r->connection->bucket_alloc;
     apr_status_t rv;
 
-    /* FLUSH then EOS: a whole small response is written before the handler returns
-     * (see ApacheSink::write). */
-    if (flags & OXWSGI_W_FLUSH) {
-        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
-    }
     if (flags & OXWSGI_W_EOS) {
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(ba));
+    } else if (flags & OXWSGI_W_FLUSH) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(ba));
     }
     rv = ap_pass_brigade(r->output_filters, bb);
     /* cleanup, not destroy: the brigade is reused for the whole response. */

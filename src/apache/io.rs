@@ -95,14 +95,12 @@ impl RequestBody for ApacheBody {
 pub struct ApacheSink {
     r: RequestHandle,
     bb: Brigade,
-    /// Some body data went down the filters already.
-    wrote: bool,
 }
 
 impl ApacheSink {
     pub fn new(r: RequestHandle) -> ApacheSink {
         let bb = r.get().brigade();
-        ApacheSink { r, bb, wrote: false }
+        ApacheSink { r, bb }
     }
 
     fn failure(&self) -> SinkError {
@@ -163,16 +161,7 @@ impl ResponseSink for ApacheSink {
             // chunk. Small chunks (events of a server-sent stream) keep their FLUSH so
             // they are not held back.
             flags.flush = false;
-        } else if flags.last && !self.wrote {
-            // A whole small response in one write: send it now rather than at the MPM's
-            // write completion, as the default handler's static file goes out. Written
-            // late, it reached the client only after httpd's check for a next request on
-            // the connection (a read that fails with EAGAIN), so every keep-alive request
-            // went back through the listener thread (epoll_ctl, a wake-up) instead of
-            // being read by this worker. The socket takes a few KiB without blocking.
-            flags.flush = true;
         }
-        self.wrote = true;
         if self.r.get().write(&self.bb, data, flag_bits(flags)) { Ok(()) } else { Err(self.failure()) }
     }
 
