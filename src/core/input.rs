@@ -14,6 +14,11 @@ use super::RequestBody;
 
 const CHUNK: usize = 64 * 1024;
 
+/// `read(size)` up to this size allocates the bytes object first and reads into it
+/// ([`Input::read_direct`]); larger sizes grow a buffer as the body comes, so that a
+/// `read(1 << 30)` of a small body does not allocate (and zero) a gigabyte.
+const DIRECT_MAX: usize = 4 * CHUNK;
+
 #[pyclass(module = "oxwsgi", immutable_type, name = "Input")]
 pub struct Input {
     body: Option<Box<dyn RequestBody>>,
@@ -63,6 +68,15 @@ impl Input {
     /// Read from the body into `out`, appending up to `want` bytes, GIL released: once
     /// (whatever is available), or with `fill_all` until `want` bytes or the end.
     fn pull(&mut self, py: Python<'_>, out: &mut Vec<u8>, want: usize, fill_all: bool) -> PyResult<usize> {
+        let start = out.len();
+        out.resize(start + want, 0);
+        let r = self.pull_into(py, &mut out[start..], fill_all);
+        out.truncate(start + *r.as_ref().unwrap_or(&0));
+        r
+    }
+
+    /// [`Input::pull`] into `dst` (its length is what is wanted).
+    fn pull_into(&mut self, py: Python<'_>, dst: &mut [u8], fill_all: bool) -> PyResult<usize> {
         if let Some(e) = &self.error {
             return Err(PyOSError::new_err(e.clone()));
         }
@@ -72,9 +86,6 @@ impl Input {
         let Some(body) = self.body.as_mut() else {
             return Err(PyRuntimeError::new_err("wsgi.input read after the request completed"));
         };
-        let start = out.len();
-        out.resize(start + want, 0);
-        let dst = &mut out[start..];
         // One GIL release for the whole fill: servers hand the body over in socket-sized
         // pieces (8 KiB under httpd), and re-taking the GIL per piece costs a thread
         // hand-off each time other threads are waiting for it.
@@ -97,7 +108,6 @@ impl Input {
         if let Some(t) = timed {
             self.waited += t.elapsed();
         }
-        out.truncate(start + n);
         if at_eof {
             self.eof = true;
         }
@@ -121,6 +131,19 @@ impl Input {
         let r = self.pull(py, &mut buf, CHUNK, false);
         self.buf = buf;
         Ok(r? > 0)
+    }
+
+    /// `read(size)` with nothing buffered: the body goes straight into the bytes object
+    /// returned, without the intermediate buffer and its copy (a 1 MiB upload read in
+    /// 64 KiB pieces was copied twice in user space, once here). A short read (the end
+    /// of the body) copies its part into a bytes object of the right length.
+    fn read_direct<'py>(&mut self, py: Python<'py>, size: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let mut got = 0;
+        let bytes = PyBytes::new_with(py, size, |dst| {
+            got = self.pull_into(py, dst, true)?;
+            Ok(())
+        })?;
+        if got == size { Ok(bytes) } else { Ok(PyBytes::new(py, &bytes.as_bytes()[..got])) }
     }
 
     /// Up to `limit` bytes (None = all).
@@ -179,6 +202,11 @@ fn limit(size: Option<isize>) -> Option<usize> {
 impl Input {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        if let Some(n) = limit(size).filter(|&n| n > 0 && n <= DIRECT_MAX && self.buffered().is_empty()) {
+            let data = self.read_direct(py, n)?;
+            self.count(data.as_bytes().len());
+            return Ok(data);
+        }
         let data = self.read_bytes(py, limit(size))?;
         self.count(data.len());
         Ok(PyBytes::new(py, &data))

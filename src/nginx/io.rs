@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::core::head::ResponseHead;
 use crate::core::response::Outcome;
@@ -125,21 +125,87 @@ pub fn request_context(handler_text: &[u8]) -> String {
     String::from_utf8_lossy(&handler_text[at..]).into_owned()
 }
 
+/// The request body memory nginx holds (its buffers, in the request's and connection's
+/// pools), lent to the task threads instead of copied (a 1 MiB upload was copied once
+/// more on the event loop, into memory allocated, page-faulted and unmapped again per
+/// request). nginx neither writes nor frees those buffers while the request lives, and
+/// jobs only run for a live request (`r->main->blocked`); but an orphan job (the iterable
+/// of a terminated request being closed) runs after the pool is gone, so the owner
+/// revokes the loan when the request's state is freed, and reads after that fail.
+pub struct BodyLoan {
+    live: RwLock<bool>,
+}
+
+/// The request's side of a [`BodyLoan`]: revokes it when dropped (the request pool's
+/// cleanup frees the request state, before nginx frees or reuses the buffers).
+pub struct LoanOwner(Arc<BodyLoan>);
+
+impl LoanOwner {
+    pub fn new() -> LoanOwner {
+        LoanOwner(Arc::new(BodyLoan { live: RwLock::new(true) }))
+    }
+
+    pub fn loan(&self) -> Arc<BodyLoan> {
+        self.0.clone()
+    }
+}
+
+impl Drop for LoanOwner {
+    fn drop(&mut self) {
+        // Waits for a read in progress (none in practice: no job runs during the cleanup).
+        *self.0.live.write().unwrap_or_else(|p| p.into_inner()) = false;
+    }
+}
+
+/// `len` bytes at `ptr` in an nginx buffer of the request: valid while the loan is live.
+pub struct PoolBytes {
+    ptr: *const u8,
+    len: usize,
+    loan: Arc<BodyLoan>,
+}
+
+// SAFETY: the bytes are only read, under the loan's read lock, which the event loop
+// takes for writing before the memory can be freed or reused (LoanOwner::drop); nginx
+// does not write to a request's body buffers once the body is read.
+unsafe impl Send for PoolBytes {}
+// SAFETY: as for Send: shared access only reads the bytes, under the loan's read lock.
+unsafe impl Sync for PoolBytes {}
+
+impl PoolBytes {
+    /// # Safety
+    /// `mem` must be a body buffer of the request whose state holds the loan's
+    /// [`LoanOwner`], read completely (nginx no longer writes it).
+    pub unsafe fn new(mem: &[u8], loan: Arc<BodyLoan>) -> PoolBytes {
+        PoolBytes { ptr: mem.as_ptr(), len: mem.len(), loan }
+    }
+
+    /// Copy `[off, off + buf.len())` (within the bytes) into `buf`.
+    fn copy_to(&self, off: usize, buf: &mut [u8]) -> Result<(), String> {
+        let live = self.loan.live.read().unwrap_or_else(|p| p.into_inner());
+        if !*live {
+            return Err("the request is over: its body is gone".into());
+        }
+        assert!(off + buf.len() <= self.len, "read past a body buffer");
+        // SAFETY: the loan is live (held for the copy), so the buffer is nginx's, unchanged
+        // and not freed (see the Send impl); [off, off + len) lies within it (asserted).
+        let src = unsafe { std::slice::from_raw_parts(self.ptr.add(off), buf.len()) };
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
 /// One piece of the request body.
 pub enum Part {
-    Mem(Vec<u8>),
+    /// Memory of an nginx buffer, lent (see [`BodyLoan`]).
+    Pool(PoolBytes),
     /// `[pos, end)` of the request body temp file.
-    File {
-        fd: Arc<OwnedFd>,
-        pos: u64,
-        end: u64,
-    },
+    File { fd: Arc<OwnedFd>, pos: u64, end: u64 },
 }
 
 /// The request body as nginx read it (in memory or in its temp file).
 pub struct NgxBody {
     parts: VecDeque<Part>,
-    /// Read position in the first `Part::Mem`.
+    /// Read position in the first `Part::Pool`.
     off: usize,
 }
 
@@ -153,11 +219,11 @@ impl RequestBody for NgxBody {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         while let Some(part) = self.parts.front_mut() {
             match part {
-                Part::Mem(v) => {
-                    let n = (v.len() - self.off).min(buf.len());
-                    buf[..n].copy_from_slice(&v[self.off..self.off + n]);
+                Part::Pool(p) => {
+                    let n = (p.len - self.off).min(buf.len());
+                    p.copy_to(self.off, &mut buf[..n])?;
                     self.off += n;
-                    if self.off == v.len() {
+                    if self.off == p.len {
                         self.parts.pop_front();
                         self.off = 0;
                     }

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::daemon_client::{DaemonConn, Next, Target};
 use super::dispatch::{Dispatcher, Job};
-use super::io::{Item, NgxBody, Part};
+use super::io::{BodyLoan, Item, LoanOwner, NgxBody, Part, PoolBytes};
 use super::ngx::{BufData, Ctx, ERROR, OK, Request};
 use super::state::{Client, Head, State, Task};
 use super::task::{Start, TaskSide};
@@ -107,8 +107,9 @@ pub fn split_uri(prefix: Option<&[u8]>, uri: &[u8]) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
-/// The body buffers nginx read: memory is copied, the temp file's descriptor duplicated.
-fn body_parts(r: &Request) -> Result<(VecDeque<Part>, u64), String> {
+/// The body buffers nginx read: memory is lent (see [`BodyLoan`](super::io::BodyLoan)),
+/// the temp file's descriptor duplicated.
+fn body_parts(r: &Request, loan: Arc<BodyLoan>) -> Result<(VecDeque<Part>, u64), String> {
     let mut parts = VecDeque::new();
     let mut total = 0u64;
     let mut fds: Vec<(i32, Arc<OwnedFd>)> = Vec::new();
@@ -135,7 +136,9 @@ fn body_parts(r: &Request) -> Result<(VecDeque<Part>, u64), String> {
             }
             BufData::Memory(m) if !m.is_empty() => {
                 total += m.len() as u64;
-                parts.push_back(Part::Mem(m.to_vec()));
+                // SAFETY: a buffer of this request's body, read completely; `loan` is
+                // this request's (its state holds the owner).
+                parts.push_back(Part::Pool(unsafe { PoolBytes::new(m, loan.clone()) }));
             }
             BufData::Memory(_) => {}
         }
@@ -163,6 +166,8 @@ pub struct NgxRequest {
     daemon: Option<DaemonConn>,
     /// Daemon mode: the client has not taken the response so far; the daemon waits.
     paused: bool,
+    /// The body memory lent to `wsgi.input`, revoked when this state is freed.
+    body_loan: LoanOwner,
 }
 
 impl NgxRequest {
@@ -180,6 +185,7 @@ impl NgxRequest {
             target: None,
             daemon: None,
             paused: false,
+            body_loan: LoanOwner::new(),
         }
     }
 
@@ -222,7 +228,7 @@ impl NgxRequest {
     /// Copy what the application needs out of the request (its body completely read).
     #[allow(clippy::field_reassign_with_default)]
     fn collect(&mut self) -> Result<Start, String> {
-        let (log, context) = (self.log.clone(), self.context.clone());
+        let (log, context, loan) = (self.log.clone(), self.context.clone(), self.body_loan.loan());
         let r = self.req();
         let lcf = r.loc_conf();
         let mut d = RequestMeta::default();
@@ -256,7 +262,7 @@ impl NgxRequest {
             }
             d.params.push((own(p.key().as_bytes()), v.into()));
         }
-        let (parts, total) = body_parts(r)?;
+        let (parts, total) = body_parts(r, loan)?;
         d.content_length =
             if r.body().is_some() && (total > 0 || r.is_chunked()) { Some(total) } else { r.content_length_in() };
         d.app.script = own(lcf.script().as_bytes());
