@@ -113,10 +113,18 @@ def test_upload_100mib_keeps_rss_flat(server):
         d = json.loads(r.body)
         if d["pid"] == before["pid"] or not server.name.endswith("-daemon"):
             break
-    assert d["pid"] == before["pid"], "keep-alive connection moved to another process"
+    if d["pid"] == before["pid"]:
+        base = before["VmRSS_kb"]
+    else:
+        # Daemon mode only: an Apache thread or nginx worker keeps one connection per
+        # daemon, so the second request may go to the other daemon however often we try.
+        # A daemon pulls the body from the server as the application reads it: nothing of
+        # it is in the daemon when the upload starts, so its own start is the baseline.
+        assert server.name.endswith("-daemon"), "keep-alive connection moved to another process"
+        base = d["start_kb"]
     assert d["len"] == SIZE_MIB * MIB
     assert d["sha256"] == sized_sha(SIZE_MIB)
-    growth = d["peak_kb"] - before["VmRSS_kb"]
+    growth = d["peak_kb"] - base
     print(f"\n[{server.name}] worker RSS growth reading a {SIZE_MIB} MiB upload: {growth} kB")
     assert growth < LIMIT_KB, f"worker RSS grew by {growth} kB while reading a {SIZE_MIB} MiB upload"
 
