@@ -9,9 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::core::runtime::check_python_home;
-use crate::daemon::definition::{Definition, Syntax, common_option};
-use oxwsgi_checks::{Account, can_read};
+use crate::daemon::definition::{Definition, Syntax, check_home, common_option};
+use oxwsgi_checks::Account;
 
 pub use crate::daemon::accounts::{fnv64, lookup_user};
 
@@ -224,16 +223,8 @@ pub fn parse(args: &[String], worker: &Account, global_home: Option<&Path>) -> R
             _ => return Err(format!("{d} {name}: unknown option {k:?}")),
         }
     }
-    let home = g.python_home.clone().or_else(|| global_home.map(Path::to_path_buf));
-    if let Some(home) = home {
-        let found = check_python_home(&home).map_err(|e| format!("{d} {name}: python-home: {e}"))?;
-        let who = g.account(worker);
-        for dir in found.needs_access() {
-            can_read(dir, &who).map_err(|e| {
-                format!("{d} {name}: python-home {} is not accessible to the daemon's user: {e}", home.display())
-            })?;
-        }
-    }
+    let at = |m: String| syntax.at(m);
+    check_home(&g.def, &g.account(worker), global_home, &at, "python-home", "the daemon's user")?;
     Ok(g)
 }
 

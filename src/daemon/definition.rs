@@ -10,7 +10,7 @@
 //! The meaning of each option is the Apache one (docs/daemon-mode.md); what differs is
 //! listed in docs/nginx-daemon.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oxwsgi_checks::{Account, can_read};
@@ -386,13 +386,27 @@ fn unknown(k: &str) -> String {
 
 /// The checks that need the group's account and the python home it ends up with
 /// (its own, else `wsgi_python_home`): every directory Python needs is readable by it.
-pub fn check_access(g: &Definition, account: &Account, global_home: Option<&std::path::Path>) -> Result<(), String> {
+pub fn check_access(g: &Definition, account: &Account, global_home: Option<&Path>) -> Result<(), String> {
+    check_home(g, account, global_home, &|m| format!("group {:?}: {m}", g.name), "python home", &account.name)
+}
+
+/// The python home a group ends up with (its own, else the server's) has Python's
+/// layout, and `account` can read every directory Python needs in it. `at` names the
+/// group in a message, `option` and `who` are how the server's messages name the
+/// option and the account.
+pub fn check_home(
+    g: &Definition,
+    account: &Account,
+    global_home: Option<&Path>,
+    at: &dyn Fn(String) -> String,
+    option: &str,
+    who: &str,
+) -> Result<(), String> {
     let Some(home) = g.python_home.as_deref().or(global_home) else { return Ok(()) };
-    let found = check_python_home(home).map_err(|e| format!("group {:?}: python home: {e}", g.name))?;
+    let found = check_python_home(home).map_err(|e| at(format!("{option}: {e}")))?;
     for dir in found.needs_access() {
-        can_read(dir, account).map_err(|e| {
-            format!("group {:?}: python home {} is not accessible to {}: {e}", g.name, home.display(), account.name)
-        })?;
+        can_read(dir, account)
+            .map_err(|e| at(format!("{option} {} is not accessible to {who}: {e}", home.display())))?;
     }
     Ok(())
 }
