@@ -9,46 +9,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::core::runtime::check_python_home;
-use oxwsgi_checks::{Account, can_read};
+use crate::daemon::definition::{Definition, Syntax, check_home, common_option};
+use oxwsgi_checks::Account;
 
-pub use crate::daemon::accounts::{User, fnv64, lookup_group, lookup_user};
+pub use crate::daemon::accounts::{fnv64, lookup_user};
 
-/// One `WSGIDaemonProcess`.
+/// One `WSGIDaemonProcess`: the options it shares with nginx's `wsgi_daemon_process`
+/// ([`Definition`], read through `Deref`), and what is Apache's own.
 #[derive(Clone, Debug)]
 pub struct DaemonGroup {
-    pub name: String,
-    /// The directive's arguments as written (a changed definition gets a new socket).
-    pub definition: String,
-    pub processes: u32,
-    pub threads: u32,
-    /// `None`: the user and group of Apache's children (`User`/`Group`), as in mod_wsgi.
-    pub user: Option<User>,
-    pub group: Option<(String, u32)>,
-    pub supplementary_groups: Vec<u32>,
-    pub umask: Option<u32>,
-    pub home: Option<PathBuf>,
-    pub python_home: Option<PathBuf>,
-    pub python_path: Vec<PathBuf>,
-    pub lang: Option<String>,
-    pub locale: Option<String>,
-    pub display_name: Option<String>,
-    pub maximum_requests: Option<u64>,
-    pub restart_interval: Option<Duration>,
-    pub inactivity_timeout: Option<Duration>,
-    pub request_timeout: Option<Duration>,
-    pub graceful_timeout: Duration,
+    pub def: Definition,
     pub eviction_timeout: Option<Duration>,
-    pub shutdown_timeout: Duration,
-    pub deadlock_timeout: Option<Duration>,
-    pub queue_timeout: Option<Duration>,
-    pub connect_timeout: Duration,
-    /// `None`: Apache's `Timeout`.
-    pub socket_timeout: Option<Duration>,
-    pub listen_backlog: u32,
-    pub memory_limit: Option<u64>,
-    pub virtual_memory_limit: Option<u64>,
-    pub cpu_time_limit: Option<u64>,
     /// Scripts preloaded in each process of the group (`WSGIImportScript process-group=`,
     /// and `WSGIScriptAlias` with both `process-group=` and `application-group=`).
     pub imports: Vec<PathBuf>,
@@ -63,43 +34,29 @@ pub struct DaemonGroup {
     pub vhost: Option<(usize, Option<String>)>,
 }
 
+impl std::ops::Deref for DaemonGroup {
+    type Target = Definition;
+    fn deref(&self) -> &Definition {
+        &self.def
+    }
+}
+
+impl std::ops::DerefMut for DaemonGroup {
+    fn deref_mut(&mut self) -> &mut Definition {
+        &mut self.def
+    }
+}
+
 /// mod_wsgi's defaults (docs/configuration-directives/WSGIDaemonProcess.rst).
 impl DaemonGroup {
     fn new(name: &str, definition: String) -> DaemonGroup {
         DaemonGroup {
-            vhost: None,
-            name: name.to_string(),
-            definition,
-            processes: 1,
-            threads: 15,
-            user: None,
-            group: None,
-            supplementary_groups: Vec::new(),
-            umask: None,
-            home: None,
-            python_home: None,
-            python_path: Vec::new(),
-            lang: None,
-            locale: None,
-            display_name: None,
-            maximum_requests: None,
-            restart_interval: None,
-            inactivity_timeout: None,
-            request_timeout: None,
-            graceful_timeout: Duration::from_secs(15),
+            def: Definition::new(name, definition),
             eviction_timeout: None,
-            shutdown_timeout: Duration::from_secs(5),
-            deadlock_timeout: Some(Duration::from_secs(300)),
-            queue_timeout: None,
-            connect_timeout: Duration::from_secs(15),
-            socket_timeout: None,
-            listen_backlog: 100,
-            memory_limit: None,
-            virtual_memory_limit: None,
-            cpu_time_limit: None,
             imports: Vec::new(),
             socket: PathBuf::new(),
             server_timeout: Duration::from_secs(300),
+            vhost: None,
         }
     }
 
@@ -182,6 +139,36 @@ fn opt_seconds(opt: &str, v: &str) -> Result<Option<Duration>, String> {
     Ok((!d.is_zero()).then_some(d))
 }
 
+/// mod_wsgi's spelling: seconds and plain numbers, messages naming the directive.
+struct Apache<'a> {
+    name: &'a str,
+}
+
+impl Syntax for Apache<'_> {
+    fn at(&self, msg: String) -> String {
+        format!("WSGIDaemonProcess {}: {msg}", self.name)
+    }
+    fn count(&self, k: &str, v: &str, min: u64) -> Result<u64, String> {
+        number(k, v, min)
+    }
+    fn time(&self, k: &str, v: &str) -> Result<Duration, String> {
+        seconds(k, v)
+    }
+    fn size(&self, k: &str, v: &str) -> Result<u64, String> {
+        number(k, v, 1)
+    }
+    fn dir(&self, k: &str, v: &str) -> Result<PathBuf, String> {
+        let p = PathBuf::from(v);
+        if !p.is_dir() {
+            return Err(self.at(format!("{k} {v} is not a directory")));
+        }
+        Ok(p)
+    }
+    fn umask_error(&self, v: &str) -> String {
+        self.at(format!("umask must be octal, e.g. 0007, not {v:?}"))
+    }
+}
+
 fn number(opt: &str, v: &str, min: u64) -> Result<u64, String> {
     v.parse::<u64>()
         .ok()
@@ -201,78 +188,28 @@ pub fn parse(args: &[String], worker: &Account, global_home: Option<&Path>) -> R
         return Err(format!("{d}: {name:?} is not a valid process group name"));
     }
     let mut g = DaemonGroup::new(name, args.join(" "));
+    let syntax = Apache { name };
     for a in &args[1..] {
         let Some((k, v)) = a.split_once('=') else {
             return Err(format!("{d} {name}: unexpected argument {a:?} (options are key=value)"));
         };
         let k = k.to_ascii_lowercase();
+        // mod_wsgi spells options with '-' only: "python_home" is unknown here.
+        if !k.contains('_') && common_option(&mut g.def, &k.replace('-', "_"), &k, v, &syntax)? {
+            continue;
+        }
         match k.as_str() {
-            "processes" => g.processes = number(&k, v, 1)? as u32,
-            "threads" => g.threads = number(&k, v, 1)? as u32,
-            "user" => g.user = Some(lookup_user(v).ok_or_else(|| format!("{d} {name}: user {v:?} does not exist"))?),
-            "group" => {
-                g.group = Some((
-                    v.to_string(),
-                    lookup_group(v).ok_or_else(|| format!("{d} {name}: group {v:?} does not exist"))?,
-                ))
-            }
-            "supplementary-groups" => {
-                for s in v.split(',').filter(|s| !s.is_empty()) {
-                    let gid = lookup_group(s)
-                        .ok_or_else(|| format!("{d} {name}: supplementary group {s:?} does not exist"))?;
-                    g.supplementary_groups.push(gid);
-                }
-            }
-            "umask" => {
-                g.umask = Some(
-                    u32::from_str_radix(v, 8)
-                        .ok()
-                        .filter(|m| *m <= 0o777)
-                        .ok_or_else(|| format!("{d} {name}: umask must be octal, e.g. 0007, not {v:?}"))?,
-                )
-            }
-            "home" => {
-                let p = PathBuf::from(v);
-                if !p.is_dir() {
-                    return Err(format!("{d} {name}: home {v} is not a directory"));
-                }
-                g.home = Some(p);
-            }
             "python-home" => g.python_home = Some(PathBuf::from(v)),
-            "python-path" => {
-                for p in v.split(':').filter(|p| !p.is_empty()) {
-                    let p = PathBuf::from(p);
-                    if !p.is_dir() {
-                        return Err(format!("{d} {name}: python-path {} is not a directory", p.display()));
-                    }
-                    g.python_path.push(p);
-                }
-            }
             // Eggs are a setuptools cache directory; nothing in Python 3.11 needs it.
             "python-eggs" => {}
-            "lang" => g.lang = Some(v.to_string()),
-            "locale" => g.locale = Some(v.to_string()),
-            "display-name" => g.display_name = Some(v.to_string()),
-            "maximum-requests" => g.maximum_requests = Some(number(&k, v, 0)?).filter(|n| *n > 0),
-            "restart-interval" => g.restart_interval = opt_seconds(&k, v)?,
-            "inactivity-timeout" => g.inactivity_timeout = opt_seconds(&k, v)?,
-            "request-timeout" => g.request_timeout = opt_seconds(&k, v)?,
-            "graceful-timeout" => g.graceful_timeout = seconds(&k, v)?,
             "eviction-timeout" => g.eviction_timeout = opt_seconds(&k, v)?,
-            "shutdown-timeout" => g.shutdown_timeout = seconds(&k, v)?,
-            "deadlock-timeout" => g.deadlock_timeout = opt_seconds(&k, v)?,
-            "queue-timeout" => g.queue_timeout = opt_seconds(&k, v)?,
-            "connect-timeout" => g.connect_timeout = seconds(&k, v)?,
             "socket-timeout" => g.socket_timeout = opt_seconds(&k, v)?,
-            "listen-backlog" => g.listen_backlog = number(&k, v, 1)? as u32,
             // Accepted, documented in docs/daemon-mode.md: the protocol has no fixed-size
             // header buffer, response data streams in bounded frames, and thread stacks
             // are the runtime's default.
             "header-buffer-size" | "response-buffer-size" | "stack-size" => {
                 number(&k, v, 1)?;
             }
-            "memory-limit" => g.memory_limit = Some(number(&k, v, 1)?),
-            "virtual-memory-limit" => g.virtual_memory_limit = Some(number(&k, v, 1)?),
             "cpu-time-limit" => g.cpu_time_limit = Some(number(&k, v, 1)?),
             _ if REFUSED.iter().any(|(o, _)| *o == k) => {
                 let why = REFUSED.iter().find(|(o, _)| *o == k).map_or("", |(_, w)| *w);
@@ -286,38 +223,9 @@ pub fn parse(args: &[String], worker: &Account, global_home: Option<&Path>) -> R
             _ => return Err(format!("{d} {name}: unknown option {k:?}")),
         }
     }
-    let home = g.python_home.clone().or_else(|| global_home.map(Path::to_path_buf));
-    if let Some(home) = home {
-        let found = check_python_home(&home).map_err(|e| format!("{d} {name}: python-home: {e}"))?;
-        let who = daemon_account(&g, worker);
-        for dir in found.needs_access() {
-            can_read(dir, &who).map_err(|e| {
-                format!("{d} {name}: python-home {} is not accessible to the daemon's user: {e}", home.display())
-            })?;
-        }
-    }
+    let at = |m: String| syntax.at(m);
+    check_home(&g.def, &g.account(worker), global_home, &at, "python-home", "the daemon's user")?;
     Ok(g)
-}
-
-/// The account a group's daemons run as.
-pub fn daemon_account(g: &DaemonGroup, worker: &Account) -> Account {
-    match &g.user {
-        Some(u) => {
-            let gid = g.group.as_ref().map_or(u.gid, |x| x.1);
-            let mut a = Account::new(&u.name, u.uid, gid);
-            a.groups.extend(g.supplementary_groups.iter().copied());
-            a
-        }
-        None => {
-            let mut a = worker.clone();
-            if let Some((_, gid)) = &g.group {
-                a.gid = *gid;
-                a.groups.push(*gid);
-            }
-            a.groups.extend(g.supplementary_groups.iter().copied());
-            a
-        }
-    }
 }
 
 /// What a `process-group` value names.

@@ -165,7 +165,7 @@ pub fn start(pool: &Pool, server: &'static Server, c: &mut Config, callback: Oth
     let mut spawns = Vec::new();
     let mut groups = std::mem::take(&mut c.groups);
     for g in groups.iter_mut() {
-        let hash = fnv64(&[g.definition.as_bytes(), prefix.as_bytes(), &apache_uid.to_le_bytes()]).max(1);
+        let hash = fnv64(&[g.text.as_bytes(), prefix.as_bytes(), &apache_uid.to_le_bytes()]).max(1);
         let kept = with_retained(|r| {
             r.sockets
                 .iter()
@@ -200,7 +200,7 @@ pub fn start(pool: &Pool, server: &'static Server, c: &mut Config, callback: Oth
         };
         g.socket = path;
         g.server_timeout = timeout;
-        let account = super::daemon_conf::daemon_account(g, &worker);
+        let account = g.account(&worker);
         let (uid, gid, home) = match &g.user {
             Some(u) => (u.uid, g.group.as_ref().map_or(u.gid, |x| x.1), u.home.clone()),
             None => {

@@ -1653,4 +1653,3 @@ impl FilterBrigade {
         NonNull::new(bb).map(FilterBrigade)
     }
 }
-

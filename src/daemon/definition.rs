@@ -1,6 +1,8 @@
 //! A process group as nginx's configuration defines it:
 //! `wsgi_daemon_process NAME [key=value ...]`, the options of Apache's
 //! `WSGIDaemonProcess` in nginx's spelling (`python_home=`, `request_timeout=30s`).
+//! The options both servers share are one [`Definition`] and one [`common_option`],
+//! driven by each server's [`Syntax`] (Apache's is in `src/apache/daemon_conf.rs`).
 //!
 //! Pure parsing and checks, kept out of the nginx adapter so that the unit tests run
 //! without a server: the adapter passes nginx's own time and size parsers ([`Units`]),
@@ -8,7 +10,7 @@
 //! The meaning of each option is the Apache one (docs/daemon-mode.md); what differs is
 //! listed in docs/nginx-daemon.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oxwsgi_checks::{Account, can_read};
@@ -22,7 +24,13 @@ pub struct Units<'a> {
     pub size: &'a dyn Fn(&str) -> Option<u64>,
 }
 
-/// One `wsgi_daemon_process`.
+/// Apache's default `Timeout`: the socket timeout of a group on nginx, which has no
+/// server-wide timeout for it to follow.
+pub const DEFAULT_SOCKET_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One daemon process group: nginx's `wsgi_daemon_process`, and the options Apache's
+/// `WSGIDaemonProcess` shares with it (`apache::daemon_conf::DaemonGroup` is this plus
+/// what is Apache's own).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Definition {
     pub name: String,
@@ -30,13 +38,13 @@ pub struct Definition {
     pub text: String,
     pub processes: u32,
     pub threads: u32,
-    /// `None`: the account of nginx's workers (`user` directive).
+    /// `None`: the account of the server's workers (Apache's `User`/`Group`, nginx's `user`).
     pub user: Option<User>,
     pub group: Option<(String, u32)>,
     pub supplementary_groups: Vec<u32>,
     pub umask: Option<u32>,
     pub home: Option<PathBuf>,
-    /// `None`: `wsgi_python_home`.
+    /// `None`: the server's python home (`WSGIPythonHome`, `wsgi_python_home`).
     pub python_home: Option<PathBuf>,
     pub python_path: Vec<PathBuf>,
     pub lang: Option<String>,
@@ -51,7 +59,8 @@ pub struct Definition {
     pub deadlock_timeout: Option<Duration>,
     pub queue_timeout: Option<Duration>,
     pub connect_timeout: Duration,
-    pub socket_timeout: Duration,
+    /// `None`: the server's default (Apache's `Timeout`; [`DEFAULT_SOCKET_TIMEOUT`] on nginx).
+    pub socket_timeout: Option<Duration>,
     pub listen_backlog: u32,
     pub memory_limit: Option<u64>,
     pub virtual_memory_limit: Option<u64>,
@@ -59,9 +68,8 @@ pub struct Definition {
 }
 
 impl Definition {
-    /// mod_wsgi's defaults; socket_timeout has no server-wide `Timeout` to follow on
-    /// nginx, so it is Apache's default `Timeout`, 300 s.
-    fn new(name: &str, text: String) -> Definition {
+    /// mod_wsgi's defaults (docs/configuration-directives/WSGIDaemonProcess.rst).
+    pub(crate) fn new(name: &str, text: String) -> Definition {
         Definition {
             name: name.to_string(),
             text,
@@ -86,7 +94,7 @@ impl Definition {
             deadlock_timeout: Some(Duration::from_secs(300)),
             queue_timeout: None,
             connect_timeout: Duration::from_secs(15),
-            socket_timeout: Duration::from_secs(300),
+            socket_timeout: None,
             listen_backlog: 100,
             memory_limit: None,
             virtual_memory_limit: None,
@@ -94,7 +102,8 @@ impl Definition {
         }
     }
 
-    /// The account the group's processes run as; `worker` is nginx's worker account.
+    /// The account the group's processes run as; `worker` is the account of the server's
+    /// workers.
     pub fn account(&self, worker: &Account) -> Account {
         let mut a = match &self.user {
             Some(u) => Account::new(&u.name, u.uid, self.group.as_ref().map_or(u.gid, |g| g.1)),
@@ -168,6 +177,108 @@ const KNOWN: &[&str] = &[
     "cpu_time_limit",
 ];
 
+/// How a server spells the values of an option and its mistakes about them, so that
+/// [`common_option`] is written once for Apache's `WSGIDaemonProcess` and nginx's
+/// `wsgi_daemon_process`.
+pub trait Syntax {
+    /// `msg` prefixed with the directive or group it is about.
+    fn at(&self, msg: String) -> String;
+    /// A whole number of at least `min`.
+    fn count(&self, k: &str, v: &str, min: u64) -> Result<u64, String>;
+    fn time(&self, k: &str, v: &str) -> Result<Duration, String>;
+    /// A size in bytes, more than 0.
+    fn size(&self, k: &str, v: &str) -> Result<u64, String>;
+    fn dir(&self, k: &str, v: &str) -> Result<PathBuf, String>;
+    fn umask_error(&self, v: &str) -> String;
+}
+
+/// Apply one of the options both servers take with the same meaning; `canon` is its name
+/// spelt with `_`, `k` as written. `Ok(false)`: not one of them (the server's own, or
+/// unknown).
+pub fn common_option(g: &mut Definition, canon: &str, k: &str, v: &str, s: &dyn Syntax) -> Result<bool, String> {
+    // 0 means "none", as in mod_wsgi.
+    let opt_time = |v: &str| s.time(k, v).map(|d| (!d.is_zero()).then_some(d));
+    match canon {
+        "processes" => g.processes = s.count(k, v, 1)? as u32,
+        "threads" => g.threads = s.count(k, v, 1)? as u32,
+        "user" => g.user = Some(lookup_user(v).ok_or_else(|| s.at(format!("user {v:?} does not exist")))?),
+        "group" => {
+            g.group = Some((v.into(), lookup_group(v).ok_or_else(|| s.at(format!("group {v:?} does not exist")))?))
+        }
+        "supplementary_groups" => {
+            for x in v.split(',').filter(|x| !x.is_empty()) {
+                let gid = lookup_group(x).ok_or_else(|| s.at(format!("supplementary group {x:?} does not exist")))?;
+                g.supplementary_groups.push(gid);
+            }
+        }
+        "umask" => {
+            let m = u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o777);
+            g.umask = Some(m.ok_or_else(|| s.umask_error(v))?);
+        }
+        "home" => g.home = Some(s.dir(k, v)?),
+        "python_path" => {
+            for p in v.split(':').filter(|p| !p.is_empty()) {
+                g.python_path.push(s.dir(k, p)?);
+            }
+        }
+        "lang" => g.lang = Some(v.into()),
+        "locale" => g.locale = Some(v.into()),
+        "display_name" => g.display_name = Some(v.into()),
+        "maximum_requests" => g.maximum_requests = Some(s.count(k, v, 0)?).filter(|n| *n > 0),
+        "restart_interval" => g.restart_interval = opt_time(v)?,
+        "inactivity_timeout" => g.inactivity_timeout = opt_time(v)?,
+        "request_timeout" => g.request_timeout = opt_time(v)?,
+        "graceful_timeout" => g.graceful_timeout = s.time(k, v)?,
+        "shutdown_timeout" => g.shutdown_timeout = s.time(k, v)?,
+        "deadlock_timeout" => g.deadlock_timeout = opt_time(v)?,
+        "queue_timeout" => g.queue_timeout = opt_time(v)?,
+        "connect_timeout" => g.connect_timeout = s.time(k, v)?,
+        "listen_backlog" => g.listen_backlog = s.count(k, v, 1)? as u32,
+        "memory_limit" => g.memory_limit = Some(s.size(k, v)?),
+        "virtual_memory_limit" => g.virtual_memory_limit = Some(s.size(k, v)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// nginx's spelling: `key=value` with nginx's time and size syntax, messages naming the
+/// group.
+struct Nginx<'a> {
+    name: &'a str,
+    units: &'a Units<'a>,
+}
+
+impl Syntax for Nginx<'_> {
+    fn at(&self, msg: String) -> String {
+        format!("group {:?}: {msg}", self.name)
+    }
+    fn count(&self, k: &str, v: &str, min: u64) -> Result<u64, String> {
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| *n >= min && *n <= u64::from(u32::MAX))
+            .ok_or_else(|| self.at(format!("{k}={v:?} is not a whole number of at least {min}")))
+    }
+    fn time(&self, k: &str, v: &str) -> Result<Duration, String> {
+        (self.units.time)(v).ok_or_else(|| self.at(format!("{k}={v:?} is not a time (nginx's syntax: 30s, 2m, 500ms)")))
+    }
+    fn size(&self, k: &str, v: &str) -> Result<u64, String> {
+        (self.units.size)(v).filter(|n| *n > 0).ok_or_else(|| self.at(format!("{k}={v:?} is not a size (512m, 2g)")))
+    }
+    fn dir(&self, k: &str, v: &str) -> Result<PathBuf, String> {
+        let p = PathBuf::from(v);
+        if !p.is_absolute() {
+            return Err(self.at(format!("{k}={v}: the directory must be an absolute path")));
+        }
+        if !p.is_dir() {
+            return Err(self.at(format!("{k}={v} is not a directory")));
+        }
+        Ok(p)
+    }
+    fn umask_error(&self, v: &str) -> String {
+        self.at(format!("umask={v:?} is not an octal mask such as 0007"))
+    }
+}
+
 /// A group name: it appears in socket paths, process titles and log lines.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -220,8 +331,9 @@ pub fn parse(args: &[String], units: &Units) -> Result<Definition, String> {
     check_name(name)?;
     let mut g = Definition::new(name, args.join(" "));
     let mut seen: Vec<&str> = Vec::new();
+    let syntax = Nginx { name, units };
+    let at = |msg: String| syntax.at(msg);
     for a in &args[1..] {
-        let at = |msg: String| format!("group {name:?}: {msg}");
         let Some((k, v)) = a.split_once('=') else {
             return Err(at(format!("unexpected argument {a:?} (options are key=value, e.g. processes=2)")));
         };
@@ -229,78 +341,23 @@ pub fn parse(args: &[String], units: &Units) -> Result<Definition, String> {
             return Err(at(format!("option {k:?} is given twice")));
         }
         seen.push(k);
-        let time = |v: &str| {
-            (units.time)(v).ok_or_else(|| at(format!("{k}={v:?} is not a time (nginx's syntax: 30s, 2m, 500ms)")))
-        };
-        // 0 means "none", as in mod_wsgi.
-        let opt_time = |v: &str| time(v).map(|d| (!d.is_zero()).then_some(d));
-        let count = |v: &str, min: u64| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| *n >= min && *n <= u64::from(u32::MAX))
-                .ok_or_else(|| at(format!("{k}={v:?} is not a whole number of at least {min}")))
-        };
-        let size = |v: &str| {
-            (units.size)(v).filter(|n| *n > 0).ok_or_else(|| at(format!("{k}={v:?} is not a size (512m, 2g)")))
-        };
-        let dir = |v: &str| {
-            let p = PathBuf::from(v);
-            if !p.is_absolute() {
-                return Err(at(format!("{k}={v}: the directory must be an absolute path")));
-            }
-            if !p.is_dir() {
-                return Err(at(format!("{k}={v} is not a directory")));
-            }
-            Ok(p)
-        };
+        if common_option(&mut g, k, k, v, &syntax)? {
+            continue;
+        }
         match k {
-            "processes" => g.processes = count(v, 1)? as u32,
-            "threads" => g.threads = count(v, 1)? as u32,
-            "user" => g.user = Some(lookup_user(v).ok_or_else(|| at(format!("user {v:?} does not exist")))?),
-            "group" => {
-                g.group = Some((v.into(), lookup_group(v).ok_or_else(|| at(format!("group {v:?} does not exist")))?))
-            }
-            "supplementary_groups" => {
-                for s in v.split(',').filter(|s| !s.is_empty()) {
-                    let gid = lookup_group(s).ok_or_else(|| at(format!("supplementary group {s:?} does not exist")))?;
-                    g.supplementary_groups.push(gid);
-                }
-            }
-            "umask" => {
-                let m = u32::from_str_radix(v, 8).ok().filter(|m| *m <= 0o777);
-                g.umask = Some(m.ok_or_else(|| at(format!("umask={v:?} is not an octal mask such as 0007")))?);
-            }
-            "home" => g.home = Some(dir(v)?),
             "python_home" => {
-                let p = dir(v)?;
+                let p = syntax.dir(k, v)?;
                 check_python_home(&p).map_err(|e| at(format!("python_home={v}: {e}")))?;
                 g.python_home = Some(p);
             }
-            "python_path" => {
-                for p in v.split(':').filter(|p| !p.is_empty()) {
-                    g.python_path.push(dir(p)?);
-                }
-            }
-            "lang" => g.lang = Some(v.into()),
-            "locale" => g.locale = Some(v.into()),
-            "display_name" => g.display_name = Some(v.into()),
-            "maximum_requests" => g.maximum_requests = Some(count(v, 0)?).filter(|n| *n > 0),
-            "restart_interval" => g.restart_interval = opt_time(v)?,
-            "inactivity_timeout" => g.inactivity_timeout = opt_time(v)?,
-            "request_timeout" => g.request_timeout = opt_time(v)?,
-            "graceful_timeout" => g.graceful_timeout = time(v)?,
-            "shutdown_timeout" => g.shutdown_timeout = time(v)?,
-            "deadlock_timeout" => g.deadlock_timeout = opt_time(v)?,
-            "queue_timeout" => g.queue_timeout = opt_time(v)?,
-            "connect_timeout" => g.connect_timeout = time(v)?,
             "socket_timeout" => {
-                g.socket_timeout = opt_time(v)?.ok_or_else(|| at("socket_timeout must be more than 0".into()))?
+                let t = syntax.time(k, v)?;
+                g.socket_timeout = Some(
+                    Some(t).filter(|t| !t.is_zero()).ok_or_else(|| at("socket_timeout must be more than 0".into()))?,
+                )
             }
-            "listen_backlog" => g.listen_backlog = count(v, 1)? as u32,
-            "memory_limit" => g.memory_limit = Some(size(v)?),
-            "virtual_memory_limit" => g.virtual_memory_limit = Some(size(v)?),
             "cpu_time_limit" => {
-                let secs = time(v)?.as_secs();
+                let secs = syntax.time(k, v)?.as_secs();
                 g.cpu_time_limit = Some(secs).filter(|s| *s > 0);
                 if g.cpu_time_limit.is_none() {
                     return Err(at(format!("cpu_time_limit={v:?} must be at least 1s")));
@@ -329,13 +386,27 @@ fn unknown(k: &str) -> String {
 
 /// The checks that need the group's account and the python home it ends up with
 /// (its own, else `wsgi_python_home`): every directory Python needs is readable by it.
-pub fn check_access(g: &Definition, account: &Account, global_home: Option<&std::path::Path>) -> Result<(), String> {
+pub fn check_access(g: &Definition, account: &Account, global_home: Option<&Path>) -> Result<(), String> {
+    check_home(g, account, global_home, &|m| format!("group {:?}: {m}", g.name), "python home", &account.name)
+}
+
+/// The python home a group ends up with (its own, else the server's) has Python's
+/// layout, and `account` can read every directory Python needs in it. `at` names the
+/// group in a message, `option` and `who` are how the server's messages name the
+/// option and the account.
+pub fn check_home(
+    g: &Definition,
+    account: &Account,
+    global_home: Option<&Path>,
+    at: &dyn Fn(String) -> String,
+    option: &str,
+    who: &str,
+) -> Result<(), String> {
     let Some(home) = g.python_home.as_deref().or(global_home) else { return Ok(()) };
-    let found = check_python_home(home).map_err(|e| format!("group {:?}: python home: {e}", g.name))?;
+    let found = check_python_home(home).map_err(|e| at(format!("{option}: {e}")))?;
     for dir in found.needs_access() {
-        can_read(dir, account).map_err(|e| {
-            format!("group {:?}: python home {} is not accessible to {}: {e}", g.name, home.display(), account.name)
-        })?;
+        can_read(dir, account)
+            .map_err(|e| at(format!("{option} {} is not accessible to {who}: {e}", home.display())))?;
     }
     Ok(())
 }

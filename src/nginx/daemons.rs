@@ -33,7 +33,7 @@ use crate::core::{Level, LogSink};
 use crate::daemon::GroupSettings;
 use crate::daemon::accounts::{fnv64, lookup_user};
 use crate::daemon::client::ClientTimeouts;
-use crate::daemon::definition::Definition;
+use crate::daemon::definition::{DEFAULT_SOCKET_TIMEOUT, Definition};
 use crate::daemon::keeper;
 use crate::daemon::launch::Launch;
 use crate::ffi::guard::guard;
@@ -256,7 +256,11 @@ fn start(cycle: *mut ngx_cycle_t) -> Result<(), String> {
         m.targets.push(Target {
             group: g.name.clone(),
             socket: path,
-            timeouts: ClientTimeouts { connect: g.connect_timeout, socket: g.socket_timeout, queue: g.queue_timeout },
+            timeouts: ClientTimeouts {
+                connect: g.connect_timeout,
+                socket: g.socket_timeout.unwrap_or(DEFAULT_SOCKET_TIMEOUT),
+                queue: g.queue_timeout,
+            },
         });
     }
     // SAFETY: the cycle's log lives in its pool, which a forked keeper never frees.
