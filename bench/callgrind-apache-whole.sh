@@ -13,26 +13,15 @@ set -eu
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 MODDIR=${1:-$HERE/target/modules}
 PORT=${PORT:-18767}
-stage=$(mktemp -d /tmp/oxwsgi-cgw.XXXXXX)
-chmod 755 "$stage"; mkdir -p "$stage/run" "$stage/logs" "$stage/cg" "$stage/static"
-cp "$MODDIR/mod_oxwsgi.so" "$stage/"
+. "$HERE/bench/callgrind-lib.sh"
+new_stage oxwsgi-cgw
+mkdir -p "$stage/static"
 printf 'Hello world!\n' > "$stage/static/file13.txt"
 cp "$HERE/bench/app.py" "$stage/app.py"
 chmod -R a+rX "$stage"; chown -R www-data "$stage"
-M=/usr/lib/apache2/modules
-cat > "$stage/httpd.conf" <<CONF
-ServerRoot "$stage"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$PORT
-PidFile "$stage/run/httpd.pid"
-DefaultRuntimeDir "$stage/run"
-ErrorLog "$stage/logs/error.log"
-LoadModule mpm_prefork_module $M/mod_mpm_prefork.so
-LoadModule authz_core_module $M/mod_authz_core.so
+{ conf_head; cat <<CONF
 LoadModule mime_module $M/mod_mime.so
 TypesConfig /etc/mime.types
-LoadModule oxwsgi_module $stage/mod_oxwsgi.so
-WSGIPythonHashSeed 0
 WSGIApplicationGroup %{GLOBAL}
 WSGIImportScript $stage/app.py application-group=%{GLOBAL}
 WSGIScriptAlias /w $stage/app.py
@@ -43,6 +32,7 @@ MaxKeepAliveRequests 0
     Require all granted
 </Directory>
 CONF
+} > "$stage/httpd.conf"
 run() {  # run PATH COUNT -> total instructions of the process
     rm -f "$stage"/cg/cg.out* "$stage/run/httpd.pid"
     setpriv --reuid=www-data --regid=www-data --init-groups valgrind --tool=callgrind \

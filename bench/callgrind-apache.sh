@@ -12,10 +12,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 MODDIR=${1:-$HERE/target/modules}
 N=${2:-200}
 PORT=${PORT:-18765}
-stage=$(mktemp -d /tmp/oxwsgi-cg.XXXXXX)
-chmod 755 "$stage"
-mkdir -p "$stage/run" "$stage/logs" "$stage/cg"
-cp "$MODDIR/mod_oxwsgi.so" "$stage/"
+. "$HERE/bench/callgrind-lib.sh"
+new_stage oxwsgi-cg
 cat > "$stage/hello.wsgi" <<'PY'
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -24,24 +22,13 @@ PY
 chmod -R a+rX "$stage"
 # Everything runs as www-data (-X would switch to it after valgrind opened its output as root).
 chown -R www-data "$stage"
-M=/usr/lib/apache2/modules
-cat > "$stage/httpd.conf" <<CONF
-ServerRoot "$stage"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$PORT
-PidFile "$stage/run/httpd.pid"
-DefaultRuntimeDir "$stage/run"
-ErrorLog "$stage/logs/error.log"
-LoadModule mpm_prefork_module $M/mod_mpm_prefork.so
-LoadModule authz_core_module $M/mod_authz_core.so
-LoadModule oxwsgi_module $stage/mod_oxwsgi.so
-# A fixed hash seed: with a random one, dict layouts (and so counts) differ per run.
-WSGIPythonHashSeed 0
+{ conf_head; cat <<CONF
 WSGIScriptAlias /hello $stage/hello.wsgi
 <Directory $stage>
     Require all granted
 </Directory>
 CONF
+} > "$stage/httpd.conf"
 # The handler's inclusive instruction count after `count` requests (the first ones load
 # the script; two runs with different counts cancel that out).
 run() {
