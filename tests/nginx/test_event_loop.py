@@ -34,22 +34,28 @@ def timed_get(url):
     return r, time.monotonic() - t0
 
 
-def test_fast_requests_are_not_blocked_by_slow_apps(srv):
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        slow = [pool.submit(timed_get, srv.url("/slow/sleep?1.0")) for _ in range(8)]
-        time.sleep(0.3)  # the slow ones are running now
-        fast = []
-        for _ in range(5):
-            fast.append(timed_get(srv.url("/slow/fast")))
-            fast.append(timed_get(srv.url("/static.txt")))
-        results = [f.result() for f in slow]
+def fast_while_busy(srv, busy_path, n_busy, fast_paths):
+    """Start `n_busy` requests of `busy_path` (each takes about 1 s), then time 5 rounds of
+    `fast_paths` while they run; every answer must be right. Returns the slowest fast one."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n_busy) as pool:
+        busy = [pool.submit(timed_get, srv.url(busy_path)) for _ in range(n_busy)]
+        time.sleep(0.3)  # the busy ones are running now
+        fast = [timed_get(srv.url(p)) for _ in range(5) for p in fast_paths]
+        results = [f.result() for f in busy]
+    # /slow/sleep?1.0 answers "/sleep pid=...": the app's PATH_INFO.
+    expected = "/" + busy_path.split("/")[2].split("?")[0]
     for r, took in results:
-        assert r.status_code == 200 and r.text.startswith("/sleep")
+        assert r.status_code == 200 and r.text.startswith(expected), r.text
         assert took >= 0.9
-    worst = 0.0
-    for r, took in fast:
-        assert r.status_code == 200
-        worst = max(worst, took)
+    for (r, _), path in zip(fast, fast_paths * 5):
+        assert r.status_code == 200, (path, r.status_code)
+        if path.startswith("/slow/"):
+            assert r.text.startswith("/fast"), r.text
+    return max(took for _, took in fast)
+
+
+def test_fast_requests_are_not_blocked_by_slow_apps(srv):
+    worst = fast_while_busy(srv, "/slow/sleep?1.0", 8, ["/slow/fast", "/static.txt"])
     print(f"slowest fast/static request under 8 sleeping apps: {worst * 1000:.1f} ms")
     assert worst < 0.1, f"a fast request took {worst * 1000:.0f} ms while slow apps ran"
 
@@ -58,18 +64,7 @@ def test_fast_requests_are_not_held_back_by_cpu_bound_apps(srv):
     # A runner waiting for the GIL counts as fresh, and one finishing a job steps aside for
     # it (dispatch.rs): fast requests still get the GIL within Python's switch interval
     # while requests compute, not after them.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        spin = [pool.submit(timed_get, srv.url("/slow/spin?1.0")) for _ in range(4)]
-        time.sleep(0.3)  # the spinning ones are running now
-        fast = [timed_get(srv.url("/slow/fast")) for _ in range(5)]
-        results = [f.result() for f in spin]
-    for r, took in results:
-        assert r.status_code == 200 and r.text.startswith("/spin")
-        assert took >= 0.9
-    worst = 0.0
-    for r, took in fast:
-        assert r.status_code == 200 and r.text.startswith("/fast")
-        worst = max(worst, took)
+    worst = fast_while_busy(srv, "/slow/spin?1.0", 4, ["/slow/fast"])
     print(f"slowest fast request under 4 computing apps: {worst * 1000:.1f} ms")
     assert worst < 0.25, f"a fast request took {worst * 1000:.0f} ms while apps computed"
 
