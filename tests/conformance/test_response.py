@@ -235,6 +235,31 @@ def test_concurrent_requests_run_in_parallel(server):
     assert elapsed < 2.5, f"8 x 0.5 s requests took {elapsed:.2f} s"
 
 
+def test_fast_request_and_static_file_answer_while_8_requests_sleep(server):
+    # Isolation (issue 14): requests that block in the application hold back nobody else.
+    # (The prefork flavour starts 12 children and keeps them idle for this: prefork serves
+    # one request per process, and spawning more takes a maintenance cycle of a second.)
+    def slow(_):
+        t0 = time.monotonic()
+        r = requests.get(server.url("/resp/sleep?ms=1500"), timeout=30)
+        return r, time.monotonic() - t0
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        sleeping = [ex.submit(slow, i) for i in range(8)]
+        time.sleep(0.4)  # the 8 are sleeping in the application now
+        worst = 0.0
+        for _ in range(5):
+            for path, body in (("/health/", None), ("/static.txt", "static file served by the server\n")):
+                t0 = time.monotonic()
+                r = requests.get(server.url(path), timeout=30)
+                worst = max(worst, time.monotonic() - t0)
+                assert r.status_code == 200, (path, r.status_code)
+                assert body is None or r.text == body
+        done = [f.result() for f in sleeping]
+    assert all(r.status_code == 200 and took >= 1.4 for r, took in done), [(r.status_code, took) for r, took in done]
+    print(f"\n[{server.name}] slowest fast/static request while 8 requests sleep: {worst * 1000:.1f} ms")
+    assert worst < 0.1, f"a fast request or the static file took {worst * 1000:.0f} ms while 8 requests slept"
+
+
 @pytest.mark.parametrize("size", [100, 8192, 100_000])
 def test_streamed_chunk_is_delivered_before_the_next_is_produced(server, size):
     # A generator's chunk must go out as soon as it is yielded: an app that yields and then

@@ -28,9 +28,9 @@ MPM_TUNING = {
     "event": THREADED_TUNING,
     "worker": THREADED_TUNING,
     "prefork": """\
-StartServers 4
+StartServers 12
 MinSpareServers 2
-MaxSpareServers 8
+MaxSpareServers 16
 ServerLimit 16
 MaxRequestWorkers 16
 """,

@@ -46,6 +46,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         server_name 127.0.0.1;
+        location = /static.txt {{ root {stage}/htdocs; }}
 
 {locations}
     }}

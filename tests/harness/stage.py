@@ -52,6 +52,8 @@ class Stage:
         for d in (self.logs, self.run, self.modules, self.tmp, self.root / "htdocs"):
             d.mkdir(exist_ok=True)
         self.state.mkdir()
+        # A static file the server serves itself (Apache's DocumentRoot; an nginx location).
+        (self.root / "htdocs" / "static.txt").write_text("static file served by the server\n")
         data = self.apps / "data"
         data.mkdir(exist_ok=True)
         (data / "sample.bin").write_bytes(sample_bytes())
