@@ -43,7 +43,6 @@ class CustomNginx(NginxServer):
         d.mkdir(exist_ok=True)
         (d / "slow.wsgi").write_text(SLOW_APP)
         (d / "params.wsgi").write_text(PARAMS_APP)
-        (d / "static.txt").write_text("static file served by nginx\n")
         self.extra = d
         text = super().config_text()
         text = text.replace("thread_pool default threads=8;", f"thread_pool default threads={self.threads};")

@@ -227,7 +227,6 @@ def test_twenty_reloads_under_load_fail_no_request():
 def test_a_slow_daemon_request_does_not_hold_up_the_worker():
     s = start("ngx-d-slow", "    wsgi_daemon_process slow processes=1 threads=8;\n",
               "        location /slow/ { wsgi_app {d}/fault.wsgi; wsgi_process_group slow; }\n"
-              "        location = /static.txt { alias {d}/static.txt; }\n"
               "        location /embedded/ { wsgi_app {d}/fault.wsgi; }\n")
     try:
         with concurrent.futures.ThreadPoolExecutor(8) as ex:

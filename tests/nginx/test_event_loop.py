@@ -12,7 +12,6 @@ from custom import CustomNginx
 
 LOCATIONS = """
         location /slow {{ wsgi_app {d}/slow.wsgi; }}
-        location = /static.txt {{ root {d}; }}
 """
 
 
