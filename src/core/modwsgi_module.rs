@@ -223,13 +223,18 @@ def process_metrics():
         'threads': [{'thread_id': t, 'request_count': n} for t, n in threads],
     }
 
-_last = {'time': _start_time, 'count': 0, 'busy': 0.0, 'user': 0.0, 'system': 0.0}
+_last = None
 
 def request_metrics():
-    """Metrics since the previous call (the first call: since the process started)."""
+    """Metrics since the previous call. As in mod_wsgi, the first call of a process only
+    opens the sample and returns {}: a reporter that polls it sees whole periods."""
+    global _last
     total, active, busy, threads = _oxwsgi_counters()
     now = time.time()
     times = os.times()
+    if _last is None:
+        _last = {'time': now, 'count': total, 'busy': busy, 'user': times.user, 'system': times.system}
+        return {}
     max_rss, rss = _memory()
     period = max(now - _last['time'], 1e-6)
     count = total - _last['count']

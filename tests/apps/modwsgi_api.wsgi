@@ -7,6 +7,7 @@ import threading
 import mod_wsgi
 
 _lock = threading.Lock()
+_metrics_called = False
 EVENTS = {"request_started": 0, "request_finished": 0}
 
 
@@ -33,7 +34,13 @@ def application(environ, start_response):
         me = {"found": len(mine) == 1, "process_keys": sorted(mine[0]) if mine else [],
               "worker_keys": sorted(mine[0]["workers"][0]) if mine else [],
               "busy_here": sum(w["status"] in "RWKLDCG" for w in mine[0]["workers"]) if mine else 0}
-    rm = mod_wsgi.request_metrics()
+    # mod_wsgi's request_metrics(): the first call of a process opens the sample and returns
+    # {}; the next one returns the period since. Only this application calls it.
+    global _metrics_called
+    with _lock:
+        first_call, _metrics_called = not _metrics_called, True
+        rm_first = mod_wsgi.request_metrics()
+        rm = mod_wsgi.request_metrics()
     with _lock:
         events = dict(EVENTS)
     body = {
@@ -47,6 +54,8 @@ def application(environ, start_response):
         "process_metrics_keys": sorted(pm),
         "process_metrics_pid_ok": pm["pid"] == os.getpid(),
         "process_metrics_request_count": pm["request_count"],
+        "request_metrics_first_call": first_call,
+        "request_metrics_first_keys": sorted(rm_first),
         "request_metrics_keys": sorted(rm),
         "events": events,
         "environ_version": list(environ.get("mod_wsgi.version", ())),
