@@ -20,6 +20,7 @@ APP = textwrap.dedent("""\
 
     def application(environ, start_response):
         if environ.get("PATH_INFO") == "/sleep":
+            open("{state}/sleeping", "w").close()  # the test waits for this
             time.sleep(float(environ.get("QUERY_STRING") or 1))
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps({"version": VERSION, "pid": os.getpid(),
@@ -39,8 +40,11 @@ class ReloadServer(DaemonServer):
     def write_config(self):
         d = self.stage.root / "gr"
         d.mkdir(exist_ok=True)
-        (d / "app.wsgi").write_text(APP)
+        (d / "app.wsgi").write_text(self.app())
         self.conf.write_text(self.config_text() + "\n" + self.extra.format(stage=self.stage.root))
+
+    def app(self):
+        return APP.replace("{state}", str(self.stage.state))
 
     @property
     def script(self):
@@ -51,7 +55,7 @@ class ReloadServer(DaemonServer):
         would keep it). Replaced atomically: a process loading the script for the first
         time at this moment must not read it half-written."""
         tmp = self.script.with_suffix(".new")
-        tmp.write_text(APP.replace("VERSION = 1", f"VERSION = {version}"))
+        tmp.write_text(self.app().replace("VERSION = 1", f"VERSION = {version}"))
         st = tmp.stat()
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000 * version))
         os.replace(tmp, self.script)
@@ -96,8 +100,15 @@ def test_a_changed_script_restarts_the_group_under_load_with_no_failed_request(s
             time.sleep(0.7)
             # A request in flight when the script changes finishes on the old code.
             with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                marker = srv.stage.state / "sleeping"
+                marker.unlink(missing_ok=True)
                 slow = ex.submit(get, srv, "/r/sleep?1.5")
-                time.sleep(0.5)
+                # The change only once the slow request runs the old code (on a loaded
+                # machine it can take a while to get there).
+                deadline = time.monotonic() + 10
+                while not marker.exists():
+                    assert time.monotonic() < deadline, "the slow request never started"
+                    time.sleep(0.02)
                 srv.set_version(version)
                 first = get(srv, "/r/")
                 assert first.status_code == 200 and note(first)["version"] == version, first.text

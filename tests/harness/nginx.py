@@ -20,7 +20,7 @@ user {user} {group};
 worker_processes 2;
 pid {stage}/run/nginx.pid;
 error_log {stage}/logs/error.log info;
-thread_pool default threads=8;
+thread_pool default threads={threads};
 
 load_module {module};
 
@@ -59,6 +59,9 @@ class NginxServer(Server):
     wsgi = "oxwsgi"
     # Extra environment for the master (and `nginx -t`), e.g. a test-only switch.
     env_extra = {}
+    # Thread-pool threads per worker. The isolation test sleeps 8 requests at once, and
+    # nginx may accept all 8 in one worker: 16 leave that worker threads for the fast one.
+    threads = 16
 
     def __init__(self, name, daemon=False):
         super().__init__(name)
@@ -82,7 +85,7 @@ class NginxServer(Server):
         if self.daemon:
             daemon = (f"    wsgi_daemon_process conformance processes=2 threads=15 "
                       f"python_path={self.stage.root}/apps;\n    wsgi_process_group conformance;")
-        return TEMPLATE.format(name=self.name, stage=self.stage.root, port=self.port,
+        return TEMPLATE.format(name=self.name, stage=self.stage.root, port=self.port, threads=self.threads,
                                user=paths.RUN_USER, group=paths.RUN_GROUP, module=self.module,
                                venv=paths.VENV, locations=locations, daemon=daemon)
 

@@ -185,10 +185,9 @@ class Server:
             warnings.warn(f"{self.name} (the reference, {self.wsgi}) logged a crash: " + "; ".join(bad[:3]))
             return
         # httpd's own race at stop, shown by oxwsgi's crash report (harness/crash.py).
-        known, why = crash.excused(text, bad)
-        if known:
+        bad, why = crash.without_excused(text, bad)
+        if why:
             warnings.warn(f"{self.name}: {why}")
-            bad = [line for line in bad if line not in known]
         if bad:
             raise AssertionError(f"{self.name}: error log shows a crash or fatal condition:\n"
                                  + "\n".join(bad[:20]) + crash_stacks(text))

@@ -45,7 +45,6 @@ class CustomNginx(NginxServer):
         (d / "params.wsgi").write_text(PARAMS_APP)
         self.extra = d
         text = super().config_text()
-        text = text.replace("thread_pool default threads=8;", f"thread_pool default threads={self.threads};")
         text = text.replace("    server {\n", self.http_extra.format(d=d) + "\n    server {\n", 1)
         marker = "        server_name 127.0.0.1;\n"
         return text.replace(marker, marker + self.extra_locations.format(d=d) + "\n", 1)

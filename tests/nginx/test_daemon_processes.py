@@ -79,11 +79,12 @@ def test_keeper_starts_each_group_as_its_user(server):
     [keeper] = wait_for(lambda: keepers(server), what="the keeper's start line")
     assert keeper in procs.children(server.proc.pid), "the keeper is the master's child"
     pids = settled(keeper, 3)
+    # Once serving, each daemon has dropped to its user (a just-forked one is still root).
+    log = wait_for(lambda: len(re.findall(r"serving on", server.log_since())) >= 3 and server.log_since(),
+                   what="three daemons serving")
     nobody = pwd.getpwnam("nobody").pw_uid
     worker = pwd.getpwnam(paths.RUN_USER).pw_uid
     assert sorted(uid_of(p) for p in pids) == sorted([nobody, nobody, worker])
-    log = wait_for(lambda: len(re.findall(r"serving on", server.log_since())) >= 3 and server.log_since(),
-                   what="three daemons serving")
     assert len(re.findall(r'daemon process \d+ of group "site" started \(processes=2, threads=3', log)) == 2
     assert len(re.findall(r'daemon process \d+ of group "other" started', log)) == 1
     with open(f"/proc/{keeper}/comm") as f:

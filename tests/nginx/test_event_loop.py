@@ -73,7 +73,8 @@ def test_in_flight_cap_answers_503():
     s.start()
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
-            futs = [pool.submit(requests.get, s.url("/slow/sleep?1.0"), timeout=30) for _ in range(12)]
+            # 3 s: every request arrives while the first ones still run, even on a slow machine.
+            futs = [pool.submit(requests.get, s.url("/slow/sleep?3.0"), timeout=30) for _ in range(12)]
             rs = [f.result() for f in futs]
         codes = sorted(r.status_code for r in rs)
         # 2 workers x 2 in flight: at most 4 run, the rest are refused at once.
@@ -106,7 +107,7 @@ def test_in_flight_cap_per_location():
     s.start()
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=18) as pool:
-            futs = {p: [pool.submit(requests.get, s.url(f"{p}/sleep?1.0"), timeout=30) for _ in range(6)]
+            futs = {p: [pool.submit(requests.get, s.url(f"{p}/sleep?3.0"), timeout=30) for _ in range(6)]
                     for p in ("/one", "/three", "/inherit")}
             codes = {p: sorted(f.result().status_code for f in fs) for p, fs in futs.items()}
         assert codes["/one"] == [200] + [503] * 5, codes

@@ -16,9 +16,14 @@ def test_reloads_under_load():
         check = lambda r: r.status_code == 200 and r.json()["environ"]["PATH_INFO"]["value"] == "/dump"  # noqa: E731
         master = srv.proc.pid
         with Load(srv.url("/env/dump"), check) as load:
-            for _ in range(20):
+            for i in range(20):
                 os.kill(master, signal.SIGHUP)
-                time.sleep(0.5)
+                # The next signal once the master took this one (two pending SIGHUPs are one).
+                deadline = time.monotonic() + 20
+                while srv.error_log().count("signal 1 (SIGHUP) received") < i + 1:
+                    assert time.monotonic() < deadline, srv.log_tail(20)
+                    time.sleep(0.05)
+                time.sleep(0.3)
             time.sleep(1.0)
         ok, failed = [load.ok], load.failed
         assert not failed, f"{len(failed)} failed requests, e.g. {failed[:3]}"
