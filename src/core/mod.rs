@@ -30,6 +30,7 @@ pub mod script;
 pub mod start_response;
 pub mod worker;
 
+pub use crate::ffi::shared_bytes::SharedBytes;
 pub use log::{Level, LogSink};
 
 /// The request body, read on demand by `wsgi.input`.
@@ -81,6 +82,17 @@ pub trait ResponseSink: Send + Sync {
     /// GIL across writes the server is known to buffer without blocking.
     fn may_block(&self, _len: usize, _flags: WriteFlags) -> bool {
         true
+    }
+    /// Whether the sink copies what `write` gets and would rather keep a `bytes` object
+    /// instead ([`ResponseSink::write_shared`]): nginx's, whose event loop sends later.
+    fn shares(&self) -> bool {
+        false
+    }
+    /// `write` of a body item that is a Python `bytes` object, for a sink that
+    /// [`shares`](ResponseSink::shares): it keeps the reference until the data is sent.
+    /// Same GIL and blocking rules as `write` (the core asks `may_block` first).
+    fn write_shared(&mut self, data: SharedBytes, flags: WriteFlags) -> Result<(), SinkError> {
+        self.write(data.as_slice(), flags)
     }
     /// Send `len` bytes of the regular file `fd` from `offset` (sendfile), or answer
     /// `Ok(false)` to make the core read and write the file itself. Called without the GIL.

@@ -274,7 +274,7 @@ impl Exchange {
                 let _ = self.responder.borrow_mut(py).emit(py, data, WriteFlags::default());
                 break;
             }
-            let r = self.responder.borrow_mut(py).emit(py, data, WriteFlags { flush: true, last: false });
+            let r = self.responder.borrow_mut(py).emit_bytes(py, bytes, WriteFlags { flush: true, last: false });
             if let Err(e) = r {
                 self.emit_failed(py, e);
                 return;
@@ -308,7 +308,7 @@ impl Exchange {
         let mut chunks = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item.cast::<PyBytes>() {
-                Ok(b) => chunks.push(b.as_bytes()),
+                Ok(b) => chunks.push(b),
                 Err(_) => {
                     let msg = format!(
                         "response body item {} is {}, not bytes (PEP 3333 requires bytestrings)",
@@ -320,7 +320,7 @@ impl Exchange {
                 }
             }
         }
-        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        let total: usize = chunks.iter().map(|c| c.as_bytes().len()).sum();
         {
             let mut r = self.responder.borrow_mut(py);
             // The whole body is known: declare its length, unless the app did or the
@@ -335,17 +335,19 @@ impl Exchange {
             }
         }
         let last = WriteFlags { flush: false, last: true };
-        let r = if chunks.len() <= 1 {
-            let data = chunks.first().copied().unwrap_or(&[]);
-            self.responder.borrow_mut(py).emit(py, data, last)
+        let r = if chunks.is_empty() {
+            self.responder.borrow_mut(py).emit(py, &[], last)
+        } else if chunks.len() == 1 {
+            self.responder.borrow_mut(py).emit_bytes(py, chunks[0], last)
         } else if total <= JOIN_LIMIT {
-            let joined = chunks.concat();
+            let mut joined = Vec::with_capacity(total);
+            chunks.iter().for_each(|c| joined.extend_from_slice(c.as_bytes()));
             self.responder.borrow_mut(py).emit(py, &joined, last)
         } else {
             let n = chunks.len();
             chunks.iter().enumerate().try_for_each(|(i, c)| {
                 let flags = if i + 1 == n { last } else { WriteFlags::default() };
-                self.responder.borrow_mut(py).emit(py, c, flags)
+                self.responder.borrow_mut(py).emit_bytes(py, c, flags)
             })
         };
         match r {

@@ -9,7 +9,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
 use super::head::{self, ResponseHead};
-use super::{Level, LogSink, ResponseSink, SinkError, WriteFlags};
+use super::{Level, LogSink, ResponseSink, SharedBytes, SinkError, WriteFlags};
+
+/// Body items at least this big go to a sink that shares as the `bytes` object itself;
+/// smaller ones are cheaper to copy and coalesce.
+const SHARE_MIN: usize = 8 * 1024;
 
 /// Why body data could not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,33 @@ impl Responder {
     /// Send body data (sending the head first). Never sends more than the declared
     /// Content-Length: the excess is dropped and logged once.
     pub(crate) fn emit(&mut self, py: Python<'_>, data: &[u8], flags: WriteFlags) -> Result<(), EmitError> {
+        self.emit_from(py, data, None, flags)
+    }
+
+    /// `emit` of a body item that is a `bytes` object: a sink that shares keeps the object
+    /// instead of copying its data, when it is big enough for the copy to matter.
+    pub(crate) fn emit_bytes(
+        &mut self,
+        py: Python<'_>,
+        bytes: &Bound<'_, PyBytes>,
+        flags: WriteFlags,
+    ) -> Result<(), EmitError> {
+        let data = bytes.as_bytes();
+        // Exact bytes only: a subclass's instance could run Python code when the sink drops
+        // it, on whatever thread attaches next (pyo3 defers the decref).
+        let share = data.len() >= SHARE_MIN
+            && bytes.is_exact_instance_of::<PyBytes>()
+            && self.sink.as_ref().is_some_and(|s| s.shares());
+        self.emit_from(py, data, share.then_some(bytes), flags)
+    }
+
+    fn emit_from(
+        &mut self,
+        py: Python<'_>,
+        data: &[u8],
+        owner: Option<&Bound<'_, PyBytes>>,
+        flags: WriteFlags,
+    ) -> Result<(), EmitError> {
         if self.client_gone {
             return Err(EmitError::ClientGone);
         }
@@ -152,10 +183,13 @@ impl Responder {
         }
         let sink = self.sink.as_mut().expect("checked above");
         let timed = super::modwsgi_module::subscribed().then(std::time::Instant::now);
-        let r = if sink.may_block(data.len(), flags) {
-            py.detach(|| sink.write(data, flags))
-        } else {
-            sink.write(data, flags)
+        let blocks = sink.may_block(data.len(), flags);
+        // `data` is a prefix of the owner's bytes (the Content-Length cut keeps the start).
+        let r = match owner.map(|b| SharedBytes::new(b, data.len())) {
+            Some(shared) if blocks => py.detach(|| sink.write_shared(shared, flags)),
+            Some(shared) => sink.write_shared(shared, flags),
+            None if blocks => py.detach(|| sink.write(data, flags)),
+            None => sink.write(data, flags),
         };
         if let Some(t) = timed {
             self.write_time += t.elapsed();

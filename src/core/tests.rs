@@ -49,6 +49,8 @@ struct Record {
     body: Vec<u8>,
     writes: Vec<WriteFlags>,
     files: Vec<(u64, u64)>,
+    /// (address, length) of each write that kept a `bytes` object.
+    shared: Vec<(usize, usize)>,
     aborted: bool,
 }
 
@@ -57,9 +59,17 @@ struct RecordingSink {
     rec: Arc<Mutex<Record>>,
     gone_after: Option<usize>,
     sendfile: bool,
+    share: bool,
 }
 
 impl ResponseSink for RecordingSink {
+    fn shares(&self) -> bool {
+        self.share
+    }
+    fn write_shared(&mut self, data: super::SharedBytes, flags: WriteFlags) -> Result<(), SinkError> {
+        self.rec.lock().unwrap().shared.push((data.as_slice().as_ptr() as usize, data.len()));
+        self.write(data.as_slice(), flags)
+    }
     fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
         self.rec.lock().unwrap().head = Some(head.clone());
         Ok(())
@@ -116,12 +126,13 @@ struct Case<'a> {
     piece: usize,
     gone_after: Option<usize>,
     sendfile: bool,
+    share: bool,
     fail_body: bool,
 }
 
 impl<'a> Case<'a> {
     fn new(code: &'a str) -> Self {
-        Case { code, body: b"", piece: 3, gone_after: None, sendfile: true, fail_body: false }
+        Case { code, body: b"", piece: 3, gone_after: None, sendfile: true, share: false, fail_body: false }
     }
     fn run(self) -> Run {
         python();
@@ -147,6 +158,7 @@ impl<'a> Case<'a> {
                     rec: rec.clone(),
                     gone_after: self.gone_after,
                     sendfile: self.sendfile,
+                    share: self.share,
                 }),
                 log: log.clone(),
                 context: Arc::from("test.wsgi"),
@@ -267,6 +279,46 @@ fn invalid_status_and_headers_are_refused() {
     }
 }
 
+/// The address of the data of global `name`, a bytes object.
+fn bytes_address(r: &Run, name: &str) -> usize {
+    use pyo3::types::{PyBytes, PyBytesMethods};
+    Python::attach(|py| {
+        let item = r.globals.bind(py).get_item(name).unwrap().unwrap();
+        item.cast::<PyBytes>().unwrap().as_bytes().as_ptr() as usize
+    })
+}
+
+#[test]
+fn a_sharing_sink_gets_big_bytes_items_themselves_and_copies_of_small_ones() {
+    let app = "BIG = b'a' * 16384\nSMALL = b'b' * 100\nTAIL = b'c' * 20000\ndef application(environ, start_response):\n    start_response('200 OK', CL)\n    def g():\n        yield BIG\n        yield SMALL\n        yield TAIL\n    return g()\n";
+    let code = format!("CL = []\n{app}");
+    let mut case = Case::new(&code);
+    case.share = true;
+    let r = case.run();
+    assert_eq!(r.outcome, Outcome::Complete);
+    assert_eq!(r.rec.body.len(), 36484);
+    // The sink saw the objects' own memory for the two big items, not a copy.
+    assert_eq!(r.rec.shared, vec![(bytes_address(&r, "BIG"), 16384), (bytes_address(&r, "TAIL"), 20000)]);
+    // Cut by Content-Length: the shared part is the start of the item.
+    let cut = format!("CL = [('Content-Length', '20000')]\n{app}");
+    let mut case = Case::new(&cut);
+    case.share = true;
+    let r = case.run();
+    assert_eq!(r.rec.body.len(), 20000);
+    assert_eq!(r.rec.shared, vec![(bytes_address(&r, "BIG"), 16384), (bytes_address(&r, "TAIL"), 3516)]);
+    assert!(r.rec.body.ends_with(b"c"));
+    // A list of one big item, and a sink that does not share.
+    let mut case = Case::new(
+        "BIG = b'x' * 100000\ndef application(environ, start_response):\n    start_response('200 OK', [])\n    return [BIG]\n",
+    );
+    case.share = true;
+    let r = case.run();
+    assert_eq!(r.rec.shared, vec![(bytes_address(&r, "BIG"), 100000)]);
+    let r = Case::new(&code).run();
+    assert!(r.rec.shared.is_empty());
+    assert_eq!(r.rec.body.len(), 36484);
+}
+
 #[test]
 fn content_length_is_never_exceeded_and_short_bodies_abort() {
     let r = Case::new("def application(environ, start_response):\n    start_response('200 OK', [('Content-Length', '5')])\n    def g():\n        yield b'123'\n        yield b'4567890'\n        yield b'more'\n    return g()\n").run();
@@ -380,7 +432,7 @@ fn pump_respects_budget() {
         let template = EnvironTemplate::new(py, true, true, "test").unwrap();
         let parts = RequestParts {
             body: Box::new(super::EmptyBody),
-            sink: Box::new(RecordingSink { rec: rec.clone(), gone_after: None, sendfile: true }),
+            sink: Box::new(RecordingSink { rec: rec.clone(), gone_after: None, sendfile: true, share: false }),
             log: Arc::new(MemLog::default()),
             context: Arc::from("t"),
         };

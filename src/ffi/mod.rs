@@ -1,6 +1,6 @@
 //! Foreign-function layer: generated server bindings and the few CPython C-API calls that
 //! pyo3 does not wrap (PyConfig start-up, keeping a thread state per server thread,
-//! sub-interpreters in `interp`), and
+//! sub-interpreters in `interp`, `bytes` memory read without the GIL in `shared_bytes`), and
 //! the OS calls daemon mode needs that std does not wrap (`unix`).
 
 pub mod crash_report;
@@ -9,6 +9,7 @@ pub mod guard;
 pub mod interp;
 pub mod os;
 pub mod python;
+pub mod shared_bytes;
 pub mod unix;
 
 #[cfg(feature = "apache")]

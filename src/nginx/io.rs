@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::core::head::ResponseHead;
 use crate::core::response::Outcome;
-use crate::core::{Level, LogSink, RequestBody, ResponseSink, SinkError, WriteFlags};
+use crate::core::{Level, LogSink, RequestBody, ResponseSink, SharedBytes, SinkError, WriteFlags};
 use crate::ffi::ngx::*;
 
 /// Bytes a batch may hold before a writer waits for the event loop to take them. Bounds
@@ -262,7 +262,30 @@ impl RequestBody for NgxBody {
 /// A piece of response body produced by the application.
 pub enum Item {
     Data(Vec<u8>),
-    File { fd: OwnedFd, offset: u64, len: u64 },
+    /// A `bytes` object of the application's, sent from its own memory (no copy).
+    Shared(SharedBytes),
+    File {
+        fd: OwnedFd,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// Memory an nginx buffer points into, held until nginx has sent it.
+pub enum Held {
+    /// Ours: goes back to the batch for reuse.
+    Owned(Vec<u8>),
+    /// The application's: dropped without the GIL, so pyo3 decrefs it at the next attach.
+    Shared(SharedBytes),
+}
+
+impl Held {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Held::Owned(v) => v,
+            Held::Shared(s) => s.as_slice(),
+        }
+    }
 }
 
 /// What the application produced and the event loop has not taken yet.
@@ -357,6 +380,23 @@ impl NgxSink {
     }
 }
 
+impl NgxSink {
+    /// The batch, once it has room: waits while it holds [`WRITE_LIMIT`] bytes (shared
+    /// items count too: they keep the application's memory alive until sent).
+    fn room(&self) -> Result<MutexGuard<'_, Batch>, SinkError> {
+        let mut b = self.shared.lock();
+        while b.bytes >= WRITE_LIMIT && !b.client_gone {
+            b.writer_waits = true;
+            b = self.shared.drained.wait(b).unwrap_or_else(|p| p.into_inner());
+            b.writer_waits = false;
+        }
+        if b.client_gone {
+            return Err(SinkError::ClientGone);
+        }
+        Ok(b)
+    }
+}
+
 impl ResponseSink for NgxSink {
     fn send_head(&mut self, head: &ResponseHead) -> Result<(), SinkError> {
         let mut b = self.shared.lock();
@@ -368,15 +408,7 @@ impl ResponseSink for NgxSink {
     }
 
     fn write(&mut self, data: &[u8], flags: WriteFlags) -> Result<(), SinkError> {
-        let mut b = self.shared.lock();
-        while b.bytes >= WRITE_LIMIT && !b.client_gone {
-            b.writer_waits = true;
-            b = self.shared.drained.wait(b).unwrap_or_else(|p| p.into_inner());
-            b.writer_waits = false;
-        }
-        if b.client_gone {
-            return Err(SinkError::ClientGone);
-        }
+        let mut b = self.room()?;
         if !data.is_empty() {
             match b.items.last_mut() {
                 Some(Item::Data(v)) if v.len() + data.len() <= v.capacity().max(COALESCE) => v.extend_from_slice(data),
@@ -386,6 +418,24 @@ impl ResponseSink for NgxSink {
                 }
             }
             b.bytes += data.len();
+        }
+        if flags.last {
+            b.last = true;
+        }
+        Ok(())
+    }
+
+    fn shares(&self) -> bool {
+        // The event loop sends after write() returned, so write() copies; a bytes object
+        // can be kept instead.
+        true
+    }
+
+    fn write_shared(&mut self, data: SharedBytes, flags: WriteFlags) -> Result<(), SinkError> {
+        let mut b = self.room()?;
+        if !data.is_empty() {
+            b.bytes += data.len();
+            b.items.push(Item::Shared(data));
         }
         if flags.last {
             b.last = true;

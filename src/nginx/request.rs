@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::daemon_client::{DaemonConn, Next, Target};
 use super::dispatch::{Dispatcher, Job};
-use super::io::{BodyLoan, Item, LoanOwner, NgxBody, Part, PoolBytes};
+use super::io::{BodyLoan, Held, Item, LoanOwner, NgxBody, Part, PoolBytes};
 use super::ngx::{BufData, Ctx, ERROR, OK, Request};
 use super::state::{Client, Head, State, Task};
 use super::task::{Start, TaskSide};
@@ -159,7 +159,7 @@ pub struct NgxRequest {
     _slot: InFlightSlot,
     state: State,
     /// Body memory lent to nginx buffers, in output order, until they leave `busy`.
-    lent: VecDeque<(*mut ngx_buf_t, Vec<u8>)>,
+    lent: VecDeque<(*mut ngx_buf_t, Held)>,
     /// Daemon mode: the location's group, until the body is read.
     target: Option<Target>,
     /// Daemon mode: the conversation with the group's daemon (daemon.rs of this adapter).
@@ -411,10 +411,18 @@ impl NgxRequest {
         for item in items {
             match item {
                 Item::Data(v) => {
+                    let held = Held::Owned(v);
                     // SAFETY: v's heap memory does not move when v moves into `lent`, where it
                     // stays until nginx no longer holds the buffer (release_sent).
-                    let Some(b) = (unsafe { ctx.add_mem(&mut out, &v) }) else { return ERROR };
-                    self.lent.push_back((b, v));
+                    let Some(b) = (unsafe { ctx.add_mem(&mut out, held.as_slice()) }) else { return ERROR };
+                    self.lent.push_back((b, held));
+                }
+                Item::Shared(s) => {
+                    let held = Held::Shared(s);
+                    // SAFETY: the bytes object's memory never moves and lives while `lent`
+                    // holds the reference, until nginx no longer holds the buffer.
+                    let Some(b) = (unsafe { ctx.add_mem(&mut out, held.as_slice()) }) else { return ERROR };
+                    self.lent.push_back((b, held));
                 }
                 Item::File { fd, offset, len } => {
                     if ctx.add_file(&mut out, fd, offset, len).is_none() {
@@ -437,8 +445,11 @@ impl NgxRequest {
             if self.ctx().is_busy(*b) {
                 break;
             }
-            if let Some((_, v)) = self.lent.pop_front() {
-                self.task.shared.lock().recycle(v);
+            match self.lent.pop_front() {
+                Some((_, Held::Owned(v))) => self.task.shared.lock().recycle(v),
+                // Dropped without the GIL: pyo3 decrefs it the next time a thread attaches.
+                Some((_, Held::Shared(s))) => drop(s),
+                None => {}
             }
         }
     }
