@@ -340,7 +340,8 @@ pub fn on_event(pool: &Pool, key: usize, reason: u32, status: i32) {
     let Some((member, pid)) = st.keys.remove(&key) else { return };
     // Ends the registration (its callback is called with UNREGISTER, which does nothing).
     unregister_other_child(key);
-    let how = os::describe_status(if reason == APR_OC_REASON_LOST { -1 } else { status });
+    // `status` is APR's exit code or signal number, not a raw wait status.
+    let how = os::describe_apr_exit_code(if reason == APR_OC_REASON_LOST { -1 } else { status });
     let (gi, si) = match member {
         Member::Retiring { group } => {
             st.log(Level::Notice, &format!("retired daemon process {pid} of group {group:?} exited ({how})"));
@@ -354,14 +355,14 @@ pub fn on_event(pool: &Pool, key: usize, reason: u32, status: i32) {
         return;
     }
     let slot = &mut st.groups[gi].1[si];
-    let quick = slot.started.elapsed() < QUICK && !os::exited_cleanly(status);
+    let quick = slot.started.elapsed() < QUICK && status != 0;
     slot.quick_failures = if quick { slot.quick_failures + 1 } else { 0 };
     let delay = match slot.quick_failures {
         0 => Duration::ZERO,
         n => (Duration::from_millis(250) * 2u32.saturating_pow(n.min(8) - 1)).min(MAX_BACKOFF),
     };
     st.log(
-        if os::exited_cleanly(status) { Level::Notice } else { Level::Error },
+        if status == 0 { Level::Notice } else { Level::Error },
         &format!(
             "daemon process {pid} of group {:?} exited ({how}); starting a replacement{}",
             sp.group.name,

@@ -270,18 +270,37 @@ pub fn describe_status(status: i32) -> String {
         format!("exit status {}", libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        // SAFETY: strsignal returns a pointer to a static (or thread-local) string.
-        let name = unsafe { libc::strsignal(sig) };
-        let name = if name.is_null() {
-            String::new()
-        } else {
-            // SAFETY: non-NULL strsignal results are NUL-terminated strings.
-            unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
-        };
-        format!("killed by signal {sig} ({name})")
+        format!("killed by signal {sig} ({})", signal_name(sig))
     } else {
         format!("wait status {status}")
     }
+}
+
+/// How a process ended, from what httpd hands an APR "other child" callback: APR's wait
+/// already split the wait status into a reason (exit or signal) and a number, and httpd
+/// passes only the number. So 3 is `os._exit(3)` or SIGQUIT, and only what cannot be
+/// ambiguous is said: 0 is a clean exit (there is no signal 0), above the last signal
+/// number only an exit status fits.
+pub fn describe_apr_exit_code(code: i32) -> String {
+    if code == -1 {
+        "status unknown".into()
+    } else if code == 0 {
+        "exit status 0".into()
+    } else if (1..=libc::SIGRTMAX()).contains(&code) {
+        format!("exit status {code} or signal {code} ({}): httpd does not say which", signal_name(code))
+    } else {
+        format!("exit status {code}")
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a static (or thread-local) string.
+    let name = unsafe { libc::strsignal(sig) };
+    if name.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-NULL strsignal results are NUL-terminated strings.
+    unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
 }
 
 /// Whether the raw wait status is a normal exit with status 0.
@@ -333,4 +352,23 @@ pub fn reopen_if_replaced(fd: RawFd, path: &std::path::Path) -> io::Result<bool>
         return Err(io::Error::last_os_error());
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_wait_status_says_exit_or_signal() {
+        assert_eq!(describe_status(3 << 8), "exit status 3");
+        assert_eq!(describe_status(libc::SIGKILL), "killed by signal 9 (Killed)");
+    }
+
+    #[test]
+    fn an_apr_exit_code_says_only_what_it_can() {
+        assert_eq!(describe_apr_exit_code(0), "exit status 0");
+        assert_eq!(describe_apr_exit_code(3), "exit status 3 or signal 3 (Quit): httpd does not say which");
+        assert_eq!(describe_apr_exit_code(100), "exit status 100");
+        assert_eq!(describe_apr_exit_code(-1), "status unknown");
+    }
 }

@@ -14,11 +14,8 @@ set -u
 name=$1; out=$2; base=${3:-}
 mkdir -p "$out"; out=$(cd "$out" && pwd)   # absolute: the script changes directory
 cd "$(dirname "$0")/../.."
-bench/run.sh ${base:+--baseline "$base"} --serve "$name" > "$out/serve.log" 2>&1 &
-sp=$!
-for _ in $(seq 1200); do grep -q 'pids' "$out/serve.log" && break; sleep 0.5; done
-port=$(grep -o '127.0.0.1:[0-9]*' "$out/serve.log" | head -1 | cut -d: -f2)
-pids=$(grep -o 'pids \[[^]]*\]' "$out/serve.log" | tr -dc '0-9, ')
+. tests/nginx/serve-lib.sh
+serve_contender "$name" "$out" "$base"
 all=$(for p in ${pids//,/ }; do echo $p; ps -o pid= --ppid "$p"; done | tr -d ' ' | sort -u | grep . | tr '\n' ',' | sed 's/,$//')
 echo "port $port pids $all" > "$out/info"
 for wl in ${WLS:-django flask}; do

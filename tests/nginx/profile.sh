@@ -13,11 +13,8 @@ set -u
 name=$1; out=$2; base=${3:-}
 mkdir -p "$out"
 cd "$(dirname "$0")/../.."
-bench/run.sh ${base:+--baseline "$base"} --serve "$name" > "$out/serve.log" 2>&1 &
-sp=$!
-for _ in $(seq 600); do grep -q 'pids' "$out/serve.log" && break; sleep 0.5; done
-port=$(grep -o '127.0.0.1:[0-9]*' "$out/serve.log" | head -1 | cut -d: -f2)
-pids=$(grep -o 'pids \[[^]]*\]' "$out/serve.log" | tr -dc '0-9, ')
+. tests/nginx/serve-lib.sh
+serve_contender "$name" "$out" "$base"
 workers=$(for p in ${pids//,/ }; do ps -o pid= --ppid "$p"; done | tr -s ' \n' ',' | sed 's/^,//;s/,$//')
 echo "port $port workers $workers" > "$out/info"
 wrk -t2 -c32 -d2 "http://127.0.0.1:$port/hello" > /dev/null          # warm-up
