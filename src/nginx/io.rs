@@ -378,9 +378,7 @@ impl NgxSink {
     pub fn new(shared: Arc<Shared>) -> NgxSink {
         NgxSink { shared }
     }
-}
 
-impl NgxSink {
     /// The batch, once it has room: waits while it holds [`WRITE_LIMIT`] bytes (shared
     /// items count too: they keep the application's memory alive until sent).
     fn room(&self) -> Result<MutexGuard<'_, Batch>, SinkError> {
