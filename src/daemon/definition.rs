@@ -352,9 +352,10 @@ pub fn parse(args: &[String], units: &Units) -> Result<Definition, String> {
             }
             "socket_timeout" => {
                 let t = syntax.time(k, v)?;
-                g.socket_timeout = Some(
-                    Some(t).filter(|t| !t.is_zero()).ok_or_else(|| at("socket_timeout must be more than 0".into()))?,
-                )
+                if t.is_zero() {
+                    return Err(at("socket_timeout must be more than 0".into()));
+                }
+                g.socket_timeout = Some(t);
             }
             "cpu_time_limit" => {
                 let secs = syntax.time(k, v)?.as_secs();

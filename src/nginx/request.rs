@@ -409,27 +409,21 @@ impl NgxRequest {
         let Some(ctx) = self.ctx.as_ref() else { return ERROR };
         let mut out = ctx.out();
         for item in items {
-            match item {
-                Item::Data(v) => {
-                    let held = Held::Owned(v);
-                    // SAFETY: v's heap memory does not move when v moves into `lent`, where it
-                    // stays until nginx no longer holds the buffer (release_sent).
-                    let Some(b) = (unsafe { ctx.add_mem(&mut out, held.as_slice()) }) else { return ERROR };
-                    self.lent.push_back((b, held));
-                }
-                Item::Shared(s) => {
-                    let held = Held::Shared(s);
-                    // SAFETY: the bytes object's memory never moves and lives while `lent`
-                    // holds the reference, until nginx no longer holds the buffer.
-                    let Some(b) = (unsafe { ctx.add_mem(&mut out, held.as_slice()) }) else { return ERROR };
-                    self.lent.push_back((b, held));
-                }
+            let held = match item {
+                Item::Data(v) => Held::Owned(v),
+                Item::Shared(s) => Held::Shared(s),
                 Item::File { fd, offset, len } => {
                     if ctx.add_file(&mut out, fd, offset, len).is_none() {
                         return ERROR;
                     }
+                    continue;
                 }
-            }
+            };
+            // SAFETY: the memory does not move when `held` moves into `lent` (a Vec's heap
+            // buffer; a bytes object's data, kept alive by the reference), where it stays
+            // until nginx no longer holds the buffer (release_sent).
+            let Some(b) = (unsafe { ctx.add_mem(&mut out, held.as_slice()) }) else { return ERROR };
+            self.lent.push_back((b, held));
         }
         if ctx.add_last(&mut out, last).is_none() {
             return ERROR;
